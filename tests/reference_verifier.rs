@@ -62,7 +62,11 @@ fn both_verdicts(bundle_json: &str, artifact: &str, identity: &str) -> Verdicts 
     std::fs::write(&bundle_path, bundle_json).unwrap();
     let trust_config = write_trust_config(dir.path());
 
-    let roots = TrustedRoots::from_json(&[(provenance_gate::verify::Instance::PublicGood, PUBLIC_GOOD_ROOT)]).unwrap();
+    let roots = TrustedRoots::from_json(&[(
+        provenance_gate::verify::Instance::PublicGood,
+        PUBLIC_GOOD_ROOT,
+    )])
+    .unwrap();
     let artifact_bytes;
     let input = if artifact.starts_with("sha256:") {
         ArtifactInput::parse_sha256(artifact).unwrap()
@@ -72,14 +76,24 @@ fn both_verdicts(bundle_json: &str, artifact: &str, identity: &str) -> Verdicts 
     };
     let ours = read_bundles(bundle_json.as_bytes())
         .map_err(|error| error.to_string())
-        .and_then(|bundles| verify_bundle(&roots, &bundles[0], input).map(|_| ()).map_err(|error| error.to_string()));
+        .and_then(|bundles| {
+            verify_bundle(&roots, &bundles[0], input)
+                .map(|_| ())
+                .map_err(|error| error.to_string())
+        });
 
     let output = Command::new(reference_cli())
         .arg("--trust-config")
         .arg(&trust_config)
         .args(["verify", "identity", "--offline", "--bundle"])
         .arg(&bundle_path)
-        .args(["--cert-identity", identity, "--cert-oidc-issuer", ISSUER, artifact])
+        .args([
+            "--cert-identity",
+            identity,
+            "--cert-oidc-issuer",
+            ISSUER,
+            artifact,
+        ])
         // Its log formatter wraps at the terminal width; keep messages on one line.
         .env("COLUMNS", "400")
         .output()
@@ -95,7 +109,11 @@ fn both_verdicts(bundle_json: &str, artifact: &str, identity: &str) -> Verdicts 
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let reference = if output.status.success() { Ok(()) } else { Err(text) };
+    let reference = if output.status.success() {
+        Ok(())
+    } else {
+        Err(text)
+    };
     Verdicts { ours, reference }
 }
 
@@ -117,7 +135,12 @@ fn flip_bit(value: &mut serde_json::Value, pointer: &str) {
 #[test]
 fn reference_verifier_agrees_on_the_real_public_good_attestation_and_its_tamperings() {
     let cases: Vec<(&str, String, &str, bool)> = vec![
-        ("genuine bundle and artifact", REUSABLE_BUNDLE.into(), REUSABLE_ARTIFACT, true),
+        (
+            "genuine bundle and artifact",
+            REUSABLE_BUNDLE.into(),
+            REUSABLE_ARTIFACT,
+            true,
+        ),
         (
             "genuine bundle and its subject digest",
             REUSABLE_BUNDLE.into(),
@@ -130,12 +153,24 @@ fn reference_verifier_agrees_on_the_real_public_good_attestation_and_its_tamperi
             "sha256:0000000000000000000000000000000000000000000000000000000000000000",
             false,
         ),
-        ("flipped payload bit", edited(|v| flip_bit(v, "/dsseEnvelope/payload")), REUSABLE_ARTIFACT, false),
-        ("flipped signature bit", edited(|v| flip_bit(v, "/dsseEnvelope/signatures/0/sig")), REUSABLE_ARTIFACT, false),
+        (
+            "flipped payload bit",
+            edited(|v| flip_bit(v, "/dsseEnvelope/payload")),
+            REUSABLE_ARTIFACT,
+            false,
+        ),
+        (
+            "flipped signature bit",
+            edited(|v| flip_bit(v, "/dsseEnvelope/signatures/0/sig")),
+            REUSABLE_ARTIFACT,
+            false,
+        ),
         (
             "moved integrated time",
             edited(|v| {
-                let slot = v.pointer_mut("/verificationMaterial/tlogEntries/0/integratedTime").unwrap();
+                let slot = v
+                    .pointer_mut("/verificationMaterial/tlogEntries/0/integratedTime")
+                    .unwrap();
                 *slot = serde_json::Value::String("1716578000".into());
             }),
             REUSABLE_ARTIFACT,
@@ -143,14 +178,23 @@ fn reference_verifier_agrees_on_the_real_public_good_attestation_and_its_tamperi
         ),
         (
             "flipped SET bit",
-            edited(|v| flip_bit(v, "/verificationMaterial/tlogEntries/0/inclusionPromise/signedEntryTimestamp")),
+            edited(|v| {
+                flip_bit(
+                    v,
+                    "/verificationMaterial/tlogEntries/0/inclusionPromise/signedEntryTimestamp",
+                )
+            }),
             REUSABLE_ARTIFACT,
             false,
         ),
         (
             "removed log entry",
             edited(|v| {
-                v.pointer_mut("/verificationMaterial/tlogEntries").unwrap().as_array_mut().unwrap().clear()
+                v.pointer_mut("/verificationMaterial/tlogEntries")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .clear()
             }),
             REUSABLE_ARTIFACT,
             false,
@@ -158,7 +202,12 @@ fn reference_verifier_agrees_on_the_real_public_good_attestation_and_its_tamperi
     ];
     for (name, bundle, artifact, expected) in cases {
         let verdicts = both_verdicts(&bundle, artifact, REUSABLE_SIGNER);
-        assert_eq!(verdicts.ours.is_ok(), expected, "{name}: ours said {:?}", verdicts.ours);
+        assert_eq!(
+            verdicts.ours.is_ok(),
+            expected,
+            "{name}: ours said {:?}",
+            verdicts.ours
+        );
         assert_eq!(
             verdicts.reference.is_ok(),
             expected,

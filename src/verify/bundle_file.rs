@@ -37,7 +37,9 @@ pub enum BundleReadError {
     FileTooLarge { size: usize },
     #[error("bundle file is not UTF-8 text; expected a Sigstore bundle in JSON")]
     NotText,
-    #[error("bundle {index} (line {line}) is {size} bytes, more than the {MAX_BUNDLE_BYTES} allowed")]
+    #[error(
+        "bundle {index} (line {line}) is {size} bytes, more than the {MAX_BUNDLE_BYTES} allowed"
+    )]
     BundleTooLarge {
         index: usize,
         line: usize,
@@ -140,11 +142,10 @@ fn parse_one(
     let media_type = match value.get("mediaType") {
         Some(serde_json::Value::String(media_type)) => media_type.clone(),
         Some(_) => return Err(not_a_bundle("mediaType is not a string".into())),
-        None => {
-            return Err(not_a_bundle(
-                "no mediaType field; expected a Sigstore bundle (application/vnd.dev.sigstore.bundle…)".into(),
-            ))
-        }
+        None => return Err(not_a_bundle(
+            "no mediaType field; expected a Sigstore bundle (application/vnd.dev.sigstore.bundle…)"
+                .into(),
+        )),
     };
     if !SUPPORTED_MEDIA_TYPES.contains(&media_type.as_str()) {
         return Err(BundleReadError::UnknownMediaType {
@@ -153,8 +154,10 @@ fn parse_one(
             media_type,
         });
     }
-    let canonical_text = serde_json::to_string(&value).map_err(|error| not_a_bundle(error.to_string()))?;
-    let bundle = Bundle::from_json(&canonical_text).map_err(|error| not_a_bundle(error.to_string()))?;
+    let canonical_text =
+        serde_json::to_string(&value).map_err(|error| not_a_bundle(error.to_string()))?;
+    let bundle =
+        Bundle::from_json(&canonical_text).map_err(|error| not_a_bundle(error.to_string()))?;
     Ok(ParsedBundle {
         index,
         line,
@@ -167,8 +170,9 @@ fn parse_one(
 mod tests {
     use super::*;
 
-    const REAL_BUNDLE: &str =
-        include_str!("../../tests/data/bundles/public-good/reusable-workflow-attestation.sigstore.json");
+    const REAL_BUNDLE: &str = include_str!(
+        "../../tests/data/bundles/public-good/reusable-workflow-attestation.sigstore.json"
+    );
 
     fn one_line(json: &str) -> String {
         serde_json::to_string(&serde_json::from_str::<serde_json::Value>(json).unwrap()).unwrap()
@@ -205,10 +209,19 @@ mod tests {
             (b"".to_vec(), "bundle file is empty"),
             (b"  \n".to_vec(), "bundle file is empty"),
             (vec![0xff, 0xfe, 0x00], "not UTF-8"),
-            (b"hello world".to_vec(), "bundle 1 (line 1) is not valid JSON"),
+            (
+                b"hello world".to_vec(),
+                "bundle 1 (line 1) is not valid JSON",
+            ),
             (truncated.as_bytes().to_vec(), "may be truncated"),
-            (format!("{line}\n{truncated}").into_bytes(), "bundle 2 (line 2) is not valid JSON"),
-            (br#"{"mediaType": "application/x-foo"}"#.to_vec(), "unknown media type \"application/x-foo\""),
+            (
+                format!("{line}\n{truncated}").into_bytes(),
+                "bundle 2 (line 2) is not valid JSON",
+            ),
+            (
+                br#"{"mediaType": "application/x-foo"}"#.to_vec(),
+                "unknown media type \"application/x-foo\"",
+            ),
             (br#"{"a": 1}"#.to_vec(), "no mediaType field"),
             (br#"[1, 2]"#.to_vec(), "no mediaType field"),
             (

@@ -155,7 +155,9 @@ fn check_time_proof_present(time_proof: TimeProof, bundle: &Bundle) -> Result<()
                     );
                 }
                 let rekor_v1 = entry.kind_version != KindVersion::HashedRekordV002;
-                if rekor_v1 && (entry.inclusion_promise.is_none() || entry.integrated_time.is_none()) {
+                if rekor_v1
+                    && (entry.inclusion_promise.is_none() || entry.integrated_time.is_none())
+                {
                     return Err(
                         "transparency-log entry has no signed entry timestamp (SET); this root requires it"
                             .into(),
@@ -163,7 +165,8 @@ fn check_time_proof_present(time_proof: TimeProof, bundle: &Bundle) -> Result<()
                 }
                 if !rekor_v1 && !has_timestamp {
                     return Err(
-                        "Rekor v2 entry without an RFC 3161 timestamp: no trusted signing time".into(),
+                        "Rekor v2 entry without an RFC 3161 timestamp: no trusted signing time"
+                            .into(),
                     );
                 }
             }

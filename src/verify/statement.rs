@@ -1,7 +1,5 @@
 //! Reading the in-toto statement inside a verified DSSE envelope into claims.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::claims::{PredicateClaims, Subject};
@@ -29,8 +27,8 @@ pub enum StatementError {
 }
 
 pub fn read_statement(payload: &[u8]) -> Result<StatementFacts, StatementError> {
-    let statement: Value =
-        serde_json::from_slice(payload).map_err(|error| StatementError::NotJson(error.to_string()))?;
+    let statement: Value = serde_json::from_slice(payload)
+        .map_err(|error| StatementError::NotJson(error.to_string()))?;
     let predicate_type = statement
         .get("predicateType")
         .and_then(Value::as_str)
@@ -68,7 +66,7 @@ fn read_subject(subject: &Value) -> Subject {
                 })
                 .collect()
         })
-        .unwrap_or_else(BTreeMap::new);
+        .unwrap_or_default();
     Subject {
         name: text(subject, &["name"]).unwrap_or_default(),
         digest,
@@ -95,7 +93,12 @@ fn read_slsa_predicate(predicate: &Value) -> PredicateClaims {
         build_type: text(predicate, &["buildDefinition", "buildType"]),
         workflow_repository: text(
             predicate,
-            &["buildDefinition", "externalParameters", "workflow", "repository"],
+            &[
+                "buildDefinition",
+                "externalParameters",
+                "workflow",
+                "repository",
+            ],
         ),
         workflow_path: text(
             predicate,
@@ -129,7 +132,8 @@ fn text(value: &Value, path: &[&str]) -> Option<String> {
 mod tests {
     use super::*;
 
-    const GHCR_STATEMENT: &str = include_str!("../../tests/data/oci/slsa-statement.publicgood-ghcr.json");
+    const GHCR_STATEMENT: &str =
+        include_str!("../../tests/data/oci/slsa-statement.publicgood-ghcr.json");
 
     #[test]
     fn github_slsa_predicate_is_read_in_full() {
@@ -138,14 +142,28 @@ mod tests {
         assert!(!facts.subjects.is_empty());
         assert!(facts.subjects[0].digest.contains_key("sha256"));
         let predicate = facts.predicate.expect("SLSA predicate");
-        assert!(predicate.workflow_repository.as_deref().unwrap().starts_with("https://github.com/"));
-        assert!(predicate.workflow_path.as_deref().unwrap().starts_with(".github/workflows/"));
+        assert!(predicate
+            .workflow_repository
+            .as_deref()
+            .unwrap()
+            .starts_with("https://github.com/"));
+        assert!(predicate
+            .workflow_path
+            .as_deref()
+            .unwrap()
+            .starts_with(".github/workflows/"));
         assert!(predicate.workflow_ref.is_some());
         assert!(predicate.event_name.is_some());
         assert!(predicate.repository_id.is_some());
         assert!(predicate.repository_owner_id.is_some());
-        assert_eq!(predicate.runner_environment.as_deref(), Some("github-hosted"));
-        assert_eq!(predicate.resolved_commit.as_ref().map(String::len), Some(40));
+        assert_eq!(
+            predicate.runner_environment.as_deref(),
+            Some("github-hosted")
+        );
+        assert_eq!(
+            predicate.resolved_commit.as_ref().map(String::len),
+            Some(40)
+        );
         assert!(predicate.builder_id.is_some());
         assert!(predicate.invocation_id.is_some());
     }

@@ -114,7 +114,9 @@ impl TrustedRoots {
                 path: shown.clone(),
                 source,
             })?;
-            let json = json.ok_or_else(|| TrustedRootError::TooLarge { path: shown.clone() })?;
+            let json = json.ok_or_else(|| TrustedRootError::TooLarge {
+                path: shown.clone(),
+            })?;
             let name = path
                 .file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
@@ -198,7 +200,10 @@ mod tests {
         let error = TrustedRoots::from_json(&[(Instance::Custom("mine".into()), "{not json")])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("trusted root mine is not a valid"), "{error}");
+        assert!(
+            error.contains("trusted root mine is not a valid"),
+            "{error}"
+        );
     }
 
     #[test]

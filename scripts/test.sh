@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test. Installs the test-only tools first when they are missing:
+# the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/oracle-venv
+if [ ! -x "$venv/bin/sigstore" ]; then
+  echo "== installing the reference verifier (PyPI sigstore) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/oracle/requirements.txt
+fi
+export SIGSTORE_PYTHON_CLI="$PWD/$venv/bin/sigstore"
+
+if [ -f tests/oracle/package-lock.json ] && [ ! -d tests/oracle/node_modules ]; then
+  echo "== installing @sigstore/verify (npm) into tests/oracle"
+  npm ci --prefix tests/oracle --no-audit --no-fund --silent
+fi
+
+cargo test --workspace --locked "$@"

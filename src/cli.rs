@@ -1,0 +1,273 @@
+//! The `provenance-gate` command line: argument parsing and the offline commands.
+//!
+//! Exit status: 0 verified and allowed; 1 denied; 2 bad usage or unreadable input.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::policy::Policy;
+use crate::provenance::{check_bundles, ProvenanceVerdict};
+use crate::verify::{read_bundles, ArtifactInput, TrustedRoots};
+
+/// Input files larger than this are refused (bundles and policies are kilobytes).
+const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+/// Artifacts are hashed, not parsed, so they may be larger.
+const MAX_ARTIFACT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "provenance-gate",
+    version,
+    about = "Admit only artifacts with verifiable build provenance from trusted GitHub Actions workflows"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify one attestation bundle offline and check it against a policy.
+    VerifyBundle(VerifyBundleArgs),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file; errors name the field and line.
+    Check {
+        /// The policy.yaml to check.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+struct VerifyBundleArgs {
+    /// Sigstore bundle: one JSON bundle, or JSON Lines with several (any one may satisfy the policy).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// The artifact the bundle attests to.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "digest",
+        required_unless_present = "digest"
+    )]
+    artifact: Option<PathBuf>,
+    /// The artifact's digest instead of the artifact, as sha256:HEX (an image manifest digest).
+    #[arg(long, value_name = "sha256:HEX")]
+    digest: Option<String>,
+    /// Policy file (the policy.yaml of the ConfigMap).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Check against this rule only; by default any rule of the policy may allow.
+    #[arg(long, value_name = "NAME")]
+    rule: Option<String>,
+    /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
+    #[arg(long = "trusted-root", value_name = "FILE")]
+    trusted_roots: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// Bad usage or unreadable input: exit 2 with a one-line message.
+struct UsageError(String);
+
+impl<E: std::fmt::Display> From<E> for UsageError {
+    fn from(error: E) -> Self {
+        UsageError(error.to_string())
+    }
+}
+
+/// Parses `args` and runs the command.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with success, usage errors with code 2.
+            let _ = error.print();
+            return ExitCode::from(error.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::VerifyBundle(args) => verify_bundle_command(&args),
+        Command::Policy(PolicyCommand::Check { file, output }) => {
+            policy_check_command(&file, output)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_input(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, UsageError> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("cannot read {what} {shown}: {error}"))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read {what} {shown}: {error}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(UsageError(format!(
+            "{what} {shown} is larger than {limit} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+fn load_policy(path: &Path) -> Result<Policy, UsageError> {
+    let bytes = read_input(path, "policy", MAX_INPUT_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("policy {} is not UTF-8 text", path.display()))?;
+    Policy::from_yaml(&text)
+        .map_err(|error| UsageError(format!("policy {}: {error}", path.display())))
+}
+
+fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError> {
+    let policy = load_policy(&args.policy)?;
+    let rules: Vec<_> = match &args.rule {
+        Some(name) => vec![policy.rule(name).ok_or_else(|| {
+            let known: Vec<_> = policy.rules().iter().map(|rule| rule.name()).collect();
+            format!(
+                "policy has no rule {name:?}; its rules are: {}",
+                known.join(", ")
+            )
+        })?],
+        None => policy.rules().iter().collect(),
+    };
+    let roots = if args.trusted_roots.is_empty() {
+        TrustedRoots::embedded()?
+    } else {
+        TrustedRoots::from_files(&args.trusted_roots)?
+    };
+    let bundle_bytes = read_input(&args.bundle, "bundle", MAX_INPUT_BYTES)?;
+    let bundles = read_bundles(&bundle_bytes)
+        .map_err(|error| format!("{}: {error}", args.bundle.display()))?;
+    let artifact_bytes;
+    let (artifact, artifact_digest) = match (&args.artifact, &args.digest) {
+        (Some(path), _) => {
+            artifact_bytes = read_input(path, "artifact", MAX_ARTIFACT_BYTES)?;
+            let digest = format!("sha256:{}", crate::verify::sha256_hex(&artifact_bytes));
+            (ArtifactInput::Bytes(&artifact_bytes), digest)
+        }
+        (None, Some(digest)) => (
+            ArtifactInput::parse_sha256(digest)?,
+            digest.to_ascii_lowercase(),
+        ),
+        (None, None) => {
+            return Err(UsageError(
+                "give --artifact FILE or --digest sha256:HEX".into(),
+            ))
+        }
+    };
+    let verdict = check_bundles(&roots, &bundles, artifact, &rules);
+    match args.output {
+        Output::Json => println!("{}", verdict_json(&verdict, &artifact_digest)),
+        Output::Text => print_verdict_text(&verdict, &artifact_digest),
+    }
+    Ok(if verdict.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str) -> String {
+    let accepted = verdict.accepted();
+    serde_json::json!({
+        "decision": if verdict.allowed { "allowed" } else { "denied" },
+        "artifactDigest": artifact_digest,
+        "rule": accepted.and_then(|bundle| bundle.rule.clone()),
+        "bundle": accepted.map(|bundle| bundle.index),
+        "reasons": if verdict.allowed { Vec::new() } else { verdict.reasons() },
+        "bundles": verdict.bundles,
+    })
+    .to_string()
+}
+
+fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
+    let Some(accepted) = verdict.accepted() else {
+        eprintln!("denied: {artifact_digest} has no bundle that verifies and satisfies the policy");
+        for reason in verdict.reasons() {
+            eprintln!("  - {reason}");
+        }
+        return;
+    };
+    let rule = accepted.rule.as_deref().unwrap_or("?");
+    let Some(attestation) = &accepted.attestation else {
+        return;
+    };
+    let certificate = &attestation.certificate;
+    let unknown = || "?".to_owned();
+    println!(
+        "allowed: {artifact_digest} (bundle {} verified under {}, rule {rule:?})",
+        accepted.index, attestation.instance
+    );
+    let rows = [
+        ("repository", certificate.source_repository_uri.clone()),
+        ("ref", certificate.source_repository_ref.clone()),
+        ("commit", certificate.source_repository_digest.clone()),
+        ("workflow", certificate.build_config_uri.clone()),
+        ("signer", certificate.build_signer_uri.clone()),
+        ("trigger", certificate.build_trigger.clone()),
+        ("runner", certificate.runner_environment.clone()),
+        ("run", certificate.run_invocation_uri.clone()),
+        ("signed at", attestation.signed_at.clone()),
+    ];
+    for (label, value) in rows {
+        println!("  {label:<11}{}", value.unwrap_or_else(unknown));
+    }
+}
+
+fn policy_check_command(path: &Path, output: Output) -> Result<ExitCode, UsageError> {
+    let bytes = read_input(path, "policy", MAX_INPUT_BYTES)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("policy {} is not UTF-8 text", path.display()))?;
+    match (Policy::from_yaml(&text), output) {
+        (Ok(policy), Output::Text) => {
+            println!(
+                "{}: valid policy with {} rules",
+                path.display(),
+                policy.rules().len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (Ok(policy), Output::Json) => {
+            println!("{}", serde_json::json!({"valid": true, "policy": policy}));
+            Ok(ExitCode::SUCCESS)
+        }
+        (Err(error), Output::Text) => {
+            eprintln!("{}: {error}", path.display());
+            Ok(ExitCode::from(1))
+        }
+        (Err(error), Output::Json) => {
+            println!(
+                "{}",
+                serde_json::json!({"valid": false, "error": error.to_string(), "issues": error.issues()})
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}

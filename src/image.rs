@@ -1,0 +1,930 @@
+//! Container image references, parsed and normalised the way the container ecosystem does it.
+//!
+//! The admission flow matches policy globs against the normalised name and resolves, verifies and
+//! pins exactly the image the kubelet would pull. So this module reproduces the grammar and
+//! normalisation of `github.com/distribution/reference` (`ParseNormalizedNamed` followed by
+//! `TagNameOnly`), which containerd, Docker and the kubelet all use. Where we deviate, it is to
+//! reject more, never to accept more, and the deviation is listed here.
+//!
+//! Normalisation decisions:
+//! - The first `/`-separated component is a registry only if it is `localhost`, contains `.` or
+//!   `:`, or contains an upper-case letter (repository paths cannot be upper case, so
+//!   distribution reads such a component as a host). Otherwise the registry is `docker.io`.
+//!   A reference without any `/` is always a Docker Hub name, so `localhost:5000` is the image
+//!   `docker.io/library/localhost` with tag `5000`, as in Docker.
+//! - `index.docker.io` (the legacy Docker Hub name) becomes `docker.io`. `registry-1.docker.io`
+//!   is **not** rewritten: distribution keeps it as a separate registry (and does not add
+//!   `library/` there), so a policy written for `docker.io/**` does not cover it and such an
+//!   image falls to the unmatched-image rule, which fails closed by default.
+//! - On `docker.io` only, a one-component repository gets the `library/` prefix of official
+//!   images: `nginx` and `docker.io/nginx` both become `docker.io/library/nginx`.
+//! - Registry hosts keep their case, as in distribution (DNS is case-insensitive, but the string
+//!   the kubelet pulls is what we pin). Repository paths must be lower case.
+//! - A reference with neither tag nor digest gets the tag `latest`. A digest alone gets no tag.
+//!   A tag together with a digest keeps both; the digest wins for identity (the registry must
+//!   not resolve the tag, the tag is only informational), as containerd and the kubelet do.
+//! - Only `sha256` digests are accepted, in lower-case hex, because pinning and provenance
+//!   subjects use sha256; `sha384`/`sha512`, which distribution would also accept, are rejected
+//!   with a reason rather than half-supported.
+//! - The 255-character limit applies to the repository path (`library/nginx`), excluding the
+//!   registry, as in current distribution (`RepositoryNameTotalLengthMax`).
+//! - Port numbers are digits only, without a range check, as in distribution.
+//! - Stricter than distribution: inputs over 4096 bytes, whitespace, a URL scheme (`https://`)
+//!   and characters outside the grammar are rejected up front with their own reason, and a bare
+//!   64-hex identifier is rejected like `ParseNormalizedNamed` does.
+//!
+//! Docker Hub's registry API is not served at `docker.io` but at `registry-1.docker.io`; see
+//! [`registry_api_host`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use sha2::Digest as _;
+
+/// Inputs longer than this are rejected before any parsing, to bound work on hostile input.
+pub const MAX_INPUT_BYTES: usize = 4096;
+/// Longest accepted repository path (`library/nginx`), as in distribution.
+pub const MAX_REPOSITORY_LENGTH: usize = 255;
+/// Longest accepted tag, as in distribution and the OCI distribution spec.
+pub const MAX_TAG_LENGTH: usize = 128;
+/// The registry name that Docker Hub images normalise to.
+pub const DOCKER_HUB_REGISTRY: &str = "docker.io";
+/// The host that actually serves Docker Hub's registry API.
+pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+
+/// The pre-v2 "Docker Index" name of Docker Hub, still written in some manifests.
+const LEGACY_DOCKER_HUB_REGISTRY: &str = "index.docker.io";
+/// Namespace of Docker Hub's official images (`nginx` lives at `library/nginx`).
+const OFFICIAL_IMAGES_NAMESPACE: &str = "library/";
+const DEFAULT_TAG: &str = "latest";
+const SHA256_ALGORITHM: &str = "sha256";
+const SHA256_HEX_LENGTH: usize = 64;
+const EXPECTED_FORM: &str = "[registry[:port]/]repository[:tag][@sha256:<64 hex>]";
+
+/// Maps a registry name to the host that serves its registry API.
+///
+/// Only Docker Hub differs: its canonical name `docker.io` is served at `registry-1.docker.io`
+/// (the same mapping containerd and Docker apply). Every other registry, including an explicit
+/// `registry-1.docker.io`, is served at its own name.
+pub fn registry_api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB_REGISTRY {
+        DOCKER_HUB_API_HOST
+    } else {
+        registry
+    }
+}
+
+/// A parsed and normalised image reference: `registry/repository[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageReference {
+    registry: String,
+    repository: String,
+    tag: Option<String>,
+    digest: Option<Digest>,
+}
+
+impl ImageReference {
+    /// Parses and normalises a reference as written in a pod spec; see the module docs.
+    pub fn parse(input: &str) -> Result<Self, ImageReferenceError> {
+        reject_unparseable_input(input)?;
+
+        // The digest cannot contain '@' or '/', so splitting it off first leaves the
+        // registry/path/tag part exactly as distribution sees it.
+        let (name_and_tag, digest_text) = match input.split_once('@') {
+            Some((name_and_tag, digest_text)) => (name_and_tag, Some(digest_text)),
+            None => (input, None),
+        };
+
+        let (explicit_registry, path_and_tag) = split_registry(name_and_tag);
+        let registry = match explicit_registry {
+            Some(registry) => {
+                validate_registry(registry).map_err(|problem| {
+                    ImageReferenceError::InvalidRegistry {
+                        input: input.to_owned(),
+                        registry: registry.to_owned(),
+                        problem,
+                    }
+                })?;
+                if registry == LEGACY_DOCKER_HUB_REGISTRY {
+                    DOCKER_HUB_REGISTRY
+                } else {
+                    registry
+                }
+            }
+            None => DOCKER_HUB_REGISTRY,
+        };
+
+        // Without a registry component the path cannot contain ':', so the first ':' starts
+        // the tag. A second ':' ends up in the tag and is rejected there.
+        let (path, tag) = match path_and_tag.split_once(':') {
+            Some((path, tag)) => (path, Some(tag)),
+            None => (path_and_tag, None),
+        };
+
+        validate_path(input, path)?;
+        let repository = if registry == DOCKER_HUB_REGISTRY && !path.contains('/') {
+            format!("{OFFICIAL_IMAGES_NAMESPACE}{path}")
+        } else {
+            path.to_owned()
+        };
+        if repository.len() > MAX_REPOSITORY_LENGTH {
+            return Err(ImageReferenceError::RepositoryTooLong {
+                input: input.to_owned(),
+                length: repository.len(),
+            });
+        }
+
+        if let Some(tag) = tag {
+            validate_tag(input, tag)?;
+        }
+
+        let digest = digest_text
+            .map(Digest::parse)
+            .transpose()
+            .map_err(|source| ImageReferenceError::InvalidDigest {
+                input: input.to_owned(),
+                source,
+            })?;
+
+        let tag = match (tag, &digest) {
+            (Some(tag), _) => Some(tag.to_owned()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_TAG.to_owned()),
+        };
+
+        Ok(Self {
+            registry: registry.to_owned(),
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// The registry as named in references: `docker.io`, `ghcr.io`, `localhost:5000`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The host serving this image's registry API (`registry-1.docker.io` for `docker.io`).
+    pub fn api_host(&self) -> &str {
+        registry_api_host(&self.registry)
+    }
+
+    /// The repository path within the registry: `library/nginx`, `acme/api`.
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// Registry and repository, without tag or digest: what policy globs match against.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The tag, `latest` when the input had neither tag nor digest; `None` for digest-only input.
+    pub fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    /// The digest, when the reference is pinned. It identifies the image even if a tag is present.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
+    }
+
+    /// The same reference pinned to `digest`; the tag is kept so people can still read it.
+    pub fn with_digest(&self, digest: Digest) -> ImageReference {
+        ImageReference {
+            digest: Some(digest),
+            ..self.clone()
+        }
+    }
+}
+
+/// The canonical full form: `docker.io/library/nginx:latest`, `ghcr.io/a/b:1@sha256:<hex>`.
+impl fmt::Display for ImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ImageReference {
+    type Err = ImageReferenceError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        Self::parse(input)
+    }
+}
+
+/// A sha256 content digest, stored as 64 lower-case hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    hex: String,
+}
+
+impl Digest {
+    /// Parses `sha256:<64 lower-case hex>`. Other algorithms and upper-case hex are rejected
+    /// (go-digest rejects upper case too, so accepting it would disagree with the registry).
+    pub fn parse(text: &str) -> Result<Self, DigestError> {
+        if text.is_empty() {
+            return Err(DigestError::Empty);
+        }
+        let Some((algorithm, hex)) = text.split_once(':') else {
+            return Err(DigestError::MissingAlgorithm);
+        };
+        if algorithm != SHA256_ALGORITHM {
+            return Err(DigestError::UnsupportedAlgorithm {
+                // Bounded so an error message never echoes an arbitrarily long input.
+                algorithm: algorithm.chars().take(32).collect(),
+            });
+        }
+        if let Some(character) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+            return Err(DigestError::NotHex { character });
+        }
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(DigestError::UpperCaseHex);
+        }
+        if hex.len() != SHA256_HEX_LENGTH {
+            return Err(DigestError::WrongLength { length: hex.len() });
+        }
+        Ok(Self {
+            hex: hex.to_owned(),
+        })
+    }
+
+    /// The sha256 digest of `bytes`, e.g. of a manifest as served by the registry.
+    pub fn of_bytes(bytes: &[u8]) -> Self {
+        Self {
+            hex: hex::encode(sha2::Sha256::digest(bytes)),
+        }
+    }
+
+    /// The 64 lower-case hex characters, without the `sha256:` prefix.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+}
+
+/// `sha256:<hex>`, the form used in references, registry APIs and in-toto subjects.
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SHA256_ALGORITHM}:{}", self.hex)
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+/// Why a digest was rejected. Messages never echo more than a short, bounded fragment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    #[error("digest is empty; expected sha256:<64 lower-case hex characters>")]
+    Empty,
+    #[error("digest has no algorithm; expected sha256:<64 lower-case hex characters>")]
+    MissingAlgorithm,
+    #[error("digest algorithm {algorithm:?} is not supported; only sha256 digests are accepted")]
+    UnsupportedAlgorithm { algorithm: String },
+    #[error("sha256 digest contains {character:?}; expected only hex characters 0-9 and a-f")]
+    NotHex { character: char },
+    #[error("sha256 digest must be lower-case hex; expected only 0-9 and a-f")]
+    UpperCaseHex,
+    #[error("sha256 digest has {length} hex characters; expected exactly 64")]
+    WrongLength { length: usize },
+}
+
+/// Why an image reference was rejected: one line naming what is wrong and what is expected.
+/// The input is quoted with escapes, so control characters cannot break the line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageReferenceError {
+    #[error(
+        "invalid image reference: {length} bytes is longer than the limit of {MAX_INPUT_BYTES}"
+    )]
+    InputTooLong { length: usize },
+    #[error("invalid image reference \"\": empty; expected {EXPECTED_FORM}")]
+    Empty,
+    #[error("invalid image reference {input:?}: contains whitespace {character:?}; image references have no spaces, tabs or newlines")]
+    Whitespace { input: String, character: char },
+    #[error("invalid image reference {input:?}: starts with the URL scheme \"{scheme}://\"; expected {EXPECTED_FORM} without a scheme")]
+    Scheme { input: String, scheme: String },
+    #[error("invalid image reference {input:?}: contains {character:?}; only ASCII letters, digits and . _ - / : @ [ ] are allowed")]
+    InvalidCharacter { input: String, character: char },
+    #[error("invalid image reference {input:?}: a bare 64-character hex id is not a repository name; expected repository@sha256:<hex>")]
+    BareIdentifier { input: String },
+    #[error("invalid image reference {input:?}: registry {registry:?} is invalid: {problem}")]
+    InvalidRegistry {
+        input: String,
+        registry: String,
+        problem: &'static str,
+    },
+    #[error(
+        "invalid image reference {input:?}: repository name is missing; expected {EXPECTED_FORM}"
+    )]
+    MissingRepository { input: String },
+    #[error("invalid image reference {input:?}: repository must be lower case")]
+    UpperCaseRepository { input: String },
+    #[error("invalid image reference {input:?}: repository path has an empty component; expected components separated by single '/'")]
+    EmptyPathComponent { input: String },
+    #[error("invalid image reference {input:?}: repository path must not contain \"..\"; expected lower-case letters and digits joined by single '.', '_', '__' or dashes")]
+    DotDot { input: String },
+    #[error("invalid image reference {input:?}: repository path component {component:?} is invalid; expected lower-case letters and digits joined by '.', '_', '__' or dashes, starting and ending with a letter or digit")]
+    InvalidPathComponent { input: String, component: String },
+    #[error("invalid image reference {input:?}: repository path is {length} characters long; the limit is {MAX_REPOSITORY_LENGTH}")]
+    RepositoryTooLong { input: String, length: usize },
+    #[error("invalid image reference {input:?}: tag after ':' is empty; remove the trailing ':' or give a tag")]
+    EmptyTag { input: String },
+    #[error("invalid image reference {input:?}: tag is {length} characters long; the limit is {MAX_TAG_LENGTH}")]
+    TagTooLong { input: String, length: usize },
+    #[error("invalid image reference {input:?}: tag {tag:?} is invalid; expected a letter, digit or '_' followed by letters, digits, '_', '.' or '-'")]
+    InvalidTag { input: String, tag: String },
+    #[error("invalid image reference {input:?}: {source}")]
+    InvalidDigest {
+        input: String,
+        #[source]
+        source: DigestError,
+    },
+}
+
+/// Checks that need the whole input, done before any splitting so that the later steps only
+/// ever see bounded ASCII text from the grammar's alphabet.
+fn reject_unparseable_input(input: &str) -> Result<(), ImageReferenceError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(ImageReferenceError::InputTooLong {
+            length: input.len(),
+        });
+    }
+    if input.is_empty() {
+        return Err(ImageReferenceError::Empty);
+    }
+    if let Some(character) = input.chars().find(|c| c.is_whitespace()) {
+        return Err(ImageReferenceError::Whitespace {
+            input: input.to_owned(),
+            character,
+        });
+    }
+    if let Some((scheme, _)) = input.split_once("://") {
+        return Err(ImageReferenceError::Scheme {
+            input: input.to_owned(),
+            scheme: scheme.to_owned(),
+        });
+    }
+    if let Some(character) = input.chars().find(|&c| !is_grammar_character(c)) {
+        return Err(ImageReferenceError::InvalidCharacter {
+            input: input.to_owned(),
+            character,
+        });
+    }
+    // `docker run <image id>` accepts such ids, but they name no repository, and
+    // distribution's ParseNormalizedNamed refuses them so they are never mistaken for one.
+    if input.len() == SHA256_HEX_LENGTH && input.bytes().all(is_lower_hex) {
+        return Err(ImageReferenceError::BareIdentifier {
+            input: input.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn is_grammar_character(character: char) -> bool {
+    character.is_ascii_alphanumeric() || "._-/:@[]".contains(character)
+}
+
+fn is_lower_hex(byte: u8) -> bool {
+    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+}
+
+/// Splits off the registry component the way distribution's `splitDockerDomain` does; returns
+/// `None` as the registry when the name lives on Docker Hub by default.
+fn split_registry(name_and_tag: &str) -> (Option<&str>, &str) {
+    match name_and_tag.split_once('/') {
+        Some((first, rest))
+            if first == "localhost"
+                || first.contains(['.', ':'])
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, name_and_tag),
+    }
+}
+
+/// `host[:port]` where host is a DNS-like name or a bracketed IPv6 address (distribution's
+/// `domainAndPort`). Returns the problem as a short phrase for the error message.
+fn validate_registry(registry: &str) -> Result<(), &'static str> {
+    let port = if let Some(bracketed) = registry.strip_prefix('[') {
+        let Some((address, after_address)) = bracketed.split_once(']') else {
+            return Err("IPv6 address has no closing ']'");
+        };
+        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err("IPv6 address must be hex digits and ':' inside brackets, like [::1]");
+        }
+        if after_address.is_empty() {
+            None
+        } else {
+            match after_address.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return Err("expected ':<port>' after the bracketed IPv6 address"),
+            }
+        }
+    } else {
+        let (host, port) = match registry.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (registry, None),
+        };
+        if host.is_empty() {
+            return Err("host name is empty; expected host[:port]");
+        }
+        if !host.split('.').all(is_host_label) {
+            return Err("host name must be labels of letters, digits and inner dashes, separated by single dots");
+        }
+        port
+    };
+    match port {
+        Some(port) if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) => {
+            Err("port must be one or more digits")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// distribution's `domainNameComponent`: alphanumerics, with dashes only inside.
+fn is_host_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        }
+        _ => false,
+    }
+}
+
+/// distribution's `remoteName`: `/`-separated components of lower-case alphanumerics joined by
+/// one '.', one '_', two '_' or any number of '-'.
+fn validate_path(input: &str, path: &str) -> Result<(), ImageReferenceError> {
+    if path.is_empty() {
+        return Err(ImageReferenceError::MissingRepository {
+            input: input.to_owned(),
+        });
+    }
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(ImageReferenceError::UpperCaseRepository {
+            input: input.to_owned(),
+        });
+    }
+    for component in path.split('/') {
+        if component.is_empty() {
+            return Err(ImageReferenceError::EmptyPathComponent {
+                input: input.to_owned(),
+            });
+        }
+        // Reported on its own because ".." reads as path traversal to a reviewer.
+        if component.contains("..") {
+            return Err(ImageReferenceError::DotDot {
+                input: input.to_owned(),
+            });
+        }
+        if !is_path_component(component) {
+            return Err(ImageReferenceError::InvalidPathComponent {
+                input: input.to_owned(),
+                component: component.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_path_component(component: &str) -> bool {
+    let is_alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = component.as_bytes();
+    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
+        return false;
+    };
+    if !is_alphanumeric(first) || !is_alphanumeric(last) {
+        return false;
+    }
+    // With both ends alphanumeric, every run of other bytes sits between alphanumerics and must
+    // be exactly one allowed separator.
+    component
+        .split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .filter(|separator| !separator.is_empty())
+        .all(|separator| {
+            matches!(separator, "." | "_" | "__") || separator.bytes().all(|b| b == b'-')
+        })
+}
+
+/// distribution's `tag`: `[\w][\w.-]{0,127}`.
+fn validate_tag(input: &str, tag: &str) -> Result<(), ImageReferenceError> {
+    if tag.is_empty() {
+        return Err(ImageReferenceError::EmptyTag {
+            input: input.to_owned(),
+        });
+    }
+    if tag.len() > MAX_TAG_LENGTH {
+        return Err(ImageReferenceError::TagTooLong {
+            input: input.to_owned(),
+            length: tag.len(),
+        });
+    }
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut bytes = tag.bytes();
+    let starts_with_word = bytes.next().is_some_and(is_word);
+    if !starts_with_word || !bytes.all(|b| is_word(b) || b == b'.' || b == b'-') {
+        return Err(ImageReferenceError::InvalidTag {
+            input: input.to_owned(),
+            tag: tag.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real manifest digest shape; the value itself does not matter.
+    const HEX: &str = "a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4";
+
+    /// `<H>` in a table row stands for [`HEX`], to keep rows readable.
+    fn expand(text: &str) -> String {
+        text.replace("<H>", HEX)
+    }
+
+    /// input, registry, repository, tag, has digest, canonical form
+    type AcceptedRow = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        bool,
+        &'static str,
+    );
+
+    #[rustfmt::skip]
+    const ACCEPTED: &[AcceptedRow] = &[
+        // Docker Hub official images, in every spelling.
+        ("nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
+        ("nginx:1.27-alpine", "docker.io", "library/nginx", Some("1.27-alpine"), false, "docker.io/library/nginx:1.27-alpine"),
+        ("library/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
+        ("docker.io/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
+        ("docker.io/library/nginx:stable", "docker.io", "library/nginx", Some("stable"), false, "docker.io/library/nginx:stable"),
+        ("index.docker.io/library/busybox:1.36", "docker.io", "library/busybox", Some("1.36"), false, "docker.io/library/busybox:1.36"),
+        ("index.docker.io/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
+        // registry-1.docker.io is a separate registry to distribution: no rewrite, no library/.
+        ("registry-1.docker.io/library/nginx", "registry-1.docker.io", "library/nginx", Some("latest"), false, "registry-1.docker.io/library/nginx:latest"),
+        ("registry-1.docker.io/nginx", "registry-1.docker.io", "nginx", Some("latest"), false, "registry-1.docker.io/nginx:latest"),
+        // Docker Hub user images.
+        ("bitnami/redis:7.2", "docker.io", "bitnami/redis", Some("7.2"), false, "docker.io/bitnami/redis:7.2"),
+        ("grafana/grafana-oss:11.0.0", "docker.io", "grafana/grafana-oss", Some("11.0.0"), false, "docker.io/grafana/grafana-oss:11.0.0"),
+        ("docker.io/user/app_name-x.y:TAG_1", "docker.io", "user/app_name-x.y", Some("TAG_1"), false, "docker.io/user/app_name-x.y:TAG_1"),
+        // Other public registries.
+        ("ghcr.io/sigstore/cosign/cosign:v2.4.1", "ghcr.io", "sigstore/cosign/cosign", Some("v2.4.1"), false, "ghcr.io/sigstore/cosign/cosign:v2.4.1"),
+        ("ghcr.io/actions/actions-runner:2.317.0", "ghcr.io", "actions/actions-runner", Some("2.317.0"), false, "ghcr.io/actions/actions-runner:2.317.0"),
+        ("ghcr.io/acme/api", "ghcr.io", "acme/api", Some("latest"), false, "ghcr.io/acme/api:latest"),
+        ("gcr.io/distroless/static-debian12:nonroot", "gcr.io", "distroless/static-debian12", Some("nonroot"), false, "gcr.io/distroless/static-debian12:nonroot"),
+        ("registry.k8s.io/pause:3.10", "registry.k8s.io", "pause", Some("3.10"), false, "registry.k8s.io/pause:3.10"),
+        ("registry.k8s.io/kube-apiserver:v1.31.0", "registry.k8s.io", "kube-apiserver", Some("v1.31.0"), false, "registry.k8s.io/kube-apiserver:v1.31.0"),
+        ("quay.io/prometheus/node-exporter:v1.8.2", "quay.io", "prometheus/node-exporter", Some("v1.8.2"), false, "quay.io/prometheus/node-exporter:v1.8.2"),
+        ("quay.io/jetstack/cert-manager-controller:v1.15.3", "quay.io", "jetstack/cert-manager-controller", Some("v1.15.3"), false, "quay.io/jetstack/cert-manager-controller:v1.15.3"),
+        ("public.ecr.aws/docker/library/alpine:3.20", "public.ecr.aws", "docker/library/alpine", Some("3.20"), false, "public.ecr.aws/docker/library/alpine:3.20"),
+        ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:2024.06.01", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "team/app", Some("2024.06.01"), false, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:2024.06.01"),
+        ("mcr.microsoft.com/dotnet/aspnet:8.0", "mcr.microsoft.com", "dotnet/aspnet", Some("8.0"), false, "mcr.microsoft.com/dotnet/aspnet:8.0"),
+        ("myregistry.azurecr.io/samples/hello__world--v2:_1", "myregistry.azurecr.io", "samples/hello__world--v2", Some("_1"), false, "myregistry.azurecr.io/samples/hello__world--v2:_1"),
+        // Local and private registries, ports, IP addresses.
+        ("localhost:5000/app", "localhost:5000", "app", Some("latest"), false, "localhost:5000/app:latest"),
+        ("localhost/app:dev", "localhost", "app", Some("dev"), false, "localhost/app:dev"),
+        ("registry.internal:5000/team/app:1.0", "registry.internal:5000", "team/app", Some("1.0"), false, "registry.internal:5000/team/app:1.0"),
+        ("192.168.1.10:5000/app:v1", "192.168.1.10:5000", "app", Some("v1"), false, "192.168.1.10:5000/app:v1"),
+        ("[::1]:5000/app", "[::1]:5000", "app", Some("latest"), false, "[::1]:5000/app:latest"),
+        ("[2001:db8::1]/team/app:1.0", "[2001:db8::1]", "team/app", Some("1.0"), false, "[2001:db8::1]/team/app:1.0"),
+        // Without a '/', "localhost:5000" is Docker Hub's "localhost" with tag 5000, as in Docker.
+        ("localhost:5000", "docker.io", "library/localhost", Some("5000"), false, "docker.io/library/localhost:5000"),
+        ("localhost", "docker.io", "library/localhost", Some("latest"), false, "docker.io/library/localhost:latest"),
+        // An upper-case first component is a host to distribution, and hosts keep their case.
+        ("Foo/bar", "Foo", "bar", Some("latest"), false, "Foo/bar:latest"),
+        ("GHCR.io/acme/api:1", "GHCR.io", "acme/api", Some("1"), false, "GHCR.io/acme/api:1"),
+        // Digests: alone there is no tag; with a tag both are kept.
+        ("nginx@sha256:<H>", "docker.io", "library/nginx", None, true, "docker.io/library/nginx@sha256:<H>"),
+        ("nginx:1.27@sha256:<H>", "docker.io", "library/nginx", Some("1.27"), true, "docker.io/library/nginx:1.27@sha256:<H>"),
+        ("ghcr.io/acme/api:v1.2.3@sha256:<H>", "ghcr.io", "acme/api", Some("v1.2.3"), true, "ghcr.io/acme/api:v1.2.3@sha256:<H>"),
+        ("registry.k8s.io/ingress-nginx/controller:v1.11.2@sha256:<H>", "registry.k8s.io", "ingress-nginx/controller", Some("v1.11.2"), true, "registry.k8s.io/ingress-nginx/controller:v1.11.2@sha256:<H>"),
+        ("localhost:5000/app@sha256:<H>", "localhost:5000", "app", None, true, "localhost:5000/app@sha256:<H>"),
+        ("[::1]:5000/team/app:1@sha256:<H>", "[::1]:5000", "team/app", Some("1"), true, "[::1]:5000/team/app:1@sha256:<H>"),
+    ];
+
+    /// input, fragment of the reason
+    #[rustfmt::skip]
+    const REJECTED: &[(&str, &str)] = &[
+        ("", "empty"),
+        ("Nginx", "invalid image reference \"Nginx\": repository must be lower case"),
+        ("docker.io/Library/nginx", "repository must be lower case"),
+        ("ghcr.io/Acme/api:1", "repository must be lower case"),
+        ("localhost:5000/App", "repository must be lower case"),
+        ("ghcr.io//api", "empty component"),
+        ("ghcr.io/acme/", "empty component"),
+        ("/nginx", "empty component"),
+        ("docker.io/", "repository name is missing"),
+        (":latest", "repository name is missing"),
+        ("@sha256:<H>", "repository name is missing"),
+        ("ghcr.io/acme/../api", "must not contain \"..\""),
+        ("ghcr.io/acme/a..b", "must not contain \"..\""),
+        ("ghcr.io/acme/-api", "component \"-api\" is invalid"),
+        ("ghcr.io/acme/api_", "component \"api_\" is invalid"),
+        ("ghcr.io/acme/a___b", "component \"a___b\" is invalid"),
+        ("ghcr.io/acme/a._b", "component \"a._b\" is invalid"),
+        ("nginx:", "tag after ':' is empty"),
+        ("ghcr.io/acme/api:@sha256:<H>", "tag after ':' is empty"),
+        ("nginx:.hidden", "tag \".hidden\" is invalid"),
+        ("nginx:-rc1", "tag \"-rc1\" is invalid"),
+        ("nginx:1:2", "tag \"1:2\" is invalid"),
+        ("a/b:c/d", "tag \"c/d\" is invalid"),
+        ("nginx@", "digest is empty"),
+        ("nginx:1@", "digest is empty"),
+        ("nginx@<H>", "digest has no algorithm"),
+        ("nginx@sha256:abc", "has 3 hex characters; expected exactly 64"),
+        ("nginx@sha256:<H>00", "has 66 hex characters"),
+        ("nginx@sha512:<H><H>", "only sha256 digests are accepted"),
+        ("nginx@md5:d41d8cd98f00b204e9800998ecf8427e", "only sha256 digests are accepted"),
+        ("nginx@SHA256:<H>", "only sha256 digests are accepted"),
+        ("nginx@sha256:A3ED95CAEB02FFE68CDD9FD84406680AE93D633CB16422D00E8A7C22955B46D4", "must be lower-case hex"),
+        ("nginx@sha256:gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", "contains 'g'"),
+        ("nginx@sha256:<H>@sha256:<H>", "contains '@'"),
+        (" nginx", "contains whitespace ' '"),
+        ("nginx ", "contains whitespace"),
+        ("ngi nx", "contains whitespace"),
+        ("nginx\n", "contains whitespace '\\n'"),
+        ("nginx\u{a0}", "contains whitespace"),
+        ("nginx\0", "contains '\\0'"),
+        ("nginx:ü", "contains 'ü'"),
+        ("ghcr.io/acme/api#1", "contains '#'"),
+        ("https://ghcr.io/acme/api", "URL scheme \"https://\""),
+        ("docker://nginx", "URL scheme \"docker://\""),
+        ("<H>", "bare 64-character hex id"),
+        ("my_registry.com/app", "registry \"my_registry.com\" is invalid"),
+        ("example.com./app", "separated by single dots"),
+        ("-bad.example.com/app", "inner dashes"),
+        (":5000/app", "host name is empty"),
+        ("localhost:/app", "port must be one or more digits"),
+        ("localhost:50a0/app", "port must be one or more digits"),
+        ("[::1/app", "no closing ']'"),
+        ("[zz::1]:5000/app", "IPv6 address must be hex digits"),
+        ("[]:5000/app", "IPv6 address must be hex digits"),
+        ("[::1]5000/app", "expected ':<port>'"),
+    ];
+
+    #[test]
+    fn accepts_and_normalises_real_world_references() {
+        for &(input, registry, repository, tag, has_digest, canonical) in ACCEPTED {
+            let input = expand(input);
+            let reference = ImageReference::parse(&input)
+                .unwrap_or_else(|error| panic!("{input:?} should parse: {error}"));
+            assert_eq!(reference.registry(), registry, "registry of {input:?}");
+            assert_eq!(
+                reference.repository(),
+                repository,
+                "repository of {input:?}"
+            );
+            assert_eq!(reference.name(), format!("{registry}/{repository}"));
+            assert_eq!(reference.tag(), tag, "tag of {input:?}");
+            assert_eq!(
+                reference.digest().map(Digest::hex),
+                has_digest.then_some(HEX),
+                "digest of {input:?}"
+            );
+            assert_eq!(
+                reference.to_string(),
+                expand(canonical),
+                "display of {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_references_with_a_specific_reason() {
+        for &(input, fragment) in REJECTED {
+            let input = expand(input);
+            let fragment = expand(fragment);
+            match ImageReference::parse(&input) {
+                Ok(reference) => panic!("{input:?} should be rejected, parsed as {reference}"),
+                Err(error) => {
+                    let message = error.to_string();
+                    assert!(
+                        message.contains(&fragment),
+                        "{input:?}: expected {fragment:?} in {message:?}"
+                    );
+                    assert!(!message.contains('\n'), "{input:?}: multi-line {message:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn table_is_large_enough_to_be_meaningful() {
+        assert!(ACCEPTED.len() + REJECTED.len() >= 40);
+    }
+
+    #[test]
+    fn rejects_length_limits_at_their_boundaries() {
+        let longest_repository = format!("ghcr.io/{}", "a".repeat(MAX_REPOSITORY_LENGTH));
+        assert!(ImageReference::parse(&longest_repository).is_ok());
+        let error = ImageReference::parse(&format!("{longest_repository}b")).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("256 characters long; the limit is 255"));
+
+        // The library/ prefix counts, as in distribution.
+        let official = "a".repeat(MAX_REPOSITORY_LENGTH - OFFICIAL_IMAGES_NAMESPACE.len() + 1);
+        assert!(matches!(
+            ImageReference::parse(&official),
+            Err(ImageReferenceError::RepositoryTooLong { length: 256, .. })
+        ));
+
+        let longest_tag = format!("nginx:{}", "t".repeat(MAX_TAG_LENGTH));
+        assert!(ImageReference::parse(&longest_tag).is_ok());
+        let error = ImageReference::parse(&format!("{longest_tag}t")).unwrap_err();
+        assert!(error
+            .to_string()
+            .contains("tag is 129 characters long; the limit is 128"));
+
+        let huge = "a".repeat(MAX_INPUT_BYTES + 1);
+        let error = ImageReference::parse(&huge).unwrap_err();
+        assert_eq!(error, ImageReferenceError::InputTooLong { length: 4097 });
+        assert!(error.to_string().len() < 100, "must not echo the input");
+    }
+
+    #[test]
+    fn api_host_maps_only_docker_hub() {
+        let hub = ImageReference::parse("nginx").unwrap();
+        assert_eq!(hub.api_host(), "registry-1.docker.io");
+        let legacy = ImageReference::parse("index.docker.io/library/nginx").unwrap();
+        assert_eq!(legacy.api_host(), "registry-1.docker.io");
+        let ghcr = ImageReference::parse("ghcr.io/acme/api").unwrap();
+        assert_eq!(ghcr.api_host(), "ghcr.io");
+        let local = ImageReference::parse("localhost:5000/app").unwrap();
+        assert_eq!(local.api_host(), "localhost:5000");
+        assert_eq!(
+            registry_api_host("registry-1.docker.io"),
+            "registry-1.docker.io"
+        );
+    }
+
+    #[test]
+    fn with_digest_pins_and_keeps_the_tag() {
+        let digest = Digest::parse(&format!("sha256:{HEX}")).unwrap();
+        let tagged = ImageReference::parse("ghcr.io/acme/api:v1").unwrap();
+        let pinned = tagged.with_digest(digest.clone());
+        assert_eq!(pinned.tag(), Some("v1"));
+        assert_eq!(pinned.digest(), Some(&digest));
+        assert_eq!(
+            pinned.to_string(),
+            format!("ghcr.io/acme/api:v1@sha256:{HEX}")
+        );
+        assert_eq!(tagged.digest(), None, "the original is unchanged");
+
+        let other = Digest::of_bytes(b"other manifest");
+        let repinned = pinned.with_digest(other.clone());
+        assert_eq!(repinned.digest(), Some(&other));
+    }
+
+    #[test]
+    fn digest_of_bytes_is_sha256() {
+        let empty = Digest::of_bytes(b"");
+        assert_eq!(
+            empty.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(empty.hex().len(), 64);
+        assert_eq!(Digest::parse(&empty.to_string()), Ok(empty.clone()));
+        assert_eq!(empty.to_string().parse::<Digest>(), Ok(empty));
+        assert_eq!(Digest::parse(""), Err(DigestError::Empty));
+        assert_eq!(Digest::parse(HEX), Err(DigestError::MissingAlgorithm));
+    }
+
+    #[test]
+    fn long_digest_algorithms_are_not_echoed_in_full() {
+        let text = format!("{}:{HEX}", "x".repeat(1000));
+        let message = Digest::parse(&text).unwrap_err().to_string();
+        assert!(message.len() < 200, "{message}");
+    }
+
+    /// xorshift64*: deterministic, so a failure reproduces, and needs no new dependency.
+    struct Generator(u64);
+
+    impl Generator {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// Parsing must never panic, errors must stay one line, and every accepted reference must
+    /// print to a canonical form that parses back to itself.
+    fn check_properties(input: &str) {
+        match ImageReference::parse(input) {
+            Ok(reference) => {
+                let canonical = reference.to_string();
+                let reparsed = ImageReference::parse(&canonical)
+                    .unwrap_or_else(|error| panic!("{input:?} -> {canonical:?}: {error}"));
+                assert_eq!(reparsed, reference, "{input:?} is not stable");
+                assert_eq!(reparsed.to_string(), canonical);
+            }
+            Err(error) => {
+                let message = error.to_string();
+                assert!(!message.contains('\n'), "{input:?}: {message:?}");
+                assert!(
+                    message.starts_with("invalid image reference"),
+                    "{message:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_bytes() {
+        let mut generator = Generator(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..20_000 {
+            let length = generator.below(80);
+            let bytes: Vec<u8> = (0..length).map(|_| generator.next() as u8).collect();
+            check_properties(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn never_panics_on_random_unicode() {
+        let mut generator = Generator(0x0123_4567_89ab_cdef);
+        for _ in 0..20_000 {
+            let length = generator.below(60);
+            let text: String = (0..length)
+                .filter_map(|_| match generator.below(4) {
+                    // Mostly characters from the grammar, so parsing gets past the first checks.
+                    0 | 1 => Some(*generator.pick(&GRAMMAR_ALPHABET) as char),
+                    2 => char::from_u32(generator.below(0x80) as u32),
+                    _ => char::from_u32(generator.below(0x11_0000) as u32),
+                })
+                .collect();
+            check_properties(&text);
+        }
+    }
+
+    const GRAMMAR_ALPHABET: [u8; 22] = *b"aZ09._-/:@[]:::///@@sf";
+
+    #[test]
+    fn never_panics_on_mutated_real_references() {
+        let mut generator = Generator(0xdead_beef_cafe_f00d);
+        let seeds: Vec<String> = ACCEPTED
+            .iter()
+            .map(|row| expand(row.0))
+            .chain(REJECTED.iter().map(|row| expand(row.0)))
+            .collect();
+        for _ in 0..30_000 {
+            let mut text: Vec<char> = generator.pick(&seeds).chars().collect();
+            for _ in 0..=generator.below(4) {
+                let position = generator.below(text.len() + 1);
+                let replacement = match generator.below(3) {
+                    0 => *generator.pick(&GRAMMAR_ALPHABET) as char,
+                    1 => char::from_u32(generator.below(0x11_0000) as u32).unwrap_or('\u{fffd}'),
+                    _ => 'é',
+                };
+                match generator.below(3) {
+                    0 => text.insert(position, replacement),
+                    1 if position < text.len() => {
+                        text.remove(position);
+                    }
+                    _ if position < text.len() => text[position] = replacement,
+                    _ => text.push(replacement),
+                }
+            }
+            check_properties(&text.into_iter().collect::<String>());
+        }
+        // Boundary-sized inputs, multi-byte characters straddling the byte limit included.
+        for filler in ["a", "é", "\u{10ffff}", "/", ":"] {
+            for extra in 0..4 {
+                let text = filler.repeat(MAX_INPUT_BYTES / filler.len() + extra);
+                check_properties(&text);
+            }
+        }
+    }
+}

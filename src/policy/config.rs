@@ -1,0 +1,495 @@
+//! The validated policy: what `policy.yaml` means once every value has been checked.
+//!
+//! Values are only built by [`Policy::from_yaml`], so a `Policy` in hand is always sound.
+//! `Serialize` writes the effective policy (defaults filled in) for the CLI to print.
+
+use super::duration::BreakGlassDuration;
+use super::error::PolicyError;
+use super::glob::Glob;
+use serde::{Serialize, Serializer};
+use std::collections::BTreeMap;
+
+/// The largest policy source accepted, in bytes.
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+/// The most rules a policy may have: every admitted image is checked against them in order.
+pub const MAX_RULES: usize = 1000;
+
+/// The OIDC issuer of GitHub Actions tokens, trusted when a rule names no issuers.
+pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// SLSA provenance v1, the predicate type trusted when a rule names none.
+pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// Refs trusted when a rule names none.
+pub const DEFAULT_REFS: [&str; 2] = ["refs/heads/main", "refs/tags/*"];
+/// Triggers refused when a rule names none: they run code proposed by anybody.
+pub const DEFAULT_EXCLUDED_TRIGGERS: [&str; 2] = ["pull_request", "pull_request_target"];
+/// Runner environments trusted when a rule names none.
+pub const DEFAULT_RUNNERS: [&str; 1] = ["github-hosted"];
+
+/// How a namespace treats images that fail verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Admit and record what would have been denied.
+    Observe,
+    /// Admit, return warnings, record.
+    Warn,
+    /// Deny.
+    Enforce,
+}
+
+impl Mode {
+    /// The name used in `policy.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Observe => "observe",
+            Mode::Warn => "warn",
+            Mode::Enforce => "enforce",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Mode> {
+        [Mode::Observe, Mode::Warn, Mode::Enforce]
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to an image that no rule covers and that is not exempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedAction {
+    /// Deny like a failed verification (in the namespace's mode).
+    Deny,
+    /// Admit without verification.
+    Allow,
+}
+
+impl UnmatchedAction {
+    /// The name used in `policy.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnmatchedAction::Deny => "deny",
+            UnmatchedAction::Allow => "allow",
+        }
+    }
+}
+
+impl std::fmt::Display for UnmatchedAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A checked `policy.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    pub(crate) version: u64,
+    pub(crate) default_mode: Mode,
+    pub(crate) environments: Vec<Environment>,
+    pub(crate) exempt_images: Vec<Glob>,
+    pub(crate) unmatched_images: UnmatchedAction,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) break_glass: Option<BreakGlass>,
+    pub(crate) registries: Vec<Registry>,
+}
+
+impl Policy {
+    /// Parses and checks a `policy.yaml` source. Every error names its field path and line;
+    /// all semantic problems are reported together.
+    pub fn from_yaml(source: &str) -> Result<Policy, PolicyError> {
+        super::validate::parse_policy(source)
+    }
+
+    /// The schema version (always 1).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The mode of namespaces no environment selects.
+    pub fn default_mode(&self) -> Mode {
+        self.default_mode
+    }
+
+    /// Environments in the order they are tried.
+    pub fn environments(&self) -> &[Environment] {
+        &self.environments
+    }
+
+    /// Image globs that are admitted without verification.
+    pub fn exempt_images(&self) -> &[Glob] {
+        &self.exempt_images
+    }
+
+    /// What happens to images that no rule covers.
+    pub fn unmatched_images(&self) -> UnmatchedAction {
+        self.unmatched_images
+    }
+
+    /// Rules in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule called `name`, if any.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|rule| rule.name == name)
+    }
+
+    /// Break-glass settings; `None` means break-glass is disabled.
+    pub fn break_glass(&self) -> Option<&BreakGlass> {
+        self.break_glass.as_ref()
+    }
+
+    /// Registry connection settings.
+    pub fn registries(&self) -> &[Registry] {
+        &self.registries
+    }
+
+    /// Settings for a registry `host` (with port, if any), compared case-insensitively.
+    pub fn registry(&self, host: &str) -> Option<&Registry> {
+        self.registries
+            .iter()
+            .find(|registry| registry.host.eq_ignore_ascii_case(host))
+    }
+}
+
+/// A set of namespaces with its own mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    pub(crate) name: String,
+    pub(crate) namespace_selector: NamespaceSelector,
+    pub(crate) mode: Mode,
+}
+
+impl Environment {
+    /// The environment's name, recorded in decisions.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which namespaces belong to it.
+    pub fn namespace_selector(&self) -> &NamespaceSelector {
+        &self.namespace_selector
+    }
+
+    /// The mode of its namespaces.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+}
+
+/// A Kubernetes label selector over namespace labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Labels that must all be present with exactly these values.
+    pub match_labels: BTreeMap<String, String>,
+    /// Set-based requirements that must all hold.
+    pub match_expressions: Vec<LabelRequirement>,
+}
+
+/// One `matchExpressions` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelRequirement {
+    /// The label key.
+    pub key: String,
+    /// How the label's value is compared.
+    pub operator: SelectorOperator,
+    /// Values for `In` and `NotIn`; empty for `Exists` and `DoesNotExist`.
+    pub values: Vec<String>,
+}
+
+/// The operators of Kubernetes set-based label requirements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SelectorOperator {
+    /// The label is present with one of the values.
+    In,
+    /// The label is absent or has none of the values.
+    NotIn,
+    /// The label is present.
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
+}
+
+impl SelectorOperator {
+    pub(crate) fn parse(text: &str) -> Option<SelectorOperator> {
+        match text {
+            "In" => Some(SelectorOperator::In),
+            "NotIn" => Some(SelectorOperator::NotIn),
+            "Exists" => Some(SelectorOperator::Exists),
+            "DoesNotExist" => Some(SelectorOperator::DoesNotExist),
+            _ => None,
+        }
+    }
+}
+
+/// A GitHub repository trusted by name, optionally pinned to its immutable ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedRepository {
+    pub(crate) owner: String,
+    pub(crate) repo: String,
+    pub(crate) id: Option<String>,
+}
+
+impl TrustedRepository {
+    /// The owner (user or organisation) as written.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The repository name as written.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// `owner/repo`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
+
+    /// The pinned repository ID (decimal digits), if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+impl Serialize for TrustedRepository {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NamedId {
+            name: &self.full_name(),
+            id: self.id.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// A GitHub user or organisation all of whose repositories are trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedOwner {
+    pub(crate) name: String,
+    pub(crate) id: Option<String>,
+}
+
+impl TrustedOwner {
+    /// The owner's login as written.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pinned owner ID (decimal digits), if any.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+}
+
+impl Serialize for TrustedOwner {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        NamedId {
+            name: &self.name,
+            id: self.id.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[derive(Serialize)]
+struct NamedId<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+/// A reusable workflow allowed to sign: `owner/repo/.github/workflows/x.yml[@ref]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerWorkflow {
+    pub(crate) owner: String,
+    pub(crate) repo: String,
+    pub(crate) path: String,
+    pub(crate) pinned_ref: Option<String>,
+}
+
+impl SignerWorkflow {
+    /// The owner of the repository holding the workflow.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The repository holding the workflow.
+    pub fn repo(&self) -> &str {
+        &self.repo
+    }
+
+    /// The workflow file path, `.github/workflows/…`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The ref or commit the workflow is pinned to, if any.
+    pub fn pinned_ref(&self) -> Option<&str> {
+        self.pinned_ref.as_deref()
+    }
+}
+
+impl std::fmt::Display for SignerWorkflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.owner, self.repo, self.path)?;
+        if let Some(pinned) = &self.pinned_ref {
+            write!(f, "@{pinned}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SignerWorkflow {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Which build triggers a rule accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TriggerFilter {
+    /// Only these triggers (the rule lists them).
+    OneOf(Vec<String>),
+    /// Any trigger but these (the default).
+    AnyExcept(Vec<String>),
+}
+
+impl TriggerFilter {
+    /// Whether `trigger` is accepted.
+    pub fn allows(&self, trigger: &str) -> bool {
+        match self {
+            TriggerFilter::OneOf(allowed) => allowed.iter().any(|entry| entry == trigger),
+            TriggerFilter::AnyExcept(excluded) => !excluded.iter().any(|entry| entry == trigger),
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TriggerFilter::OneOf(allowed) => f.write_str(&allowed.join(", ")),
+            TriggerFilter::AnyExcept(excluded) => write!(f, "any but {}", excluded.join(", ")),
+        }
+    }
+}
+
+/// Which builds are trusted for a set of images. Fields hold the effective values:
+/// defaults are filled in where `policy.yaml` leaves a key out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    pub(crate) name: String,
+    pub(crate) images: Vec<Glob>,
+    pub(crate) repositories: Vec<TrustedRepository>,
+    pub(crate) owners: Vec<TrustedOwner>,
+    /// `None`: any workflow of a trusted repository.
+    pub(crate) workflows: Option<Vec<Glob>>,
+    pub(crate) signer_workflows: Vec<SignerWorkflow>,
+    pub(crate) refs: Vec<Glob>,
+    pub(crate) triggers: TriggerFilter,
+    pub(crate) runners: Vec<String>,
+    pub(crate) predicate_types: Vec<String>,
+    pub(crate) issuers: Vec<String>,
+}
+
+impl Rule {
+    /// The rule's unique name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Globs over normalised image repositories (`ghcr.io/acme/api`, no tag or digest).
+    pub fn images(&self) -> &[Glob] {
+        &self.images
+    }
+
+    /// Repositories trusted by name.
+    pub fn repositories(&self) -> &[TrustedRepository] {
+        &self.repositories
+    }
+
+    /// Owners whose every repository is trusted.
+    pub fn owners(&self) -> &[TrustedOwner] {
+        &self.owners
+    }
+
+    /// Calling workflow paths allowed; `None` allows any workflow of a trusted repository.
+    pub fn workflows(&self) -> Option<&[Glob]> {
+        self.workflows.as_deref()
+    }
+
+    /// Reusable workflows allowed to sign besides the calling workflow itself.
+    pub fn signer_workflows(&self) -> &[SignerWorkflow] {
+        &self.signer_workflows
+    }
+
+    /// Source ref globs, defaulting to `refs/heads/main`, `refs/tags/*`.
+    pub fn effective_refs(&self) -> &[Glob] {
+        &self.refs
+    }
+
+    /// Build triggers, defaulting to any but `pull_request`, `pull_request_target`.
+    pub fn effective_triggers(&self) -> &TriggerFilter {
+        &self.triggers
+    }
+
+    /// Runner environments, defaulting to `github-hosted`.
+    pub fn effective_runners(&self) -> &[String] {
+        &self.runners
+    }
+
+    /// Predicate types, defaulting to SLSA provenance v1.
+    pub fn effective_predicate_types(&self) -> &[String] {
+        &self.predicate_types
+    }
+
+    /// Certificate issuers, defaulting to GitHub Actions.
+    pub fn effective_issuers(&self) -> &[String] {
+        &self.issuers
+    }
+}
+
+/// Break-glass limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakGlass {
+    /// How far ahead a break-glass expiry may lie.
+    pub max_duration: BreakGlassDuration,
+    /// Who may declare break-glass.
+    pub approvers: Approvers,
+}
+
+/// Who may set the break-glass annotations on a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// Kubernetes groups (from the request's userInfo).
+    pub groups: Vec<String>,
+    /// Kubernetes user names.
+    pub users: Vec<String>,
+}
+
+/// How to reach one registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registry {
+    /// Host name with optional port, as it appears in image references.
+    pub host: String,
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    /// PEM file of extra CA certificates for this registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}

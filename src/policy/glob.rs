@@ -1,0 +1,184 @@
+//! Path-style globs for image repositories, git refs and workflow paths.
+//!
+//! `*` and `?` never cross a `/`, so `ghcr.io/acme/*` covers `ghcr.io/acme/api` but not
+//! `ghcr.io/acme/team/api`; `**` as a whole segment crosses segments (`ghcr.io/acme/**`).
+
+use globset::{GlobBuilder, GlobMatcher};
+use serde::{Serialize, Serializer};
+
+/// Why a glob pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobError {
+    /// Nothing to match.
+    #[error("empty pattern")]
+    Empty,
+    /// Inside a segment `**` would only mean `*`; refusing it keeps the pattern honest.
+    #[error("`**` must be a whole path segment (e.g. `ghcr.io/acme/**`), not part of `{segment}`")]
+    PartialRecursive {
+        /// The offending segment.
+        segment: String,
+    },
+    /// Rejected by the glob compiler (unclosed class or group, …).
+    #[error("invalid glob: {0}")]
+    Syntax(String),
+}
+
+/// A compiled glob with `/` as the segment separator. Matching is case-sensitive.
+#[derive(Debug, Clone)]
+pub struct Glob {
+    pattern: String,
+    matcher: GlobMatcher,
+}
+
+impl Glob {
+    /// Compiles `pattern`: `*`, `?`, `[...]`, `{a,b}` stay within a segment, `**` crosses.
+    pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+        if pattern.is_empty() {
+            return Err(GlobError::Empty);
+        }
+        if let Some(segment) = pattern
+            .split('/')
+            .find(|segment| segment.contains("**") && *segment != "**")
+        {
+            return Err(GlobError::PartialRecursive {
+                segment: segment.to_string(),
+            });
+        }
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .backslash_escape(true)
+            .build()
+            .map_err(|error| GlobError::Syntax(error.kind().to_string()))?;
+        Ok(Glob {
+            pattern: pattern.to_string(),
+            matcher: glob.compile_matcher(),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    /// Whether `candidate` matches the whole pattern.
+    pub fn is_match(&self, candidate: &str) -> bool {
+        self.matcher.is_match(candidate)
+    }
+
+    /// Whether the pattern has any glob syntax at all.
+    pub fn is_literal(&self) -> bool {
+        !has_glob_syntax(&self.pattern)
+    }
+}
+
+/// True when `text` contains characters that globs treat specially.
+pub(crate) fn has_glob_syntax(text: &str) -> bool {
+    text.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Glob) -> bool {
+        self.pattern == other.pattern
+    }
+}
+
+impl Eq for Glob {}
+
+impl std::fmt::Display for Glob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+impl Serialize for Glob {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.pattern)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_stays_within_a_segment_and_double_star_crosses() {
+        let cases = [
+            ("ghcr.io/acme/*", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/*", "ghcr.io/acme/team/api", false),
+            ("ghcr.io/acme/*", "ghcr.io/acme", false),
+            ("ghcr.io/acme/**", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme/team/api", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme", false),
+            ("ghcr.io/acme/**", "ghcr.io/acmecorp/api", false),
+            ("registry.k8s.io/**", "registry.k8s.io/pause", true),
+            (
+                "registry.k8s.io/**",
+                "registry.k8s.io/sig-storage/csi-provisioner",
+                true,
+            ),
+            ("registry.k8s.io/**", "evil.io/registry.k8s.io/pause", false),
+            ("ghcr.io/*/api", "ghcr.io/acme/api", true),
+            ("ghcr.io/*/api", "ghcr.io/acme/x/api", false),
+            ("ghcr.io/**/api", "ghcr.io/acme/x/api", true),
+            ("ghcr.io/acme/api-?", "ghcr.io/acme/api-1", true),
+            ("ghcr.io/acme/api-?", "ghcr.io/acme/api-10", false),
+            ("ghcr.io/acme/{api,web}", "ghcr.io/acme/web", true),
+            ("ghcr.io/acme/api", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/api", "ghcr.io/acme/API", false),
+            ("localhost:5000/*", "localhost:5000/app", true),
+            ("refs/tags/v*", "refs/tags/v1.2.3", true),
+            ("refs/tags/v*", "refs/tags/release/v1", false),
+            ("refs/tags/*", "refs/tags/v1", true),
+            ("refs/tags/*", "refs/tags/a/b", false),
+            ("refs/tags/**", "refs/tags/a/b", true),
+            ("refs/heads/main", "refs/heads/main", true),
+            ("refs/heads/main", "refs/heads/main2", false),
+            ("refs/heads/release/*", "refs/heads/release/1.x", true),
+            (
+                ".github/workflows/*.yml",
+                ".github/workflows/release.yml",
+                true,
+            ),
+            (
+                ".github/workflows/*.yml",
+                ".github/workflows/x/release.yml",
+                false,
+            ),
+        ];
+        for (pattern, candidate, expected) in cases {
+            let glob = Glob::new(pattern).expect(pattern);
+            assert_eq!(
+                glob.is_match(candidate),
+                expected,
+                "{pattern} against {candidate}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_patterns() {
+        let cases = [
+            ("", "empty pattern"),
+            ("ghcr.io/acme**", "`**` must be a whole path segment"),
+            ("ghcr.io/**x/api", "not part of `**x`"),
+            (
+                "ghcr.io/acme/[api",
+                "invalid glob: unclosed character class",
+            ),
+            (
+                "ghcr.io/acme/{api",
+                "invalid glob: unclosed alternate group",
+            ),
+        ];
+        for (pattern, fragment) in cases {
+            let error = Glob::new(pattern).expect_err(pattern).to_string();
+            assert!(error.contains(fragment), "{pattern}: {error}");
+        }
+    }
+
+    #[test]
+    fn knows_literal_patterns() {
+        assert!(Glob::new("refs/heads/main").unwrap().is_literal());
+        assert!(!Glob::new("refs/tags/*").unwrap().is_literal());
+    }
+}

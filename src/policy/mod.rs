@@ -1,0 +1,30 @@
+//! Policy: the trusted repositories, workflows, refs, triggers and runners.
+//!
+//! Pure and synchronous: [`Policy::from_yaml`] checks a `policy.yaml`,
+//! [`Policy::classify_image`] and [`Policy::mode_for_namespace`] pick the rule and mode,
+//! and [`evaluate`] decides a [`VerifiedAttestation`](crate::verify::claims::VerifiedAttestation)
+//! against a rule.
+
+mod classify;
+mod config;
+mod document;
+mod duration;
+mod error;
+mod github;
+mod glob;
+mod locate;
+mod rule;
+mod selector;
+mod validate;
+
+pub use classify::ImageClass;
+pub use config::{
+    Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
+    Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
+    TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
+    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+};
+pub use duration::{BreakGlassDuration, DurationError, MAX_BREAK_GLASS};
+pub use error::{PolicyError, PolicyIssue, SourceLocation};
+pub use glob::{Glob, GlobError};
+pub use rule::{evaluate, Check, Failure, RuleViolation};

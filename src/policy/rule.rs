@@ -1,0 +1,1303 @@
+//! Deciding whether a verified attestation satisfies a rule.
+//!
+//! Every check runs, so a denial lists everything that is wrong at once. A claim the rule
+//! needs but the certificate lacks is a failure: this is a security gate, doubt denies.
+
+use super::config::{Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
+use super::github::{parse_repository_uri, parse_workflow_uri, RepositoryUri, WorkflowUri};
+use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
+use serde::Serialize;
+
+/// Which check a failure belongs to; stable names for metrics labels and JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The certificate's OIDC issuer.
+    Issuer,
+    /// The in-toto predicate type.
+    PredicateType,
+    /// The source repository, by name and pinned IDs.
+    SourceRepository,
+    /// The calling workflow (Build Config URI).
+    CallingWorkflow,
+    /// The signing workflow (Build Signer URI).
+    SignerWorkflow,
+    /// The source ref.
+    Ref,
+    /// The event that started the run.
+    Trigger,
+    /// The runner environment.
+    Runner,
+    /// The SLSA predicate against the certificate.
+    PredicateAgreement,
+}
+
+impl Check {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Issuer => "issuer",
+            Check::PredicateType => "predicate_type",
+            Check::SourceRepository => "source_repository",
+            Check::CallingWorkflow => "calling_workflow",
+            Check::SignerWorkflow => "signer_workflow",
+            Check::Ref => "ref",
+            Check::Trigger => "trigger",
+            Check::Runner => "runner",
+            Check::PredicateAgreement => "predicate_agreement",
+        }
+    }
+}
+
+/// One failed check: what was found and what the rule allows, on one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The check that failed.
+    pub check: Check,
+    /// What was found and what the rule allows.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Every check of a rule that an attestation failed. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleViolation {
+    /// The rule's name.
+    pub rule: String,
+    /// The failed checks, in evaluation order.
+    pub failures: Vec<Failure>,
+}
+
+impl std::fmt::Display for RuleViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (position, failure) in self.failures.iter().enumerate() {
+            if position > 0 {
+                f.write_str("; ")?;
+            }
+            f.write_str(&failure.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl RuleViolation {
+    /// The failure messages alone, one line each.
+    pub fn reasons(&self) -> Vec<String> {
+        self.failures
+            .iter()
+            .map(|failure| failure.message.clone())
+            .collect()
+    }
+}
+
+impl std::error::Error for RuleViolation {}
+
+/// Checks an attestation's certificate claims and SLSA predicate against a rule.
+pub fn evaluate(rule: &Rule, attestation: &VerifiedAttestation) -> Result<(), RuleViolation> {
+    let mut evaluation = Evaluation {
+        rule,
+        claims: &attestation.certificate,
+        failures: Vec::new(),
+    };
+    evaluation.issuer();
+    evaluation.predicate_type(&attestation.predicate_type);
+    let source = evaluation.source_repository();
+    let calling = evaluation.calling_workflow(source);
+    evaluation.signer_workflow(calling);
+    evaluation.source_ref();
+    evaluation.trigger();
+    evaluation.runner();
+    evaluation.predicate(attestation, calling);
+    if evaluation.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(RuleViolation {
+            rule: rule.name.clone(),
+            failures: evaluation.failures,
+        })
+    }
+}
+
+struct Evaluation<'a> {
+    rule: &'a Rule,
+    claims: &'a CertificateClaims,
+    failures: Vec<Failure>,
+}
+
+impl<'a> Evaluation<'a> {
+    fn fail(&mut self, check: Check, message: String) {
+        self.failures.push(Failure {
+            check,
+            message: one_line(message),
+        });
+    }
+
+    /// `rule "name" allows <what>: <values>`, the second half of most messages.
+    fn allows(&self, what: &str, values: impl std::fmt::Display) -> String {
+        format!("rule {:?} allows {what}: {values}", self.rule.name)
+    }
+
+    fn issuer(&mut self) {
+        let allowed = self.allows("issuers", self.rule.issuers.join(", "));
+        match self.claims.issuer.as_deref() {
+            Some(issuer) if self.rule.issuers.iter().any(|entry| entry == issuer) => {}
+            Some(issuer) => self.fail(
+                Check::Issuer,
+                format!("issuer {issuer} is not allowed; {allowed}"),
+            ),
+            None => self.fail(
+                Check::Issuer,
+                format!("certificate has no issuer; {allowed}"),
+            ),
+        }
+    }
+
+    fn predicate_type(&mut self, predicate_type: &str) {
+        if !self
+            .rule
+            .predicate_types
+            .iter()
+            .any(|entry| entry == predicate_type)
+        {
+            let allowed = self.allows("predicate types", self.rule.predicate_types.join(", "));
+            self.fail(
+                Check::PredicateType,
+                format!("predicate type {predicate_type} is not allowed; {allowed}"),
+            );
+        }
+    }
+
+    /// Checks trust in the source repository; returns it when well-formed, trusted or not,
+    /// so that later checks can compare other claims with it.
+    fn source_repository(&mut self) -> Option<RepositoryUri<'a>> {
+        let trusted = describe_trust(self.rule);
+        let Some(uri) = self.claims.source_repository_uri.as_deref() else {
+            self.fail(
+                Check::SourceRepository,
+                format!(
+                    "certificate has no source repository; rule {:?} trusts {trusted}",
+                    self.rule.name
+                ),
+            );
+            return None;
+        };
+        let Some(source) = parse_repository_uri(uri) else {
+            self.fail(
+                Check::SourceRepository,
+                format!(
+                    "source repository {uri} is not a GitHub repository URL https://github.com/OWNER/REPO; rule {:?} trusts {trusted}",
+                    self.rule.name
+                ),
+            );
+            return None;
+        };
+        // A repository entry is the more specific statement: when one names the repository,
+        // its ID pin decides, even if the owner is trusted as well.
+        let named = self.rule.repositories.iter().find(|entry| {
+            entry.owner.eq_ignore_ascii_case(source.owner)
+                && entry.repo.eq_ignore_ascii_case(source.repo)
+        });
+        if let Some(entry) = named {
+            if let Some(pinned) = entry.id.as_deref() {
+                self.pinned_id(
+                    self.claims.source_repository_identifier.as_deref(),
+                    pinned,
+                    ("repository", &format!("{}/{}", source.owner, source.repo)),
+                    "source repository ID",
+                    "deleted and re-created, or renamed and its name taken by someone else",
+                );
+            }
+        } else if let Some(owner) = self
+            .rule
+            .owners
+            .iter()
+            .find(|entry| entry.name.eq_ignore_ascii_case(source.owner))
+        {
+            let expected = format!("https://github.com/{}", source.owner);
+            match self.claims.source_repository_owner_uri.as_deref() {
+                Some(owner_uri) if owner_uri.eq_ignore_ascii_case(&expected) => {}
+                Some(owner_uri) => self.fail(
+                    Check::SourceRepository,
+                    format!("source repository owner {owner_uri} does not match the owner of source repository {uri}"),
+                ),
+                None => self.fail(
+                    Check::SourceRepository,
+                    format!(
+                        "certificate has no source repository owner URI; rule {:?} trusts owner {} by name and needs it",
+                        self.rule.name, owner.name
+                    ),
+                ),
+            }
+            if let Some(pinned) = owner.id.as_deref() {
+                self.pinned_id(
+                    self.claims.source_repository_owner_identifier.as_deref(),
+                    pinned,
+                    ("owner", source.owner),
+                    "source repository owner ID",
+                    "deleted or renamed and its name taken by someone else",
+                );
+            }
+        } else {
+            self.fail(
+                Check::SourceRepository,
+                format!(
+                    "source repository {uri} is not trusted; rule {:?} trusts {trusted}",
+                    self.rule.name
+                ),
+            );
+        }
+        Some(source)
+    }
+
+    fn pinned_id(
+        &mut self,
+        found: Option<&str>,
+        pinned: &str,
+        (kind, name): (&str, &str),
+        claim: &str,
+        cause: &str,
+    ) {
+        match found {
+            Some(found) if found == pinned => {}
+            Some(found) => self.fail(
+                Check::SourceRepository,
+                format!(
+                    "{kind} ID differs: {kind} {name} has ID {found}, rule {:?} pins ID {pinned}; it may have been {cause}",
+                    self.rule.name
+                ),
+            ),
+            None => self.fail(
+                Check::SourceRepository,
+                format!("certificate has no {claim}; rule {:?} pins {kind} {name} to ID {pinned}", self.rule.name),
+            ),
+        }
+    }
+
+    /// Checks the calling workflow (Build Config URI); returns it when well-formed.
+    fn calling_workflow(&mut self, source: Option<RepositoryUri<'a>>) -> Option<WorkflowUri<'a>> {
+        let Some(uri) = self.claims.build_config_uri.as_deref() else {
+            self.fail(
+                Check::CallingWorkflow,
+                "certificate has no build config URI (the calling workflow)".to_string(),
+            );
+            return None;
+        };
+        let Some(calling) = parse_workflow_uri(uri) else {
+            self.fail(
+                Check::CallingWorkflow,
+                format!("calling workflow {uri} is not of the form https://github.com/OWNER/REPO/.github/workflows/FILE@REF"),
+            );
+            return None;
+        };
+        if let Some(source) = source {
+            if !calling.repository.same_repository(&source) {
+                self.fail(
+                    Check::CallingWorkflow,
+                    format!(
+                        "calling workflow {uri} is not in source repository https://github.com/{}/{}",
+                        source.owner, source.repo
+                    ),
+                );
+            }
+        }
+        if let Some(workflows) = &self.rule.workflows {
+            if !workflows.iter().any(|glob| glob.is_match(calling.path)) {
+                let allowed = self.allows("workflows", join(workflows));
+                self.fail(
+                    Check::CallingWorkflow,
+                    format!(
+                        "calling workflow {} is not allowed; {allowed}",
+                        calling.path
+                    ),
+                );
+            }
+        }
+        if let Some(source_ref) = self.claims.source_repository_ref.as_deref() {
+            if calling.git_ref != source_ref {
+                self.fail(
+                    Check::CallingWorkflow,
+                    format!(
+                        "calling workflow {} ran at {}, but the source ref is {source_ref}",
+                        calling.path, calling.git_ref
+                    ),
+                );
+            }
+        }
+        Some(calling)
+    }
+
+    fn signer_workflow(&mut self, calling: Option<WorkflowUri<'a>>) {
+        let allowed = if self.rule.signer_workflows.is_empty() {
+            self.allows("signer workflows", "(the calling workflow only)")
+        } else {
+            self.allows(
+                "signer workflows",
+                format!(
+                    "(the calling workflow), {}",
+                    join(&self.rule.signer_workflows)
+                ),
+            )
+        };
+        let Some(signer) = self.claims.build_signer_uri.as_deref() else {
+            self.fail(
+                Check::SignerWorkflow,
+                format!("certificate has no build signer URI; {allowed}"),
+            );
+            return;
+        };
+        if let Some(san) = self.claims.subject_alternative_name.as_deref() {
+            if san != signer {
+                self.fail(
+                    Check::SignerWorkflow,
+                    format!("certificate subject {san} differs from its build signer URI {signer}"),
+                );
+            }
+        }
+        if Some(signer) == self.claims.build_config_uri.as_deref() {
+            return;
+        }
+        let digest = self.claims.build_signer_digest.as_deref();
+        let reusable_allowed = parse_workflow_uri(signer).is_some_and(|workflow| {
+            self.rule
+                .signer_workflows
+                .iter()
+                .any(|entry| entry.allows(&workflow, digest))
+        });
+        if !reusable_allowed {
+            let calling = match (calling, self.claims.build_config_uri.as_deref()) {
+                (Some(calling), _) => calling.path,
+                (None, Some(uri)) => uri,
+                (None, None) => "(unknown)",
+            };
+            self.fail(
+                Check::SignerWorkflow,
+                format!("signed by {signer}, not by the calling workflow {calling}; {allowed}"),
+            );
+        }
+    }
+
+    fn source_ref(&mut self) {
+        let allowed = self.allows("refs", join(&self.rule.refs));
+        match self.claims.source_repository_ref.as_deref() {
+            Some(source_ref) if self.rule.refs.iter().any(|glob| glob.is_match(source_ref)) => {}
+            Some(source_ref) => {
+                let trigger = self
+                    .claims
+                    .build_trigger
+                    .as_deref()
+                    .map(|trigger| format!(" (trigger {trigger})"))
+                    .unwrap_or_default();
+                self.fail(
+                    Check::Ref,
+                    format!("built from {source_ref}{trigger}; {allowed}"),
+                );
+            }
+            None => self.fail(
+                Check::Ref,
+                format!("certificate has no source ref; {allowed}"),
+            ),
+        }
+    }
+
+    fn trigger(&mut self) {
+        let allowed = self.allows("triggers", &self.rule.triggers);
+        match self.claims.build_trigger.as_deref() {
+            Some(trigger) if self.rule.triggers.allows(trigger) => {}
+            Some(trigger) => self.fail(
+                Check::Trigger,
+                format!("trigger {trigger} is not allowed; {allowed}"),
+            ),
+            None => self.fail(
+                Check::Trigger,
+                format!("certificate has no build trigger; {allowed}"),
+            ),
+        }
+    }
+
+    fn runner(&mut self) {
+        let allowed = self.allows("runners", self.rule.runners.join(", "));
+        match self.claims.runner_environment.as_deref() {
+            Some(runner) if self.rule.runners.iter().any(|entry| entry == runner) => {}
+            Some(runner) => self.fail(
+                Check::Runner,
+                format!("runner {runner} is not allowed; {allowed}"),
+            ),
+            None => self.fail(
+                Check::Runner,
+                format!("certificate has no runner environment; {allowed}"),
+            ),
+        }
+    }
+
+    /// The predicate is signed by the same workflow but written by a different component;
+    /// where it and the certificate disagree, neither can be believed.
+    fn predicate(&mut self, attestation: &VerifiedAttestation, calling: Option<WorkflowUri<'a>>) {
+        let Some(predicate) = attestation.predicate.as_ref() else {
+            if attestation.predicate_type == SLSA_PROVENANCE_V1 {
+                self.fail(
+                    Check::PredicateAgreement,
+                    "the SLSA provenance predicate is missing or unreadable".to_string(),
+                );
+            }
+            return;
+        };
+        let claims = self.claims;
+        if let Some(source) = claims.source_repository_uri.as_deref() {
+            self.required_agreement(
+                (
+                    "workflow repository",
+                    predicate.workflow_repository.as_deref(),
+                ),
+                ("source repository", source),
+                str::eq_ignore_ascii_case,
+            );
+        }
+        if let Some(calling) = calling {
+            self.required_agreement(
+                ("workflow path", predicate.workflow_path.as_deref()),
+                ("calling workflow", calling.path),
+                |left, right| left == right,
+            );
+        }
+        if let Some(source_ref) = claims.source_repository_ref.as_deref() {
+            self.required_agreement(
+                ("workflow ref", predicate.workflow_ref.as_deref()),
+                ("source ref", source_ref),
+                |left, right| left == right,
+            );
+        }
+        self.optional_agreements(predicate, claims);
+    }
+
+    fn required_agreement(
+        &mut self,
+        (predicate_name, predicate_value): (&str, Option<&str>),
+        (certificate_name, certificate_value): (&str, &str),
+        same: impl Fn(&str, &str) -> bool,
+    ) {
+        match predicate_value {
+            Some(value) if same(value, certificate_value) => {}
+            Some(value) => self.fail(
+                Check::PredicateAgreement,
+                format!("predicate says {predicate_name} {value}, certificate says {certificate_name} {certificate_value}"),
+            ),
+            None => self.fail(
+                Check::PredicateAgreement,
+                format!("predicate has no {predicate_name}, certificate says {certificate_name} {certificate_value}"),
+            ),
+        }
+    }
+
+    fn optional_agreements(&mut self, predicate: &PredicateClaims, claims: &CertificateClaims) {
+        // Commits may differ in hex case only; IDs and names compare exactly.
+        let pairs = [
+            (
+                "event",
+                &predicate.event_name,
+                "trigger",
+                &claims.build_trigger,
+                false,
+            ),
+            (
+                "repository ID",
+                &predicate.repository_id,
+                "source repository ID",
+                &claims.source_repository_identifier,
+                false,
+            ),
+            (
+                "repository owner ID",
+                &predicate.repository_owner_id,
+                "owner ID",
+                &claims.source_repository_owner_identifier,
+                false,
+            ),
+            (
+                "runner environment",
+                &predicate.runner_environment,
+                "runner environment",
+                &claims.runner_environment,
+                false,
+            ),
+            (
+                "commit",
+                &predicate.resolved_commit,
+                "commit",
+                &claims.source_repository_digest,
+                true,
+            ),
+        ];
+        for (predicate_name, predicate_value, certificate_name, certificate_value, ignore_case) in
+            pairs
+        {
+            if let (Some(predicate_value), Some(certificate_value)) =
+                (predicate_value, certificate_value)
+            {
+                let agree = if ignore_case {
+                    predicate_value.eq_ignore_ascii_case(certificate_value)
+                } else {
+                    predicate_value == certificate_value
+                };
+                if !agree {
+                    self.fail(
+                        Check::PredicateAgreement,
+                        format!(
+                            "predicate says {predicate_name} {predicate_value}, certificate says {certificate_name} {certificate_value}"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl SignerWorkflow {
+    /// Whether this entry covers a signing workflow. A pinned ref matches the URI's ref, or,
+    /// when it is a full commit hash, the Build Signer Digest as well.
+    pub(crate) fn allows(&self, signer: &WorkflowUri<'_>, signer_digest: Option<&str>) -> bool {
+        let same_workflow = self.owner.eq_ignore_ascii_case(signer.repository.owner)
+            && self.repo.eq_ignore_ascii_case(signer.repository.repo)
+            && self.path == signer.path;
+        let pinned_ok = match self.pinned_ref.as_deref() {
+            None => true,
+            Some(pinned) => {
+                pinned == signer.git_ref
+                    || (is_commit_hash(pinned)
+                        && signer_digest.is_some_and(|digest| digest.eq_ignore_ascii_case(pinned)))
+            }
+        };
+        same_workflow && pinned_ok
+    }
+}
+
+/// Messages quote claims from the bundle; they reach kubectl output and logs, so they stay
+/// one line of bounded length whatever a claim contains.
+fn one_line(message: String) -> String {
+    const MAX_CHARS: usize = 2000;
+    if message.chars().count() <= MAX_CHARS && !message.contains(char::is_control) {
+        return message;
+    }
+    let mut shown = String::with_capacity(MAX_CHARS + 3);
+    for character in message.chars().take(MAX_CHARS) {
+        if character.is_control() {
+            shown.extend(character.escape_default());
+        } else {
+            shown.push(character);
+        }
+    }
+    if message.chars().count() > MAX_CHARS {
+        shown.push('…');
+    }
+    shown
+}
+
+fn is_commit_hash(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+fn join<T: std::fmt::Display>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `repositories: acme/api (id 1), acme/web; owners: acme (id 2)`.
+fn describe_trust(rule: &Rule) -> String {
+    let with_id = |name: String, id: Option<&str>| match id {
+        Some(id) => format!("{name} (id {id})"),
+        None => name,
+    };
+    let mut parts = Vec::new();
+    if !rule.repositories.is_empty() {
+        let names: Vec<String> = rule
+            .repositories
+            .iter()
+            .map(|entry| with_id(entry.full_name(), entry.id()))
+            .collect();
+        parts.push(format!("repositories: {}", names.join(", ")));
+    }
+    if !rule.owners.is_empty() {
+        let names: Vec<String> = rule
+            .owners
+            .iter()
+            .map(|entry| with_id(entry.name.clone(), entry.id()))
+            .collect();
+        parts.push(format!("owners: {}", names.join(", ")));
+    }
+    if parts.is_empty() {
+        "nobody".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+    use crate::verify::claims::{Instance, Subject};
+
+    const SIGNER: &str = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
+    const SIGNER_COMMIT: &str = "09b495c3f12c7881b3cc17209a327792065c1a1d";
+
+    /// The facts of `public-good/reusable-workflow-attestation.sigstore.json` (see
+    /// ../shared/testdata/README.md): built by shared.yml, signed by a reusable workflow.
+    fn attest_demo() -> VerifiedAttestation {
+        VerifiedAttestation {
+            instance: Instance::PublicGood,
+            bundle_digest: "sha256:00".to_string(),
+            signed_at: Some("2024-05-24T13:59:50Z".to_string()),
+            predicate_type: SLSA_PROVENANCE_V1.to_string(),
+            subjects: vec![Subject {
+                name: "reusable-workflow-artifact".to_string(),
+                digest: [(
+                    "sha256".to_string(),
+                    "49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25".to_string(),
+                )]
+                .into(),
+            }],
+            certificate: CertificateClaims {
+                issuer: Some("https://token.actions.githubusercontent.com".to_string()),
+                subject_alternative_name: Some(SIGNER.to_string()),
+                build_signer_uri: Some(SIGNER.to_string()),
+                build_signer_digest: Some(SIGNER_COMMIT.to_string()),
+                runner_environment: Some("github-hosted".to_string()),
+                source_repository_uri: Some("https://github.com/malancas/attest-demo".to_string()),
+                source_repository_digest: Some("95baf27389e83e6a5c48f42e190d48d7abcea19e".to_string()),
+                source_repository_ref: Some("refs/heads/main".to_string()),
+                source_repository_identifier: Some("804070735".to_string()),
+                source_repository_owner_uri: Some("https://github.com/malancas".to_string()),
+                source_repository_owner_identifier: Some("16248153".to_string()),
+                build_config_uri: Some(
+                    "https://github.com/malancas/attest-demo/.github/workflows/shared.yml@refs/heads/main".to_string(),
+                ),
+                build_config_digest: Some("95baf27389e83e6a5c48f42e190d48d7abcea19e".to_string()),
+                build_trigger: Some("workflow_dispatch".to_string()),
+                run_invocation_uri: Some(
+                    "https://github.com/malancas/attest-demo/actions/runs/9228858953/attempts/1".to_string(),
+                ),
+                source_repository_visibility: Some("public".to_string()),
+            },
+            predicate: Some(PredicateClaims {
+                build_type: Some("https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1".to_string()),
+                workflow_repository: Some("https://github.com/malancas/attest-demo".to_string()),
+                workflow_path: Some(".github/workflows/shared.yml".to_string()),
+                workflow_ref: Some("refs/heads/main".to_string()),
+                event_name: Some("workflow_dispatch".to_string()),
+                repository_id: Some("804070735".to_string()),
+                repository_owner_id: Some("16248153".to_string()),
+                runner_environment: None,
+                resolved_commit: Some("95baf27389e83e6a5c48f42e190d48d7abcea19e".to_string()),
+                builder_id: Some("https://github.com/actions/runner/github-hosted".to_string()),
+                invocation_id: Some(
+                    "https://github.com/malancas/attest-demo/actions/runs/9228858953/attempts/1".to_string(),
+                ),
+            }),
+        }
+    }
+
+    /// The facts of `github/github_provenance_demo-0.0.12-py3-none-any-bundle.json`: an
+    /// ordinary build, signed by the calling workflow itself.
+    fn actions_demo() -> VerifiedAttestation {
+        let workflow =
+            "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/heads/main";
+        let mut attestation = attest_demo();
+        attestation.instance = Instance::Github;
+        attestation.certificate = CertificateClaims {
+            subject_alternative_name: Some(workflow.to_string()),
+            build_signer_uri: Some(workflow.to_string()),
+            build_signer_digest: Some("a6c23b9806c593664f68637c8f9d45dfcf98b2db".to_string()),
+            source_repository_uri: Some("https://github.com/actions/attest-demo".to_string()),
+            source_repository_digest: Some("a6c23b9806c593664f68637c8f9d45dfcf98b2db".to_string()),
+            source_repository_identifier: Some("763287532".to_string()),
+            source_repository_owner_uri: Some("https://github.com/actions".to_string()),
+            source_repository_owner_identifier: Some("44036562".to_string()),
+            build_config_uri: Some(workflow.to_string()),
+            build_config_digest: Some("a6c23b9806c593664f68637c8f9d45dfcf98b2db".to_string()),
+            run_invocation_uri: Some(
+                "https://github.com/actions/attest-demo/actions/runs/8788389601/attempts/1"
+                    .to_string(),
+            ),
+            source_repository_visibility: Some("private".to_string()),
+            ..attestation.certificate
+        };
+        attestation.predicate = Some(PredicateClaims {
+            workflow_repository: Some("https://github.com/actions/attest-demo".to_string()),
+            workflow_path: Some(".github/workflows/build-python.yml".to_string()),
+            repository_id: Some("763287532".to_string()),
+            repository_owner_id: Some("44036562".to_string()),
+            resolved_commit: Some("a6c23b9806c593664f68637c8f9d45dfcf98b2db".to_string()),
+            ..attestation.predicate.unwrap_or_default()
+        });
+        attestation
+    }
+
+    /// A rule named `r` for images `ghcr.io/x/*`, with `body` as its remaining keys.
+    fn rule(body: &str) -> Rule {
+        let source =
+            format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/x/*\"]\n{body}");
+        let policy = Policy::from_yaml(&source).unwrap_or_else(|error| panic!("{source}\n{error}"));
+        policy.rules()[0].clone()
+    }
+
+    const ATTEST_DEMO: &str =
+        "    repositories: [{name: malancas/attest-demo, id: \"804070735\"}]\n";
+    const ACTIONS_DEMO: &str =
+        "    repositories: [{name: actions/attest-demo, id: \"763287532\"}]\n";
+
+    fn failures(rule: &Rule, attestation: &VerifiedAttestation) -> Vec<(Check, String)> {
+        match evaluate(rule, attestation) {
+            Ok(()) => Vec::new(),
+            Err(violation) => {
+                assert_eq!(violation.rule, rule.name());
+                assert!(!violation.failures.is_empty());
+                violation
+                    .failures
+                    .into_iter()
+                    .map(|failure| (failure.check, failure.message))
+                    .collect()
+            }
+        }
+    }
+
+    /// Asserts exactly one failure, of `check`, containing every fragment.
+    fn assert_single_failure(
+        rule: &Rule,
+        attestation: &VerifiedAttestation,
+        check: Check,
+        fragments: &[&str],
+    ) {
+        let found = failures(rule, attestation);
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {check:?} failure, got {found:#?}"
+        );
+        assert_eq!(found[0].0, check, "{found:#?}");
+        for fragment in fragments {
+            assert!(
+                found[0].1.contains(fragment),
+                "missing {fragment:?} in {:?}",
+                found[0].1
+            );
+        }
+        assert!(!found[0].1.contains('\n'), "one line: {:?}", found[0].1);
+    }
+
+    #[test]
+    fn ordinary_build_is_allowed() {
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &actions_demo()), Ok(()));
+        let example =
+            Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
+        let actions_rule = example.rule("actions-attest-demo").expect("rule exists");
+        assert_eq!(evaluate(actions_rule, &actions_demo()), Ok(()));
+    }
+
+    #[test]
+    fn reusable_signer_is_denied_by_default() {
+        assert_single_failure(
+            &rule(ATTEST_DEMO),
+            &attest_demo(),
+            Check::SignerWorkflow,
+            &[&format!(
+                "signed by {SIGNER}, not by the calling workflow .github/workflows/shared.yml; rule \"r\" allows signer workflows: (the calling workflow only)"
+            )],
+        );
+    }
+
+    #[test]
+    fn reusable_signer_is_allowed_when_listed() {
+        let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
+        assert_eq!(
+            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo()),
+            Ok(())
+        );
+        let example =
+            Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
+        let attest_rule = example.rule("attest-demo").expect("rule exists");
+        assert_eq!(evaluate(attest_rule, &attest_demo()), Ok(()));
+    }
+
+    #[test]
+    fn reusable_signer_pins() {
+        let pinned = |entry: &str| {
+            rule(&format!(
+                "{ATTEST_DEMO}    signerWorkflows: [\"{entry}\"]\n"
+            ))
+        };
+        let workflow = "github/artifact-attestations-workflows/.github/workflows/attest.yml";
+        assert_eq!(
+            evaluate(
+                &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
+                &attest_demo()
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            evaluate(
+                &pinned("GitHub/Artifact-Attestations-Workflows/.github/workflows/attest.yml"),
+                &attest_demo()
+            ),
+            Ok(())
+        );
+        // A tag in the URI still matches a commit pin through the Build Signer Digest.
+        let mut tagged = attest_demo();
+        let tag_uri = SIGNER.replace(SIGNER_COMMIT, "refs/tags/v1");
+        tagged.certificate.build_signer_uri = Some(tag_uri.clone());
+        tagged.certificate.subject_alternative_name = Some(tag_uri);
+        assert_eq!(
+            evaluate(&pinned(&format!("{workflow}@{SIGNER_COMMIT}")), &tagged),
+            Ok(())
+        );
+        assert_eq!(
+            evaluate(&pinned(&format!("{workflow}@refs/tags/v1")), &tagged),
+            Ok(())
+        );
+        assert_single_failure(
+            &pinned(&format!("{workflow}@refs/tags/v2")),
+            &tagged,
+            Check::SignerWorkflow,
+            &[
+                "not by the calling workflow .github/workflows/shared.yml",
+                &format!(
+                    "allows signer workflows: (the calling workflow), {workflow}@refs/tags/v2"
+                ),
+            ],
+        );
+        assert_single_failure(
+            &pinned("github/artifact-attestations-workflows/.github/workflows/other.yml"),
+            &attest_demo(),
+            Check::SignerWorkflow,
+            &["signed by https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@"],
+        );
+    }
+
+    fn pull_request_build() -> VerifiedAttestation {
+        let mut attestation = actions_demo();
+        let workflow = "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/pull/31/merge";
+        let claims = &mut attestation.certificate;
+        claims.source_repository_ref = Some("refs/pull/31/merge".to_string());
+        claims.build_trigger = Some("pull_request".to_string());
+        claims.build_config_uri = Some(workflow.to_string());
+        claims.build_signer_uri = Some(workflow.to_string());
+        claims.subject_alternative_name = Some(workflow.to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.workflow_ref = Some("refs/pull/31/merge".to_string());
+            predicate.event_name = Some("pull_request".to_string());
+        }
+        attestation
+    }
+
+    #[test]
+    fn pull_request_build_is_denied_by_default() {
+        let found = failures(&rule(ACTIONS_DEMO), &pull_request_build());
+        assert_eq!(
+            found,
+            [
+                (
+                    Check::Ref,
+                    "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*".to_string()
+                ),
+                (
+                    Check::Trigger,
+                    "trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target".to_string()
+                ),
+            ]
+        );
+        let violation = evaluate(&rule(ACTIONS_DEMO), &pull_request_build()).expect_err("denied");
+        assert_eq!(
+            violation.reasons(),
+            found
+                .iter()
+                .map(|(_, message)| message.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            violation.to_string(),
+            "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*; \
+             trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target"
+        );
+    }
+
+    #[test]
+    fn explicit_triggers_and_refs() {
+        let permissive = rule(&format!(
+            "{ACTIONS_DEMO}    refs: [\"refs/pull/**\"]\n    triggers: [pull_request]\n"
+        ));
+        assert_eq!(evaluate(&permissive, &pull_request_build()), Ok(()));
+        let strict = rule(&format!("{ACTIONS_DEMO}    triggers: [push, release]\n"));
+        assert_single_failure(
+            &strict,
+            &actions_demo(),
+            Check::Trigger,
+            &["trigger workflow_dispatch is not allowed; rule \"r\" allows triggers: push, release"],
+        );
+        let tags_only = rule(&format!("{ACTIONS_DEMO}    refs: [\"refs/tags/v*\"]\n"));
+        assert_single_failure(
+            &tags_only,
+            &actions_demo(),
+            Check::Ref,
+            &["built from refs/heads/main (trigger workflow_dispatch); rule \"r\" allows refs: refs/tags/v*"],
+        );
+    }
+
+    #[test]
+    fn self_hosted_runner_is_denied_by_default() {
+        let mut attestation = actions_demo();
+        attestation.certificate.runner_environment = Some("self-hosted".to_string());
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::Runner,
+            &["runner self-hosted is not allowed; rule \"r\" allows runners: github-hosted"],
+        );
+        let allowing = rule(&format!(
+            "{ACTIONS_DEMO}    runners: [github-hosted, self-hosted]\n"
+        ));
+        assert_eq!(evaluate(&allowing, &attestation), Ok(()));
+    }
+
+    #[test]
+    fn same_repository_name_with_another_id_is_denied() {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_identifier = Some("999999999".to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.repository_id = Some("999999999".to_string());
+        }
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::SourceRepository,
+            &[
+                "repository ID differs: repository actions/attest-demo has ID 999999999, rule \"r\" pins ID 763287532",
+                "deleted and re-created",
+            ],
+        );
+        // The owner being trusted too does not override the repository's pin.
+        let with_owner = rule(&format!("{ACTIONS_DEMO}    owners: [{{name: actions}}]\n"));
+        assert_single_failure(
+            &with_owner,
+            &attestation,
+            Check::SourceRepository,
+            &["repository ID differs"],
+        );
+        // Without a pin, the name is enough.
+        assert_eq!(
+            evaluate(
+                &rule("    repositories: [{name: actions/attest-demo}]\n"),
+                &attestation
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn pinned_id_needs_the_claim() {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_identifier = None;
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::SourceRepository,
+            &["certificate has no source repository ID; rule \"r\" pins repository actions/attest-demo to ID 763287532"],
+        );
+    }
+
+    #[test]
+    fn untrusted_repository_is_denied() {
+        let trusted = rule("    repositories: [{name: acme/api, id: \"1\"}, {name: acme/web}]\n    owners: [{name: acme-labs, id: \"2\"}]\n");
+        let found = failures(&trusted, &actions_demo());
+        assert_eq!(
+            found,
+            [(
+                Check::SourceRepository,
+                "source repository https://github.com/actions/attest-demo is not trusted; rule \"r\" trusts repositories: acme/api (id 1), acme/web; owners: acme-labs (id 2)".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn repository_names_compare_case_insensitively() {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_uri =
+            Some("https://github.com/Actions/Attest-Demo".to_string());
+        assert_eq!(
+            evaluate(
+                &rule("    repositories: [{name: ACTIONS/attest-demo, id: \"763287532\"}]\n"),
+                &attestation
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn wrong_issuer_is_denied() {
+        let mut attestation = actions_demo();
+        attestation.certificate.issuer = Some("https://accounts.google.com".to_string());
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::Issuer,
+            &["issuer https://accounts.google.com is not allowed; rule \"r\" allows issuers: https://token.actions.githubusercontent.com"],
+        );
+        attestation.certificate.issuer = None;
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::Issuer,
+            &["certificate has no issuer"],
+        );
+    }
+
+    #[test]
+    fn other_predicate_type_is_denied() {
+        let mut attestation = actions_demo();
+        attestation.predicate_type = "https://spdx.dev/Document".to_string();
+        attestation.predicate = None;
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::PredicateType,
+            &["predicate type https://spdx.dev/Document is not allowed; rule \"r\" allows predicate types: https://slsa.dev/provenance/v1"],
+        );
+    }
+
+    #[test]
+    fn predicate_must_agree_with_certificate() {
+        type Edit = fn(&mut PredicateClaims);
+        let cases: [(Edit, &str); 9] = [
+            (
+                |p| p.workflow_repository = Some("https://github.com/evil/attest-demo".into()),
+                "predicate says workflow repository https://github.com/evil/attest-demo, certificate says source repository https://github.com/actions/attest-demo",
+            ),
+            (
+                |p| p.workflow_path = Some(".github/workflows/other.yml".into()),
+                "predicate says workflow path .github/workflows/other.yml, certificate says calling workflow .github/workflows/build-python.yml",
+            ),
+            (
+                |p| p.workflow_ref = Some("refs/heads/dev".into()),
+                "predicate says workflow ref refs/heads/dev, certificate says source ref refs/heads/main",
+            ),
+            (|p| p.workflow_ref = None, "predicate has no workflow ref, certificate says source ref refs/heads/main"),
+            (|p| p.event_name = Some("push".into()), "predicate says event push, certificate says trigger workflow_dispatch"),
+            (|p| p.repository_id = Some("1".into()), "predicate says repository ID 1, certificate says source repository ID 763287532"),
+            (|p| p.repository_owner_id = Some("2".into()), "predicate says repository owner ID 2, certificate says owner ID 44036562"),
+            (
+                |p| p.runner_environment = Some("self-hosted".into()),
+                "predicate says runner environment self-hosted, certificate says runner environment github-hosted",
+            ),
+            (
+                |p| p.resolved_commit = Some("0000000000000000000000000000000000000000".into()),
+                "predicate says commit 0000000000000000000000000000000000000000, certificate says commit a6c23b9806c593664f68637c8f9d45dfcf98b2db",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let mut attestation = actions_demo();
+            if let Some(predicate) = attestation.predicate.as_mut() {
+                edit(predicate);
+            }
+            assert_single_failure(
+                &rule(ACTIONS_DEMO),
+                &attestation,
+                Check::PredicateAgreement,
+                &[expected],
+            );
+        }
+        // Absent optional claims on either side are not a disagreement; hex case is not either.
+        let mut attestation = actions_demo();
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.event_name = None;
+            predicate.resolved_commit = Some("A6C23B9806C593664F68637C8F9D45DFCF98B2DB".into());
+        }
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation), Ok(()));
+        let mut attestation = actions_demo();
+        attestation.predicate = None;
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::PredicateAgreement,
+            &["the SLSA provenance predicate is missing or unreadable"],
+        );
+    }
+
+    #[test]
+    fn owner_trust_checks_owner_uri_and_id() {
+        let by_owner = rule("    owners: [{name: actions, id: \"44036562\"}]\n");
+        assert_eq!(evaluate(&by_owner, &actions_demo()), Ok(()));
+
+        let mut wrong_id = actions_demo();
+        wrong_id.certificate.source_repository_owner_identifier = Some("1".to_string());
+        if let Some(predicate) = wrong_id.predicate.as_mut() {
+            predicate.repository_owner_id = Some("1".to_string());
+        }
+        assert_single_failure(
+            &by_owner,
+            &wrong_id,
+            Check::SourceRepository,
+            &["owner ID differs: owner actions has ID 1, rule \"r\" pins ID 44036562"],
+        );
+
+        let mut other_owner_uri = actions_demo();
+        other_owner_uri.certificate.source_repository_owner_uri =
+            Some("https://github.com/evil".to_string());
+        assert_single_failure(
+            &by_owner,
+            &other_owner_uri,
+            Check::SourceRepository,
+            &["source repository owner https://github.com/evil does not match the owner of source repository https://github.com/actions/attest-demo"],
+        );
+
+        let mut no_owner_uri = actions_demo();
+        no_owner_uri.certificate.source_repository_owner_uri = None;
+        assert_single_failure(
+            &by_owner,
+            &no_owner_uri,
+            Check::SourceRepository,
+            &["certificate has no source repository owner URI"],
+        );
+
+        let mut no_owner_id = actions_demo();
+        no_owner_id.certificate.source_repository_owner_identifier = None;
+        assert_single_failure(
+            &by_owner,
+            &no_owner_id,
+            Check::SourceRepository,
+            &["certificate has no source repository owner ID; rule \"r\" pins owner actions to ID 44036562"],
+        );
+    }
+
+    #[test]
+    fn calling_workflow_checks() {
+        let release_only = rule(&format!(
+            "{ACTIONS_DEMO}    workflows: [.github/workflows/release.yml]\n"
+        ));
+        assert_single_failure(
+            &release_only,
+            &actions_demo(),
+            Check::CallingWorkflow,
+            &["calling workflow .github/workflows/build-python.yml is not allowed; rule \"r\" allows workflows: .github/workflows/release.yml"],
+        );
+        let by_glob = rule(&format!(
+            "{ACTIONS_DEMO}    workflows: [\".github/workflows/build-*.yml\"]\n"
+        ));
+        assert_eq!(evaluate(&by_glob, &actions_demo()), Ok(()));
+
+        // A calling workflow from another repository, signing itself.
+        let foreign =
+            "https://github.com/evil/tools/.github/workflows/build-python.yml@refs/heads/main";
+        let mut attestation = actions_demo();
+        attestation.certificate.build_config_uri = Some(foreign.to_string());
+        attestation.certificate.build_signer_uri = Some(foreign.to_string());
+        attestation.certificate.subject_alternative_name = Some(foreign.to_string());
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::CallingWorkflow,
+            &[&format!("calling workflow {foreign} is not in source repository https://github.com/actions/attest-demo")],
+        );
+
+        let mut malformed = actions_demo();
+        malformed.certificate.build_config_uri =
+            Some("https://github.com/actions/attest-demo/build.sh".to_string());
+        let found = failures(&rule(ACTIONS_DEMO), &malformed);
+        let checks: Vec<Check> = found.iter().map(|(check, _)| *check).collect();
+        assert_eq!(
+            checks,
+            [Check::CallingWorkflow, Check::SignerWorkflow],
+            "{found:#?}"
+        );
+        assert!(found[0].1.contains(
+            "is not of the form https://github.com/OWNER/REPO/.github/workflows/FILE@REF"
+        ));
+        assert!(found[1].1.contains(
+            "not by the calling workflow https://github.com/actions/attest-demo/build.sh"
+        ));
+    }
+
+    #[test]
+    fn calling_workflow_ref_must_be_the_source_ref() {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_ref = Some("refs/tags/v1".to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.workflow_ref = Some("refs/tags/v1".to_string());
+        }
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::CallingWorkflow,
+            &["calling workflow .github/workflows/build-python.yml ran at refs/heads/main, but the source ref is refs/tags/v1"],
+        );
+    }
+
+    #[test]
+    fn certificate_subject_must_be_the_signer() {
+        let mut attestation = actions_demo();
+        attestation.certificate.subject_alternative_name =
+            Some("https://github.com/evil/x/.github/workflows/a.yml@refs/heads/main".to_string());
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &attestation,
+            Check::SignerWorkflow,
+            &["certificate subject https://github.com/evil/x/.github/workflows/a.yml@refs/heads/main differs from its build signer URI"],
+        );
+    }
+
+    #[test]
+    fn messages_stay_on_one_bounded_line() {
+        let mut attestation = actions_demo();
+        attestation.certificate.build_trigger = Some("push\nallowed: yes".to_string());
+        attestation.certificate.runner_environment = Some("x".repeat(5000));
+        let found = failures(
+            &rule(&format!("{ACTIONS_DEMO}    triggers: [push]\n")),
+            &attestation,
+        );
+        let trigger = found
+            .iter()
+            .find(|(check, _)| *check == Check::Trigger)
+            .expect("trigger fails");
+        assert!(
+            trigger
+                .1
+                .starts_with("trigger push\\nallowed: yes is not allowed"),
+            "{}",
+            trigger.1
+        );
+        let runner = found
+            .iter()
+            .find(|(check, _)| *check == Check::Runner)
+            .expect("runner fails");
+        assert_eq!(runner.1.chars().count(), 2001);
+        assert!(runner.1.ends_with('…'));
+    }
+
+    #[test]
+    fn missing_claims_fail_every_check() {
+        let mut attestation = actions_demo();
+        attestation.certificate = CertificateClaims::default();
+        let found = failures(&rule(ACTIONS_DEMO), &attestation);
+        let checks: Vec<Check> = found.iter().map(|(check, _)| *check).collect();
+        assert_eq!(
+            checks,
+            [
+                Check::Issuer,
+                Check::SourceRepository,
+                Check::CallingWorkflow,
+                Check::SignerWorkflow,
+                Check::Ref,
+                Check::Trigger,
+                Check::Runner,
+            ],
+            "{found:#?}"
+        );
+        assert!(found[1].1.contains("certificate has no source repository; rule \"r\" trusts repositories: actions/attest-demo (id 763287532)"));
+        assert!(found[5].1.contains("certificate has no build trigger"));
+        assert_eq!(Check::PredicateAgreement.as_str(), "predicate_agreement");
+    }
+}

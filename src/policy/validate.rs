@@ -1,0 +1,1289 @@
+//! Turning a parsed [`PolicyDocument`] into a [`Policy`], collecting every problem on the way.
+
+use super::config::{
+    Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
+    Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
+    TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
+    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+};
+use super::document::{
+    BreakGlassDocument, EnvironmentDocument, OwnerDocument, PolicyDocument, RegistryDocument,
+    RepositoryDocument, RequirementDocument, RuleDocument, SelectorDocument,
+};
+use super::duration::BreakGlassDuration;
+use super::error::{PolicyError, PolicyIssue};
+use super::github::{is_owner_login, is_repository_name};
+use super::glob::{has_glob_syntax, Glob};
+use super::locate::{locate, FieldPath};
+use std::collections::BTreeMap;
+
+/// The most entries any other list (environments, exempt images, a rule's globs, …) may have.
+const MAX_LIST_ENTRIES: usize = 1000;
+/// The most problems listed in one error; a broken 1 MiB file could otherwise yield thousands.
+const MAX_REPORTED_ISSUES: usize = 100;
+/// Locating a problem re-reads the source (serde_yaml manages about 10 MB/s), so large
+/// sources get fewer located problems: a broken policy must not stall a reload for long.
+const LOCATE_BUDGET_BYTES: usize = 8 * MAX_POLICY_BYTES;
+
+const WORKFLOWS_DIRECTORY: &str = ".github/workflows/";
+const KNOWN_RUNNERS: [&str; 2] = ["github-hosted", "self-hosted"];
+
+pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
+    if source.len() > MAX_POLICY_BYTES {
+        return Err(PolicyError::TooLarge {
+            size: source.len(),
+            limit: MAX_POLICY_BYTES,
+        });
+    }
+    let document: PolicyDocument = serde_yaml::from_str(source)
+        .map_err(|error| PolicyError::Syntax(PolicyIssue::from_yaml_error(&error)))?;
+    if document.rules.len() > MAX_RULES {
+        return Err(PolicyError::TooManyRules {
+            count: document.rules.len(),
+            limit: MAX_RULES,
+        });
+    }
+    let mut checker = Checker::default();
+    let policy = checker.policy(&document);
+    if checker.problems.is_empty() {
+        Ok(policy)
+    } else {
+        Err(checker.into_error(source))
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<(FieldPath, String)>,
+}
+
+impl Checker {
+    fn report(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.problems.push((path.clone(), message.into()));
+    }
+
+    fn into_error(self, source: &str) -> PolicyError {
+        let located_count = (LOCATE_BUDGET_BYTES / source.len().max(1)).max(1);
+        let total = self.problems.len();
+        let mut issues = self
+            .problems
+            .into_iter()
+            .take(MAX_REPORTED_ISSUES)
+            .enumerate()
+            .map(|(position, (path, message))| PolicyIssue {
+                location: if position < located_count {
+                    locate_nearest(source, &path)
+                } else {
+                    None
+                },
+                path: path.to_string(),
+                message,
+            })
+            .collect::<Vec<_>>();
+        // Checks run field by field, but people fix files top to bottom.
+        issues.sort_by_key(|issue| {
+            issue
+                .location
+                .map_or((1, 0, 0), |location| (0, location.line, location.column))
+        });
+        PolicyError::Invalid {
+            omitted: total - issues.len(),
+            issues,
+        }
+    }
+
+    fn policy(&mut self, document: &PolicyDocument) -> Policy {
+        let root = FieldPath::root();
+        if document.version != 1 {
+            self.report(
+                &root.key("version"),
+                format!(
+                    "unsupported version {}; this build understands version 1",
+                    document.version
+                ),
+            );
+        }
+        let default_mode = match &document.default_mode {
+            Some(text) => self.mode(&root.key("defaultMode"), text),
+            None => Mode::Enforce,
+        };
+        let environments = self.environments(&root.key("environments"), &document.environments);
+        let exempt_images = self.list(
+            &root.key("exemptImages"),
+            &document.exempt_images,
+            |this, path, text| this.image_glob(path, text),
+        );
+        let unmatched_images = match document.unmatched_images.as_deref() {
+            None | Some("deny") => UnmatchedAction::Deny,
+            Some("allow") => UnmatchedAction::Allow,
+            Some(other) => {
+                self.report(
+                    &root.key("unmatchedImages"),
+                    format!("unknown action `{other}`, expected deny or allow"),
+                );
+                UnmatchedAction::Deny
+            }
+        };
+        let rules = self.rules(&root.key("rules"), &document.rules);
+        let break_glass = document
+            .break_glass
+            .as_ref()
+            .and_then(|block| self.break_glass(&root.key("breakGlass"), block));
+        let registries = self.registries(&root.key("registries"), &document.registries);
+        Policy {
+            version: document.version,
+            default_mode,
+            environments,
+            exempt_images,
+            unmatched_images,
+            rules,
+            break_glass,
+            registries,
+        }
+    }
+
+    /// Checks each entry of a list, keeping the good ones; refuses overlong lists outright.
+    fn list<'d, I, T>(
+        &mut self,
+        path: &FieldPath,
+        entries: &'d [I],
+        mut check: impl FnMut(&mut Self, &FieldPath, &'d I) -> Option<T>,
+    ) -> Vec<T> {
+        if entries.len() > MAX_LIST_ENTRIES {
+            self.report(
+                path,
+                format!(
+                    "has {} entries, more than the limit of {MAX_LIST_ENTRIES}",
+                    entries.len()
+                ),
+            );
+            return Vec::new();
+        }
+        entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| check(self, &path.index(index), entry))
+            .collect()
+    }
+
+    /// Like [`Checker::list`] for keys whose absence means a default: an explicit empty list
+    /// would silently refuse everything, so it is an error.
+    fn optional_list<I, T>(
+        &mut self,
+        path: &FieldPath,
+        entries: Option<&[I]>,
+        default_description: &str,
+        check: impl FnMut(&mut Self, &FieldPath, &I) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let entries = entries?;
+        if entries.is_empty() {
+            self.report(
+                path,
+                format!("must not be empty; leave it out for the default ({default_description})"),
+            );
+        }
+        Some(self.list(path, entries, check))
+    }
+
+    fn mode(&mut self, path: &FieldPath, text: &str) -> Mode {
+        Mode::parse(text).unwrap_or_else(|| {
+            self.report(
+                path,
+                format!("unknown mode `{text}`, expected one of observe, warn, enforce"),
+            );
+            Mode::Enforce
+        })
+    }
+
+    fn entry_name(&mut self, path: &FieldPath, text: &str, what: &str) -> bool {
+        let problem = if text.trim().is_empty() {
+            format!("{what} name must not be empty")
+        } else if text.trim() != text {
+            format!("{what} name `{text}` has leading or trailing spaces")
+        } else if text.chars().any(char::is_control) {
+            format!("{what} name {text:?} contains control characters")
+        } else {
+            return true;
+        };
+        self.report(path, problem);
+        false
+    }
+
+    fn environments(
+        &mut self,
+        path: &FieldPath,
+        documents: &[EnvironmentDocument],
+    ) -> Vec<Environment> {
+        let mut first_use: BTreeMap<&str, usize> = BTreeMap::new();
+        self.list(path, documents, |this, entry_path, document| {
+            let name_path = entry_path.key("name");
+            if this.entry_name(&name_path, &document.name, "environment") {
+                if let Some(first) = first_use.get(document.name.as_str()) {
+                    this.report(
+                        &name_path,
+                        format!(
+                            "duplicate environment name `{}`, already used by environments[{first}]",
+                            document.name
+                        ),
+                    );
+                } else {
+                    first_use.insert(&document.name, entry_index(entry_path));
+                }
+            }
+            let namespace_selector =
+                this.selector(&entry_path.key("namespaceSelector"), &document.namespace_selector);
+            let mode = this.mode(&entry_path.key("mode"), &document.mode);
+            Some(Environment {
+                name: document.name.clone(),
+                namespace_selector,
+                mode,
+            })
+        })
+    }
+
+    fn selector(&mut self, path: &FieldPath, document: &SelectorDocument) -> NamespaceSelector {
+        let labels_path = path.key("matchLabels");
+        for key in document.match_labels.keys() {
+            if key.is_empty() {
+                self.report(&labels_path, "label keys must not be empty");
+            }
+        }
+        let match_expressions = self.list(
+            &path.key("matchExpressions"),
+            &document.match_expressions,
+            |this, entry_path, requirement| this.requirement(entry_path, requirement),
+        );
+        NamespaceSelector {
+            match_labels: document.match_labels.clone(),
+            match_expressions,
+        }
+    }
+
+    fn requirement(
+        &mut self,
+        path: &FieldPath,
+        document: &RequirementDocument,
+    ) -> Option<LabelRequirement> {
+        if document.key.is_empty() {
+            self.report(&path.key("key"), "label key must not be empty");
+        }
+        let Some(operator) = SelectorOperator::parse(&document.operator) else {
+            self.report(
+                &path.key("operator"),
+                format!(
+                    "unknown operator `{}`, expected one of In, NotIn, Exists, DoesNotExist",
+                    document.operator
+                ),
+            );
+            return None;
+        };
+        match operator {
+            SelectorOperator::In | SelectorOperator::NotIn if document.values.is_empty() => {
+                self.report(
+                    &path.key("values"),
+                    format!("operator {:?} needs at least one value", document.operator),
+                );
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist
+                if !document.values.is_empty() =>
+            {
+                self.report(
+                    &path.key("values"),
+                    format!("operator {:?} takes no values", document.operator),
+                );
+            }
+            _ => {}
+        }
+        Some(LabelRequirement {
+            key: document.key.clone(),
+            operator,
+            values: document.values.clone(),
+        })
+    }
+
+    fn glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        Glob::new(text)
+            .map_err(|error| self.report(path, format!("`{text}`: {error}")))
+            .ok()
+    }
+
+    /// Image globs are matched against normalised repositories (`docker.io/library/nginx`),
+    /// so a pattern that could never match one is a mistake worth reporting.
+    fn image_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        let glob = self.glob(path, text)?;
+        let mut segments = text.split('/');
+        let host = segments.next().unwrap_or_default();
+        let repository_segments: Vec<&str> = segments.collect();
+        let problem = if text.contains('@') {
+            Some(format!(
+                "`{text}`: image globs match repositories without a digest; remove the `@…` part"
+            ))
+        } else if repository_segments
+            .iter()
+            .any(|segment| segment.contains(':'))
+        {
+            Some(format!(
+                "`{text}`: image globs match repositories without a tag; remove the `:…` part"
+            ))
+        } else if repository_segments
+            .iter()
+            .any(|segment| segment.chars().any(|c| c.is_ascii_uppercase()))
+        {
+            Some(format!(
+                "`{text}`: image repositories are lowercase, this pattern would never match"
+            ))
+        } else if !(host.contains(['.', ':']) || host == "localhost" || has_glob_syntax(host))
+            || repository_segments.is_empty()
+        {
+            Some(format!(
+                "`{text}` does not start with a registry host; images are matched as normalised references such as docker.io/library/nginx"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => {
+                self.report(path, problem);
+                None
+            }
+            None => Some(glob),
+        }
+    }
+
+    fn rules(&mut self, path: &FieldPath, documents: &[RuleDocument]) -> Vec<Rule> {
+        let mut first_use: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut rules = Vec::with_capacity(documents.len());
+        for (index, document) in documents.iter().enumerate() {
+            let rule_path = path.index(index);
+            let name_path = rule_path.key("name");
+            if self.entry_name(&name_path, &document.name, "rule") {
+                match first_use.get(document.name.as_str()) {
+                    Some(first) => self.report(
+                        &name_path,
+                        format!(
+                            "duplicate rule name `{}`, already used by rules[{first}]",
+                            document.name
+                        ),
+                    ),
+                    None => {
+                        first_use.insert(&document.name, index);
+                    }
+                }
+            }
+            rules.push(self.rule(&rule_path, document));
+        }
+        rules
+    }
+
+    fn rule(&mut self, path: &FieldPath, document: &RuleDocument) -> Rule {
+        let images_path = path.key("images");
+        if document.images.is_empty() {
+            self.report(&images_path, "must list at least one image glob");
+        }
+        let images = self.list(&images_path, &document.images, |this, entry_path, text| {
+            this.image_glob(entry_path, text)
+        });
+        if document.repositories.is_empty() && document.owners.is_empty() {
+            self.report(
+                path,
+                format!(
+                    "rule `{}` names neither `repositories` nor `owners`; it must say whose builds it trusts",
+                    document.name
+                ),
+            );
+        }
+        let repositories = self.repositories(&path.key("repositories"), &document.repositories);
+        let owners = self.owners(&path.key("owners"), &document.owners);
+        let workflows = self.optional_list(
+            &path.key("workflows"),
+            document.workflows.as_deref(),
+            "any workflow of a trusted repository",
+            |this, entry_path, text| this.workflow_glob(entry_path, text),
+        );
+        let signer_workflows = self.list(
+            &path.key("signerWorkflows"),
+            &document.signer_workflows,
+            |this, entry_path, text| this.signer_workflow(entry_path, text),
+        );
+        let refs = self
+            .optional_list(
+                &path.key("refs"),
+                document.refs.as_deref(),
+                &DEFAULT_REFS.join(", "),
+                |this, entry_path, text| this.ref_glob(entry_path, text),
+            )
+            .unwrap_or_else(default_refs);
+        let triggers = match self.optional_list(
+            &path.key("triggers"),
+            document.triggers.as_deref(),
+            &format!("any but {}", DEFAULT_EXCLUDED_TRIGGERS.join(", ")),
+            |this, entry_path, text: &String| this.trigger(entry_path, text),
+        ) {
+            Some(triggers) => TriggerFilter::OneOf(triggers),
+            None => TriggerFilter::AnyExcept(owned(&DEFAULT_EXCLUDED_TRIGGERS)),
+        };
+        let runners = self
+            .optional_list(
+                &path.key("runners"),
+                document.runners.as_deref(),
+                &DEFAULT_RUNNERS.join(", "),
+                |this, entry_path, text: &String| {
+                    if KNOWN_RUNNERS.contains(&text.as_str()) {
+                        Some(text.clone())
+                    } else {
+                        this.report(
+                            entry_path,
+                            format!("unknown runner environment `{text}`, expected github-hosted or self-hosted"),
+                        );
+                        None
+                    }
+                },
+            )
+            .unwrap_or_else(|| owned(&DEFAULT_RUNNERS));
+        let predicate_types = self
+            .optional_list(
+                &path.key("predicateTypes"),
+                document.predicate_types.as_deref(),
+                SLSA_PROVENANCE_V1,
+                |this, entry_path, text: &String| this.uri(entry_path, text, "predicate type"),
+            )
+            .unwrap_or_else(|| vec![SLSA_PROVENANCE_V1.to_string()]);
+        let issuers = self
+            .optional_list(
+                &path.key("issuers"),
+                document.issuers.as_deref(),
+                GITHUB_ACTIONS_ISSUER,
+                |this, entry_path, text: &String| {
+                    if text.starts_with("https://") {
+                        this.uri(entry_path, text, "issuer")
+                    } else {
+                        this.report(
+                            entry_path,
+                            format!("issuer `{text}` must be an https:// URL"),
+                        );
+                        None
+                    }
+                },
+            )
+            .unwrap_or_else(|| vec![GITHUB_ACTIONS_ISSUER.to_string()]);
+        Rule {
+            name: document.name.clone(),
+            images,
+            repositories,
+            owners,
+            workflows,
+            signer_workflows,
+            refs,
+            triggers,
+            runners,
+            predicate_types,
+            issuers,
+        }
+    }
+
+    fn repositories(
+        &mut self,
+        path: &FieldPath,
+        documents: &[RepositoryDocument],
+    ) -> Vec<TrustedRepository> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        self.list(path, documents, |this, entry_path, document| {
+            let name_path = entry_path.key("name");
+            let id = this.id(
+                &entry_path.key("id"),
+                document.id.as_deref(),
+                "repository",
+                &document.name,
+            );
+            let Some((owner, repo)) = document.name.split_once('/') else {
+                this.report(
+                    &name_path,
+                    format!("repository `{}` must be written owner/repo", document.name),
+                );
+                return None;
+            };
+            if !is_owner_login(owner) || !is_repository_name(repo) {
+                let hint = if has_glob_syntax(&document.name) {
+                    "; names are exact, list the owner under `owners` to trust all its repositories"
+                } else {
+                    ""
+                };
+                this.report(
+                    &name_path,
+                    format!(
+                        "repository `{}` is not a GitHub owner/repo name{hint}",
+                        document.name
+                    ),
+                );
+                return None;
+            }
+            let key = document.name.to_ascii_lowercase();
+            let position = entry_index(entry_path);
+            if let Some(first) = seen.get(&key) {
+                this.report(
+                    &name_path,
+                    format!(
+                        "repository `{}` is already listed at [{first}]",
+                        document.name
+                    ),
+                );
+                return None;
+            }
+            seen.insert(key, position);
+            Some(TrustedRepository {
+                owner: owner.to_string(),
+                repo: repo.to_string(),
+                id: id?,
+            })
+        })
+    }
+
+    fn owners(&mut self, path: &FieldPath, documents: &[OwnerDocument]) -> Vec<TrustedOwner> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        self.list(path, documents, |this, entry_path, document| {
+            let id = this.id(
+                &entry_path.key("id"),
+                document.id.as_deref(),
+                "owner",
+                &document.name,
+            );
+            let name_path = entry_path.key("name");
+            if !is_owner_login(&document.name) {
+                this.report(
+                    &name_path,
+                    format!(
+                        "owner `{}` is not a GitHub user or organisation name",
+                        document.name
+                    ),
+                );
+                return None;
+            }
+            let key = document.name.to_ascii_lowercase();
+            if let Some(first) = seen.get(&key) {
+                this.report(
+                    &name_path,
+                    format!("owner `{}` is already listed at [{first}]", document.name),
+                );
+                return None;
+            }
+            seen.insert(key, entry_index(entry_path));
+            Some(TrustedOwner {
+                name: document.name.clone(),
+                id: id?,
+            })
+        })
+    }
+
+    /// `Some(None)`: no ID given; `None`: a bad ID (reported).
+    fn id(
+        &mut self,
+        path: &FieldPath,
+        id: Option<&str>,
+        what: &str,
+        name: &str,
+    ) -> Option<Option<String>> {
+        let Some(id) = id else {
+            return Some(None);
+        };
+        if !id.is_empty() && id.len() <= 20 && id.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Some(Some(id.to_string()));
+        }
+        let lookup = match what {
+            "repository" => format!("gh api repos/{name} --jq .id"),
+            _ => format!("gh api users/{name} --jq .id"),
+        };
+        self.report(
+            path,
+            format!("{what} id `{id}` must be the decimal numeric ID (see `{lookup}`)"),
+        );
+        None
+    }
+
+    fn workflow_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        let problem = match text.strip_prefix(WORKFLOWS_DIRECTORY) {
+            None => format!(
+                "workflow `{text}` must be a path starting with {WORKFLOWS_DIRECTORY} (the calling workflow's path in the source repository)"
+            ),
+            Some("") => format!("workflow `{text}` names no file"),
+            Some(_) if text.contains('@') => format!(
+                "workflow `{text}` must be a path without @ref; the source ref is checked by `refs`"
+            ),
+            Some(_) => return self.glob(path, text),
+        };
+        self.report(path, problem);
+        None
+    }
+
+    fn signer_workflow(&mut self, path: &FieldPath, text: &str) -> Option<SignerWorkflow> {
+        let (spec, pinned_ref) = match text.split_once('@') {
+            Some((spec, pinned)) => (spec, Some(pinned)),
+            None => (text, None),
+        };
+        let mut parts = spec.splitn(3, '/');
+        let (owner, repo, workflow_path) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let file = workflow_path
+            .strip_prefix(WORKFLOWS_DIRECTORY)
+            .unwrap_or_default();
+        let well_formed = is_owner_login(owner)
+            && is_repository_name(repo)
+            && !file.is_empty()
+            && !file.contains('/')
+            && !has_glob_syntax(spec)
+            && pinned_ref
+                .is_none_or(|pinned| !pinned.is_empty() && !pinned.contains(char::is_whitespace));
+        if !well_formed {
+            self.report(
+                path,
+                format!(
+                    "signer workflow `{text}` must be written owner/repo/.github/workflows/FILE, optionally followed by @REF or @COMMIT"
+                ),
+            );
+            return None;
+        }
+        Some(SignerWorkflow {
+            owner: owner.to_string(),
+            repo: repo.to_string(),
+            path: workflow_path.to_string(),
+            pinned_ref: pinned_ref.map(str::to_string),
+        })
+    }
+
+    fn ref_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        if !text.starts_with("refs/") {
+            self.report(
+                path,
+                format!("ref `{text}` must be a full git ref such as refs/heads/{text} or refs/tags/{text}"),
+            );
+            return None;
+        }
+        self.glob(path, text)
+    }
+
+    fn trigger(&mut self, path: &FieldPath, text: &str) -> Option<String> {
+        let is_event_name = text.starts_with(|c: char| c.is_ascii_lowercase())
+            && text.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        if is_event_name {
+            Some(text.to_string())
+        } else {
+            self.report(
+                path,
+                format!("trigger `{text}` is not a GitHub Actions event name (such as push or workflow_dispatch)"),
+            );
+            None
+        }
+    }
+
+    fn uri(&mut self, path: &FieldPath, text: &str, what: &str) -> Option<String> {
+        if text.is_empty() || text.contains(char::is_whitespace) {
+            self.report(
+                path,
+                format!("{what} `{text}` must be a URI without spaces"),
+            );
+            return None;
+        }
+        Some(text.to_string())
+    }
+
+    fn break_glass(
+        &mut self,
+        path: &FieldPath,
+        document: &BreakGlassDocument,
+    ) -> Option<BreakGlass> {
+        let max_duration = BreakGlassDuration::parse(&document.max_duration)
+            .map_err(|error| self.report(&path.key("maxDuration"), error.to_string()))
+            .ok();
+        let approvers_path = path.key("approvers");
+        let principals = |key: &'static str, entries: &[String], this: &mut Self| {
+            this.list(&approvers_path.key(key), entries, |this, entry_path, name: &String| {
+                if name.trim().is_empty() || name.trim() != name {
+                    this.report(entry_path, format!("approver `{name}` must be a non-empty name without surrounding spaces"));
+                    None
+                } else {
+                    Some(name.clone())
+                }
+            })
+        };
+        let groups = principals("groups", &document.approvers.groups, self);
+        let users = principals("users", &document.approvers.users, self);
+        Some(BreakGlass {
+            max_duration: max_duration?,
+            approvers: Approvers { groups, users },
+        })
+    }
+
+    fn registries(&mut self, path: &FieldPath, documents: &[RegistryDocument]) -> Vec<Registry> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        self.list(path, documents, |this, entry_path, document| {
+            let host_path = entry_path.key("host");
+            if !is_registry_host(&document.host) {
+                this.report(
+                    &host_path,
+                    format!(
+                        "registry host `{}` must be a host name or [IPv6] address with an optional :port, without scheme or path",
+                        document.host
+                    ),
+                );
+                return None;
+            }
+            let key = document.host.to_ascii_lowercase();
+            if let Some(first) = seen.get(&key) {
+                this.report(
+                    &host_path,
+                    format!("registry `{}` is already configured at registries[{first}]", document.host),
+                );
+                return None;
+            }
+            seen.insert(key, entry_index(entry_path));
+            if let Some(ca_file) = &document.ca_file {
+                if ca_file.trim().is_empty() {
+                    this.report(&entry_path.key("caFile"), "caFile must not be empty");
+                    return None;
+                }
+                if document.insecure {
+                    this.report(
+                        &entry_path.key("caFile"),
+                        "caFile is for HTTPS, but insecure: true selects plain HTTP; choose one",
+                    );
+                    return None;
+                }
+            }
+            Some(Registry {
+                host: document.host.clone(),
+                insecure: document.insecure,
+                ca_file: document.ca_file.clone(),
+            })
+        })
+    }
+}
+
+/// Position of the value nearest to `path` that exists in the source: a missing key is
+/// reported at its parent.
+fn locate_nearest(source: &str, path: &FieldPath) -> Option<super::error::SourceLocation> {
+    let mut candidate = path.clone();
+    loop {
+        if let Some(location) = locate(source, &candidate) {
+            return Some(location);
+        }
+        candidate = candidate.parent()?;
+    }
+}
+
+fn entry_index(path: &FieldPath) -> usize {
+    match path.segments().last() {
+        Some(super::locate::Segment::Index(index)) => *index,
+        _ => 0,
+    }
+}
+
+fn default_refs() -> Vec<Glob> {
+    DEFAULT_REFS
+        .iter()
+        .filter_map(|pattern| Glob::new(pattern).ok())
+        .collect()
+}
+
+fn owned(values: &[&str]) -> Vec<String> {
+    values.iter().map(|value| value.to_string()).collect()
+}
+
+fn is_registry_host(text: &str) -> bool {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let Some((address, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let valid_address = !address.is_empty()
+            && address
+                .bytes()
+                .all(|byte| byte.is_ascii_hexdigit() || byte == b':');
+        if !valid_address {
+            return false;
+        }
+        match after {
+            "" => return true,
+            _ => match after.strip_prefix(':') {
+                Some(port) => ("ipv6", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+    let valid_port = port.is_none_or(|port| {
+        !port.is_empty()
+            && port.bytes().all(|byte| byte.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|number| number > 0)
+    });
+    valid_host && valid_port
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of DESIGN.md, "Policy: a ConfigMap", verbatim.
+    const DESIGN_EXAMPLE: &str = r#"version: 1
+defaultMode: enforce                 # observe | warn | enforce
+environments:                        # first match wins; the seed's policy tiers
+  - name: production
+    namespaceSelector: {matchLabels: {env: production}}
+    mode: enforce                    # tier 2: hard gate
+  - name: staging
+    namespaceSelector: {matchLabels: {env: staging}}
+    mode: warn                       # tier 1: soft gate (admit, warn, record)
+  - name: development
+    namespaceSelector: {matchLabels: {env: dev}}
+    mode: observe                    # tier 0: verify and record only
+exemptImages: ["registry.k8s.io/**"]  # `*` within a path segment, `**` across segments
+unmatchedImages: deny                 # images no rule covers: deny | allow
+rules:
+  - name: acme-services
+    images: ["ghcr.io/acme/**"]
+    repositories: [{name: acme/api, id: "804070735"}]   # id optional, pins the immutable repo ID
+    owners: [{name: acme, id: "16248153"}]               # or trust a whole owner
+    workflows: [".github/workflows/release.yml"]         # calling workflow path(s)
+    signerWorkflows: ["github/artifact-attestations-workflows/.github/workflows/attest.yml"]
+    refs: ["refs/heads/main", "refs/tags/v*"]            # default: refs/heads/main, refs/tags/*
+    triggers: [push, workflow_dispatch, release]         # default: all but pull_request*
+    runners: [github-hosted]                             # default
+    predicateTypes: ["https://slsa.dev/provenance/v1"]   # default
+    issuers: ["https://token.actions.githubusercontent.com"]  # default
+breakGlass:
+  maxDuration: 8h
+  approvers: {groups: ["sre-oncall"], users: []}
+registries:
+  - {host: "registry.internal:5000", insecure: true}    # plain HTTP, for in-cluster registries
+"#;
+
+    fn patterns(globs: &[Glob]) -> Vec<&str> {
+        globs.iter().map(Glob::as_str).collect()
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let policy = Policy::from_yaml(DESIGN_EXAMPLE).expect("DESIGN.md example parses");
+        assert_eq!(policy.version(), 1);
+        assert_eq!(policy.default_mode(), Mode::Enforce);
+        let environments: Vec<(&str, Mode)> = policy
+            .environments()
+            .iter()
+            .map(|environment| (environment.name(), environment.mode()))
+            .collect();
+        assert_eq!(
+            environments,
+            [
+                ("production", Mode::Enforce),
+                ("staging", Mode::Warn),
+                ("development", Mode::Observe)
+            ]
+        );
+        assert_eq!(patterns(policy.exempt_images()), ["registry.k8s.io/**"]);
+        assert_eq!(policy.unmatched_images(), UnmatchedAction::Deny);
+        let rule = policy.rule("acme-services").expect("rule exists");
+        assert_eq!(rule.repositories()[0].full_name(), "acme/api");
+        assert_eq!(rule.repositories()[0].id(), Some("804070735"));
+        assert_eq!(rule.owners()[0].id(), Some("16248153"));
+        assert_eq!(
+            rule.workflows().map(patterns),
+            Some(vec![".github/workflows/release.yml"])
+        );
+        assert_eq!(
+            rule.signer_workflows()[0].to_string(),
+            "github/artifact-attestations-workflows/.github/workflows/attest.yml"
+        );
+        assert_eq!(
+            patterns(rule.effective_refs()),
+            ["refs/heads/main", "refs/tags/v*"]
+        );
+        assert_eq!(
+            rule.effective_triggers(),
+            &TriggerFilter::OneOf(owned(&["push", "workflow_dispatch", "release"]))
+        );
+        let break_glass = policy.break_glass().expect("break-glass configured");
+        assert_eq!(break_glass.max_duration.as_std().as_secs(), 8 * 3600);
+        assert_eq!(break_glass.approvers.groups, ["sre-oncall"]);
+        let registry = policy
+            .registry("REGISTRY.internal:5000")
+            .expect("registry configured");
+        assert!(registry.insecure);
+        assert_eq!(registry.ca_file, None);
+    }
+
+    #[test]
+    fn example_file_parses_with_rules_for_the_test_bundles() {
+        let policy = Policy::from_yaml(include_str!("../../examples/policy.yaml"))
+            .unwrap_or_else(|error| panic!("examples/policy.yaml: {error}"));
+        let names: Vec<&str> = policy.rules().iter().map(Rule::name).collect();
+        assert_eq!(
+            names,
+            ["acme-services", "attest-demo", "actions-attest-demo"]
+        );
+        let attest_demo = policy.rule("attest-demo").expect("rule exists");
+        assert_eq!(attest_demo.repositories()[0].id(), Some("804070735"));
+        assert!(attest_demo.effective_triggers().allows("workflow_dispatch"));
+        let actions = policy.rule("actions-attest-demo").expect("rule exists");
+        assert_eq!(actions.owners()[0].id(), Some("44036562"));
+        assert!(actions.effective_triggers().allows("workflow_dispatch"));
+    }
+
+    #[test]
+    fn defaults_fill_what_the_rule_leaves_out() {
+        let policy = Policy::from_yaml(
+            "version: 1\nrules:\n  - {name: minimal, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]}\n",
+        )
+        .expect("policy parses");
+        assert_eq!(policy.default_mode(), Mode::Enforce);
+        assert_eq!(policy.unmatched_images(), UnmatchedAction::Deny);
+        assert_eq!(policy.break_glass(), None);
+        let rule = &policy.rules()[0];
+        assert_eq!(rule.workflows(), None);
+        assert!(rule.signer_workflows().is_empty());
+        assert_eq!(patterns(rule.effective_refs()), DEFAULT_REFS);
+        assert_eq!(
+            rule.effective_triggers().to_string(),
+            "any but pull_request, pull_request_target"
+        );
+        assert_eq!(rule.effective_runners(), ["github-hosted"]);
+        assert_eq!(rule.effective_predicate_types(), [SLSA_PROVENANCE_V1]);
+        assert_eq!(rule.effective_issuers(), [GITHUB_ACTIONS_ISSUER]);
+    }
+
+    #[test]
+    fn serializes_the_effective_policy() {
+        let policy = Policy::from_yaml(DESIGN_EXAMPLE).expect("policy parses");
+        let json = serde_json::to_value(&policy).expect("serializes");
+        assert_eq!(json["defaultMode"], "enforce");
+        assert_eq!(
+            json["environments"][1]["namespaceSelector"]["matchLabels"]["env"],
+            "staging"
+        );
+        assert_eq!(json["rules"][0]["repositories"][0]["name"], "acme/api");
+        assert_eq!(json["rules"][0]["repositories"][0]["id"], "804070735");
+        assert_eq!(json["rules"][0]["triggers"]["oneOf"][2], "release");
+        assert_eq!(json["breakGlass"]["maxDuration"], "8h");
+        assert_eq!(json["registries"][0]["host"], "registry.internal:5000");
+
+        let minimal = Policy::from_yaml(
+            "version: 1\nrules:\n  - {name: m, images: [\"ghcr.io/a/*\"], owners: [{name: a}]}\n",
+        )
+        .expect("policy parses");
+        let json = serde_json::to_value(&minimal).expect("serializes");
+        assert_eq!(
+            json["rules"][0]["refs"],
+            serde_json::json!(["refs/heads/main", "refs/tags/*"])
+        );
+        assert_eq!(
+            json["rules"][0]["triggers"],
+            serde_json::json!({"anyExcept": ["pull_request", "pull_request_target"]})
+        );
+        assert_eq!(json["rules"][0]["workflows"], serde_json::Value::Null);
+        assert_eq!(
+            json["rules"][0]["owners"],
+            serde_json::json!([{"name": "a"}])
+        );
+    }
+
+    fn first_issue(source: &str) -> PolicyIssue {
+        let error = Policy::from_yaml(source).expect_err("policy must be refused");
+        error
+            .issues()
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("no located issue in {error}"))
+    }
+
+    #[test]
+    fn shape_errors_name_field_and_line() {
+        let cases = [
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    repos: [acme/api]\n",
+                "line 5 column 5: rules[0]: unknown field `repos`, expected one of `name`, `images`",
+            ),
+            ("version: 1\nbogus: true\n", "line 2 column 1: unknown field `bogus`, expected one of `version`"),
+            ("defaultMode: enforce\n", "missing field `version`"),
+            ("version: one\n", "line 1 column 10: version: invalid type: string \"one\", expected u64"),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: ghcr.io/acme/*\n",
+                "line 4 column 13: rules[0].images: invalid type: string \"ghcr.io/acme/*\", expected a sequence",
+            ),
+            (
+                "version: 1\nenvironments:\n  - name: prod\n    mode: enforce\n",
+                "line 3 column 5: environments[0]: missing field `namespaceSelector`",
+            ),
+            (
+                "version: 1\nregistries:\n  - {host: a.io, insecure: yes}\n",
+                "line 3 column 28: registries[0].insecure: invalid type: string \"yes\", expected a boolean",
+            ),
+            ("version: 1\nrules: [\n", "line 3 column 1: did not find expected node content"),
+        ];
+        for (source, expected) in cases {
+            let error = Policy::from_yaml(source).expect_err(source);
+            assert!(
+                matches!(error, PolicyError::Syntax(_)),
+                "{source}: expected a syntax error, got {error:?}"
+            );
+            let text = error.to_string();
+            assert!(
+                text.contains(expected),
+                "{source}\n  got: {text}\n  expected: {expected}"
+            );
+        }
+    }
+
+    const RULE: &str = "    images: [\"ghcr.io/acme/*\"]\n    owners: [{name: acme}]\n";
+
+    #[test]
+    fn semantic_errors_name_field_path_and_line() {
+        let rule = |extra: &str| format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}");
+        let cases: Vec<(String, &str, usize, &str)> = vec![
+            ("version: 2\n".into(), "version", 1, "unsupported version 2"),
+            ("version: 1\ndefaultMode: block\n".into(), "defaultMode", 2, "unknown mode `block`, expected one of observe, warn, enforce"),
+            ("version: 1\nunmatchedImages: maybe\n".into(), "unmatchedImages", 2, "unknown action `maybe`"),
+            (
+                "version: 1\nenvironments:\n  - name: prod\n    namespaceSelector: {}\n    mode: strict\n".into(),
+                "environments[0].mode", 5, "unknown mode `strict`",
+            ),
+            (
+                "version: 1\nenvironments:\n  - name: prod\n    namespaceSelector:\n      matchExpressions: [{key: env, operator: Equals, values: [a]}]\n    mode: warn\n".into(),
+                "environments[0].namespaceSelector.matchExpressions[0].operator", 5, "unknown operator `Equals`",
+            ),
+            (
+                "version: 1\nenvironments:\n  - name: prod\n    namespaceSelector:\n      matchExpressions: [{key: env, operator: In}]\n    mode: warn\n".into(),
+                "environments[0].namespaceSelector.matchExpressions[0].values", 5, "operator \"In\" needs at least one value",
+            ),
+            (
+                "version: 1\nenvironments:\n  - {name: a, namespaceSelector: {}, mode: warn}\n  - {name: a, namespaceSelector: {}, mode: warn}\n".into(),
+                "environments[1].name", 4, "duplicate environment name `a`",
+            ),
+            ("version: 1\nexemptImages: [\"registry.k8s.io/[\"]\n".into(), "exemptImages[0]", 2, "invalid glob"),
+            ("version: 1\nexemptImages: [\"nginx\"]\n".into(), "exemptImages[0]", 2, "does not start with a registry host"),
+            ("version: 1\nexemptImages: [\"ghcr.io/acme/api:latest\"]\n".into(), "exemptImages[0]", 2, "without a tag"),
+            ("version: 1\nexemptImages: [\"ghcr.io/acme/api@sha256:abc\"]\n".into(), "exemptImages[0]", 2, "without a digest"),
+            ("version: 1\nexemptImages: [\"ghcr.io/acme**\"]\n".into(), "exemptImages[0]", 2, "`**` must be a whole path segment"),
+            ("version: 1\nrules:\n  - name: \"\"\n".to_string() + RULE, "rules[0].name", 3, "rule name must not be empty"),
+            (
+                format!("version: 1\nrules:\n  - name: acme\n{RULE}  - name: acme\n{RULE}"),
+                "rules[1].name", 6, "duplicate rule name `acme`, already used by rules[0]",
+            ),
+            (
+                "version: 1\nrules:\n  - name: everyone\n    images: [\"ghcr.io/**\"]\n".into(),
+                "rules[0]", 3, "names neither `repositories` nor `owners`",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: []\n    owners: [{name: acme}]\n".into(),
+                "rules[0].images", 4, "must list at least one image glob",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    repositories: [{name: acme-api}]\n".into(),
+                "rules[0].repositories[0].name", 5, "repository `acme-api` must be written owner/repo",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    repositories: [{name: acme/*}]\n".into(),
+                "rules[0].repositories[0].name", 5, "names are exact",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    repositories:\n      - name: acme/api\n        id: R_kgDOL\n".into(),
+                "rules[0].repositories[0].id", 7, "repository id `R_kgDOL` must be the decimal numeric ID (see `gh api repos/acme/api --jq .id`)",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{name: acme, id: \"-1\"}]\n".into(),
+                "rules[0].owners[0].id", 5, "owner id `-1` must be the decimal numeric ID",
+            ),
+            (
+                "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{name: \"acme/api\"}]\n".into(),
+                "rules[0].owners[0].name", 5, "owner `acme/api` is not a GitHub user or organisation name",
+            ),
+            (rule("    workflows: [release.yml]\n"), "rules[0].workflows[0]", 6, "must be a path starting with .github/workflows/"),
+            (rule("    workflows: [\".github/workflows/a.yml@refs/heads/main\"]\n"), "rules[0].workflows[0]", 6, "without @ref"),
+            (rule("    signerWorkflows: [\"github/attest.yml\"]\n"), "rules[0].signerWorkflows[0]", 6, "must be written owner/repo/.github/workflows/FILE"),
+            (rule("    refs: [main, \"refs/tags/v*\"]\n"), "rules[0].refs[0]", 6, "ref `main` must be a full git ref such as refs/heads/main"),
+            (rule("    refs:\n      - refs/heads/main\n      - \"refs/tags/[v\"\n"), "rules[0].refs[1]", 8, "invalid glob"),
+            (rule("    refs: []\n"), "rules[0].refs", 6, "must not be empty; leave it out for the default (refs/heads/main, refs/tags/*)"),
+            (rule("    triggers: [Push]\n"), "rules[0].triggers[0]", 6, "trigger `Push` is not a GitHub Actions event name"),
+            (rule("    runners: [ubuntu-latest]\n"), "rules[0].runners[0]", 6, "unknown runner environment `ubuntu-latest`"),
+            (rule("    issuers: [\"http://issuer.example\"]\n"), "rules[0].issuers[0]", 6, "must be an https:// URL"),
+            ("version: 1\nbreakGlass:\n  maxDuration: 8 hours\n".into(), "breakGlass.maxDuration", 3, "invalid duration `8 hours`"),
+            ("version: 1\nbreakGlass:\n  maxDuration: 0m\n".into(), "breakGlass.maxDuration", 3, "must be positive"),
+            ("version: 1\nbreakGlass:\n  maxDuration: 30d\n".into(), "breakGlass.maxDuration", 3, "invalid duration"),
+            ("version: 1\nbreakGlass:\n  maxDuration: 200h\n".into(), "breakGlass.maxDuration", 3, "longer than the maximum of 7 days"),
+            ("version: 1\nregistries:\n  - {host: \"https://registry.io\"}\n".into(), "registries[0].host", 3, "without scheme or path"),
+            ("version: 1\nregistries:\n  - {host: \"registry.io:99999\"}\n".into(), "registries[0].host", 3, "optional :port"),
+            (
+                "version: 1\nregistries:\n  - {host: \"r.io\", insecure: true, caFile: /ca.pem}\n".into(),
+                "registries[0].caFile", 3, "choose one",
+            ),
+            (
+                "version: 1\nregistries:\n  - {host: r.io}\n  - {host: R.io}\n".into(),
+                "registries[1].host", 4, "already configured at registries[0]",
+            ),
+        ];
+        for (source, path, line, fragment) in cases {
+            let issue = first_issue(&source);
+            assert_eq!(issue.path, path, "{source}\n  got: {issue}");
+            assert_eq!(
+                issue.location.map(|location| location.line),
+                Some(line),
+                "{source}\n  got: {issue}"
+            );
+            assert!(
+                issue.message.contains(fragment),
+                "{source}\n  got: {issue}\n  expected: {fragment}"
+            );
+        }
+    }
+
+    #[test]
+    fn reports_every_semantic_error_at_once() {
+        let source = "\
+version: 1
+defaultMode: strict
+rules:
+  - name: acme
+    images: [\"ghcr.io/acme/*\"]
+    repositories: [{name: acme/api, id: abc}]
+    refs: [main]
+  - name: acme
+    images: [\"ghcr.io/acme/*\"]
+    owners: [{name: acme}]
+    workflows: [release.yml]
+";
+        let error = Policy::from_yaml(source).expect_err("invalid");
+        let summary: Vec<String> = error
+            .issues()
+            .iter()
+            .map(|issue| {
+                format!(
+                    "{}@{}",
+                    issue.path,
+                    issue.location.map_or(0, |location| location.line)
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "defaultMode@2",
+                "rules[0].repositories[0].id@6",
+                "rules[0].refs[0]@7",
+                "rules[1].name@8",
+                "rules[1].workflows[0]@11",
+            ]
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "5 problems in policy:\n  line 2 column 14: defaultMode: unknown mode `strict`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  line 7 column 12: rules[0].refs[0]: ref `main` must be a full git ref"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn single_semantic_error_reads_as_one_line() {
+        let error =
+            Policy::from_yaml("version: 1\n\nunmatchedImages: perhaps\n").expect_err("invalid");
+        assert_eq!(
+            error.to_string(),
+            "line 3 column 18: unmatchedImages: unknown action `perhaps`, expected deny or allow"
+        );
+    }
+
+    #[test]
+    fn bounds_the_input() {
+        let huge = format!("version: 1\n#{}\n", "x".repeat(MAX_POLICY_BYTES));
+        let error = Policy::from_yaml(&huge).expect_err("too large");
+        assert!(matches!(error, PolicyError::TooLarge { .. }));
+        assert!(
+            error
+                .to_string()
+                .contains("more than the limit of 1048576 bytes"),
+            "{error}"
+        );
+
+        let mut many = String::from("version: 1\nrules:\n");
+        for index in 0..=MAX_RULES {
+            many.push_str(&format!(
+                "  - {{name: r{index}, images: [\"ghcr.io/a/*\"], owners: [{{name: a}}]}}\n"
+            ));
+        }
+        let error = Policy::from_yaml(&many).expect_err("too many rules");
+        assert_eq!(
+            error.to_string(),
+            "policy has 1001 rules, more than the limit of 1000"
+        );
+    }
+
+    #[test]
+    fn caps_the_number_of_reported_problems() {
+        let mut source = String::from("version: 1\nexemptImages:\n");
+        for _ in 0..150 {
+            source.push_str("  - nginx\n");
+        }
+        let error = Policy::from_yaml(&source).expect_err("invalid");
+        let PolicyError::Invalid { issues, omitted } = &error else {
+            panic!("expected invalid, got {error:?}");
+        };
+        assert_eq!((issues.len(), *omitted), (MAX_REPORTED_ISSUES, 50));
+        assert_eq!(issues[99].location.map(|location| location.line), Some(102));
+        assert!(error.to_string().ends_with("... and 50 more"));
+    }
+
+    #[test]
+    fn accepts_unquoted_ids_as_text() {
+        let policy = Policy::from_yaml(
+            "version: 1\nrules:\n  - {name: a, images: [\"ghcr.io/a/*\"], repositories: [{name: a/b, id: 0804070735}]}\n",
+        )
+        .expect("policy parses");
+        assert_eq!(policy.rules()[0].repositories()[0].id(), Some("0804070735"));
+    }
+
+    #[test]
+    fn registry_hosts() {
+        for good in [
+            "registry.io",
+            "registry.internal:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "[fd00::1]",
+            "10.0.0.1:443",
+        ] {
+            assert!(is_registry_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://r.io",
+            "r.io/path",
+            "r.io:",
+            "r.io:0",
+            "r.io:65536",
+            "-r.io",
+            "r..io",
+            "[::1",
+            "[zz]:1",
+        ] {
+            assert!(!is_registry_host(bad), "{bad}");
+        }
+    }
+}

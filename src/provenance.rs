@@ -1,0 +1,126 @@
+//! The provenance check of one artifact: verify each of its bundles, then hold every
+//! verified attestation against the candidate policy rules. Any one bundle that verifies
+//! and satisfies a rule is enough; why every other one failed is kept as evidence.
+
+use serde::Serialize;
+
+use crate::policy::{self, Rule};
+use crate::verify::{
+    verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
+};
+
+/// What happened to one bundle.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleReport {
+    /// 1-based position among the bundles considered.
+    pub index: usize,
+    pub bundle_digest: String,
+    /// Whether the bundle verified under a trusted root and satisfied a rule.
+    pub accepted: bool,
+    /// The rule it satisfied, if any.
+    pub rule: Option<String>,
+    /// Present once the bundle verified cryptographically.
+    pub attestation: Option<VerifiedAttestation>,
+    /// Why it was not accepted, one line each: the verification failure, or each rule's
+    /// violations prefixed with the rule name.
+    pub reasons: Vec<String>,
+}
+
+/// The verdict over all bundles of one artifact.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvenanceVerdict {
+    pub allowed: bool,
+    pub bundles: Vec<BundleReport>,
+}
+
+impl ProvenanceVerdict {
+    /// The first accepted bundle: the evidence the artifact is admitted on.
+    pub fn accepted(&self) -> Option<&BundleReport> {
+        self.bundles.iter().find(|bundle| bundle.accepted)
+    }
+
+    /// Every reason, prefixed with its bundle when there is more than one.
+    pub fn reasons(&self) -> Vec<String> {
+        if self.bundles.is_empty() {
+            return vec!["no attestation bundle to check".into()];
+        }
+        let several = self.bundles.len() > 1;
+        self.bundles
+            .iter()
+            .flat_map(|bundle| {
+                bundle.reasons.iter().map(move |reason| {
+                    if several {
+                        format!("bundle {}: {reason}", bundle.index)
+                    } else {
+                        reason.clone()
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Verifies every bundle for `artifact` and checks each verified one against `rules`.
+pub fn check_bundles(
+    roots: &TrustedRoots,
+    bundles: &[ParsedBundle],
+    artifact: ArtifactInput<'_>,
+    rules: &[&Rule],
+) -> ProvenanceVerdict {
+    let reports: Vec<BundleReport> = bundles
+        .iter()
+        .map(|bundle| check_one(roots, bundle, artifact, rules))
+        .collect();
+    ProvenanceVerdict {
+        allowed: reports.iter().any(|report| report.accepted),
+        bundles: reports,
+    }
+}
+
+fn check_one(
+    roots: &TrustedRoots,
+    bundle: &ParsedBundle,
+    artifact: ArtifactInput<'_>,
+    rules: &[&Rule],
+) -> BundleReport {
+    let mut report = BundleReport {
+        index: bundle.index,
+        bundle_digest: bundle.digest.clone(),
+        accepted: false,
+        rule: None,
+        attestation: None,
+        reasons: Vec::new(),
+    };
+    let attestation = match verify_bundle(roots, bundle, artifact) {
+        Ok(attestation) => attestation,
+        Err(error) => {
+            report.reasons.push(error.to_string());
+            return report;
+        }
+    };
+    if rules.is_empty() {
+        report
+            .reasons
+            .push("no policy rule to check the attestation against".into());
+    }
+    for rule in rules {
+        match policy::evaluate(rule, &attestation) {
+            Ok(()) => {
+                report.accepted = true;
+                report.rule = Some(rule.name().to_owned());
+                report.reasons.clear();
+                break;
+            }
+            Err(violation) => report.reasons.extend(
+                violation
+                    .failures
+                    .into_iter()
+                    .map(|failure| failure.message),
+            ),
+        }
+    }
+    report.attestation = Some(attestation);
+    report
+}
