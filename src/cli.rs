@@ -29,6 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check images against live registries, as the webhook would decide.
+    Verify(VerifyImagesArgs),
     /// Verify one attestation bundle offline and check it against a policy.
     VerifyBundle(VerifyBundleArgs),
     /// Work with policy files.
@@ -45,6 +47,48 @@ enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+#[derive(Debug, Args)]
+struct VerifyImagesArgs {
+    /// Image references as a pod spec names them (`ghcr.io/acme/api:1.2`, `nginx`).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+    /// Policy file (the policy.yaml of the ConfigMap).
+    #[arg(long, value_name = "FILE", env = "PROVENANCE_GATE_POLICY")]
+    policy: PathBuf,
+    /// Labels of the namespace the pod would run in; they pick the environment and mode.
+    #[arg(long, value_name = "k=v,...", value_parser = parse_labels, default_value = "")]
+    namespace_labels: std::collections::BTreeMap<String, String>,
+    /// Registry credentials in the .dockerconfigjson format (what imagePullSecrets hold).
+    #[arg(long, value_name = "FILE")]
+    docker_config: Option<PathBuf>,
+    /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
+    #[arg(long = "trusted-root", value_name = "FILE")]
+    trusted_roots: Vec<PathBuf>,
+    /// Seconds allowed for each image (registry round trips and verification).
+    #[arg(long, value_name = "SECONDS", default_value_t = 8.0)]
+    timeout: f64,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+        if key.is_empty() {
+            return Err(format!("label {pair:?} has an empty key"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(labels)
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +150,7 @@ where
         }
     };
     let result = match cli.command {
+        Command::Verify(args) => verify_images_command(&args),
         Command::VerifyBundle(args) => verify_bundle_command(&args),
         Command::Policy(PolicyCommand::Check { file, output }) => {
             policy_check_command(&file, output)
@@ -145,6 +190,125 @@ fn load_policy(path: &Path) -> Result<Policy, UsageError> {
         .map_err(|error| UsageError(format!("policy {}: {error}", path.display())))
 }
 
+fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
+    Ok(if files.is_empty() {
+        TrustedRoots::embedded()?
+    } else {
+        TrustedRoots::from_files(files)?
+    })
+}
+
+fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError> {
+    use crate::decision::decide;
+    use crate::image_check::{CheckSettings, ImageChecker};
+    use crate::registry::{
+        AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
+    };
+
+    let policy = load_policy(&args.policy)?;
+    let roots = std::sync::Arc::new(load_roots(&args.trusted_roots)?);
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
+        return Err(UsageError(
+            "--timeout must be between 0 and 600 seconds".into(),
+        ));
+    }
+    // The user names the images here; which of them reach a registry is still decided by
+    // the policy (exempt and unmatched images are never fetched).
+    let mut options = RegistryOptions::new(AllowedRegistries::Any);
+    for registry in policy.registries() {
+        options.hosts.push(HostOptions::from_policy(registry)?);
+    }
+    if let Some(path) = &args.docker_config {
+        options.credentials =
+            DockerConfig::from_json(&read_input(path, "docker config", MAX_INPUT_BYTES)?)
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+    }
+    let registry = HttpRegistry::new(options)?;
+    let settings = CheckSettings {
+        per_image_timeout: std::time::Duration::from_secs_f64(args.timeout),
+        ..CheckSettings::default()
+    };
+    let checker = ImageChecker::new(registry, roots, settings);
+    let (environment, mode) = policy.mode_for_namespace(&args.namespace_labels);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("failed to start the async runtime: {error}"))?;
+    let checks = runtime.block_on(futures::future::join_all(
+        args.images
+            .iter()
+            .map(|image| checker.check(&policy, image)),
+    ));
+    let mut all_admitted = true;
+    for check in &checks {
+        let decision = decide(mode, &check.outcome);
+        all_admitted &= decision.admit;
+        match args.output {
+            Output::Json => {
+                let record = crate::audit::DecisionRecord::new(
+                    &crate::audit::RequestContext::default(),
+                    check,
+                    &decision,
+                    mode,
+                    environment,
+                    jiff::Timestamp::now(),
+                );
+                println!("{}", serde_json::to_string(&record).unwrap_or_default());
+            }
+            Output::Text => print_check_text(check, &decision),
+        }
+    }
+    Ok(if all_admitted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_check_text(check: &crate::image_check::ImageCheck, decision: &crate::decision::Decision) {
+    use crate::image_check::ImageOutcome;
+    let label = decision.result.as_str();
+    match &check.outcome {
+        ImageOutcome::Verified { attestation, .. } => {
+            let certificate = &attestation.certificate;
+            let unknown = || "?".to_owned();
+            println!(
+                "{label}: {} -> {}",
+                check.image,
+                check.pinned.as_deref().unwrap_or("?")
+            );
+            println!(
+                "  built from {}@{} (commit {})",
+                certificate
+                    .source_repository_uri
+                    .clone()
+                    .unwrap_or_else(unknown),
+                certificate
+                    .source_repository_ref
+                    .clone()
+                    .unwrap_or_else(unknown),
+                certificate
+                    .source_repository_digest
+                    .clone()
+                    .unwrap_or_else(unknown)
+            );
+            println!(
+                "  workflow   {}",
+                certificate.build_config_uri.clone().unwrap_or_else(unknown)
+            );
+            println!(
+                "  run        {}",
+                certificate
+                    .run_invocation_uri
+                    .clone()
+                    .unwrap_or_else(unknown)
+            );
+        }
+        _ if decision.admit => println!("{label}: {}: {}", check.image, decision.reason),
+        _ => eprintln!("{label}: {}: {}", check.image, decision.reason),
+    }
+}
+
 fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError> {
     let policy = load_policy(&args.policy)?;
     let rules: Vec<_> = match &args.rule {
@@ -157,11 +321,7 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
         })?],
         None => policy.rules().iter().collect(),
     };
-    let roots = if args.trusted_roots.is_empty() {
-        TrustedRoots::embedded()?
-    } else {
-        TrustedRoots::from_files(&args.trusted_roots)?
-    };
+    let roots = load_roots(&args.trusted_roots)?;
     let bundle_bytes = read_input(&args.bundle, "bundle", MAX_INPUT_BYTES)?;
     let bundles = read_bundles(&bundle_bytes)
         .map_err(|error| format!("{}: {error}", args.bundle.display()))?;

@@ -2,8 +2,14 @@
 //!
 //! `verify` turns a Sigstore bundle into facts about a build; `policy` decides over those
 //! facts without I/O; `provenance` joins the two for one artifact; `cli` is the command line.
+pub mod attestations;
+pub mod audit;
+pub mod cache;
 pub mod cli;
+pub mod decision;
 pub mod image;
+pub mod image_check;
 pub mod policy;
 pub mod provenance;
+pub mod registry;
 pub mod verify;

@@ -1,0 +1,132 @@
+//! The decision record: one JSON line per image and decision, carrying the provenance the
+//! image was admitted on, so that "where did this come from?" is answerable weeks later.
+
+use serde::Serialize;
+
+use crate::decision::Decision;
+use crate::image_check::{ImageCheck, ImageOutcome};
+use crate::policy::Mode;
+
+/// Where a decision was asked for: an admission request, or the command line.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RequestContext {
+    pub uid: Option<String>,
+    pub namespace: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+}
+
+/// See the module documentation; field names as in DESIGN.md.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    pub time: String,
+    pub uid: Option<String>,
+    pub namespace: Option<String>,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub image: String,
+    pub digest: Option<String>,
+    pub mode: Mode,
+    pub environment: Option<String>,
+    pub result: &'static str,
+    pub reason: String,
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_repository_id: Option<String>,
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer_workflow: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<String>,
+}
+
+impl DecisionRecord {
+    pub fn new(
+        context: &RequestContext,
+        check: &ImageCheck,
+        decision: &Decision,
+        mode: Mode,
+        environment: Option<&str>,
+        time: jiff::Timestamp,
+    ) -> Self {
+        let mut record = DecisionRecord {
+            time: time.to_string(),
+            uid: context.uid.clone(),
+            namespace: context.namespace.clone(),
+            kind: context.kind.clone(),
+            name: context.name.clone(),
+            image: check.image.clone(),
+            digest: None,
+            mode,
+            environment: environment.map(str::to_owned),
+            result: decision.result.as_str(),
+            reason: decision.reason.clone(),
+            rule: None,
+            source_repository: None,
+            source_repository_id: None,
+            git_ref: None,
+            commit: None,
+            workflow: None,
+            signer_workflow: None,
+            trigger: None,
+            runner: None,
+            run_url: None,
+            predicate_type: None,
+            instance: None,
+            bundle_digest: None,
+            signed_at: None,
+        };
+        match &check.outcome {
+            ImageOutcome::Verified {
+                rule,
+                digest,
+                bundle_digest,
+                attestation,
+                ..
+            } => {
+                let certificate = &attestation.certificate;
+                record.rule = Some(rule.clone());
+                record.digest = Some(digest.clone());
+                record.source_repository = certificate.source_repository_uri.clone();
+                record.source_repository_id = certificate.source_repository_identifier.clone();
+                record.git_ref = certificate.source_repository_ref.clone();
+                record.commit = certificate.source_repository_digest.clone();
+                record.workflow = certificate.build_config_uri.clone();
+                record.signer_workflow = certificate.build_signer_uri.clone();
+                record.trigger = certificate.build_trigger.clone();
+                record.runner = certificate.runner_environment.clone();
+                record.run_url = certificate.run_invocation_uri.clone();
+                record.predicate_type = Some(attestation.predicate_type.clone());
+                record.instance = Some(attestation.instance.to_string());
+                record.bundle_digest = Some(bundle_digest.clone());
+                record.signed_at = attestation.signed_at.clone();
+            }
+            ImageOutcome::Failed { rule, digest, .. } => {
+                record.rule = rule.clone();
+                record.digest = digest.clone();
+            }
+            ImageOutcome::Exempt | ImageOutcome::Unmatched { .. } => {}
+        }
+        record
+    }
+}

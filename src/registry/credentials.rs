@@ -1,0 +1,355 @@
+//! Registry credentials in the `.dockerconfigjson` format, which is what Kubernetes
+//! imagePullSecrets (`kubernetes.io/dockerconfigjson`) and `docker login` write:
+//! `{"auths": {"<host>[/<path>]": {"auth": base64("user:pass")} | {"username", "password"}}}`.
+//!
+//! Keys are matched the way the kubelet does it, minus wildcards: the host (with port) must be
+//! equal, and a key with a path only covers repositories under that path; the longest path
+//! wins. Docker Hub is written in many ways (`https://index.docker.io/v1/`, `docker.io`,
+//! `registry-1.docker.io`); all of them mean `docker.io`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+
+/// The names Docker Hub's credentials are stored under, all meaning `docker.io`.
+const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// A user name and password (or token used as a password) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+impl Credentials {
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+/// Never prints the password, so credentials can sit in structs that are logged.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Why a `.dockerconfigjson` document was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("registry credentials are not a valid .dockerconfigjson document: {reason}")]
+    NotDockerConfig { reason: String },
+    #[error("registry credentials for {key}: {reason}")]
+    InvalidEntry { key: String, reason: String },
+}
+
+#[derive(Debug, Clone)]
+struct CredentialEntry {
+    host: String,
+    path: String,
+    credentials: Credentials,
+}
+
+/// Credentials for any number of registries; empty means anonymous everywhere.
+#[derive(Debug, Clone, Default)]
+pub struct DockerConfig {
+    entries: Vec<CredentialEntry>,
+    ignored_keys: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerConfigDocument {
+    auths: BTreeMap<String, AuthEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+impl DockerConfig {
+    /// No credentials: every registry is contacted anonymously.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Parses a `.dockerconfigjson` document.
+    ///
+    /// Entries that carry no user name and password (only an `identitytoken` or
+    /// `registrytoken`, which need a credential helper's exchange) are skipped rather than
+    /// failing the whole document; [`DockerConfig::ignored_keys`] names them so they can be
+    /// logged. A malformed `auth` value is an error: it is a typo the operator must see.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CredentialsError> {
+        let document: DockerConfigDocument =
+            serde_json::from_slice(bytes).map_err(|error| CredentialsError::NotDockerConfig {
+                reason: error.to_string(),
+            })?;
+        let mut config = DockerConfig::default();
+        for (key, entry) in document.auths {
+            match entry_credentials(&key, &entry)? {
+                Some(credentials) => config.insert(&key, credentials),
+                None => config.ignored_keys.push(key),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Adds credentials for `key` (a host, `host/path`, or URL as in `.dockerconfigjson`).
+    pub fn with_credentials(mut self, key: &str, credentials: Credentials) -> Self {
+        self.insert(key, credentials);
+        self
+    }
+
+    /// Adds all entries of `other`; on equal keys, `other` wins.
+    pub fn merge(&mut self, other: DockerConfig) {
+        for entry in other.entries {
+            self.entries
+                .retain(|existing| (&existing.host, &existing.path) != (&entry.host, &entry.path));
+            self.entries.push(entry);
+        }
+        self.ignored_keys.extend(other.ignored_keys);
+    }
+
+    /// Keys that were skipped because they had no user name and password.
+    pub fn ignored_keys(&self) -> &[String] {
+        &self.ignored_keys
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The credentials for `repository` in `registry` (names as in image references), if any.
+    pub fn credentials_for(&self, registry: &str, repository: &str) -> Option<&Credentials> {
+        let host = normalise_host(registry);
+        self.entries
+            .iter()
+            .filter(|entry| entry.host == host && path_covers(&entry.path, repository))
+            .max_by_key(|entry| entry.path.len())
+            .map(|entry| &entry.credentials)
+    }
+
+    fn insert(&mut self, key: &str, credentials: Credentials) {
+        let (host, path) = split_key(key);
+        self.entries
+            .retain(|existing| (&existing.host, &existing.path) != (&host, &path));
+        self.entries.push(CredentialEntry {
+            host,
+            path,
+            credentials,
+        });
+    }
+}
+
+fn entry_credentials(
+    key: &str,
+    entry: &AuthEntry,
+) -> Result<Option<Credentials>, CredentialsError> {
+    let invalid = |reason: &str| CredentialsError::InvalidEntry {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if let Some(auth) = entry.auth.as_deref().filter(|auth| !auth.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| invalid("\"auth\" is not valid base64"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| invalid("\"auth\" is not valid UTF-8"))?;
+        // Passwords may contain ':', user names may not: split at the first one.
+        let Some((username, password)) = decoded.split_once(':') else {
+            return Err(invalid("\"auth\" is not base64 of \"user:password\""));
+        };
+        return Ok(Some(Credentials::new(username, password)));
+    }
+    match (&entry.username, &entry.password) {
+        (Some(username), Some(password)) if !username.is_empty() => {
+            Ok(Some(Credentials::new(username.clone(), password.clone())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Splits a `.dockerconfigjson` key into a normalised host and a repository path prefix.
+fn split_key(key: &str) -> (String, String) {
+    let without_scheme = key
+        .trim()
+        .strip_prefix("https://")
+        .or_else(|| key.trim().strip_prefix("http://"))
+        .unwrap_or(key.trim());
+    let (host, path) = without_scheme
+        .split_once('/')
+        .unwrap_or((without_scheme, ""));
+    let path = path.trim_matches('/');
+    // `https://index.docker.io/v1/` and `https://host/v2/` name API versions, not repositories.
+    let path = if is_api_version_path(path) { "" } else { path };
+    (normalise_host(host), path.to_owned())
+}
+
+fn is_api_version_path(path: &str) -> bool {
+    matches!(path, "v1" | "v2")
+}
+
+fn normalise_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+        DOCKER_HUB_ALIASES[0].to_owned()
+    } else {
+        host
+    }
+}
+
+/// Whether a key's path prefix covers `repository`, on whole path segments.
+fn path_covers(prefix: &str, repository: &str) -> bool {
+    prefix.is_empty()
+        || repository == prefix
+        || repository
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base64_of(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    #[test]
+    fn parses_auth_field_and_splits_at_the_first_colon() {
+        let json = format!(
+            r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}}}}}"#,
+            base64_of("bot:pa:ss")
+        );
+        let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
+        let credentials = config
+            .credentials_for("ghcr.io", "acme/api")
+            .expect("match");
+        assert_eq!(credentials.username(), "bot");
+        assert_eq!(credentials.password(), "pa:ss");
+    }
+
+    #[test]
+    fn parses_username_and_password_fields() {
+        let json = r#"{"auths": {"registry.example:5000": {"username": "u", "password": "p", "email": "x@y"}}}"#;
+        let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
+        assert_eq!(
+            config.credentials_for("registry.example:5000", "team/app"),
+            Some(&Credentials::new("u", "p"))
+        );
+        // The port is part of the host: no match without it.
+        assert_eq!(config.credentials_for("registry.example", "team/app"), None);
+    }
+
+    #[test]
+    fn docker_hub_legacy_key_matches_docker_io() {
+        let json = format!(
+            r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{}"}}}}}}"#,
+            base64_of("hubuser:hubpass")
+        );
+        let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
+        let credentials = config
+            .credentials_for("docker.io", "library/nginx")
+            .expect("docker.io matches the legacy key");
+        assert_eq!(credentials.username(), "hubuser");
+        assert!(config.credentials_for("ghcr.io", "library/nginx").is_none());
+    }
+
+    #[test]
+    fn host_matching_ignores_case_and_url_scheme() {
+        let config =
+            DockerConfig::empty().with_credentials("https://GHCR.io/", Credentials::new("a", "b"));
+        assert!(config.credentials_for("ghcr.io", "x/y").is_some());
+    }
+
+    #[test]
+    fn longest_path_prefix_wins_on_whole_segments() {
+        let config = DockerConfig::empty()
+            .with_credentials("ghcr.io", Credentials::new("org", "1"))
+            .with_credentials("ghcr.io/acme", Credentials::new("acme", "2"));
+        assert_eq!(
+            config
+                .credentials_for("ghcr.io", "acme/api")
+                .map(Credentials::username),
+            Some("acme")
+        );
+        // `acme-other` is not under `acme`.
+        assert_eq!(
+            config
+                .credentials_for("ghcr.io", "acme-other/api")
+                .map(Credentials::username),
+            Some("org")
+        );
+    }
+
+    #[test]
+    fn entries_without_user_and_password_are_ignored_and_named() {
+        let json = r#"{"auths": {"myregistry.azurecr.io": {"identitytoken": "t"}, "ghcr.io": {"username": "u", "password": "p"}}}"#;
+        let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
+        assert_eq!(config.ignored_keys(), ["myregistry.azurecr.io"]);
+        assert!(config
+            .credentials_for("myregistry.azurecr.io", "x")
+            .is_none());
+    }
+
+    #[test]
+    fn malformed_documents_are_errors() {
+        assert!(matches!(
+            DockerConfig::from_json(b"{}"),
+            Err(CredentialsError::NotDockerConfig { .. })
+        ));
+        assert!(matches!(
+            DockerConfig::from_json(br#"{"auths": {"ghcr.io": {"auth": "%%%"}}}"#),
+            Err(CredentialsError::InvalidEntry { .. })
+        ));
+        let no_colon = format!(
+            r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}}}}}"#,
+            base64_of("nocolon")
+        );
+        assert!(matches!(
+            DockerConfig::from_json(no_colon.as_bytes()),
+            Err(CredentialsError::InvalidEntry { .. })
+        ));
+    }
+
+    #[test]
+    fn merge_prefers_the_later_config() {
+        let mut config =
+            DockerConfig::empty().with_credentials("ghcr.io", Credentials::new("old", "1"));
+        config
+            .merge(DockerConfig::empty().with_credentials("ghcr.io", Credentials::new("new", "2")));
+        assert_eq!(
+            config
+                .credentials_for("ghcr.io", "a")
+                .map(Credentials::username),
+            Some("new")
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_the_password() {
+        let text = format!("{:?}", Credentials::new("user", "hunter2"));
+        assert!(text.contains("user"));
+        assert!(!text.contains("hunter2"));
+    }
+}

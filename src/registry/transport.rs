@@ -1,0 +1,335 @@
+//! How the client reaches one registry host: https with Mozilla's roots plus the host's own
+//! CA bundle, or plain HTTP when the policy marks the host `insecure`; connect and request
+//! timeouts; and which redirects are followed.
+//!
+//! TLS is rustls with the aws-lc-rs provider, configured here rather than by reqwest, so that
+//! the trusted roots are exactly the compiled-in webpki roots plus what the policy adds (no
+//! dependence on the container image's system store) and no second crypto provider is linked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Url;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+
+/// Connection settings for one registry host, from the policy's `registries` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOptions {
+    /// Host with optional port, as in image references (`registry.internal:5000`).
+    pub host: String,
+    /// Plain HTTP instead of https, for in-cluster registries.
+    pub insecure: bool,
+    /// PEM CA certificates trusted for this host, in addition to the webpki roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl HostOptions {
+    /// https with the default roots.
+    pub fn new(host: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
+            insecure: false,
+            ca_pem: None,
+        }
+    }
+
+    /// Plain HTTP for this host.
+    pub fn insecure(mut self) -> Self {
+        self.insecure = true;
+        self
+    }
+
+    /// Also trust the CA certificates in `pem` for this host (tests, private PKIs).
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// The policy's entry for a host, reading its `caFile` now so that a missing file is a
+    /// configuration error at load time, not a failure at the first admission.
+    pub fn from_policy(registry: &crate::policy::Registry) -> Result<Self, RegistryConfigError> {
+        let ca_pem = registry
+            .ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|error| RegistryConfigError::ReadCaFile {
+                    host: registry.host.clone(),
+                    path: path.clone(),
+                    reason: error.to_string(),
+                })
+            })
+            .transpose()?;
+        Ok(Self {
+            host: registry.host.clone(),
+            insecure: registry.insecure,
+            ca_pem,
+        })
+    }
+}
+
+/// Why a registry client could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryConfigError {
+    #[error("cannot read CA file {path} for registry {host}: {reason}")]
+    ReadCaFile {
+        host: String,
+        path: String,
+        reason: String,
+    },
+    #[error("CA bundle for registry {host} is unusable: {reason}")]
+    InvalidCa { host: String, reason: String },
+    #[error("registry {host} is listed more than once in the registry settings")]
+    DuplicateHost { host: String },
+    #[error("cannot build the HTTP client for registry {host}: {reason}")]
+    Client { host: String, reason: String },
+}
+
+/// Timeouts and limits shared by every host's HTTP client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransportLimits {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_redirects: usize,
+}
+
+/// The HTTP client for one host, with its scheme.
+#[derive(Debug, Clone)]
+pub(crate) struct HostTransport {
+    pub client: reqwest::Client,
+    pub insecure: bool,
+}
+
+impl HostTransport {
+    pub fn scheme(&self) -> &'static str {
+        if self.insecure {
+            "http"
+        } else {
+            "https"
+        }
+    }
+
+    /// Builds the client for `host` (used in error messages only).
+    pub fn build(
+        host: &str,
+        insecure: bool,
+        ca_pem: Option<&[u8]>,
+        limits: TransportLimits,
+    ) -> Result<Self, RegistryConfigError> {
+        let extra_roots = match ca_pem {
+            Some(pem) => parse_ca_bundle(host, pem)?,
+            None => Vec::new(),
+        };
+        let tls = tls_config(host, &extra_roots)?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            // A secure host's client cannot send plain HTTP at all, redirects and token realms
+            // included; an insecure host's client still refuses https → http redirects.
+            .https_only(!insecure)
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.request_timeout)
+            .redirect(redirect_policy(limits.max_redirects))
+            .user_agent(concat!("provenance-gate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| RegistryConfigError::Client {
+                host: host.to_owned(),
+                reason: error_chain(&error),
+            })?;
+        Ok(Self { client, insecure })
+    }
+}
+
+/// The certificates of a PEM bundle; a bundle without any certificate is an error, because
+/// an operator who configured one expects it to be used.
+fn parse_ca_bundle(
+    host: &str,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, RegistryConfigError> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| RegistryConfigError::InvalidCa {
+            host: host.to_owned(),
+            reason: format!("not PEM: {error}"),
+        })?;
+    if certificates.is_empty() {
+        return Err(RegistryConfigError::InvalidCa {
+            host: host.to_owned(),
+            reason: "no CERTIFICATE block found".to_owned(),
+        });
+    }
+    Ok(certificates)
+}
+
+fn tls_config(
+    host: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, RegistryConfigError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for certificate in extra_roots {
+        roots
+            .add(certificate.clone())
+            .map_err(|error| RegistryConfigError::InvalidCa {
+                host: host.to_owned(),
+                reason: error.to_string(),
+            })?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| RegistryConfigError::Client {
+            host: host.to_owned(),
+            reason: error.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // reqwest is built without HTTP/2, so only offer what it speaks.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// What to do with one redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RedirectDecision {
+    Follow,
+    Refuse(String),
+}
+
+/// Registries redirect blob downloads to storage hosts (S3, CDNs), so redirects are followed,
+/// but only `max_redirects` of them, only to http(s), and never from https down to http:
+/// content fetched over https must not be replaceable by someone on the network path.
+/// `previous` holds the URLs already visited, the original request first.
+pub(crate) fn decide_redirect(
+    previous: &[Url],
+    next: &Url,
+    max_redirects: usize,
+) -> RedirectDecision {
+    if previous.len() > max_redirects {
+        return RedirectDecision::Refuse(format!("more than {max_redirects} redirects"));
+    }
+    match next.scheme() {
+        "https" => RedirectDecision::Follow,
+        "http" if previous.iter().any(|url| url.scheme() == "https") => {
+            RedirectDecision::Refuse(format!(
+                "redirect from https to plain http ({}) refused",
+                redact_query(next)
+            ))
+        }
+        "http" => RedirectDecision::Follow,
+        scheme => RedirectDecision::Refuse(format!("redirect to a {scheme}: URL refused")),
+    }
+}
+
+fn redirect_policy(max_redirects: usize) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        match decide_redirect(attempt.previous(), attempt.url(), max_redirects) {
+            RedirectDecision::Follow => attempt.follow(),
+            RedirectDecision::Refuse(reason) => attempt.error(reason),
+        }
+    })
+}
+
+/// A URL for messages: storage redirects carry signed query strings that must not be logged.
+pub(crate) fn redact_query(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// An error and its sources on one line: reqwest's top-level message alone ("error sending
+/// request") does not say what went wrong.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("test URL")
+    }
+
+    #[test]
+    fn follows_up_to_the_limit() {
+        let start = url("https://registry.example/v2/a/blobs/sha256:1");
+        let hop = url("https://storage.example/blob?sig=secret");
+        assert_eq!(
+            decide_redirect(&[start.clone()], &hop, 3),
+            RedirectDecision::Follow
+        );
+        let three = [start.clone(), hop.clone(), hop.clone()];
+        assert_eq!(decide_redirect(&three, &hop, 3), RedirectDecision::Follow);
+        let four = [start, hop.clone(), hop.clone(), hop.clone()];
+        assert!(matches!(
+            decide_redirect(&four, &hop, 3),
+            RedirectDecision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn refuses_https_to_http_and_keeps_signed_queries_out_of_messages() {
+        let start = url("https://registry.example/v2/a/blobs/sha256:1");
+        let downgrade = url("http://storage.example/blob?sig=secret");
+        let RedirectDecision::Refuse(reason) = decide_redirect(&[start], &downgrade, 3) else {
+            panic!("a downgrade must be refused");
+        };
+        assert!(reason.contains("https to plain http"));
+        assert!(!reason.contains("secret"));
+    }
+
+    #[test]
+    fn an_insecure_registry_may_redirect_over_http_and_up_to_https() {
+        let start = url("http://registry.internal:5000/v2/a/blobs/sha256:1");
+        assert_eq!(
+            decide_redirect(&[start.clone()], &url("http://minio.internal/b"), 3),
+            RedirectDecision::Follow
+        );
+        assert_eq!(
+            decide_redirect(&[start], &url("https://s3.example/b"), 3),
+            RedirectDecision::Follow
+        );
+    }
+
+    #[test]
+    fn refuses_other_schemes() {
+        let start = url("https://registry.example/v2/");
+        assert!(matches!(
+            decide_redirect(&[start], &url("file:///etc/passwd"), 3),
+            RedirectDecision::Refuse(_)
+        ));
+    }
+
+    #[test]
+    fn ca_bundle_must_hold_a_certificate() {
+        assert!(matches!(
+            parse_ca_bundle("h", b"not pem at all"),
+            Err(RegistryConfigError::InvalidCa { .. })
+        ));
+    }
+
+    #[test]
+    fn builds_secure_and_insecure_transports() {
+        let limits = TransportLimits {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_redirects: 3,
+        };
+        let secure = HostTransport::build("ghcr.io", false, None, limits).expect("client");
+        assert_eq!(secure.scheme(), "https");
+        let insecure = HostTransport::build("r:5000", true, None, limits).expect("client");
+        assert_eq!(insecure.scheme(), "http");
+    }
+}
