@@ -58,6 +58,17 @@ pub struct DecisionRecord {
     pub bundle_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_at: Option<String>,
+    /// The admission request was a dry run: the decision was made, nothing was created.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Set when the image was admitted under the namespace's break-glass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass_ticket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass_reason: Option<String>,
+    /// Who declared the break-glass, as the webhook recorded it from the request's userInfo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass_approved_by: Option<String>,
 }
 
 impl DecisionRecord {
@@ -95,6 +106,10 @@ impl DecisionRecord {
             instance: None,
             bundle_digest: None,
             signed_at: None,
+            dry_run: false,
+            break_glass_ticket: None,
+            break_glass_reason: None,
+            break_glass_approved_by: None,
         };
         match &check.outcome {
             ImageOutcome::Verified {
@@ -128,5 +143,81 @@ impl DecisionRecord {
             ImageOutcome::Exempt | ImageOutcome::Unmatched { .. } => {}
         }
         record
+    }
+}
+
+/// Where decision records go. Writing must not fail an admission: implementations report
+/// their own write errors (a lost record is logged, the decision stands).
+pub trait DecisionSink: Send + Sync {
+    fn write(&self, record: &DecisionRecord);
+}
+
+/// One JSON object per line, to any writer; stdout in the webhook, where the cluster's log
+/// pipeline collects it.
+pub struct JsonLinesSink {
+    out: std::sync::Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl JsonLinesSink {
+    pub fn new(out: Box<dyn std::io::Write + Send>) -> Self {
+        JsonLinesSink {
+            out: std::sync::Mutex::new(out),
+        }
+    }
+
+    /// Records on stdout. Logs must then go elsewhere (stderr), or the lines interleave.
+    pub fn stdout() -> Self {
+        JsonLinesSink::new(Box::new(std::io::stdout()))
+    }
+}
+
+impl std::fmt::Debug for JsonLinesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesSink").finish_non_exhaustive()
+    }
+}
+
+impl DecisionSink for JsonLinesSink {
+    fn write(&self, record: &DecisionRecord) {
+        use std::io::Write;
+        let line = match serde_json::to_string(record) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::error!(%error, image = %record.image, "decision record not serialisable");
+                return;
+            }
+        };
+        // One lock per line, so that concurrent reviews never interleave within a record.
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(error) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            tracing::error!(%error, image = %record.image, "decision record lost");
+        }
+    }
+}
+
+/// Records kept in memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    records: std::sync::Mutex<Vec<DecisionRecord>>,
+}
+
+impl MemorySink {
+    pub fn records(&self) -> Vec<DecisionRecord> {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+impl DecisionSink for MemorySink {
+    fn write(&self, record: &DecisionRecord) {
+        self.records
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(record.clone());
     }
 }

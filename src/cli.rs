@@ -36,6 +36,8 @@ enum Command {
     /// Work with policy files.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run the admission webhook (HTTPS), with metrics and probes on a plain-HTTP port.
+    Serve(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +122,64 @@ struct VerifyBundleArgs {
     output: Output,
 }
 
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Serving certificate chain, PEM (reloaded when the file changes).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: PathBuf,
+    /// Serving private key, PEM (reloaded when the file changes).
+    #[arg(long, value_name = "FILE")]
+    tls_key: PathBuf,
+    /// Address of the webhook (HTTPS).
+    #[arg(long, value_name = "ADDR", default_value = crate::server::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Address of /metrics, /healthz and /readyz (plain HTTP).
+    #[arg(long, value_name = "ADDR", default_value = crate::server::DEFAULT_METRICS_LISTEN)]
+    metrics_listen: std::net::SocketAddr,
+    /// Policy file, re-read when it changes; no cluster is contacted.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Labels of every namespace (with --policy); they pick the environment and mode.
+    #[arg(
+        long,
+        value_name = "k=v,...",
+        value_parser = parse_labels,
+        default_value = "",
+        requires = "policy"
+    )]
+    namespace_labels: std::collections::BTreeMap<String, String>,
+    /// ConfigMap whose `policy.yaml` is the policy (without --policy).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = crate::server::DEFAULT_POLICY_CONFIGMAP,
+        conflicts_with = "policy"
+    )]
+    policy_configmap: String,
+    /// Namespace of the ConfigMap: the webhook's own (ignored with --policy, so that the
+    /// downward-API variable does not get in the way of a file policy).
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    namespace: Option<String>,
+    /// Registry credentials in the .dockerconfigjson format (what imagePullSecrets hold).
+    #[arg(long, value_name = "FILE")]
+    docker_config: Option<PathBuf>,
+    /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
+    #[arg(long = "trusted-root", value_name = "FILE")]
+    trusted_roots: Vec<PathBuf>,
+    /// Seconds one review may take; keep it below the webhook's timeoutSeconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 8.0)]
+    review_budget: f64,
+    /// Log lines (stderr) as JSON or text; decision records (stdout) are always JSON.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
     Text,
@@ -155,6 +215,7 @@ where
         Command::Policy(PolicyCommand::Check { file, output }) => {
             policy_check_command(&file, output)
         }
+        Command::Serve(args) => serve_command(args),
     };
     match result {
         Ok(code) => code,
@@ -399,6 +460,41 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
     for (label, value) in rows {
         println!("  {label:<11}{}", value.unwrap_or_else(unknown));
     }
+}
+
+fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
+    use crate::server::{PolicyConfig, ServeConfig};
+
+    // The webhook's timeoutSeconds is at most 30 s; the budget must fit inside it.
+    if !(args.review_budget.is_finite() && args.review_budget > 0.0 && args.review_budget <= 30.0) {
+        return Err(UsageError(
+            "--review-budget must be between 0 and 30 seconds".into(),
+        ));
+    }
+    let policy = match args.policy {
+        Some(path) => PolicyConfig::File {
+            path,
+            namespace_labels: args.namespace_labels,
+        },
+        None => PolicyConfig::Cluster {
+            configmap: args.policy_configmap,
+            namespace: args.namespace,
+        },
+    };
+    let mut config = ServeConfig::new(args.tls_cert, args.tls_key, policy);
+    config.listen = args.listen;
+    config.metrics_listen = args.metrics_listen;
+    config.docker_config = args.docker_config;
+    config.trusted_roots = args.trusted_roots;
+    config.review_budget = std::time::Duration::from_secs_f64(args.review_budget);
+    config.log_format = match args.log_format {
+        LogFormat::Json => crate::server::LogFormat::Json,
+        LogFormat::Text => crate::server::LogFormat::Text,
+    };
+    // Start-up failures (unreadable certificate, invalid policy, port in use) are exit 2:
+    // the input or the environment is wrong; a signal ends the server with 0.
+    crate::server::run(config).map_err(|error| UsageError(format!("{error:#}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn policy_check_command(path: &Path, output: Output) -> Result<ExitCode, UsageError> {

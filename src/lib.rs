@@ -2,14 +2,21 @@
 //!
 //! `verify` turns a Sigstore bundle into facts about a build; `policy` decides over those
 //! facts without I/O; `provenance` joins the two for one artifact; `cli` is the command line.
+pub mod admission;
 pub mod attestations;
 pub mod audit;
+pub mod breakglass;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod decision;
 pub mod image;
 pub mod image_check;
+pub mod metrics;
 pub mod policy;
+pub mod policy_file;
 pub mod provenance;
 pub mod registry;
+pub mod server;
+pub mod tls;
 pub mod verify;

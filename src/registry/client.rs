@@ -401,10 +401,10 @@ impl HttpRegistry {
             let bytes = self
                 .read_body(&target, exchange, self.max_manifest_bytes, &what)
                 .await?;
-            match matching_referrers(&bytes, artifact_type_prefix, self.max_referrers) {
-                Ok(found) => return Ok(found),
-                // A registry without the API may answer its catch-all page with 200.
-                Err(NotAnIndex(_)) => {}
+            // Not an index: a registry without the API answering its catch-all page with 200.
+            if let Ok(found) = matching_referrers(&bytes, artifact_type_prefix, self.max_referrers)
+            {
+                return Ok(found);
             }
         } else if referrers_api_missing(status) {
             drop(exchange);

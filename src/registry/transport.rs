@@ -68,6 +68,13 @@ impl HostOptions {
     }
 }
 
+/// Host settings for every entry of the policy's `registries` list, CA files read now.
+pub fn hosts_from_policy(
+    registries: &[crate::policy::Registry],
+) -> Result<Vec<HostOptions>, RegistryConfigError> {
+    registries.iter().map(HostOptions::from_policy).collect()
+}
+
 /// Why a registry client could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryConfigError {
@@ -267,7 +274,7 @@ mod tests {
         let start = url("https://registry.example/v2/a/blobs/sha256:1");
         let hop = url("https://storage.example/blob?sig=secret");
         assert_eq!(
-            decide_redirect(&[start.clone()], &hop, 3),
+            decide_redirect(std::slice::from_ref(&start), &hop, 3),
             RedirectDecision::Follow
         );
         let three = [start.clone(), hop.clone(), hop.clone()];
@@ -294,7 +301,11 @@ mod tests {
     fn an_insecure_registry_may_redirect_over_http_and_up_to_https() {
         let start = url("http://registry.internal:5000/v2/a/blobs/sha256:1");
         assert_eq!(
-            decide_redirect(&[start.clone()], &url("http://minio.internal/b"), 3),
+            decide_redirect(
+                std::slice::from_ref(&start),
+                &url("http://minio.internal/b"),
+                3
+            ),
             RedirectDecision::Follow
         );
         assert_eq!(
@@ -309,6 +320,57 @@ mod tests {
         assert!(matches!(
             decide_redirect(&[start], &url("file:///etc/passwd"), 3),
             RedirectDecision::Refuse(_)
+        ));
+    }
+
+    /// A self-signed P-256 CA certificate, only ever parsed here.
+    const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBmzCCAUGgAwIBAgIUU0OVlSI/tPHdvRb01vOv6c5GNCAwCgYIKoZIzj0EAwIw
+IjEgMB4GA1UEAwwXcHJvdmVuYW5jZS1nYXRlIHRlc3QgQ0EwIBcNMjYxMTI4MDYx
+ODM5WhgPMjEyNjExMDQwNjE4MzlaMCIxIDAeBgNVBAMMF3Byb3ZlbmFuY2UtZ2F0
+ZSB0ZXN0IENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEyDOtFixIktcaYNK3
+BbGO4XPR6qbrNzv+6YyGQVkyhHbUQLd17CI54BgW2WxNCJ+3u55mQwt4SK0v8Drh
+5UW9uqNTMFEwHQYDVR0OBBYEFAhnXCrkgrl7TNkfRR2BDezMLkGZMB8GA1UdIwQY
+MBaAFAhnXCrkgrl7TNkfRR2BDezMLkGZMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI
+zj0EAwIDSAAwRQIhAKsHJDCqGud5FVqpOkJhxihd6soPY9sWEw61goo8vEpTAiB6
+ArDWBAGH8EPKWOmL6X95XRGIFg0hKVi21liSGAvs0g==
+-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_policy_ca_file_is_read_and_added_to_the_roots() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, TEST_CA_PEM).expect("write CA file");
+        let entry = crate::policy::Registry {
+            host: "registry.internal:5000".to_owned(),
+            insecure: false,
+            ca_file: Some(path.display().to_string()),
+        };
+        let options = hosts_from_policy(std::slice::from_ref(&entry)).expect("CA file read");
+        assert_eq!(options[0].ca_pem.as_deref(), Some(TEST_CA_PEM.as_bytes()));
+        let roots = parse_ca_bundle(&entry.host, TEST_CA_PEM.as_bytes()).expect("one certificate");
+        assert_eq!(roots.len(), 1);
+        let limits = TransportLimits {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            max_redirects: 3,
+        };
+        let transport =
+            HostTransport::build(&entry.host, false, options[0].ca_pem.as_deref(), limits)
+                .expect("client with the extra root");
+        assert_eq!(transport.scheme(), "https");
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_configuration_error() {
+        let entry = crate::policy::Registry {
+            host: "registry.internal".to_owned(),
+            insecure: false,
+            ca_file: Some("does/not/exist.pem".to_owned()),
+        };
+        assert!(matches!(
+            HostOptions::from_policy(&entry),
+            Err(RegistryConfigError::ReadCaFile { .. })
         ));
     }
 

@@ -28,6 +28,7 @@
 //! taking time from the RFC 3161 timestamp, as it must.
 
 mod pki;
+pub mod registry;
 mod spec;
 mod timestamp;
 

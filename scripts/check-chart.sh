@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Checks the Helm chart, the plain manifests and the Dockerfile (called by .ci/run).
+#
+#   scripts/check-chart.sh            run every check; exit 1 if any fails, naming each failure
+#   scripts/check-chart.sh --update   re-render manifests/provenance-gate.yaml first
+#
+# Checks:
+#   1. helm lint --strict, for the default values and every charts/provenance-gate/ci/*-values.yaml
+#   2. helm template for the defaults, each ci value set (tier 0/1/2, cert-manager,
+#      ServiceMonitor + PrometheusRule + dashboard, NetworkPolicy, everything at once) and the
+#      committed manifest, validated by `kubernetes-validate --strict` against every Kubernetes
+#      version in Chart.yaml's provenance-gate.dev/tested-kubernetes-versions. Custom resources
+#      (ServiceMonitor, PrometheusRule, Certificate, Issuer) have no schema there: they are
+#      reported as skipped, and any OTHER kind without a schema is a failure.
+#   3. scripts/check-webhook-partition.py on each render: every namespace is sent to exactly one
+#      webhook entry per resource, with the failurePolicy of its mode; excluded namespaces to
+#      none; caBundle / cert-manager injection present; generated caBundle = Secret ca.crt.
+#   4. The generated serving certificate chains to the generated CA and names the Service.
+#   5. Each rendered policy.yaml passes `provenance-gate policy check`, when a built binary is
+#      there ($PROVENANCE_GATE_BIN, else target/debug/provenance-gate; skipped otherwise).
+#   6. Invalid values make `helm template` fail with the schema's (or the chart's) message.
+#   7. hadolint Dockerfile.
+#   8. manifests/provenance-gate.yaml is byte-for-byte a fresh render.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+update=false
+case "${1:-}" in
+  --update) update=true ;;
+  "") ;;
+  *) echo "usage: $0 [--update]" >&2; exit 2 ;;
+esac
+
+scripts/install-chart-tools.sh | sed 's/^/  /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "check-chart: installing the chart tools failed" >&2; exit 1; }
+
+tools="$PWD/target/tools"
+helm="$tools/bin/helm"
+kv="$tools/venv/bin/kubernetes-validate"
+hadolint="$tools/venv/bin/hadolint"
+python="$tools/venv/bin/python"
+chart=charts/provenance-gate
+release=provenance-gate
+namespace=provenance-gate
+manifest=manifests/provenance-gate.yaml
+out=target/chart-check
+rm -rf "$out" && mkdir -p "$out"
+
+failures=()
+fail() { failures+=("$1"); echo "  FAIL: $1"; }
+ok() { echo "  ok: $1"; }
+
+render_manifest() {
+  cat <<'EOF'
+# provenance-gate: plain manifests for `kubectl apply`, rendered from charts/provenance-gate with
+# the default values except TLS, which comes from cert-manager (tls.mode=certManager) so that
+# this file is the same at every render. Do not edit: run `scripts/check-chart.sh --update`.
+#
+#   helm template provenance-gate charts/provenance-gate --namespace provenance-gate \
+#     --set tls.mode=certManager
+#
+# Needs cert-manager and the namespace: see docs/operating.md, "Plain manifests".
+EOF
+  "$helm" template "$release" "$chart" --namespace "$namespace" --set tls.mode=certManager
+}
+
+if $update; then
+  echo "== updating $manifest"
+  mkdir -p "$(dirname "$manifest")"
+  render_manifest > "$manifest.tmp" && mv "$manifest.tmp" "$manifest" || fail "rendering $manifest"
+fi
+
+kube_versions="$(sed -n 's/^ *provenance-gate.dev\/tested-kubernetes-versions: *"\(.*\)"/\1/p' "$chart/Chart.yaml")"
+[ -n "$kube_versions" ] || fail "Chart.yaml has no provenance-gate.dev/tested-kubernetes-versions annotation"
+
+# --- 1 + 2 (render) + 3 + 4 + 5 ------------------------------------------------------------
+echo "== helm lint and helm template (value sets: default $(cd "$chart/ci" && ls ./*-values.yaml | sed 's|^\./||; s/-values.yaml$//' | tr '\n' ' '))"
+value_sets=(default)
+for f in "$chart"/ci/*-values.yaml; do value_sets+=("$(basename "$f" -values.yaml)"); done
+
+bin="${PROVENANCE_GATE_BIN:-target/debug/provenance-gate}"
+if [ -x "$bin" ] && "$bin" policy check --help >/dev/null 2>&1; then
+  have_bin=true
+else
+  have_bin=false
+fi
+
+for set in "${value_sets[@]}"; do
+  args=()
+  [ "$set" = default ] || args=(-f "$chart/ci/$set-values.yaml")
+  if lint_out="$("$helm" lint --strict "$chart" --namespace "$namespace" "${args[@]}" 2>&1)"; then
+    ok "helm lint --strict ($set)"
+  else
+    fail "helm lint --strict ($set)"; echo "$lint_out" | sed 's/^/    /'
+  fi
+  if ! "$helm" template "$release" "$chart" --namespace "$namespace" "${args[@]}" > "$out/$set.yaml" 2> "$out/$set.err"; then
+    fail "helm template ($set)"; sed 's/^/    /' "$out/$set.err"; rm -f "$out/$set.yaml"; continue
+  fi
+  # The partition check needs the values the render used (values.yaml + the set's file).
+  partition_args=(--namespace "$namespace")
+  mode_args="$("$python" - "$chart" "${args[@]}" <<'PY'
+import sys, yaml
+chart, files = sys.argv[1], sys.argv[3::2]
+values = yaml.safe_load(open(f"{chart}/values.yaml"))
+def merge(a, b):
+    for k, v in b.items():
+        a[k] = merge(a.get(k) or {}, v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return a
+for f in files:
+    merge(values, yaml.safe_load(open(f)) or {})
+w = values["webhook"]
+out = [f"--enforce-policy={w['failurePolicy']['enforce']}", f"--other-policy={w['failurePolicy']['other']}"]
+out += [f"--exclude={ns}" for ns in w.get("excludeNamespaces") or []]
+if values["tls"]["mode"] == "generate":
+    out.append("--tls-generated")
+print(" ".join(out))
+PY
+)"
+  # shellcheck disable=SC2206
+  partition_args+=($mode_args)
+  if "$python" scripts/check-webhook-partition.py "$out/$set.yaml" "${partition_args[@]}" > "$out/$set.partition" 2>&1; then
+    ok "webhook entries ($set): $(tail -n 1 "$out/$set.partition" | sed 's/^ *webhook partition: //')"
+  else
+    fail "webhook entries ($set)"; sed 's/^/    /' "$out/$set.partition"
+  fi
+
+  # The rendered policy.yaml, for the binary's own check.
+  "$python" - "$out/$set.yaml" "$out/$set.policy.yaml" <<'PY'
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "ConfigMap" and "policy.yaml" in (d.get("data") or {}):
+        open(sys.argv[2], "w").write(d["data"]["policy.yaml"])
+PY
+  if [ -f "$out/$set.policy.yaml" ]; then
+    if $have_bin; then
+      if "$bin" policy check "$out/$set.policy.yaml" > "$out/$set.policy-check" 2>&1; then
+        ok "provenance-gate policy check ($set)"
+      else
+        fail "provenance-gate policy check ($set)"; sed 's/^/    /' "$out/$set.policy-check"
+      fi
+    fi
+  fi
+
+  # A generated certificate must chain to the generated CA and name the Service.
+  if [[ "$mode_args" == *--tls-generated* ]]; then
+    "$python" - "$out/$set.yaml" "$out/$set" <<'PY'
+import sys, yaml, base64
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Secret" and d.get("type") == "kubernetes.io/tls":
+        for key in ("tls.crt", "ca.crt"):
+            open(f"{sys.argv[2]}.{key}", "wb").write(base64.b64decode(d["data"][key]))
+PY
+    fullname="$("$python" -c 'import sys,yaml; print(next(d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"]=="Service"))' "$out/$set.yaml")"
+    if openssl verify -purpose sslserver -CAfile "$out/$set.ca.crt" "$out/$set.tls.crt" >/dev/null 2>&1 \
+      && openssl x509 -in "$out/$set.tls.crt" -noout -checkhost "$fullname.$namespace.svc" | grep -q 'does match'; then
+      ok "generated serving certificate ($set) chains to the CA and names $fullname.$namespace.svc"
+    else
+      fail "generated serving certificate ($set) does not verify against the CA for $fullname.$namespace.svc"
+    fi
+  fi
+done
+$have_bin || echo "  skipped: provenance-gate policy check (no built binary at $bin; set PROVENANCE_GATE_BIN)"
+
+# The committed manifest is validated too (it is also compared with a fresh render below).
+cp "$manifest" "$out/manifest.yaml" 2>/dev/null || fail "$manifest is missing (run scripts/check-chart.sh --update)"
+
+# --- 2: kubernetes-validate --strict, every render x every version ---------------------------
+echo "== kubernetes-validate --strict (Kubernetes $kube_versions)"
+renders=()
+for f in "$out"/*.yaml; do
+  case "$f" in *.policy.yaml|*/bad-*.yaml) ;; *) renders+=("$f") ;; esac
+done
+read -r -a versions <<< "$kube_versions"
+# Two halves of the versions in parallel (two cores); each loads every schema once per resource.
+half=$(( (${#versions[@]} + 1) / 2 ))
+kv_status=0
+pids=()
+for part in 0 1; do
+  chunk=("${versions[@]:$((part * half)):$half}")
+  [ "${#chunk[@]}" -gt 0 ] || continue
+  kargs=()
+  for v in "${chunk[@]}"; do kargs+=(-k "$v"); done
+  "$kv" --strict --quiet "${kargs[@]}" "${renders[@]}" > "$out/validate.$part.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || kv_status=1; done
+cat "$out"/validate.*.log > "$out/validate.log"
+if grep -q '^ERROR\|^FATAL' "$out/validate.log" || [ "$kv_status" -ne 0 ]; then
+  fail "kubernetes-validate --strict"; grep -v '^WARN' "$out/validate.log" | sed 's/^/    /' | head -40
+fi
+unknown="$(sed -n "s/^WARN .* Couldn't find schema for kind \([A-Za-z]*\) with api version \([^ ]*\) .*/\1 (\2)/p" "$out/validate.log" | sort -u)"
+unexpected="$(echo "$unknown" | grep -v '^$' | grep -Ev '^(ServiceMonitor|PrometheusRule) \(monitoring\.coreos\.com/v1\)$|^(Certificate|Issuer) \(cert-manager\.io/v1\)$' || true)"
+if [ -n "$unexpected" ]; then
+  fail "kinds without a Kubernetes schema (typo in kind or apiVersion?): $(echo "$unexpected" | tr '\n' ' ')"
+fi
+resources="$(cat "${renders[@]}" | grep -c '^kind:')"
+if [ "$kv_status" -eq 0 ] && ! grep -q '^ERROR\|^FATAL' "$out/validate.log"; then
+  ok "$resources resources in ${#renders[@]} renders valid for Kubernetes $kube_versions"
+fi
+[ -z "$unknown" ] || echo "  skipped (custom resources, no schema in kubernetes-validate): $(echo "$unknown" | tr '\n' ' ')"
+
+# --- 6: invalid values must fail, with a message that says why ---------------------------------
+echo "== invalid values are refused"
+expect_refusal() {
+  local want="$1"; shift
+  local output
+  if output="$("$helm" template "$release" "$chart" --namespace "$namespace" "$@" 2>&1 >/dev/null)"; then
+    fail "helm template $* succeeded; expected a refusal matching: $want"
+  elif ! grep -qE -- "$want" <<< "$output"; then
+    fail "helm template $* failed without the expected message ($want):"; echo "$output" | sed 's/^/    /'
+  else
+    ok "$* -> $(grep -E -m1 -- "$want" <<< "$output" | sed 's/^[- ]*//')"
+  fi
+}
+cat > "$out/bad-env-mode.yaml" <<'EOF'
+policy:
+  environments:
+    - {name: production, namespaceSelector: {matchLabels: {env: production}}, mode: block}
+EOF
+cat > "$out/bad-replicas.yaml" <<'EOF'
+replicaCount: 1.5
+EOF
+expect_refusal 'policy\.defaultMode must be one of the following: "observe", "warn", "enforce"' --set policy.defaultMode=bogus
+expect_refusal 'policy\.environments\.0\.mode must be one of the following' -f "$out/bad-env-mode.yaml"
+expect_refusal 'policy\.tier must be one of the following: 0, 1, 2' --set policy.tier=3
+expect_refusal 'Additional property bogus is not allowed' --set bogus=1
+expect_refusal 'Additional property enabeld is not allowed' --set serviceMonitor.enabeld=true
+expect_refusal 'replicaCount: Invalid type\. Expected: integer, given: number' -f "$out/bad-replicas.yaml"
+expect_refusal 'replicaCount: Invalid type\. Expected: integer, given: string' --set replicaCount=two
+expect_refusal 'tls\.mode must be one of the following' --set tls.mode=selfsigned
+expect_refusal 'tls\.secret\.caBundle: String length must be greater than or equal to 1' --set tls.mode=secret --set tls.secret.name=x
+expect_refusal 'id: Invalid type\. Expected: string, given: integer' \
+  --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"repositories":[{"name":"a/b","id":804070735}]}]'
+expect_refusal 'refs: Array must have at least 1 items' \
+  --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"refs":[]}]'
+expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
+
+# --- 7: hadolint -------------------------------------------------------------------------------
+echo "== hadolint Dockerfile"
+if hadolint_out="$("$hadolint" Dockerfile 2>&1)"; then
+  ok "hadolint Dockerfile"
+else
+  fail "hadolint Dockerfile"; echo "$hadolint_out" | sed 's/^/    /'
+fi
+
+# --- 8: manifests in sync ----------------------------------------------------------------------
+echo "== $manifest is a fresh render"
+if render_manifest > "$out/manifest.fresh" 2>"$out/manifest.err"; then
+  if cmp -s "$out/manifest.fresh" "$manifest"; then
+    ok "$manifest matches a fresh render"
+  else
+    fail "$manifest differs from a fresh render (run scripts/check-chart.sh --update and commit it)"
+    diff -u "$manifest" "$out/manifest.fresh" 2>&1 | head -40 | sed 's/^/    /'
+  fi
+else
+  fail "rendering $manifest"; sed 's/^/    /' "$out/manifest.err"
+fi
+
+elapsed=$(( SECONDS - started ))
+if [ "${#failures[@]}" -gt 0 ]; then
+  echo "check-chart: ${#failures[@]} check(s) failed in ${elapsed}s:"
+  printf '  - %s\n' "${failures[@]}"
+  exit 1
+fi
+echo "check-chart: all checks passed in ${elapsed}s"

@@ -1,0 +1,137 @@
+//! The admission webhook: AdmissionReview in, AdmissionReview out.
+//!
+//! - [`review`] decodes a review and says what is malformed;
+//! - [`images`] lists the images of Pods and pod templates, with their JSON paths;
+//! - `workload` checks those images under one time budget and decides per namespace mode
+//!   and break-glass; `namespace` judges Namespace writes that declare break-glass;
+//! - [`patch`] and [`response`] build the answer; `evidence` writes the decision records,
+//!   Events and metrics;
+//! - [`router`] serves `/validate` and `/mutate` with axum.
+//!
+//! Evidence is written once per admission attempt: `/validate` always writes it (it sees
+//! the final object), `/mutate` only when it refuses, since the validating webhooks are then
+//! never called. Both endpoints decide the same way, so a refusal comes as early as possible.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::audit::DecisionSink;
+use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
+use crate::image_check::ImageChecker;
+use crate::metrics::{AdmissionLabels, Metrics};
+use crate::registry::Registry;
+
+mod evidence;
+pub mod images;
+mod namespace;
+pub mod patch;
+pub mod response;
+pub mod review;
+mod router;
+mod workload;
+
+pub use evidence::record_break_glass_state;
+pub use response::{AdmissionResponse, AdmissionReviewResponse, Status};
+pub use router::router;
+
+/// Limits of one review.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Time for all image checks of one review together, below the webhook's timeout
+    /// (10 s by default) so that the answer is ours and not the API server's timeout.
+    pub review_budget: Duration,
+    /// Largest request body accepted; the API server's own limit is 3 MiB.
+    pub max_body_bytes: usize,
+    /// Most container images checked in one review; an object with more is refused in
+    /// enforce mode rather than checked partially.
+    pub max_images: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            review_budget: Duration::from_secs(8),
+            max_body_bytes: 3 * 1024 * 1024,
+            max_images: 256,
+        }
+    }
+}
+
+/// Which webhook endpoint a review arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/validate`: decides and writes the evidence.
+    Validate,
+    /// `/mutate`: decides, pins Pod images to their verified digests, records the
+    /// break-glass approver on Namespaces.
+    Mutate,
+}
+
+/// A clock for break-glass expiry and record times; certificate validity never uses it
+/// (that time comes from the bundle's log entry or timestamp).
+pub type Clock = Arc<dyn Fn() -> jiff::Timestamp + Send + Sync>;
+
+/// Everything a review needs, shared by all requests.
+pub struct WebhookState<R> {
+    pub checker: Arc<ImageChecker<R>>,
+    pub policy: Arc<dyn PolicySource>,
+    pub namespaces: Arc<dyn NamespaceDirectory>,
+    pub events: Arc<dyn EventRecorder>,
+    pub records: Arc<dyn DecisionSink>,
+    pub metrics: Metrics,
+    pub settings: WebhookSettings,
+    pub clock: Clock,
+}
+
+impl<R> WebhookState<R> {
+    /// The wall clock.
+    pub fn system_clock() -> Clock {
+        Arc::new(jiff::Timestamp::now)
+    }
+}
+
+/// Answers one AdmissionReview. Never fails: a malformed review gets a 400 answer that says
+/// what is malformed.
+pub async fn handle_review<R: Registry + 'static>(
+    state: &WebhookState<R>,
+    body: &[u8],
+    endpoint: Endpoint,
+) -> AdmissionReviewResponse {
+    let started = Instant::now();
+    let request = match review::decode(body) {
+        Ok(request) => request,
+        Err(malformed) => {
+            tracing::warn!(uid = %malformed.uid, error = %malformed.error, "malformed admission review");
+            count_admission(state, "(malformed)", "(malformed)");
+            let message = format!("malformed AdmissionReview: {}", malformed.error);
+            let response = AdmissionResponse::deny(&malformed.uid, 400, &message);
+            return AdmissionReviewResponse::new(malformed.api_version, response);
+        }
+    };
+    count_admission(state, &request.kind.kind, request.operation.as_str());
+    let response = if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
+        namespace::review_namespace(state, &request, endpoint)
+    } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
+        workload::review_workload(state, &request, endpoint, spec_pointer).await
+    } else {
+        // The webhook configuration sent a kind that runs no images: nothing to decide.
+        tracing::debug!(kind = %request.kind.kind, "kind not inspected");
+        AdmissionResponse::allow(&request.uid)
+    };
+    state
+        .metrics
+        .admission_duration
+        .observe(started.elapsed().as_secs_f64());
+    AdmissionReviewResponse::new(request.api_version, response)
+}
+
+fn count_admission<R>(state: &WebhookState<R>, kind: &str, operation: &str) {
+    state
+        .metrics
+        .admissions
+        .get_or_create(&AdmissionLabels {
+            kind: kind.to_owned(),
+            operation: operation.to_owned(),
+        })
+        .inc();
+}

@@ -1,0 +1,273 @@
+//! The policy from a file (`serve --policy FILE`): loaded at start-up, where an invalid file
+//! stops the server, then re-read on a timer. A valid edit is put in force for the next
+//! review; an invalid one is logged and counted, and the last good policy stays.
+//!
+//! Polling by content rather than file events: editors save by rename, ConfigMap mounts by
+//! symlink swap, and both confuse watchers of a single path.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use sha2::{Digest as _, Sha256};
+
+use crate::cluster::PolicyCell;
+use crate::metrics::ReloadLabels;
+use crate::policy::{Policy, PolicyError, MAX_POLICY_BYTES};
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyFileError {
+    #[error("cannot read policy {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("policy {path} is not UTF-8 text")]
+    NotUtf8 { path: PathBuf },
+    #[error("policy {path}: {error}")]
+    Invalid { path: PathBuf, error: PolicyError },
+}
+
+/// What one look at the file found.
+#[derive(Debug)]
+pub enum PolicyReload {
+    /// Same bytes as the last look.
+    Unchanged,
+    /// The new policy is in force.
+    Applied,
+    /// The file changed but was refused; the last good policy stays in force.
+    Rejected(PolicyFileError),
+}
+
+/// Reads and validates a policy file.
+pub fn load_policy_file(path: &Path) -> Result<Policy, PolicyFileError> {
+    parse(path, &read(path)?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PolicyFileError> {
+    let read_error = |error| PolicyFileError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    // One byte over the limit is enough for the parser to report the size.
+    file.take(MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    Ok(bytes)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyFileError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| PolicyFileError::NotUtf8 {
+        path: path.to_owned(),
+    })?;
+    Policy::from_yaml(text).map_err(|error| PolicyFileError::Invalid {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn fingerprint(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// A policy file and the cell holding the policy in force.
+pub struct PolicyFile {
+    path: PathBuf,
+    cell: Arc<PolicyCell>,
+    reloads: Family<ReloadLabels, Counter>,
+    /// Hash of the bytes last looked at, valid or not: each distinct edit counts once.
+    last_seen: Mutex<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PolicyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyFile {
+    /// Loads the file; an invalid one is an error (the server must not start without a
+    /// policy). The load counts as a successful reload in `reloads`.
+    pub fn open(
+        path: impl Into<PathBuf>,
+        reloads: Family<ReloadLabels, Counter>,
+    ) -> Result<Self, PolicyFileError> {
+        let path = path.into();
+        let bytes = read(&path)?;
+        let policy = parse(&path, &bytes)?;
+        count(&reloads, "success");
+        Ok(PolicyFile {
+            cell: Arc::new(PolicyCell::new(Some(policy))),
+            last_seen: Mutex::new(fingerprint(&bytes)),
+            path,
+            reloads,
+        })
+    }
+
+    /// The policy in force, for the webhook.
+    pub fn source(&self) -> Arc<PolicyCell> {
+        Arc::clone(&self.cell)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file and applies it when its content changed and is valid.
+    /// Blocking file I/O: call from a blocking context.
+    pub fn reload_if_changed(&self) -> PolicyReload {
+        let bytes = match read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Counted only when it differs from the last look: a deleted file is one
+                // failure, not one per poll.
+                let mut last_seen = self.lock();
+                let seen = fingerprint(error.to_string().as_bytes());
+                if *last_seen == seen {
+                    return PolicyReload::Unchanged;
+                }
+                *last_seen = seen;
+                count(&self.reloads, "failure");
+                return PolicyReload::Rejected(error);
+            }
+        };
+        {
+            let mut last_seen = self.lock();
+            let seen = fingerprint(&bytes);
+            if *last_seen == seen {
+                return PolicyReload::Unchanged;
+            }
+            *last_seen = seen;
+        }
+        match parse(&self.path, &bytes) {
+            Ok(policy) => {
+                self.cell.replace(policy);
+                count(&self.reloads, "success");
+                PolicyReload::Applied
+            }
+            Err(error) => {
+                count(&self.reloads, "failure");
+                PolicyReload::Rejected(error)
+            }
+        }
+    }
+
+    /// Looks at the file every `interval`, forever; logs each change.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let this = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
+                Ok(PolicyReload::Unchanged) => {}
+                Ok(PolicyReload::Applied) => {
+                    tracing::info!(path = %self.path.display(), "policy reloaded");
+                }
+                Ok(PolicyReload::Rejected(error)) => tracing::error!(
+                    %error,
+                    "policy edit refused; the last good policy stays in force"
+                ),
+                Err(error) => tracing::error!(%error, "policy reload task failed"),
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, [u8; 32]> {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn count(reloads: &Family<ReloadLabels, Counter>, result: &str) {
+    reloads
+        .get_or_create(&ReloadLabels {
+            result: result.to_owned(),
+        })
+        .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::PolicySource as _;
+    use crate::policy::Mode;
+
+    const ENFORCE: &str = "version: 1\ndefaultMode: enforce\nrules: []\n";
+    const WARN: &str = "version: 1\ndefaultMode: warn\nrules: []\n";
+
+    fn failures(reloads: &Family<ReloadLabels, Counter>, result: &str) -> u64 {
+        reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .get()
+    }
+
+    fn mode(file: &PolicyFile) -> Mode {
+        file.source()
+            .current()
+            .expect("a policy is loaded")
+            .default_mode()
+    }
+
+    #[test]
+    fn valid_edits_apply_and_invalid_ones_keep_the_last_good_policy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, ENFORCE).expect("write");
+        let reloads = Family::default();
+        let file = PolicyFile::open(&path, reloads.clone()).expect("valid policy");
+        assert_eq!(mode(&file), Mode::Enforce);
+        assert_eq!(failures(&reloads, "success"), 1);
+        assert!(matches!(file.reload_if_changed(), PolicyReload::Unchanged));
+
+        std::fs::write(&path, WARN).expect("write");
+        assert!(matches!(file.reload_if_changed(), PolicyReload::Applied));
+        assert_eq!(mode(&file), Mode::Warn);
+        assert_eq!(failures(&reloads, "success"), 2);
+
+        std::fs::write(&path, "version: 1\ndefaultMode: sometimes\n").expect("write");
+        match file.reload_if_changed() {
+            PolicyReload::Rejected(error) => {
+                assert!(error.to_string().contains("line"), "{error}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(mode(&file), Mode::Warn);
+        assert_eq!(failures(&reloads, "failure"), 1);
+        // The same bad content is not counted again.
+        assert!(matches!(file.reload_if_changed(), PolicyReload::Unchanged));
+        assert_eq!(failures(&reloads, "failure"), 1);
+
+        std::fs::remove_file(&path).expect("remove");
+        assert!(matches!(
+            file.reload_if_changed(),
+            PolicyReload::Rejected(PolicyFileError::Read { .. })
+        ));
+        assert!(matches!(file.reload_if_changed(), PolicyReload::Unchanged));
+        assert_eq!(failures(&reloads, "failure"), 2);
+        assert_eq!(mode(&file), Mode::Warn);
+    }
+
+    #[test]
+    fn an_invalid_file_at_start_up_is_a_located_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "version: 1\nrules:\n  - name: x\n    images: 3\n").expect("write");
+        let error = PolicyFile::open(&path, Family::default()).expect_err("invalid policy");
+        let message = error.to_string();
+        assert!(message.contains("policy.yaml"), "{message}");
+        assert!(message.contains("line"), "{message}");
+    }
+}

@@ -1,0 +1,649 @@
+//! `provenance-gate serve`: the admission webhook over HTTPS, and the metrics and probes over
+//! plain HTTP on a separate port (so that scraping and kubelet probes need no client TLS and
+//! never compete with reviews for the webhook's connection limits).
+//!
+//! [`run`] owns the whole lifetime: it loads everything the webhook needs (failing start-up
+//! with a clear error when something is missing or invalid), serves until SIGTERM or SIGINT,
+//! then stops accepting, lets in-flight reviews finish within [`ServeConfig::drain_timeout`]
+//! and returns.
+
+mod registry;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tracing::Instrument as _;
+
+use crate::admission::{WebhookSettings, WebhookState};
+use crate::audit::JsonLinesSink;
+use crate::cluster::kube::{watch_namespaces, watch_policy, KubeEvents, POLICY_KEY};
+use crate::cluster::{
+    EventRecorder, LogEvents, NamespaceDirectory, NamespaceMap, PolicyCell, PolicySource,
+    StaticNamespaces,
+};
+use crate::image_check::{CheckSettings, ImageChecker};
+use crate::metrics::{CacheLabels, Metrics};
+use crate::policy_file::PolicyFile;
+use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
+use crate::tls::{CertificateFiles, ReloadingCertificate};
+use crate::verify::TrustedRoots;
+
+pub use registry::{PolicyRegistry, RegistryMetrics};
+
+/// Webhook address by default (the Service targets it).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// Metrics and probes address by default.
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9090";
+/// ConfigMap holding `policy.yaml` by default.
+pub const DEFAULT_POLICY_CONFIGMAP: &str = "provenance-gate-policy";
+
+/// Credentials and policy files are kilobytes.
+const MAX_DOCKER_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// Request headers larger than this are refused (AdmissionReview requests carry a few small
+/// headers; the body limit is the admission router's).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Time a client has to send a request's headers. hyper starts this clock as soon as the
+/// previous response is written, so it also closes keep-alive connections idle this long;
+/// the API server reconnects transparently.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a new connection has to send its first request.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams per connection: the API server multiplexes reviews over few
+/// connections, so this bounds the reviews one connection can have in flight.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// How log lines are written (to stderr; stdout carries the decision records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Where the policy and the namespaces come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyConfig {
+    /// A local file, re-read when it changes; every namespace has `namespace_labels`.
+    /// No cluster is contacted.
+    File {
+        path: PathBuf,
+        namespace_labels: BTreeMap<String, String>,
+    },
+    /// The `policy.yaml` key of a ConfigMap and the Namespaces, watched in the cluster the
+    /// process runs in.
+    Cluster {
+        configmap: String,
+        /// The webhook's own namespace, where the ConfigMap lives; `None`: the namespace of
+        /// the in-cluster configuration (the service account's).
+        namespace: Option<String>,
+    },
+}
+
+/// Everything `serve` needs; the command line fills it in.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub tls_certificate: PathBuf,
+    pub tls_key: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub policy: PolicyConfig,
+    /// Registry credentials (`.dockerconfigjson`), read at start-up.
+    pub docker_config: Option<PathBuf>,
+    /// Trusted roots replacing the embedded ones; empty: the embedded ones.
+    pub trusted_roots: Vec<PathBuf>,
+    /// Time one review may take, below the webhook's `timeoutSeconds`.
+    pub review_budget: Duration,
+    pub log_format: LogFormat,
+    /// How often the certificate files are looked at.
+    pub certificate_poll: Duration,
+    /// How often the policy file is looked at (file mode).
+    pub policy_poll: Duration,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    pub drain_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// A configuration with the defaults of the command line.
+    pub fn new(tls_certificate: PathBuf, tls_key: PathBuf, policy: PolicyConfig) -> Self {
+        ServeConfig {
+            tls_certificate,
+            tls_key,
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            metrics_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            policy,
+            docker_config: None,
+            trusted_roots: Vec::new(),
+            review_budget: Duration::from_secs(8),
+            log_format: LogFormat::default(),
+            certificate_poll: Duration::from_secs(2),
+            policy_poll: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Sets up logging, starts a runtime and serves until SIGTERM or SIGINT. An error means the
+/// server could not start (or a listener failed); a signal ends it with `Ok`.
+pub fn run(config: ServeConfig) -> anyhow::Result<()> {
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("provenance-gate")
+        .build()
+        .context("failed to start the async runtime")?;
+    let result = runtime.block_on(serve(config));
+    // Watchers loop forever and blocking reads are short: do not wait on them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Fails only when a subscriber is already set (a test harness): keep that one.
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Background tasks that live as long as the server, aborted at shutdown.
+#[derive(Default)]
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        span: tracing::Span,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.0.push(tokio::spawn(task.instrument(span)));
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// The policy, namespaces and events of one mode.
+struct ClusterView {
+    policy: Arc<dyn PolicySource>,
+    namespaces: Arc<dyn NamespaceDirectory>,
+    events: Arc<dyn EventRecorder>,
+}
+
+/// Serves until SIGTERM or SIGINT; see [`run`].
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let mut prometheus = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut prometheus);
+    let mut tasks = Tasks::default();
+
+    let certificate = Arc::new(
+        ReloadingCertificate::load(CertificateFiles {
+            certificate: config.tls_certificate.clone(),
+            key: config.tls_key.clone(),
+        })
+        .context("cannot serve TLS")?,
+    );
+    let view = match &config.policy {
+        PolicyConfig::File {
+            path,
+            namespace_labels,
+        } => {
+            let file = Arc::new(PolicyFile::open(path, metrics.policy_reloads.clone())?);
+            tracing::info!(path = %path.display(), "policy loaded; no cluster is contacted");
+            let policy = file.source();
+            tasks.spawn(
+                tracing::info_span!("policy_file_watch", path = %path.display()),
+                file.watch(config.policy_poll),
+            );
+            ClusterView {
+                policy,
+                namespaces: Arc::new(StaticNamespaces::new(namespace_labels.clone())),
+                events: Arc::new(LogEvents),
+            }
+        }
+        PolicyConfig::Cluster {
+            configmap,
+            namespace,
+        } => {
+            let client = ::kube::Client::try_default().await.context(
+                "cannot reach the Kubernetes API (no in-cluster configuration or kubeconfig); \
+                 use --policy FILE to run without a cluster",
+            )?;
+            let namespace = namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let events: Arc<dyn EventRecorder> = Arc::new(KubeEvents::spawn(client.clone()));
+            let cell = Arc::new(PolicyCell::new(None));
+            let namespaces = Arc::new(NamespaceMap::default());
+            tracing::info!(
+                %namespace,
+                %configmap,
+                "watching the policy ConfigMap and the Namespaces; ready once both are loaded"
+            );
+            tasks.spawn(
+                tracing::info_span!("policy_watch", %namespace, %configmap),
+                watch_policy(
+                    client.clone(),
+                    namespace,
+                    configmap.clone(),
+                    POLICY_KEY.to_owned(),
+                    Arc::clone(&cell),
+                    metrics.clone(),
+                    Arc::clone(&events),
+                ),
+            );
+            tasks.spawn(
+                tracing::info_span!("namespace_watch"),
+                watch_namespaces(client, Arc::clone(&namespaces)),
+            );
+            ClusterView {
+                policy: cell,
+                namespaces,
+                events,
+            }
+        }
+    };
+
+    let roots = Arc::new(if config.trusted_roots.is_empty() {
+        TrustedRoots::embedded().context("embedded trusted roots")?
+    } else {
+        TrustedRoots::from_files(&config.trusted_roots).context("--trusted-root")?
+    });
+    let mut options = RegistryOptions::new(AllowedRegistries::Any);
+    options.observer = Arc::new(RegistryMetrics::new(metrics.registry_requests.clone()));
+    if let Some(path) = &config.docker_config {
+        let bytes = read_limited(path, MAX_DOCKER_CONFIG_BYTES)
+            .with_context(|| format!("cannot read docker config {}", path.display()))?;
+        options.credentials = DockerConfig::from_json(&bytes)
+            .with_context(|| format!("docker config {}", path.display()))?;
+    }
+    let registry = PolicyRegistry::new(Arc::clone(&view.policy), options)
+        .context("the policy's registry settings")?;
+    let checker = Arc::new(ImageChecker::new(
+        registry,
+        roots,
+        CheckSettings {
+            per_image_timeout: config.review_budget,
+            ..CheckSettings::default()
+        },
+    ));
+
+    let readiness = Arc::new(Readiness {
+        policy: Arc::clone(&view.policy),
+        namespaces: Arc::clone(&view.namespaces),
+        draining: AtomicBool::new(false),
+    });
+    let cache_metrics = Arc::new(CacheMetrics::new(metrics.clone(), {
+        let checker = Arc::clone(&checker);
+        move || {
+            checker
+                .cache_stats()
+                .map(|(cache, stats)| {
+                    (
+                        cache,
+                        stats.hits.load(Ordering::Relaxed),
+                        stats.misses.load(Ordering::Relaxed),
+                    )
+                })
+                .to_vec()
+        }
+    }));
+    let probes = probe_router(ProbeState {
+        registry: Arc::new(prometheus),
+        readiness: Arc::clone(&readiness),
+        cache_metrics,
+    });
+    let webhook = webhook_router(checker, view, metrics, &config);
+
+    let webhook_listener = bind(config.listen, "webhook")?;
+    let metrics_listener = bind(config.metrics_listen, "metrics")?;
+    tracing::info!(
+        webhook = %webhook_listener.local_addr().map_or(config.listen, |address| address),
+        metrics = %metrics_listener.local_addr().map_or(config.metrics_listen, |address| address),
+        "serving"
+    );
+
+    tasks.spawn(
+        tracing::info_span!("certificate_watch"),
+        Arc::clone(&certificate).watch(config.certificate_poll),
+    );
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+        crate::tls::server_config(certificate)?,
+    ));
+    let webhook_handle = axum_server::Handle::new();
+    let mut webhook_server = axum_server::from_tcp_rustls(webhook_listener, tls)
+        .context("webhook listener")?
+        .map(|acceptor| acceptor.handshake_timeout(HANDSHAKE_TIMEOUT))
+        .handle(webhook_handle.clone())
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    limit_http(webhook_server.http_builder());
+    let mut webhook_task = tokio::spawn(
+        async move { webhook_server.serve(webhook.into_make_service()).await }
+            .instrument(tracing::info_span!("webhook_server")),
+    );
+
+    let metrics_handle = axum_server::Handle::new();
+    let mut metrics_server = axum_server::from_tcp(metrics_listener)
+        .context("metrics listener")?
+        .handle(metrics_handle.clone())
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+    limit_http(metrics_server.http_builder());
+    let mut metrics_task = tokio::spawn(
+        async move { metrics_server.serve(probes.into_make_service()).await }
+            .instrument(tracing::info_span!("metrics_server")),
+    );
+
+    let stopped_early = tokio::select! {
+        signal = shutdown_signal() => {
+            signal?;
+            None
+        }
+        result = &mut webhook_task => Some(("webhook", result)),
+        result = &mut metrics_task => Some(("metrics", result)),
+    };
+    if let Some((which, result)) = stopped_early {
+        let reason = match result {
+            Ok(Ok(())) => "stopped".to_owned(),
+            Ok(Err(error)) => error.to_string(),
+            Err(error) => error.to_string(),
+        };
+        webhook_handle.shutdown();
+        metrics_handle.shutdown();
+        anyhow::bail!("the {which} server failed: {reason}");
+    }
+
+    // Not ready from now on, so that endpoints drop this pod while reviews drain.
+    readiness.draining.store(true, Ordering::Release);
+    tracing::info!(
+        connections = webhook_handle.connection_count(),
+        "shutting down: no new connections; draining in-flight reviews"
+    );
+    webhook_handle.graceful_shutdown(Some(config.drain_timeout));
+    // axum-server closes what is left at the deadline; the margin covers that.
+    match tokio::time::timeout(config.drain_timeout + Duration::from_secs(2), webhook_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "webhook server ended with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "webhook server task failed"),
+        Err(_) => tracing::warn!("in-flight reviews did not finish in time"),
+    }
+    metrics_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
+    drop(tasks);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The admission router over the state the webhook reads, each request in its own span.
+fn webhook_router(
+    checker: Arc<ImageChecker<PolicyRegistry>>,
+    view: ClusterView,
+    metrics: Metrics,
+    config: &ServeConfig,
+) -> Router {
+    let state = Arc::new(WebhookState {
+        checker,
+        policy: view.policy,
+        namespaces: view.namespaces,
+        events: view.events,
+        records: Arc::new(JsonLinesSink::stdout()),
+        metrics,
+        settings: WebhookSettings {
+            review_budget: config.review_budget,
+            ..WebhookSettings::default()
+        },
+        clock: WebhookState::<PolicyRegistry>::system_clock(),
+    });
+    crate::admission::router(state).layer(axum::middleware::from_fn(request_span))
+}
+
+/// Runs each webhook request in a span, so that everything logged on its behalf names it.
+async fn request_span(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    next.run(request).instrument(span).await
+}
+
+fn bind(address: SocketAddr, which: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address} ({which})"))?;
+    listener
+        .set_nonblocking(true)
+        .with_context(|| format!("cannot listen on {address} ({which})"))?;
+    Ok(listener)
+}
+
+/// Header size and timeouts of both servers; bodies are limited by the routers.
+fn limit_http(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .header_read_timeout(Some(HEADER_READ_TIMEOUT))
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+}
+
+fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Resolves at the first SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+    Ok(())
+}
+
+/// What `/readyz` looks at.
+struct Readiness {
+    policy: Arc<dyn PolicySource>,
+    namespaces: Arc<dyn NamespaceDirectory>,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// `Err` with the reason while the webhook cannot answer reviews correctly.
+    fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err("shutting down");
+        }
+        if self.policy.current().is_none() {
+            return Err("no valid policy loaded yet");
+        }
+        if !self.namespaces.is_ready() {
+            return Err("namespace cache not synced yet");
+        }
+        Ok(())
+    }
+}
+
+/// Copies the checker's cache counters into `provenance_gate_cache_requests_total` when
+/// `/metrics` is scraped. The caches count in plain atomics (they know nothing of
+/// Prometheus); the counters here advance by the difference since the last scrape.
+struct CacheMetrics {
+    metrics: Metrics,
+    read: Box<dyn Fn() -> Vec<(&'static str, u64, u64)> + Send + Sync>,
+    /// Values already added, per (cache, result).
+    copied: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl CacheMetrics {
+    fn new(
+        metrics: Metrics,
+        read: impl Fn() -> Vec<(&'static str, u64, u64)> + Send + Sync + 'static,
+    ) -> Self {
+        CacheMetrics {
+            metrics,
+            read: Box::new(read),
+            copied: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn update(&self) {
+        let mut copied = self
+            .copied
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (cache, hits, misses) in (self.read)() {
+            for (result, now) in [("hit", hits), ("miss", misses)] {
+                let before = copied.entry((cache, result)).or_default();
+                let counter = self.metrics.cache_requests.get_or_create(&CacheLabels {
+                    cache: cache.to_owned(),
+                    result: result.to_owned(),
+                });
+                counter.inc_by(now.saturating_sub(*before));
+                *before = now.max(*before);
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct ProbeState {
+    registry: Arc<prometheus_client::registry::Registry>,
+    readiness: Arc<Readiness>,
+    cache_metrics: Arc<CacheMetrics>,
+}
+
+/// `/metrics`, `/healthz`, `/readyz` on the plain-HTTP port.
+fn probe_router(state: ProbeState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz_handler))
+        .with_state(state)
+}
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn metrics_handler(State(state): State<ProbeState>) -> Response {
+    state.cache_metrics.update();
+    let text = crate::metrics::encode(&state.registry);
+    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response()
+}
+
+async fn readyz_handler(State(state): State<ProbeState>) -> Response {
+    match state.readiness.check() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{NamespaceMap, PolicyCell};
+    use crate::policy::Policy;
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn readiness_needs_a_policy_and_synced_namespaces_and_ends_at_shutdown() {
+        let policy = Arc::new(PolicyCell::new(None));
+        let namespaces = Arc::new(NamespaceMap::default());
+        let readiness = Readiness {
+            policy: policy.clone(),
+            namespaces: namespaces.clone(),
+            draining: AtomicBool::new(false),
+        };
+        assert_eq!(readiness.check(), Err("no valid policy loaded yet"));
+        policy.replace(Policy::from_yaml("version: 1\nrules: []\n").expect("policy"));
+        assert_eq!(readiness.check(), Err("namespace cache not synced yet"));
+        namespaces.set_ready();
+        assert_eq!(readiness.check(), Ok(()));
+        readiness.draining.store(true, Ordering::Release);
+        assert_eq!(readiness.check(), Err("shutting down"));
+    }
+
+    #[test]
+    fn cache_counters_advance_by_what_the_caches_counted_since_the_last_scrape() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let hits = Arc::new(AtomicU64::new(3));
+        let misses = Arc::new(AtomicU64::new(1));
+        let cache_metrics = CacheMetrics::new(metrics, {
+            let (hits, misses) = (hits.clone(), misses.clone());
+            move || {
+                vec![(
+                    "attestation",
+                    hits.load(Ordering::Relaxed),
+                    misses.load(Ordering::Relaxed),
+                )]
+            }
+        });
+        cache_metrics.update();
+        cache_metrics.update();
+        let text = crate::metrics::encode(&registry);
+        assert!(
+            text.contains(
+                r#"provenance_gate_cache_requests_total{cache="attestation",result="hit"} 3"#
+            ),
+            "{text}"
+        );
+        hits.store(5, Ordering::Relaxed);
+        misses.store(4, Ordering::Relaxed);
+        cache_metrics.update();
+        let text = crate::metrics::encode(&registry);
+        assert!(
+            text.contains(
+                r#"provenance_gate_cache_requests_total{cache="attestation",result="hit"} 5"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"provenance_gate_cache_requests_total{cache="attestation",result="miss"} 4"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! The webhook's serving certificate: read from PEM files and reloaded when they change on
+//! disk, so that cert-manager renewals and Secret rotations need no restart.
+//!
+//! Kubernetes updates a mounted Secret by swapping a `..data` symlink, which file-event APIs
+//! report unreliably (the watched path itself never changes), so the files are re-read on a
+//! timer and compared by content. A new pair takes effect for new handshakes only: the
+//! certificate is chosen per handshake by [`ReloadingCertificate`], so open connections are
+//! never dropped. A bad new pair (unparsable, or a key that does not match) is logged and the
+//! pair in force stays.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest as _, Sha256};
+
+/// Certificate chains and keys are a few KiB; anything near this is not one.
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
+/// Why a certificate/key pair was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {error}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{what} {path} is larger than {MAX_PEM_BYTES} bytes")]
+    TooLarge { what: &'static str, path: PathBuf },
+    #[error("{path} holds no PEM certificate (expected `-----BEGIN CERTIFICATE-----`)")]
+    NoCertificate { path: PathBuf },
+    #[error("{path} is not a valid PEM certificate chain: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error("{path} holds no usable private key (PKCS #8, PKCS #1 or SEC1 PEM): {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("the private key in {key} does not belong to the certificate in {cert}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The provider every TLS object of the server uses: aws-lc-rs, named explicitly so that no
+/// process-wide default provider is needed (and ring is never linked in).
+pub fn crypto_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A rustls server configuration: TLS 1.2 and 1.3 only, no client certificates, HTTP/2 and
+/// HTTP/1.1 by ALPN (the API server speaks either), certificates from `resolver`.
+pub fn server_config(
+    resolver: Arc<dyn ResolvesServerCert>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Where the pair lives on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// PEM certificate chain, leaf first (`tls.crt`).
+    pub certificate: PathBuf,
+    /// PEM private key (`tls.key`).
+    pub key: PathBuf,
+}
+
+/// What one look at the files found.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// Same bytes as the last look.
+    Unchanged,
+    /// A new valid pair is now served; its description.
+    Reloaded(String),
+    /// The files changed but the new pair was refused; the previous pair stays in force.
+    Rejected(TlsError),
+}
+
+/// The serving certificate, swapped atomically when valid new files appear.
+pub struct ReloadingCertificate {
+    files: CertificateFiles,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<CertifiedKey>,
+    /// Hash of the bytes last looked at, valid or not: a refused pair is reported once, not
+    /// at every poll, and an unchanged pair is not parsed again.
+    last_seen: Mutex<[u8; 32]>,
+}
+
+impl fmt::Debug for ReloadingCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingCertificate")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadingCertificate {
+    /// Loads the pair; fails when it cannot be served (start-up must not go on without one).
+    pub fn load(files: CertificateFiles) -> Result<Self, TlsError> {
+        let provider = crypto_provider();
+        let (certificate_bytes, key_bytes) = read_pair(&files)?;
+        let key = certified_key(&files, &provider, &certificate_bytes, &key_bytes)?;
+        tracing::info!(
+            certificate = %files.certificate.display(),
+            "serving certificate loaded: {}",
+            describe(&key)
+        );
+        Ok(ReloadingCertificate {
+            last_seen: Mutex::new(fingerprint(&certificate_bytes, &key_bytes)),
+            files,
+            provider,
+            current: ArcSwap::from_pointee(key),
+        })
+    }
+
+    /// The pair served to new handshakes now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the files and, when their content changed and forms a valid pair, serves it.
+    /// Blocking file I/O: call from a blocking context.
+    pub fn reload_if_changed(&self) -> ReloadOutcome {
+        let (certificate_bytes, key_bytes) = match read_pair(&self.files) {
+            Ok(pair) => pair,
+            // Not remembered: a file missing during a rotation is retried at the next look.
+            Err(error) => return ReloadOutcome::Rejected(error),
+        };
+        let seen = fingerprint(&certificate_bytes, &key_bytes);
+        {
+            let mut last_seen = self
+                .last_seen
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *last_seen == seen {
+                return ReloadOutcome::Unchanged;
+            }
+            *last_seen = seen;
+        }
+        match certified_key(&self.files, &self.provider, &certificate_bytes, &key_bytes) {
+            Ok(key) => {
+                let description = describe(&key);
+                self.current.store(Arc::new(key));
+                ReloadOutcome::Reloaded(description)
+            }
+            Err(error) => ReloadOutcome::Rejected(error),
+        }
+    }
+
+    /// Looks at the files every `interval`, forever; logs each change and each refusal.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        // A missing file is logged once per stretch, not at every poll.
+        let mut failing = false;
+        loop {
+            ticker.tick().await;
+            let this = Arc::clone(&self);
+            let outcome = match tokio::task::spawn_blocking(move || this.reload_if_changed()).await
+            {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    tracing::error!(%error, "certificate reload task failed");
+                    continue;
+                }
+            };
+            match outcome {
+                ReloadOutcome::Unchanged => failing = false,
+                ReloadOutcome::Reloaded(description) => {
+                    failing = false;
+                    tracing::info!(
+                        certificate = %self.files.certificate.display(),
+                        "serving certificate reloaded: {description}"
+                    );
+                }
+                ReloadOutcome::Rejected(error) => {
+                    if !failing {
+                        tracing::error!(
+                            %error,
+                            "new serving certificate refused; the previous one stays in use"
+                        );
+                    }
+                    failing = matches!(error, TlsError::Read { .. });
+                }
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertificate {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn read_limited(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    let read_error = |error| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(TlsError::TooLarge {
+            what,
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn read_pair(files: &CertificateFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    Ok((
+        read_limited(&files.certificate, "certificate")?,
+        read_limited(&files.key, "private key")?,
+    ))
+}
+
+fn fingerprint(certificate: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    // Lengths first, so that bytes cannot move from one file to the other unnoticed.
+    hash.update((certificate.len() as u64).to_be_bytes());
+    hash.update(certificate);
+    hash.update((key.len() as u64).to_be_bytes());
+    hash.update(key);
+    hash.finalize().into()
+}
+
+fn certified_key(
+    files: &CertificateFiles,
+    provider: &CryptoProvider,
+    certificate_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(certificate_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::BadCertificate {
+            path: files.certificate.clone(),
+            reason: error.to_string(),
+        })?;
+    let Some(leaf) = chain.first() else {
+        return Err(TlsError::NoCertificate {
+            path: files.certificate.clone(),
+        });
+    };
+    // Parse the leaf now, so that garbage between PEM markers is refused here rather than
+    // at the first handshake.
+    <x509_cert::Certificate as der::Decode>::from_der(leaf).map_err(|error| {
+        TlsError::BadCertificate {
+            path: files.certificate.clone(),
+            reason: error.to_string(),
+        }
+    })?;
+    let bad_key = |reason: String| TlsError::BadKey {
+        path: files.key.clone(),
+        reason,
+    };
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| bad_key(error.to_string()))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|error| bad_key(error.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        Ok(()) => Ok(certified),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(TlsError::KeyMismatch {
+                cert: files.certificate.clone(),
+                key: files.key.clone(),
+            })
+        }
+        // The provider cannot tell for this key type; the handshake will.
+        Err(rustls::Error::InconsistentKeys(_)) => Ok(certified),
+        Err(error) => Err(TlsError::BadCertificate {
+            path: files.certificate.clone(),
+            reason: error.to_string(),
+        }),
+    }
+}
+
+/// Subject, serial and expiry of the leaf, for the log.
+fn describe(key: &CertifiedKey) -> String {
+    let Some(leaf) = key.cert.first() else {
+        return "no certificate".to_owned();
+    };
+    match <x509_cert::Certificate as der::Decode>::from_der(leaf) {
+        Ok(certificate) => {
+            let tbs = &certificate.tbs_certificate;
+            format!(
+                "subject {}, serial {}, valid until {}",
+                tbs.subject,
+                hex::encode(tbs.serial_number.as_bytes()),
+                tbs.validity.not_after
+            )
+        }
+        Err(error) => format!("unparsable leaf certificate: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(common_name: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("valid subject alternative name");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().expect("key generation");
+        let certificate = params.self_signed(&key).expect("self-signed certificate");
+        (certificate.pem(), key.serialize_pem())
+    }
+
+    fn write_pair(dir: &Path, certificate: &str, key: &str) -> CertificateFiles {
+        let files = CertificateFiles {
+            certificate: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        std::fs::write(&files.certificate, certificate).expect("write certificate");
+        std::fs::write(&files.key, key).expect("write key");
+        files
+    }
+
+    fn leaf(key: &CertifiedKey) -> Vec<u8> {
+        key.cert[0].to_vec()
+    }
+
+    #[test]
+    fn reloads_a_valid_new_pair_and_keeps_the_old_one_on_a_bad_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (first_certificate, first_key) = pair("first");
+        let files = write_pair(dir.path(), &first_certificate, &first_key);
+        let served = ReloadingCertificate::load(files.clone()).expect("valid pair");
+        let first = leaf(&served.current());
+        assert!(matches!(
+            served.reload_if_changed(),
+            ReloadOutcome::Unchanged
+        ));
+
+        // A key from another pair: refused, the first pair stays, and it is reported once.
+        let (second_certificate, second_key) = pair("second");
+        write_pair(dir.path(), &second_certificate, &first_key);
+        match served.reload_if_changed() {
+            ReloadOutcome::Rejected(TlsError::KeyMismatch { .. }) => {}
+            other => panic!("expected a key mismatch, got {other:?}"),
+        }
+        assert_eq!(leaf(&served.current()), first);
+        assert!(matches!(
+            served.reload_if_changed(),
+            ReloadOutcome::Unchanged
+        ));
+
+        // Garbage: refused too.
+        write_pair(dir.path(), "not a certificate", &second_key);
+        assert!(matches!(
+            served.reload_if_changed(),
+            ReloadOutcome::Rejected(TlsError::NoCertificate { .. })
+        ));
+        assert_eq!(leaf(&served.current()), first);
+
+        // The matching second pair: served.
+        write_pair(dir.path(), &second_certificate, &second_key);
+        match served.reload_if_changed() {
+            ReloadOutcome::Reloaded(description) => {
+                assert!(description.contains("CN=second"), "{description}")
+            }
+            other => panic!("expected a reload, got {other:?}"),
+        }
+        assert_ne!(leaf(&served.current()), first);
+    }
+
+    #[test]
+    fn start_up_refuses_a_missing_or_mismatched_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = CertificateFiles {
+            certificate: dir.path().join("absent.crt"),
+            key: dir.path().join("absent.key"),
+        };
+        let error = ReloadingCertificate::load(missing).expect_err("missing files");
+        assert!(error.to_string().contains("absent.crt"), "{error}");
+
+        let (certificate, _) = pair("one");
+        let (_, other_key) = pair("two");
+        let files = write_pair(dir.path(), &certificate, &other_key);
+        assert!(matches!(
+            ReloadingCertificate::load(files),
+            Err(TlsError::KeyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn server_config_offers_h2_and_http11() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (certificate, key) = pair("config");
+        let files = write_pair(dir.path(), &certificate, &key);
+        let served = Arc::new(ReloadingCertificate::load(files).expect("valid pair"));
+        let config = server_config(served).expect("config");
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+}

@@ -1,0 +1,1457 @@
+//! The admission router, driven with `tower::ServiceExt::oneshot`: the real AdmissionReview
+//! captured from a GKE API server (`tests/data/admission/pod-create.gke.json`) and variations
+//! built from it (Deployment, CronJob, init and ephemeral containers, UPDATE, dry-run,
+//! Namespace break-glass writes, malformed bodies).
+//!
+//! The registry here is an in-memory stand-in (`MemoryRegistry`) serving image manifests,
+//! referrers and Sigstore bundles minted by the test kit under a throwaway trusted root, so
+//! every admitted image went through real signature, certificate-chain and RFC 3161
+//! timestamp verification and the real policy. The real registry path (HTTP, referrers API,
+//! authentication) is covered by the server integration test (`tests/serve_https.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use provenance_gate::admission::{router, WebhookSettings, WebhookState};
+use provenance_gate::audit::{DecisionRecord, MemorySink};
+use provenance_gate::breakglass::{
+    APPROVED_BY_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION, TICKET_ANNOTATION,
+};
+use provenance_gate::cluster::{
+    EventType, NamespaceInfo, NamespaceMap, ObjectRef, PolicyCell, RecordedEvents,
+};
+use provenance_gate::image::{Digest, ImageReference};
+use provenance_gate::image_check::{CheckSettings, ImageChecker};
+use provenance_gate::metrics::{encode, Metrics};
+use provenance_gate::policy::Policy;
+use provenance_gate::registry::{
+    Descriptor, FetchedManifest, Registry, RegistryError, OCI_MANIFEST,
+};
+use provenance_gate::verify::{Instance, TrustedRoots};
+use provenance_gate_testkit::{MintSpec, TestInstance};
+
+const GKE_POD_CREATE: &str = include_str!("data/admission/pod-create.gke.json");
+const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const NOW: &str = "2026-11-28T10:00:00Z";
+
+const POLICY: &str = r#"
+version: 1
+defaultMode: enforce
+environments:
+  - name: production
+    namespaceSelector: {matchLabels: {env: production}}
+    mode: enforce
+  - name: staging
+    namespaceSelector: {matchLabels: {env: staging}}
+    mode: warn
+  - name: development
+    namespaceSelector: {matchLabels: {env: dev}}
+    mode: observe
+exemptImages: ["registry.k8s.io/**"]
+unmatchedImages: deny
+rules:
+  - name: acme
+    images: ["ghcr.io/acme/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    workflows: [".github/workflows/release.yml"]
+breakGlass:
+  maxDuration: 8h
+  approvers: {groups: ["sre-oncall"], users: []}
+"#;
+
+/// Attested by `acme/api`'s release workflow: verified.
+const API: &str = "ghcr.io/acme/api:1.2";
+/// Attested too; used where an image must be new to an UPDATE.
+const TOOLS: &str = "ghcr.io/acme/tools:1";
+/// In the registry without any attestation.
+const WORKER: &str = "ghcr.io/acme/worker:2.0";
+/// Attested by a fork's pull-request build: verified signature, refused by the rule.
+const FORKED: &str = "ghcr.io/acme/forked:1";
+/// Its registry never answers in time.
+const SLOW: &str = "ghcr.io/acme/slow:1";
+/// Exempt by policy.
+const PAUSE: &str = "registry.k8s.io/pause:3.9";
+
+// ---------------------------------------------------------------------------------------
+// An in-memory registry.
+
+#[derive(Default)]
+struct MemoryRegistry {
+    /// `registry/repository:tag` → digest.
+    tags: HashMap<String, Digest>,
+    manifests: HashMap<Digest, FetchedManifest>,
+    blobs: HashMap<String, Vec<u8>>,
+    referrers: HashMap<Digest, Vec<Descriptor>>,
+    /// Repositories (`registry/repository`) whose every answer takes a minute.
+    slow: Vec<String>,
+}
+
+impl MemoryRegistry {
+    fn not_found(image: &ImageReference, what: String) -> RegistryError {
+        RegistryError::NotFound {
+            registry: image.registry().to_owned(),
+            repository: image.repository().to_owned(),
+            what,
+        }
+    }
+
+    async fn stall(&self, image: &ImageReference) {
+        if self.slow.contains(&image.name()) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+
+    /// Pushes an image manifest under `reference` and returns its digest.
+    fn push_image(&mut self, reference: &str) -> Digest {
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{}", "0".repeat(64)), "size": 2},
+            "layers": [],
+            "annotations": {"org.opencontainers.image.ref.name": reference},
+        });
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        let image = ImageReference::parse(reference).unwrap();
+        self.tags.insert(image.to_string(), digest.clone());
+        self.manifests.insert(
+            digest.clone(),
+            FetchedManifest {
+                digest: digest.clone(),
+                media_type: OCI_MANIFEST.into(),
+                bytes,
+            },
+        );
+        digest
+    }
+
+    /// Attaches `bundle` to `subject` as an OCI referrer, the way
+    /// `actions/attest-build-provenance` does with `push-to-registry: true`.
+    fn attach(&mut self, subject: &Digest, bundle: &str) {
+        let bundle_digest = Digest::of_bytes(bundle.as_bytes());
+        self.blobs
+            .insert(bundle_digest.to_string(), bundle.as_bytes().to_vec());
+        let referrer = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": BUNDLE_MEDIA_TYPE,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+            "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": bundle_digest.to_string(), "size": bundle.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject.to_string(), "size": self.manifests[subject].bytes.len()},
+        });
+        let bytes = serde_json::to_vec(&referrer).unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        self.referrers
+            .entry(subject.clone())
+            .or_default()
+            .push(Descriptor {
+                media_type: OCI_MANIFEST.into(),
+                digest: digest.to_string(),
+                size: bytes.len() as u64,
+                artifact_type: Some(BUNDLE_MEDIA_TYPE.into()),
+                annotations: BTreeMap::new(),
+                platform: None,
+            });
+        self.manifests.insert(
+            digest.clone(),
+            FetchedManifest {
+                digest,
+                media_type: OCI_MANIFEST.into(),
+                bytes,
+            },
+        );
+    }
+}
+
+impl Registry for MemoryRegistry {
+    async fn resolve(&self, image: &ImageReference) -> Result<Digest, RegistryError> {
+        self.stall(image).await;
+        if let Some(digest) = image.digest() {
+            return Ok(digest.clone());
+        }
+        self.tags
+            .get(&image.to_string())
+            .cloned()
+            .ok_or_else(|| Self::not_found(image, format!("tag {}", image.tag().unwrap_or(""))))
+    }
+
+    async fn fetch_manifest(
+        &self,
+        image: &ImageReference,
+        digest: &Digest,
+    ) -> Result<FetchedManifest, RegistryError> {
+        self.stall(image).await;
+        self.manifests
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Self::not_found(image, format!("manifest {digest}")))
+    }
+
+    async fn fetch_blob(
+        &self,
+        image: &ImageReference,
+        descriptor: &Descriptor,
+        _limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.blobs
+            .get(&descriptor.digest)
+            .cloned()
+            .ok_or_else(|| Self::not_found(image, format!("blob {}", descriptor.digest)))
+    }
+
+    async fn referrers(
+        &self,
+        image: &ImageReference,
+        digest: &Digest,
+        artifact_type_prefix: &str,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
+        self.stall(image).await;
+        Ok(self
+            .referrers
+            .get(digest)
+            .into_iter()
+            .flatten()
+            .filter(|referrer| {
+                referrer
+                    .artifact_type
+                    .as_deref()
+                    .is_some_and(|artifact_type| artifact_type.starts_with(artifact_type_prefix))
+            })
+            .cloned()
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The harness: the router over in-memory cluster state.
+
+struct Harness {
+    state: Arc<WebhookState<MemoryRegistry>>,
+    records: Arc<MemorySink>,
+    events: Arc<RecordedEvents>,
+    namespaces: Arc<NamespaceMap>,
+    metrics_registry: prometheus_client::registry::Registry,
+    /// Digests by image reference as written in the pod spec.
+    digests: HashMap<&'static str, Digest>,
+}
+
+fn namespace(name: &str, env: &str, annotations: &[(&str, &str)]) -> NamespaceInfo {
+    NamespaceInfo {
+        name: name.into(),
+        labels: BTreeMap::from([("env".to_owned(), env.to_owned())]),
+        annotations: annotations
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    }
+}
+
+/// Borrowed pairs, as [`namespace`] takes them.
+fn pairs<'a>(list: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    list.iter()
+        .map(|(key, value)| (*key, value.as_str()))
+        .collect()
+}
+
+fn break_glass(expires: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (TICKET_ANNOTATION, "INC-4711".into()),
+        (REASON_ANNOTATION, "hotfix while CI is down".into()),
+        (EXPIRES_ANNOTATION, expires.into()),
+        (APPROVED_BY_ANNOTATION, "alice@example.com".into()),
+    ]
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with(WebhookSettings::default(), Some(POLICY))
+    }
+
+    fn with(settings: WebhookSettings, policy: Option<&str>) -> Harness {
+        let instance = TestInstance::timestamp_only();
+        let mut registry = MemoryRegistry::default();
+        let mut digests = HashMap::new();
+        for image in [API, TOOLS, WORKER, FORKED] {
+            digests.insert(image, registry.push_image(image));
+        }
+        for image in [API, TOOLS] {
+            let digest = &digests[image];
+            let name = ImageReference::parse(image).unwrap().name();
+            let bundle = instance
+                .mint(&MintSpec::github_build(digest.hex()).with_subject(&name, digest.hex()));
+            registry.attach(digest, &bundle);
+        }
+        let forked = &digests[FORKED];
+        let bundle = instance.mint(
+            &MintSpec::github_build(forked.hex())
+                .with_subject("ghcr.io/acme/forked", forked.hex())
+                .with_repository("mallory/api")
+                .with_trigger("pull_request_target"),
+        );
+        registry.attach(forked, &bundle);
+        registry.slow.push("ghcr.io/acme/slow".into());
+
+        let roots = TrustedRoots::from_json(&[(
+            Instance::Custom("test".into()),
+            &instance.trusted_root_json(),
+        )])
+        .unwrap();
+        let checker = ImageChecker::new(registry, Arc::new(roots), CheckSettings::default());
+
+        let namespaces = Arc::new(NamespaceMap::default());
+        let active = break_glass("2026-11-28T18:00:00Z");
+        let expired = break_glass("2026-11-28T09:00:00Z");
+        namespaces.replace_all([
+            namespace("prod", "production", &[]),
+            namespace("staging", "staging", &[]),
+            namespace("dev", "dev", &[]),
+            namespace("payments", "production", &pairs(&active)),
+            namespace("payments-expired", "production", &pairs(&expired)),
+        ]);
+
+        let records = Arc::new(MemorySink::default());
+        let events = Arc::new(RecordedEvents::default());
+        let mut metrics_registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut metrics_registry);
+        let now: jiff::Timestamp = NOW.parse().unwrap();
+        let state = Arc::new(WebhookState {
+            checker: Arc::new(checker),
+            policy: Arc::new(PolicyCell::new(policy.map(|policy| {
+                Policy::from_yaml(policy).expect("the test policy is valid")
+            }))),
+            namespaces: namespaces.clone(),
+            events: events.clone(),
+            records: records.clone(),
+            metrics,
+            settings,
+            clock: Arc::new(move || now),
+        });
+        Harness {
+            state,
+            records,
+            events,
+            namespaces,
+            metrics_registry,
+            digests,
+        }
+    }
+
+    async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method("POST").uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = router(self.state.clone())
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+            panic!(
+                "answer is not JSON ({error}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, json)
+    }
+
+    /// POSTs a review and returns its `response`, checking the envelope.
+    async fn post(&self, path: &str, review: &Value) -> Value {
+        let body = serde_json::to_vec(review).unwrap();
+        let (status, answer) = self.post_raw(path, body, Some("application/json")).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(answer["apiVersion"], review["apiVersion"]);
+        assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+        answer["response"].clone()
+    }
+
+    fn records(&self) -> Vec<DecisionRecord> {
+        self.records.records()
+    }
+
+    fn metrics(&self) -> String {
+        encode(&self.metrics_registry)
+    }
+
+    fn digest(&self, image: &str) -> String {
+        self.digests[image].to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reviews built from the captured one.
+
+fn gke_review() -> Value {
+    serde_json::from_str(GKE_POD_CREATE).unwrap()
+}
+
+fn containers(images: &[(&str, &str)]) -> Value {
+    Value::Array(
+        images
+            .iter()
+            .map(|(name, image)| json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}))
+            .collect(),
+    )
+}
+
+/// The GKE Pod CREATE, moved to `namespace`, running `images` as its containers.
+fn pod_review(namespace: &str, images: &[(&str, &str)]) -> Value {
+    let mut review = gke_review();
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["object"]["metadata"]["namespace"] = json!(namespace);
+    review["request"]["object"]["spec"]["containers"] = containers(images);
+    review
+}
+
+/// The same Pod spec wrapped in a workload controller of `group`/`kind`.
+fn controller_review(
+    namespace: &str,
+    group: &str,
+    kind: &str,
+    resource: &str,
+    images: &[(&str, &str)],
+) -> Value {
+    let pod = pod_review(namespace, images);
+    let pod_spec = pod["request"]["object"]["spec"].clone();
+    let template = json!({"metadata": {"labels": {"app": "echo-server"}}, "spec": pod_spec});
+    let spec = if kind == "CronJob" {
+        json!({"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": template}}})
+    } else {
+        json!({"selector": {"matchLabels": {"app": "echo-server"}}, "template": template})
+    };
+    let mut review = pod;
+    let gvk = json!({"group": group, "version": "v1", "kind": kind});
+    let gvr = json!({"group": group, "version": "v1", "resource": resource});
+    review["request"]["kind"] = gvk.clone();
+    review["request"]["requestKind"] = gvk;
+    review["request"]["resource"] = gvr.clone();
+    review["request"]["requestResource"] = gvr;
+    review["request"]["name"] = json!("echo");
+    review["request"]["object"] = json!({
+        "apiVersion": format!("{group}/v1"),
+        "kind": kind,
+        "metadata": {"name": "echo", "namespace": namespace},
+        "spec": spec,
+    });
+    review
+}
+
+/// An UPDATE of `review`'s object from `old`.
+fn as_update(mut review: Value, old: Value) -> Value {
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = old;
+    review["request"]["options"] = json!({"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"});
+    review
+}
+
+fn patch_of(response: &Value) -> Option<Value> {
+    let patch = response.get("patch")?.as_str()?;
+    assert_eq!(response["patchType"], "JSONPatch");
+    Some(serde_json::from_slice(&BASE64.decode(patch).unwrap()).unwrap())
+}
+
+fn warnings(response: &Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .map(|warning| warning.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn audit_images(response: &Value) -> Value {
+    serde_json::from_str(response["auditAnnotations"]["images"].as_str().unwrap()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Pods.
+
+#[tokio::test]
+async fn the_captured_review_is_denied_for_its_unmatched_image() {
+    let harness = Harness::new();
+    let review = gke_review();
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(
+        message(&response),
+        "image jmalloc/echo-server denied: no policy rule covers this image and unmatchedImages is deny; add a rule for it or exempt it"
+    );
+    assert_eq!(response["auditAnnotations"]["verdict"], "denied");
+    assert_eq!(
+        audit_images(&response),
+        json!([{"image": "jmalloc/echo-server", "result": "denied", "reason": "unmatched"}])
+    );
+    // The namespace is unknown to the directory: no labels, so the default mode (enforce).
+    let records = harness.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].uid.as_deref(),
+        Some("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4")
+    );
+    assert_eq!(records[0].namespace.as_deref(), Some("colin-coder"));
+    assert_eq!(records[0].kind.as_deref(), Some("Pod"));
+    assert_eq!(records[0].name.as_deref(), Some("echo-pod"));
+    assert_eq!(records[0].result, "denied");
+    assert_eq!(records[0].environment, None);
+    let events = harness.events.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0].regarding,
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: Some("colin-coder".into()),
+            name: "echo-pod".into(),
+            uid: None,
+        }
+    );
+    assert_eq!(events[0].type_, EventType::Warning);
+    assert_eq!(events[0].reason, "ImageDenied");
+    assert_eq!(events[0].note, message(&response));
+}
+
+#[tokio::test]
+async fn a_verified_pod_is_admitted_and_mutate_pins_it_with_its_provenance() {
+    let harness = Harness::new();
+    let review = pod_review("prod", &[("api", API), ("pause", PAUSE)]);
+
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert!(response.get("status").is_none());
+    assert!(response.get("patch").is_none(), "validate never patches");
+    assert!(response.get("warnings").is_none());
+    assert_eq!(response["auditAnnotations"]["verdict"], "allowed");
+    let api_digest = harness.digest(API);
+    assert_eq!(
+        audit_images(&response),
+        json!([
+            {"image": API, "result": "allowed", "reason": "verified", "digest": api_digest},
+            {"image": PAUSE, "result": "exempt", "reason": "exempt"},
+        ])
+    );
+    let records = harness.records();
+    assert_eq!(records.len(), 2);
+    let api = &records[0];
+    assert_eq!((api.image.as_str(), api.result), (API, "allowed"));
+    assert_eq!(api.environment.as_deref(), Some("production"));
+    assert_eq!(api.digest.as_deref(), Some(api_digest.as_str()));
+    assert_eq!(
+        api.source_repository.as_deref(),
+        Some("https://github.com/acme/api")
+    );
+    assert_eq!(
+        api.commit.as_deref(),
+        Some("7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f")
+    );
+    assert_eq!(
+        api.run_url.as_deref(),
+        Some("https://github.com/acme/api/actions/runs/9876543210/attempts/1")
+    );
+    assert_eq!(api.instance.as_deref(), Some("test"));
+    assert!(!api.dry_run);
+    assert_eq!(
+        (records[1].image.as_str(), records[1].result),
+        (PAUSE, "exempt")
+    );
+
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], true);
+    let provenance = json!({
+        "api": {
+            "sourceRepository": "https://github.com/acme/api",
+            "commit": "7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f",
+            "workflow": "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main",
+            "runUrl": "https://github.com/acme/api/actions/runs/9876543210/attempts/1",
+            "digest": api_digest,
+        }
+    });
+    let patch = patch_of(&response).expect("mutate pins a verified Pod");
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "replace", "path": "/spec/containers/0/image", "value": format!("{API}@{api_digest}")},
+            // The captured Pod has annotations already: the key is added, pointer-escaped.
+            {"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1provenance", "value": format!(
+                concat!(
+                    r#"{{"api":{{"sourceRepository":"https://github.com/acme/api","#,
+                    r#""commit":"7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f","#,
+                    r#""workflow":"https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main","#,
+                    r#""runUrl":"https://github.com/acme/api/actions/runs/9876543210/attempts/1","#,
+                    r#""digest":"{}"}}}}"#,
+                ),
+                api_digest
+            )},
+        ])
+    );
+    // The annotation's value is exactly the compact JSON of the provenance.
+    let annotation: Value = serde_json::from_str(patch[1]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(annotation, provenance);
+    assert_eq!(
+        harness.records().len(),
+        2,
+        "an admitting /mutate writes no evidence"
+    );
+    assert!(harness.events.events().is_empty());
+
+    let metrics = harness.metrics();
+    for line in [
+        r#"provenance_gate_admissions_total{kind="Pod",operation="CREATE"} 2"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="verified"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="exempt",reason="exempt"} 1"#,
+        "provenance_gate_admission_duration_seconds_count 2",
+        // Only the covered image is timed (exempt images are never fetched).
+        "provenance_gate_verification_duration_seconds_count 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn mutate_creates_the_annotations_when_the_pod_has_none() {
+    let harness = Harness::new();
+    let mut review = pod_review("prod", &[("api", API)]);
+    review["request"]["object"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    let response = harness.post("/mutate", &review).await;
+    let patch = patch_of(&response).unwrap();
+    assert_eq!(patch[1]["op"], "add");
+    assert_eq!(patch[1]["path"], "/metadata/annotations");
+    assert!(
+        patch[1]["value"]["provenance-gate.dev/provenance"].is_string(),
+        "{patch}"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_provenance_annotation_is_removed() {
+    let harness = Harness::new();
+    let mut review = pod_review("dev", &[("worker", WORKER)]);
+    review["request"]["object"]["metadata"]["annotations"]["provenance-gate.dev/provenance"] =
+        json!("{\"worker\":{\"sourceRepository\":\"https://github.com/acme/api\"}}");
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], true, "observe mode admits");
+    assert_eq!(
+        patch_of(&response).unwrap(),
+        json!([{"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1provenance"}])
+    );
+}
+
+#[tokio::test]
+async fn each_mode_answers_an_unattested_image_its_own_way() {
+    let harness = Harness::new();
+    let worker_digest = harness.digest(WORKER);
+    let expected_reason = format!("rule \"acme\": no attestation found for {worker_digest}");
+
+    let enforce = harness
+        .post("/validate", &pod_review("prod", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(enforce["allowed"], false);
+    assert_eq!(enforce["status"]["code"], 403);
+    assert_eq!(enforce["status"]["reason"], "Forbidden");
+    assert_eq!(
+        message(&enforce),
+        format!("image {WORKER} denied: {expected_reason}")
+    );
+    assert!(patch_of(
+        &harness
+            .post("/mutate", &pod_review("prod", &[("worker", WORKER)]))
+            .await
+    )
+    .is_none());
+
+    let warn = harness
+        .post("/validate", &pod_review("staging", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(warn["allowed"], true);
+    let warn_warnings = warnings(&warn);
+    assert_eq!(warn_warnings.len(), 1);
+    assert!(
+        warn_warnings[0].chars().count() <= 200,
+        "{}",
+        warn_warnings[0]
+    );
+    assert!(
+        warn_warnings[0].starts_with(&format!(
+            "image {WORKER} not verified: rule \"acme\": no attestation found for sha256:"
+        )),
+        "{}",
+        warn_warnings[0]
+    );
+    assert_eq!(warn["auditAnnotations"]["verdict"], "warned");
+
+    let observe = harness
+        .post("/validate", &pod_review("dev", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(observe["allowed"], true);
+    assert!(
+        observe.get("warnings").is_none(),
+        "observe mode is silent: {observe}"
+    );
+    assert_eq!(observe["auditAnnotations"]["verdict"], "would_deny");
+
+    let results: Vec<(String, &str, String)> = harness
+        .records()
+        .iter()
+        .map(|record| {
+            (
+                record.mode.to_string(),
+                record.result,
+                record.reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("enforce".to_owned(), "denied", expected_reason.clone()),
+            ("enforce".to_owned(), "denied", expected_reason.clone()),
+            ("warn".to_owned(), "warned", expected_reason.clone()),
+            ("observe".to_owned(), "would_deny", expected_reason.clone()),
+        ],
+        "the refusing /mutate wrote evidence too, since no validation follows it"
+    );
+    let metrics = harness.metrics();
+    for line in [
+        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation"} 2"#,
+        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="no_attestation"} 1"#,
+        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="no_attestation"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert_eq!(
+        harness.events.events().len(),
+        2,
+        "one Event per denial, none when admitted"
+    );
+}
+
+#[tokio::test]
+async fn a_denial_names_every_failing_image_its_rule_and_why() {
+    let harness = Harness::new();
+    let review = pod_review(
+        "prod",
+        &[
+            ("api", API),
+            ("forked", FORKED),
+            ("worker", WORKER),
+            ("again", WORKER),
+        ],
+    );
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    let text = message(&response);
+    let parts: Vec<&str> = text.split("; image ").collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "one entry per distinct failing image: {text}"
+    );
+    assert!(
+        parts[0].starts_with(&format!("image {FORKED} denied: rule \"acme\": ")),
+        "{text}"
+    );
+    assert!(parts[0].contains("mallory/api"), "{text}");
+    assert!(
+        parts[1].starts_with(&format!(
+            "{WORKER} denied: rule \"acme\": no attestation found for sha256:"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(API), "verified images are not named: {text}");
+    assert_eq!(harness.records().len(), 3, "one record per distinct image");
+}
+
+#[tokio::test]
+async fn init_and_ephemeral_containers_are_checked() {
+    let harness = Harness::new();
+    let mut review = pod_review("prod", &[("api", API)]);
+    review["request"]["object"]["spec"]["initContainers"] = containers(&[("migrate", WORKER)]);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert!(message(&response).starts_with(&format!("image {WORKER} denied")));
+
+    // `kubectl debug`: an UPDATE of pods/ephemeralcontainers adding a debug container.
+    let old = pod_review("prod", &[("api", API)])["request"]["object"].clone();
+    let debug = |image: &str| {
+        let mut review = pod_review("prod", &[("api", API)]);
+        review["request"]["object"]["spec"]["ephemeralContainers"] =
+            json!([{"name": "debugger", "image": image, "targetContainerName": "api"}]);
+        review["request"]["subResource"] = json!("ephemeralcontainers");
+        as_update(review, old.clone())
+    };
+    let response = harness.post("/validate", &debug(WORKER)).await;
+    assert_eq!(response["allowed"], false);
+    assert!(message(&response).starts_with(&format!("image {WORKER} denied")));
+
+    let response = harness.post("/mutate", &debug(TOOLS)).await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        patch_of(&response).unwrap(),
+        json!([{"op": "replace", "path": "/spec/ephemeralContainers/0/image", "value": format!("{TOOLS}@{}", harness.digest(TOOLS))}]),
+        "only the new image is pinned; the subresource takes no annotations"
+    );
+}
+
+#[tokio::test]
+async fn an_update_checks_only_the_images_it_brings() {
+    let harness = Harness::new();
+    // The worker image was admitted earlier (say, in observe mode); the update adds tools.
+    let old = controller_review(
+        "prod",
+        "apps",
+        "Deployment",
+        "deployments",
+        &[("worker", WORKER)],
+    )["request"]["object"]
+        .clone();
+    let review = as_update(
+        controller_review(
+            "prod",
+            "apps",
+            "Deployment",
+            "deployments",
+            &[("worker", WORKER), ("tools", TOOLS)],
+        ),
+        old.clone(),
+    );
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let records = harness.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].image.as_str(), records[0].result),
+        (TOOLS, "allowed")
+    );
+
+    // Nothing new at all (a replica count change): nothing to check, nothing recorded.
+    let mut review = as_update(
+        controller_review(
+            "prod",
+            "apps",
+            "Deployment",
+            "deployments",
+            &[("worker", WORKER)],
+        ),
+        old,
+    );
+    review["request"]["object"]["spec"]["replicas"] = json!(3);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("auditAnnotations").is_none());
+    assert_eq!(harness.records().len(), 1);
+    assert!(harness
+        .metrics()
+        .contains(r#"provenance_gate_admissions_total{kind="Deployment",operation="UPDATE"} 2"#));
+}
+
+// ---------------------------------------------------------------------------------------
+// Controllers.
+
+#[tokio::test]
+async fn controllers_are_validated_through_their_pod_templates_and_never_mutated() {
+    let harness = Harness::new();
+    let cases = [
+        ("apps", "Deployment", "deployments"),
+        ("apps", "ReplicaSet", "replicasets"),
+        ("apps", "StatefulSet", "statefulsets"),
+        ("apps", "DaemonSet", "daemonsets"),
+        ("batch", "Job", "jobs"),
+        ("batch", "CronJob", "cronjobs"),
+    ];
+    for (group, kind, resource) in cases {
+        let denied = controller_review("prod", group, kind, resource, &[("worker", WORKER)]);
+        let response = harness.post("/validate", &denied).await;
+        assert_eq!(response["allowed"], false, "{kind}");
+        assert!(
+            message(&response).starts_with(&format!("image {WORKER} denied")),
+            "{kind}"
+        );
+
+        let admitted = controller_review("prod", group, kind, resource, &[("api", API)]);
+        for path in ["/validate", "/mutate"] {
+            let response = harness.post(path, &admitted).await;
+            assert_eq!(response["allowed"], true, "{kind} {path}");
+            assert!(
+                response.get("patch").is_none(),
+                "{kind} {path}: controllers are not mutated"
+            );
+        }
+    }
+    let events = harness.events.events();
+    assert_eq!(events.len(), cases.len());
+    let cronjob = &events[5];
+    assert_eq!(
+        cronjob.regarding,
+        ObjectRef {
+            api_version: "batch/v1".into(),
+            kind: "CronJob".into(),
+            namespace: Some("prod".into()),
+            name: "echo".into(),
+            uid: None,
+        }
+    );
+    let kinds: Vec<Option<String>> = harness
+        .records()
+        .iter()
+        .map(|record| record.kind.clone())
+        .collect();
+    assert!(kinds.contains(&Some("CronJob".into())));
+}
+
+// ---------------------------------------------------------------------------------------
+// Dry run, budget, limits.
+
+#[tokio::test]
+async fn a_dry_run_decides_and_records_but_sends_no_events() {
+    let harness = Harness::new();
+    let mut review = pod_review("prod", &[("worker", WORKER)]);
+    review["request"]["dryRun"] = json!(true);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert!(harness.events.events().is_empty());
+    let records = harness.records();
+    assert_eq!(records.len(), 1);
+    assert!(records[0].dry_run);
+    assert_eq!(serde_json::to_value(&records[0]).unwrap()["dryRun"], true);
+}
+
+#[tokio::test]
+async fn the_review_budget_bounds_every_answer() {
+    let settings = WebhookSettings {
+        review_budget: Duration::from_millis(300),
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    let started = std::time::Instant::now();
+    let response = harness
+        .post(
+            "/validate",
+            &pod_review("prod", &[("api", API), ("slow", SLOW)]),
+        )
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        message(&response),
+        format!("image {SLOW} denied: rule \"acme\": verification timed out (the review's budget of 0.3s ran out)")
+    );
+    let response = harness
+        .post("/validate", &pod_review("staging", &[("slow", SLOW)]))
+        .await;
+    assert_eq!(response["allowed"], true);
+    assert!(
+        warnings(&response)[0].contains("verification timed out"),
+        "{response}"
+    );
+    assert!(harness.metrics().contains(
+        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="timeout"} 1"#
+    ));
+}
+
+#[tokio::test]
+async fn too_many_images_are_refused_in_enforce_mode() {
+    let settings = WebhookSettings {
+        max_images: 2,
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    let images = [("a", API), ("b", API), ("c", API)];
+    let response = harness
+        .post("/validate", &pod_review("prod", &images))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        message(&response),
+        "Pod echo-pod runs 3 container images, more than the 2 checked in one review"
+    );
+    let response = harness
+        .post("/validate", &pod_review("staging", &images))
+        .await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        warnings(&response),
+        ["Pod echo-pod runs 3 container images, more than the 2 checked in one review"]
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_every_workload_is_refused() {
+    let harness = Harness::with(WebhookSettings::default(), None);
+    let response = harness
+        .post("/validate", &pod_review("dev", &[("api", API)]))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 503);
+    assert!(message(&response).starts_with("no policy loaded yet"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Malformed and unusual requests.
+
+#[tokio::test]
+async fn malformed_reviews_get_a_400_answer_not_an_error() {
+    let harness = Harness::new();
+    let mut missing_uid = gke_review();
+    missing_uid["request"]
+        .as_object_mut()
+        .unwrap()
+        .remove("uid");
+    let mut wrong_version = gke_review();
+    wrong_version["apiVersion"] = json!("admission.k8s.io/v2");
+    let mut wrong_kind = gke_review();
+    wrong_kind["kind"] = json!("ConversionReview");
+    let mut no_request = gke_review();
+    no_request.as_object_mut().unwrap().remove("request");
+    let mut undecodable = gke_review();
+    undecodable["request"]["object"]["spec"]["containers"] = json!({"name": "x"});
+    let mut bad_image = gke_review();
+    bad_image["request"]["object"]["spec"]["containers"][0]["image"] = json!(42);
+    let uid = "0c9a8d74-9cb7-44dd-b98e-09fd62def2f4";
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("not JSON", b"{\"kind\": \"AdmissionReview\",".to_vec(), "", "malformed AdmissionReview: request body is not JSON"),
+        ("empty body", Vec::new(), "", "malformed AdmissionReview: request body is not JSON"),
+        ("missing uid", serde_json::to_vec(&missing_uid).unwrap(), "", "malformed AdmissionReview: request.uid is missing; the response carries an empty uid"),
+        ("wrong apiVersion", serde_json::to_vec(&wrong_version).unwrap(), uid, "malformed AdmissionReview: apiVersion is \"admission.k8s.io/v2\", expected \"admission.k8s.io/v1\" (or \"admission.k8s.io/v1beta1\")"),
+        ("wrong kind", serde_json::to_vec(&wrong_kind).unwrap(), uid, "malformed AdmissionReview: kind is \"ConversionReview\", expected \"AdmissionReview\""),
+        ("no request", serde_json::to_vec(&no_request).unwrap(), "", "malformed AdmissionReview: the AdmissionReview has no request"),
+        ("undecodable object", serde_json::to_vec(&undecodable).unwrap(), uid, "malformed AdmissionReview: request.object is not a decodable Pod: /spec/containers is not a list"),
+        ("image not a string", serde_json::to_vec(&bad_image).unwrap(), uid, "malformed AdmissionReview: request.object is not a decodable Pod: /spec/containers/0/image is not a string"),
+    ];
+    for (name, body, expected_uid, expected_message) in cases {
+        for path in ["/validate", "/mutate"] {
+            let (status, answer) = harness.post_raw(path, body.clone(), None).await;
+            assert_eq!(status, StatusCode::OK, "{name} {path}");
+            assert_eq!(answer["kind"], "AdmissionReview", "{name}");
+            assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{name}");
+            let response = &answer["response"];
+            assert_eq!(response["uid"], expected_uid, "{name}");
+            assert_eq!(response["allowed"], false, "{name}");
+            assert_eq!(response["status"]["code"], 400, "{name}");
+            assert_eq!(response["status"]["reason"], "BadRequest", "{name}");
+            assert!(
+                message(response).starts_with(expected_message),
+                "{name}: {}",
+                message(response)
+            );
+        }
+    }
+    assert!(harness.records().is_empty());
+    assert!(harness.metrics().contains(
+        r#"provenance_gate_admissions_total{kind="(malformed)",operation="(malformed)"} 12"#
+    ));
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let harness = Harness::new();
+    let mut review = gke_review();
+    review["request"]["object"]["metadata"]["annotations"]["padding"] =
+        json!("x".repeat(3 * 1024 * 1024));
+    let (status, answer) = harness
+        .post_raw(
+            "/validate",
+            serde_json::to_vec(&review).unwrap(),
+            Some("application/json"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 413);
+    assert_eq!(
+        message(&answer["response"]),
+        "malformed AdmissionReview: the request body is larger than the 3145728 bytes accepted"
+    );
+}
+
+#[tokio::test]
+async fn v1beta1_reviews_are_answered_in_v1beta1_whatever_the_content_type() {
+    let harness = Harness::new();
+    let mut review = pod_review("prod", &[("api", API)]);
+    review["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    for content_type in [
+        None,
+        Some("application/json; charset=utf-8"),
+        Some("text/plain"),
+    ] {
+        let (status, answer) = harness
+            .post_raw(
+                "/validate",
+                serde_json::to_vec(&review).unwrap(),
+                content_type,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1beta1");
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn deletes_subresources_and_other_kinds_are_admitted_untouched() {
+    let harness = Harness::new();
+    let mut delete = pod_review("prod", &[("worker", WORKER)]);
+    delete["request"]["operation"] = json!("DELETE");
+    delete["request"]["oldObject"] = delete["request"]["object"].take();
+    let mut status = as_update(pod_review("prod", &[("worker", WORKER)]), json!({}));
+    status["request"]["subResource"] = json!("status");
+    let mut config_map = gke_review();
+    config_map["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    config_map["request"]["object"] = json!({"data": {"image": WORKER}});
+    for review in [delete, status, config_map] {
+        let response = harness.post("/validate", &review).await;
+        assert_eq!(
+            response,
+            json!({"uid": review["request"]["uid"], "allowed": true})
+        );
+    }
+    assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
+async fn only_post_is_served() {
+    let harness = Harness::new();
+    let response = router(harness.state.clone())
+        .oneshot(
+            Request::builder()
+                .uri("/validate")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---------------------------------------------------------------------------------------
+// Break-glass.
+
+#[tokio::test]
+async fn an_active_break_glass_admits_failures_with_evidence() {
+    let harness = Harness::new();
+    let review = pod_review("payments", &[("worker", WORKER), ("api", API)]);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let warnings = warnings(&response);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].starts_with(&format!("image {WORKER} admitted under break-glass INC-4711: rule \"acme\": no attestation found")),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(response["auditAnnotations"]["verdict"], "break_glass");
+
+    let records = harness.records();
+    let worker = records
+        .iter()
+        .find(|record| record.image == WORKER)
+        .unwrap();
+    assert_eq!(worker.result, "break_glass");
+    assert_eq!(worker.break_glass_ticket.as_deref(), Some("INC-4711"));
+    assert_eq!(
+        worker.break_glass_reason.as_deref(),
+        Some("hotfix while CI is down")
+    );
+    assert_eq!(
+        worker.break_glass_approved_by.as_deref(),
+        Some("alice@example.com")
+    );
+    let api = records.iter().find(|record| record.image == API).unwrap();
+    assert_eq!(api.result, "allowed");
+    assert_eq!(
+        api.break_glass_ticket, None,
+        "verified images owe nothing to break-glass"
+    );
+
+    let events = harness.events.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].reason, "BreakGlassAdmission");
+    assert_eq!(events[0].regarding.kind, "Namespace");
+    assert_eq!(events[0].regarding.name, "payments");
+    assert!(events[0].note.contains("INC-4711"), "{}", events[0].note);
+    assert!(
+        events[0].note.contains("alice@example.com"),
+        "{}",
+        events[0].note
+    );
+
+    // Still verified and pinned where it can be.
+    let response = harness.post("/mutate", &review).await;
+    let patch = patch_of(&response).unwrap();
+    assert_eq!(patch[0]["path"], "/spec/containers/1/image");
+
+    let metrics = harness.metrics();
+    for line in [
+        r#"provenance_gate_break_glass_active{namespace="payments"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="break_glass",reason="no_attestation"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    // The break-glass is lifted: enforcing again, and the gauge says so.
+    harness
+        .namespaces
+        .upsert(namespace("payments", "production", &[]));
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert!(harness
+        .metrics()
+        .contains(r#"provenance_gate_break_glass_active{namespace="payments"} 0"#));
+}
+
+#[tokio::test]
+async fn an_expired_break_glass_is_ignored_with_a_warning() {
+    let harness = Harness::new();
+    let response = harness
+        .post(
+            "/validate",
+            &pod_review("payments-expired", &[("worker", WORKER)]),
+        )
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        warnings(&response),
+        ["break-glass on namespace payments-expired expired at 2026-11-28T09:00:00Z; enforcing"]
+    );
+    assert_eq!(harness.records()[0].result, "denied");
+    assert_eq!(harness.records()[0].break_glass_ticket, None);
+}
+
+fn namespace_review(
+    operation: &str,
+    user: &str,
+    groups: &[&str],
+    old: Option<Value>,
+    annotations: Value,
+) -> Value {
+    let mut review = gke_review();
+    let request = &mut review["request"];
+    let gvk = json!({"group": "", "version": "v1", "kind": "Namespace"});
+    let gvr = json!({"group": "", "version": "v1", "resource": "namespaces"});
+    request["kind"] = gvk.clone();
+    request["requestKind"] = gvk;
+    request["resource"] = gvr.clone();
+    request["requestResource"] = gvr;
+    request["name"] = json!("payments");
+    request.as_object_mut().unwrap().remove("namespace");
+    request["operation"] = json!(operation);
+    request["userInfo"] = json!({"username": user, "groups": groups});
+    request["object"] = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "payments", "labels": {"env": "production"}, "annotations": annotations},
+    });
+    request["oldObject"] = match old {
+        Some(annotations) => json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "payments", "labels": {"env": "production"}, "annotations": annotations},
+        }),
+        None => Value::Null,
+    };
+    review
+}
+
+fn declared(extra: &[(&str, &str)]) -> Value {
+    let mut annotations = json!({
+        TICKET_ANNOTATION: "INC-4711",
+        REASON_ANNOTATION: "hotfix while CI is down",
+        EXPIRES_ANNOTATION: "2026-11-28T18:00:00Z",
+    });
+    for (key, value) in extra {
+        annotations[*key] = json!(value);
+    }
+    annotations
+}
+
+#[tokio::test]
+async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook() {
+    let harness = Harness::new();
+    let before = json!({"team": "payments"});
+
+    // A non-approver is refused, at either endpoint, with an Event on the Namespace.
+    let by_mallory = namespace_review(
+        "UPDATE",
+        "mallory@example.com",
+        &["system:authenticated"],
+        Some(before.clone()),
+        declared(&[]),
+    );
+    let response = harness.post("/mutate", &by_mallory).await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 403);
+    assert_eq!(
+        message(&response),
+        "break-glass on namespace payments refused: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups)"
+    );
+    let events = harness.events.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].reason.as_str(), events[0].regarding.name.as_str()),
+        ("BreakGlassRefused", "payments")
+    );
+
+    // An approver through a group: /mutate records who, from userInfo.
+    let by_alice = namespace_review(
+        "UPDATE",
+        "alice@example.com",
+        &["system:authenticated", "sre-oncall"],
+        Some(before.clone()),
+        declared(&[]),
+    );
+    let response = harness.post("/mutate", &by_alice).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        patch_of(&response).unwrap(),
+        json!([{"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approved-by", "value": "alice@example.com"}])
+    );
+    // ... and /validate then sees the recorded approver and admits, with a warning.
+    let recorded = namespace_review(
+        "UPDATE",
+        "alice@example.com",
+        &["sre-oncall"],
+        Some(before.clone()),
+        declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")]),
+    );
+    let response = harness.post("/validate", &recorded).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        warnings(&response),
+        ["break-glass INC-4711 declared on namespace payments by alice@example.com until 2026-11-28T18:00:00Z: unverified images will be admitted with a warning"]
+    );
+    assert_eq!(
+        response["auditAnnotations"]["break-glass"],
+        "ticket INC-4711 approved by alice@example.com until 2026-11-28T18:00:00Z"
+    );
+    assert_eq!(
+        harness.events.events().last().unwrap().reason,
+        "BreakGlassDeclared"
+    );
+
+    // Without the mutating webhook the approver is never recorded: refused at /validate.
+    let response = harness.post("/validate", &by_alice).await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("the approver was not recorded"),
+        "{}",
+        message(&response)
+    );
+
+    // Naming someone else as approver is refused, whoever asks.
+    let self_declared = namespace_review(
+        "CREATE",
+        "mallory@example.com",
+        &["system:authenticated"],
+        None,
+        declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")]),
+    );
+    let response = harness.post("/mutate", &self_declared).await;
+    assert_eq!(response["allowed"], false);
+    assert!(message(&response).contains(
+        "may only name the requesting user (\"mallory@example.com\"), not \"alice@example.com\""
+    ));
+
+    // An expiry beyond maxDuration is refused, even for an approver.
+    let too_long = namespace_review(
+        "UPDATE",
+        "alice@example.com",
+        &["sre-oncall"],
+        Some(before.clone()),
+        declared(&[(EXPIRES_ANNOTATION, "2026-11-29T10:00:00Z")]),
+    );
+    let response = harness.post("/mutate", &too_long).await;
+    assert_eq!(response["allowed"], false);
+    assert!(message(&response).contains("more than the policy's maxDuration of 8h ahead"));
+
+    // Anybody may lift it; /mutate drops the orphaned approver annotation.
+    let lifted = namespace_review(
+        "UPDATE",
+        "mallory@example.com",
+        &[],
+        Some(declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")])),
+        json!({"team": "payments", APPROVED_BY_ANNOTATION: "alice@example.com"}),
+    );
+    let response = harness.post("/mutate", &lifted).await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(
+        patch_of(&response).unwrap(),
+        json!([{"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approved-by"}])
+    );
+    assert_eq!(harness.post("/validate", &lifted).await["allowed"], true);
+
+    // Unrelated namespace edits are none of the webhook's business.
+    let unrelated = namespace_review(
+        "UPDATE",
+        "mallory@example.com",
+        &[],
+        Some(before.clone()),
+        json!({"team": "billing"}),
+    );
+    assert_eq!(
+        harness.post("/validate", &unrelated).await,
+        json!({"uid": unrelated["request"]["uid"], "allowed": true})
+    );
+}
+
+#[tokio::test]
+async fn break_glass_needs_the_policy_to_enable_it() {
+    let without = POLICY.split("breakGlass:").next().unwrap();
+    let harness = Harness::with(WebhookSettings::default(), Some(without));
+    let review = namespace_review(
+        "CREATE",
+        "alice@example.com",
+        &["sre-oncall"],
+        None,
+        declared(&[]),
+    );
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("break-glass is not enabled in the policy"),
+        "{}",
+        message(&response)
+    );
+
+    // Annotations left on a namespace do nothing then, and say so.
+    let response = harness
+        .post("/validate", &pod_review("payments", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        warnings(&response),
+        ["break-glass on namespace payments ignored (break-glass is not enabled in the policy); enforcing"]
+    );
+}

@@ -1,0 +1,518 @@
+//! The whole image pipeline (policy → resolve → referrers → bundle → verify → rule) against
+//! REAL registries started by the test kit: Debian's `docker-registry` (distribution 2.8, no
+//! referrers API, so the tag-schema path; plain, TLS + Basic auth, TLS + token auth) and
+//! `ferro-oci-server` (OCI 1.1 referrers API). Faults come from a proxy in front of a real
+//! registry. Attestations are minted by the kit's private Sigstore instance and pushed as
+//! `actions/attest-build-provenance` pushes them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provenance_gate::image_check::{
+    CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome,
+};
+use provenance_gate::policy::Policy;
+use provenance_gate::registry::{
+    AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
+};
+use provenance_gate::verify::{Instance, TrustedRoots};
+use provenance_gate_testkit::registry::{
+    push_attested_image, push_multi_arch_index, push_oversized_manifest,
+    push_referrer_with_corrupt_layer, push_unattested_image, AttestPlatforms, ConnectionRecorder,
+    DistributionRegistry, Fault, FaultProxy, FerroRegistry, IndexAttestations, LayerCorruption,
+    Platform, TestRegistry, TokenAccess,
+};
+use provenance_gate_testkit::{MintSpec, TestInstance};
+
+/// The rule trusts the kit's default build (`acme/api`, id 804070735) for `<host>/acme/**`.
+fn policy_for(host: &str, extra: &str) -> Policy {
+    Policy::from_yaml(&format!(
+        r#"
+version: 1
+exemptImages: ["{host}/exempt/**"]
+unmatchedImages: deny
+rules:
+  - name: acme
+    images: ["{host}/acme/**"]
+    repositories: [{{name: acme/api, id: "804070735"}}]
+{extra}"#
+    ))
+    .expect("test policy is valid")
+}
+
+struct Setup {
+    instance: TestInstance,
+    roots: Arc<TrustedRoots>,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let instance = TestInstance::timestamp_only();
+        let roots = TrustedRoots::from_json(&[(
+            Instance::Custom("test".into()),
+            &instance.trusted_root_json(),
+        )])
+        .expect("kit root loads");
+        Setup {
+            instance,
+            roots: Arc::new(roots),
+        }
+    }
+
+    fn checker(
+        &self,
+        host: HostOptions,
+        credentials: DockerConfig,
+        settings: CheckSettings,
+    ) -> ImageChecker<HttpRegistry> {
+        let mut options = RegistryOptions::new(AllowedRegistries::Any);
+        options.hosts = vec![host];
+        options.credentials = credentials;
+        options.request_timeout = Duration::from_secs(2);
+        options.connect_timeout = Duration::from_secs(1);
+        let registry = HttpRegistry::new(options).expect("registry client builds");
+        ImageChecker::new(registry, Arc::clone(&self.roots), settings)
+    }
+
+    fn plain_checker(&self, registry: &dyn TestRegistry) -> ImageChecker<HttpRegistry> {
+        self.checker(
+            HostOptions::new(registry.host()).insecure(),
+            DockerConfig::empty(),
+            CheckSettings::default(),
+        )
+    }
+}
+
+fn assert_verified(check: &ImageCheck, expected_digest: &str) {
+    match &check.outcome {
+        ImageOutcome::Verified {
+            digest,
+            attestation,
+            ..
+        } => {
+            assert_eq!(digest, expected_digest);
+            assert_eq!(
+                attestation.certificate.source_repository_uri.as_deref(),
+                Some("https://github.com/acme/api")
+            );
+            let pinned = check.pinned.as_deref().expect("pinned reference");
+            assert!(pinned.ends_with(&format!("@{expected_digest}")), "{pinned}");
+        }
+        other => panic!("{} should verify, got {other:?}", check.image),
+    }
+}
+
+fn assert_failed(check: &ImageCheck, kind: FailureKind, fragment: &str) {
+    match &check.outcome {
+        ImageOutcome::Failed {
+            kind: actual,
+            reason,
+            ..
+        } => {
+            assert_eq!(*actual, kind, "{}: {reason}", check.image);
+            assert!(
+                reason.contains(fragment),
+                "{}: reason {reason:?} lacks {fragment:?}",
+                check.image
+            );
+        }
+        other => panic!("{} should fail, got {other:?}", check.image),
+    }
+}
+
+/// Attested allowed, unattested denied, another digest's attestation and an untrusted
+/// repository denied: the same table on the tag-schema registry and the referrers-API one.
+async fn basic_cases(registry: &dyn TestRegistry) {
+    let setup = Setup::new();
+    let host = registry.host();
+    let client = registry.client();
+    let policy = policy_for(&host, "");
+    let checker = setup.plain_checker(registry);
+
+    let attested = push_attested_image(&client, "acme/api", "v1", &setup.instance, |spec| spec);
+    assert_verified(
+        &checker.check(&policy, &attested.reference).await,
+        &attested.manifest_digest,
+    );
+
+    let unattested = push_unattested_image(&client, "acme/api", "bare");
+    let check = checker.check(&policy, &unattested.reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NoAttestation,
+        &format!("no attestation found for {}", unattested.manifest_digest),
+    );
+
+    let other_subject = push_attested_image(
+        &client,
+        "acme/api",
+        "other-subject",
+        &setup.instance,
+        |spec: MintSpec| spec.with_subject("elsewhere", &"ab".repeat(32)),
+    );
+    let check = checker.check(&policy, &other_subject.reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "does not match any subject",
+    );
+
+    let untrusted = push_attested_image(
+        &client,
+        "acme/api",
+        "fork",
+        &setup.instance,
+        |spec: MintSpec| {
+            spec.with_repository("mallory/api")
+                .with_repository_ids("999", "888")
+        },
+    );
+    let check = checker.check(&policy, &untrusted.reference).await;
+    assert_failed(&check, FailureKind::PolicyViolation, "mallory/api");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn distribution_tag_schema_basic_cases() {
+    basic_cases(&DistributionRegistry::plain()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ferro_referrers_api_basic_cases() {
+    basic_cases(&FerroRegistry::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_referrer_layer_and_an_oversized_manifest_are_refused() {
+    let setup = Setup::new();
+    let registry = DistributionRegistry::plain();
+    let policy = policy_for(&registry.host(), "");
+    let checker = setup.plain_checker(&registry);
+    for (tag, corruption) in [
+        ("flipped", LayerCorruption::BitFlipAtRest),
+        ("substituted", LayerCorruption::SubstitutedAtRest),
+        ("size", LayerCorruption::SizeMismatch),
+    ] {
+        let image = push_referrer_with_corrupt_layer(
+            &registry,
+            "acme/api",
+            tag,
+            &setup.instance,
+            corruption,
+            |spec| spec,
+        );
+        let check = checker.check(&policy, &image.reference).await;
+        match &check.outcome {
+            ImageOutcome::Failed { reason, .. } => {
+                assert!(
+                    reason.contains(image.referrer_digest()),
+                    "{corruption:?}: {reason}"
+                );
+            }
+            other => panic!("{corruption:?} must be denied, got {other:?}"),
+        }
+    }
+    // Distribution refuses manifests over 4 MiB itself; ferro stores them.
+    let ferro = FerroRegistry::start();
+    let oversized = push_oversized_manifest(&ferro.client(), "acme/api", "huge", 5 * 1024 * 1024)
+        .expect("ferro stores a 5 MiB manifest");
+    let checker = setup.plain_checker(&ferro);
+    let check = checker
+        .check(&policy_for(&ferro.host(), ""), &oversized.reference)
+        .await;
+    assert_failed(&check, FailureKind::Registry, "larger than");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_arch_indexes() {
+    let setup = Setup::new();
+    let registry = FerroRegistry::start();
+    let client = registry.client();
+    let policy = policy_for(&registry.host(), "");
+    let checker = setup.plain_checker(&registry);
+    let platforms = [Platform::linux_amd64(), Platform::linux_arm64()];
+
+    let attested_index = push_multi_arch_index(
+        &client,
+        "acme/api",
+        "index",
+        &platforms,
+        &setup.instance,
+        IndexAttestations {
+            index: true,
+            platforms: AttestPlatforms::None,
+        },
+        |spec| spec,
+    );
+    let check = checker.check(&policy, &attested_index.reference).await;
+    assert_verified(&check, &attested_index.index_digest);
+    assert!(matches!(
+        check.outcome,
+        ImageOutcome::Verified {
+            platforms_checked: None,
+            ..
+        }
+    ));
+
+    let platforms_only = push_multi_arch_index(
+        &client,
+        "acme/api",
+        "platforms",
+        &platforms,
+        &setup.instance,
+        IndexAttestations {
+            index: false,
+            platforms: AttestPlatforms::All,
+        },
+        |spec| spec,
+    );
+    let check = checker.check(&policy, &platforms_only.reference).await;
+    assert_verified(&check, &platforms_only.index_digest);
+    assert!(matches!(
+        check.outcome,
+        ImageOutcome::Verified {
+            platforms_checked: Some(2),
+            ..
+        }
+    ));
+
+    let one_missing = push_multi_arch_index(
+        &client,
+        "acme/api",
+        "one-missing",
+        &platforms,
+        &setup.instance,
+        IndexAttestations {
+            index: false,
+            platforms: AttestPlatforms::AllExcept(1),
+        },
+        |spec| spec,
+    );
+    let check = checker.check(&policy, &one_missing.reference).await;
+    let missing_digest = &one_missing.platforms[1].1.manifest_digest;
+    assert_failed(
+        &check,
+        FailureKind::NoAttestation,
+        &format!("platform linux/arm64/v8 ({missing_digest})"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_failures_give_a_reason_within_the_time_bound() {
+    let setup = Setup::new();
+    let registry = DistributionRegistry::plain();
+    let image = push_attested_image(
+        &registry.client(),
+        "acme/api",
+        "v1",
+        &setup.instance,
+        |spec| spec,
+    );
+    let proxy = FaultProxy::start(&registry);
+    let policy = policy_for(&proxy.host(), "");
+    let reference = image.reference.replace(&registry.host(), &proxy.host());
+    let cases = [
+        (Fault::Unauthorized, "credentials"),
+        (Fault::NotFound, "not found"),
+        (
+            Fault::TooManyRequests {
+                retry_after_seconds: 30,
+            },
+            "rate limiting",
+        ),
+        (Fault::InternalServerError, "HTTP 500"),
+        (Fault::Stall, "did not answer within"),
+    ];
+    for (fault, fragment) in cases {
+        // A fresh checker each time: nothing cached from the previous fault.
+        let checker = setup.checker(
+            HostOptions::new(proxy.host()).insecure(),
+            DockerConfig::empty(),
+            CheckSettings {
+                per_image_timeout: Duration::from_secs(6),
+                ..CheckSettings::default()
+            },
+        );
+        proxy.clear_faults();
+        proxy.inject_everywhere(fault.clone());
+        let started = Instant::now();
+        let check = checker.check(&policy, &reference).await;
+        let took = started.elapsed();
+        assert_failed(&check, FailureKind::Registry, fragment);
+        assert!(took < Duration::from_secs(4), "{fault:?} took {took:?}");
+    }
+    proxy.clear_faults();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_checks_of_one_new_digest_cause_one_fetch_sequence() {
+    let setup = Setup::new();
+    let registry = DistributionRegistry::plain();
+    let image = push_attested_image(
+        &registry.client(),
+        "acme/api",
+        "v1",
+        &setup.instance,
+        |spec| spec,
+    );
+    let proxy = FaultProxy::start(&registry);
+    let policy = Arc::new(policy_for(&proxy.host(), ""));
+    let reference = image.reference.replace(&registry.host(), &proxy.host());
+    let checker = Arc::new(setup.checker(
+        HostOptions::new(proxy.host()).insecure(),
+        DockerConfig::empty(),
+        CheckSettings::default(),
+    ));
+    proxy.clear_requests();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (checker, policy, reference) =
+                (Arc::clone(&checker), Arc::clone(&policy), reference.clone());
+            tokio::spawn(async move { checker.check(&policy, &reference).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_verified(&task.await.unwrap(), &image.manifest_digest);
+    }
+    // One sequence: HEAD the tag; the referrers API (absent: 404); the referrers tag; the
+    // referrer manifest; the bundle blob.
+    let summary = proxy.request_summary();
+    assert_eq!(proxy.request_count(), 5, "{summary:#?}");
+    assert_eq!(
+        proxy.count("HEAD", "/v2/acme/api/manifests/v1"),
+        1,
+        "{summary:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exempt_and_unmatched_images_cause_no_connection_attempt() {
+    let setup = Setup::new();
+    let recorder = ConnectionRecorder::start();
+    let host = recorder.host();
+    let policy = policy_for(
+        "ghcr.io",
+        "  - name: unreachable\n    images: [\"never.example/**\"]\n    owners: [{name: acme}]\n",
+    );
+    let exempt_policy = Policy::from_yaml(&format!(
+        "version: 1\nexemptImages: [\"{host}/**\"]\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/**\"]\n    owners: [{{name: acme}}]\n"
+    ))
+    .unwrap();
+    let checker = setup.checker(
+        HostOptions::new(host.clone()).insecure(),
+        DockerConfig::empty(),
+        CheckSettings::default(),
+    );
+    let unmatched = checker.check(&policy, &format!("{host}/team/app:1")).await;
+    assert!(
+        matches!(unmatched.outcome, ImageOutcome::Unmatched { .. }),
+        "{unmatched:?}"
+    );
+    let exempt = checker
+        .check(&exempt_policy, &format!("{host}/team/app:1"))
+        .await;
+    assert!(matches!(exempt.outcome, ImageOutcome::Exempt), "{exempt:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(recorder.connection_count(), 0);
+    // The recorder does count: a covered image on the same host connects.
+    let covered_policy = policy_for(&host, "");
+    let covered = checker
+        .check(&covered_policy, &format!("{host}/acme/api:1"))
+        .await;
+    assert!(matches!(covered.outcome, ImageOutcome::Failed { .. }));
+    assert!(
+        recorder.connection_count() > 0,
+        "the recorder must see a covered image's connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_basic_auth() {
+    let setup = Setup::new();
+    let registry = DistributionRegistry::tls_with_basic_auth();
+    let image = push_attested_image(
+        &registry.client(),
+        "acme/api",
+        "v1",
+        &setup.instance,
+        |spec| spec,
+    );
+    let host = registry.host();
+    let policy = policy_for(&host, "");
+    let ca = registry.ca_pem().expect("TLS registry has a CA");
+    let credentials = registry.credentials().expect("basic auth credentials");
+    let with_credentials = setup.checker(
+        HostOptions::new(host.clone()).with_ca_pem(ca.clone()),
+        DockerConfig::from_json(credentials.docker_config_json(&host).as_bytes()).unwrap(),
+        CheckSettings::default(),
+    );
+    assert_verified(
+        &with_credentials.check(&policy, &image.reference).await,
+        &image.manifest_digest,
+    );
+
+    let anonymous = setup.checker(
+        HostOptions::new(host.clone()).with_ca_pem(ca),
+        DockerConfig::empty(),
+        CheckSettings::default(),
+    );
+    assert_failed(
+        &anonymous.check(&policy, &image.reference).await,
+        FailureKind::Registry,
+        "credentials",
+    );
+
+    let untrusted_ca = setup.checker(
+        HostOptions::new(host.clone()),
+        DockerConfig::empty(),
+        CheckSettings::default(),
+    );
+    assert_failed(
+        &untrusted_ca.check(&policy, &image.reference).await,
+        FailureKind::Registry,
+        "failed to reach registry",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_token_auth() {
+    let setup = Setup::new();
+    for access in [TokenAccess::AnonymousPull, TokenAccess::CredentialsRequired] {
+        let registry = DistributionRegistry::tls_with_token_auth(access);
+        let image = push_attested_image(
+            &registry.client(),
+            "acme/api",
+            "v1",
+            &setup.instance,
+            |spec| spec,
+        );
+        let host = registry.host();
+        let policy = policy_for(&host, "");
+        let credentials = match registry.credentials() {
+            Some(credentials) if access == TokenAccess::CredentialsRequired => {
+                DockerConfig::from_json(credentials.docker_config_json(&host).as_bytes()).unwrap()
+            }
+            _ => DockerConfig::empty(),
+        };
+        let checker = setup.checker(
+            HostOptions::new(host.clone()).with_ca_pem(registry.ca_pem().unwrap()),
+            credentials,
+            CheckSettings::default(),
+        );
+        assert_verified(
+            &checker.check(&policy, &image.reference).await,
+            &image.manifest_digest,
+        );
+        if access == TokenAccess::CredentialsRequired {
+            let anonymous = setup.checker(
+                HostOptions::new(host.clone()).with_ca_pem(registry.ca_pem().unwrap()),
+                DockerConfig::empty(),
+                CheckSettings::default(),
+            );
+            assert_failed(
+                &anonymous.check(&policy, &image.reference).await,
+                FailureKind::Registry,
+                "credentials",
+            );
+        }
+    }
+}

@@ -1,0 +1,952 @@
+//! `provenance-gate serve` end to end: the real binary, started with `--policy FILE
+//! --namespace-labels …` (no cluster) and a serving certificate from a throwaway CA, answering
+//! real AdmissionReviews over HTTPS; its probes and metrics over plain HTTP; certificate
+//! rotation by a Kubernetes-style `..data` symlink swap; policy edits; SIGTERM.
+//!
+//! The registry tests push attested and unattested images to Debian's `docker-registry`
+//! (started by the test kit) and fail, not skip, when it is missing.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use provenance_gate_testkit::registry::{
+    push_attested_image, push_unattested_image, DistributionRegistry, TestRegistry,
+};
+use provenance_gate_testkit::TestInstance;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_provenance-gate");
+const POD_CREATE: &str = include_str!("data/admission/pod-create.gke.json");
+/// How long a started server may take to listen, and a reload to show.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Environments of DESIGN.md; the pod's image (`jmalloc/echo-server`) is covered by no rule.
+const POLICY: &str = r#"version: 1
+defaultMode: enforce
+environments:
+  - name: production
+    namespaceSelector: {matchLabels: {env: production}}
+    mode: enforce
+  - name: staging
+    namespaceSelector: {matchLabels: {env: staging}}
+    mode: warn
+exemptImages: ["registry.k8s.io/**"]
+unmatchedImages: deny
+rules:
+  - name: acme
+    images: ["ghcr.io/acme/**"]
+    repositories: [{name: acme/api}]
+"#;
+
+// ---------------------------------------------------------------------------------------------
+// A certificate authority and serving certificates.
+
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+struct ServingCertificate {
+    certificate_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "serve_https test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        Pki {
+            ca: CertifiedIssuer::self_signed(params, key).expect("CA certificate"),
+        }
+    }
+
+    fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+
+    /// A certificate for 127.0.0.1 and localhost, named `common_name`, with `serial`.
+    fn issue(&self, common_name: &str, serial: u64) -> ServingCertificate {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("subject alternative names");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.serial_number = Some(SerialNumber::from(serial));
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().expect("serving key");
+        let certificate = params
+            .signed_by(&key, &self.ca)
+            .expect("serving certificate");
+        ServingCertificate {
+            certificate_pem: certificate.pem(),
+            key_pem: key.serialize_pem(),
+            der: certificate.der().clone(),
+        }
+    }
+}
+
+/// The certificate as a Kubernetes Secret volume holds it: `tls.crt` and `tls.key` are
+/// symlinks into `..data`, itself a symlink to a timestamped directory, and an update swaps
+/// `..data` atomically.
+struct SecretVolume {
+    dir: PathBuf,
+    version: u32,
+}
+
+impl SecretVolume {
+    fn new(dir: &Path, serving: &ServingCertificate) -> SecretVolume {
+        let mut volume = SecretVolume {
+            dir: dir.join("tls"),
+            version: 0,
+        };
+        std::fs::create_dir_all(&volume.dir).expect("volume directory");
+        volume.update(serving);
+        for name in ["tls.crt", "tls.key"] {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), volume.dir.join(name))
+                .expect("file symlink");
+        }
+        volume
+    }
+
+    fn update(&mut self, serving: &ServingCertificate) {
+        self.version += 1;
+        let version = format!("..2026_01_01_00_00_{:02}.{}", self.version, self.version);
+        let target = self.dir.join(&version);
+        std::fs::create_dir(&target).expect("version directory");
+        std::fs::write(target.join("tls.crt"), &serving.certificate_pem).expect("certificate");
+        std::fs::write(target.join("tls.key"), &serving.key_pem).expect("key");
+        let temporary = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &temporary).expect("data symlink");
+        std::fs::rename(&temporary, self.dir.join("..data")).expect("swap ..data");
+    }
+
+    fn certificate(&self) -> PathBuf {
+        self.dir.join("tls.crt")
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.join("tls.key")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server under test.
+
+struct Gate {
+    child: Child,
+    webhook: SocketAddr,
+    metrics: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// What a test changes about `serve`.
+struct GateSetup<'a> {
+    volume: &'a SecretVolume,
+    policy: &'a Path,
+    namespace_labels: &'a str,
+    extra: Vec<String>,
+}
+
+impl Gate {
+    fn start(setup: GateSetup<'_>) -> Gate {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--tls-cert")
+            .arg(setup.volume.certificate())
+            .arg("--tls-key")
+            .arg(setup.volume.key())
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--policy")
+            .arg(setup.policy)
+            .args(["--namespace-labels", setup.namespace_labels])
+            .args(["--log-format", "json"])
+            .args(&setup.extra)
+            .env("RUST_LOG", "info")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start provenance-gate serve");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (addresses, listening) = mpsc::channel();
+        collect(
+            child.stdout.take().expect("stdout"),
+            Arc::clone(&stdout),
+            None,
+        );
+        collect(
+            child.stderr.take().expect("stderr"),
+            Arc::clone(&stderr),
+            Some(addresses),
+        );
+        let started = Instant::now();
+        loop {
+            match listening.recv_timeout(Duration::from_millis(100)) {
+                Ok((webhook, metrics)) => {
+                    return Gate {
+                        child,
+                        webhook,
+                        metrics,
+                        stdout,
+                        stderr,
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // stderr closed before "serving": the process is ending.
+                    let status = child.wait().expect("wait");
+                    panic!(
+                        "serve exited with {status} before listening:\n{}",
+                        text(&stderr)
+                    );
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "serve exited with {status} before listening:\n{}",
+                    text(&stderr)
+                );
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "serve did not listen within {START_TIMEOUT:?}:\n{}",
+                text(&stderr)
+            );
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.webhook)
+    }
+
+    fn metrics_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.metrics)
+    }
+
+    /// Decision records written so far (stdout, one JSON object per line).
+    fn records(&self) -> Vec<Value> {
+        text(&self.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        text(&self.stderr)
+    }
+
+    async fn metrics_text(&self) -> String {
+        let response = plain_client()
+            .get(self.metrics_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics body")
+    }
+
+    /// Sends SIGTERM and waits up to `bound` for the exit.
+    fn terminate(&mut self, bound: Duration) -> ExitStatus {
+        send_sigterm(&self.child);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < bound,
+                "serve did not exit within {bound:?} of SIGTERM:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send_sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// Copies `stream` into `sink` line by line; on the `serving` log line, sends the addresses.
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    addresses: Option<mpsc::Sender<(SocketAddr, SocketAddr)>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(sender) = &addresses {
+                if let Some(found) = serving_addresses(&line) {
+                    let _ = sender.send(found);
+                }
+            }
+            let mut sink = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+}
+
+fn serving_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let entry: Value = serde_json::from_str(line).ok()?;
+    let fields = entry.get("fields")?;
+    if fields.get("message")?.as_str()? != "serving" {
+        return None;
+    }
+    Some((
+        fields.get("webhook")?.as_str()?.parse().ok()?,
+        fields.get("metrics")?.as_str()?.parse().ok()?,
+    ))
+}
+
+fn text(buffer: &Arc<Mutex<String>>) -> String {
+    buffer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+fn write_policy(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, text).expect("write policy");
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients.
+
+fn client_config(ca: &CertificateDer<'static>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("CA certificate");
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
+}
+
+/// An HTTPS client trusting `ca` that reports the server's certificate of each response.
+/// Each client has its own connection pool: a new client means a new connection.
+fn https_client(ca: &CertificateDer<'static>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(ca))
+        .tls_info(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTPS client")
+}
+
+fn plain_client() -> reqwest::Client {
+    // A TLS configuration is required to build the client even for plain HTTP.
+    let ca = Pki::new().ca_der();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(&ca))
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("the response reports the server certificate")
+        .to_vec()
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdmissionReviews.
+
+/// The real GKE review with `image` as its only container's image and a fresh uid.
+fn pod_review(image: &str, uid: &str) -> Value {
+    let mut review: Value = serde_json::from_str(POD_CREATE).expect("review JSON");
+    review["request"]["uid"] = json!(uid);
+    review["request"]["object"]["spec"]["containers"][0]["image"] = json!(image);
+    review
+}
+
+/// POSTs `review` and returns the response's `response` object, after checking the
+/// envelope (kind, echoed apiVersion and uid).
+async fn post_review(client: &reqwest::Client, url: &str, review: &Value) -> Value {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(review.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("POST {url}: {error}"));
+    assert_eq!(response.status(), 200, "POST {url}");
+    let body: Value = response.json_value().await;
+    assert_eq!(body["kind"], "AdmissionReview", "{body}");
+    assert_eq!(body["apiVersion"], review["apiVersion"], "{body}");
+    assert_eq!(body["response"]["uid"], review["request"]["uid"], "{body}");
+    body["response"].clone()
+}
+
+trait JsonBody {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let bytes = self.bytes().await.expect("response body");
+        serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+            panic!("not JSON ({error}): {}", String::from_utf8_lossy(&bytes))
+        })
+    }
+}
+
+fn warnings(response: &Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|warnings| {
+            warnings
+                .iter()
+                .filter_map(|warning| warning.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn decoded_patch(response: &Value) -> Value {
+    assert_eq!(response["patchType"], "JSONPatch", "{response}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().expect("patch"))
+        .expect("base64 patch");
+    serde_json::from_slice(&patch).expect("JSON patch")
+}
+
+async fn wait_for<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < bound, "{what} within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_over_https_follow_each_namespaces_mode_and_probes_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let serving = pki.issue("provenance-gate.test", 1);
+    let volume = SecretVolume::new(dir.path(), &serving);
+    let policy = write_policy(dir.path(), POLICY);
+    let setup = |labels| GateSetup {
+        volume: &volume,
+        policy: &policy,
+        namespace_labels: labels,
+        extra: Vec::new(),
+    };
+    let production = Gate::start(setup("env=production"));
+    let staging = Gate::start(setup("env=staging,team=web"));
+    let client = https_client(&pki.ca_der());
+
+    // Probes and metrics, on the plain-HTTP port.
+    let plain = plain_client();
+    for path in ["/healthz", "/readyz"] {
+        let response = plain
+            .get(production.metrics_url(path))
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let response = plain
+        .get(production.metrics_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let metrics = response.text().await.expect("metrics body");
+    assert!(
+        metrics.contains(r#"provenance_gate_policy_reloads_total{result="success"} 1"#),
+        "{metrics}"
+    );
+
+    // The pod's image is covered by no rule and `unmatchedImages: deny`.
+    let review = pod_review(
+        "jmalloc/echo-server",
+        "9f1d2c3b-0000-4000-8000-000000000001",
+    );
+    let denied = post_review(&client, &production.url("/validate"), &review).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["status"]["code"], 403, "{denied}");
+    let message = denied["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("jmalloc/echo-server"), "{message}");
+
+    let warned = post_review(&client, &staging.url("/validate"), &review).await;
+    assert_eq!(warned["allowed"], true, "{warned}");
+    assert!(
+        warnings(&warned)
+            .iter()
+            .any(|warning| warning.contains("jmalloc/echo-server")),
+        "{warned}"
+    );
+
+    // Exempt images are admitted everywhere, without a registry.
+    let exempt = pod_review(
+        "registry.k8s.io/pause:3.9",
+        "9f1d2c3b-0000-4000-8000-000000000002",
+    );
+    let admitted = post_review(&client, &production.url("/validate"), &exempt).await;
+    assert_eq!(admitted["allowed"], true, "{admitted}");
+
+    // Evidence: a decision record per image, and the decision metrics.
+    wait_for("the denial's decision record", RELOAD_TIMEOUT, || async {
+        production.records().iter().any(|record| {
+            record["uid"] == "9f1d2c3b-0000-4000-8000-000000000001"
+                && record["result"] == "denied"
+                && record["image"] == "jmalloc/echo-server"
+        })
+    })
+    .await;
+    let metrics = production.metrics_text().await;
+    assert!(
+        metrics.contains(r#"provenance_gate_decisions_total{mode="enforce",result="denied""#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("provenance_gate_admissions_total{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attested_images_from_a_real_registry_are_admitted_and_pinned() {
+    let registry = DistributionRegistry::plain();
+    let host = registry.host();
+    let instance = TestInstance::timestamp_only();
+    let attested =
+        push_attested_image(&registry.client(), "acme/api", "v1", &instance, |spec| spec);
+    let unattested = push_unattested_image(&registry.client(), "acme/api", "unsigned");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roots = dir.path().join("testkit-root.json");
+    std::fs::write(&roots, instance.trusted_root_json()).expect("trusted root");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(dir.path(), &pki.issue("provenance-gate.test", 1));
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            r#"version: 1
+environments:
+  - name: production
+    namespaceSelector: {{matchLabels: {{env: production}}}}
+    mode: enforce
+  - name: staging
+    namespaceSelector: {{matchLabels: {{env: staging}}}}
+    mode: warn
+unmatchedImages: deny
+rules:
+  - name: acme
+    images: ["{host}/acme/**"]
+    repositories: [{{name: acme/api, id: "804070735"}}]
+    workflows: [".github/workflows/release.yml"]
+registries:
+  - {{host: "{host}", insecure: true}}
+"#
+        ),
+    );
+    let setup = |labels| GateSetup {
+        volume: &volume,
+        policy: &policy,
+        namespace_labels: labels,
+        extra: vec!["--trusted-root".to_owned(), roots.display().to_string()],
+    };
+    let production = Gate::start(setup("env=production"));
+    let staging = Gate::start(setup("env=staging"));
+    let client = https_client(&pki.ca_der());
+
+    // Attested: admitted, and /mutate pins the image to the verified digest.
+    let review = pod_review(&attested.reference, "7a0c0000-0000-4000-8000-000000000001");
+    let allowed = post_review(&client, &production.url("/validate"), &review).await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
+    let mutated = post_review(&client, &production.url("/mutate"), &review).await;
+    assert_eq!(mutated["allowed"], true, "{mutated}");
+    let patch = decoded_patch(&mutated);
+    let pinned = format!("{}@{}", attested.reference, attested.manifest_digest);
+    assert!(
+        patch.as_array().is_some_and(|operations| operations
+            .iter()
+            .any(|operation| operation["path"] == "/spec/containers/0/image"
+                && operation["value"] == pinned.as_str())),
+        "{patch}"
+    );
+    assert!(
+        patch
+            .to_string()
+            .contains("provenance-gate.dev~1provenance")
+            || patch.to_string().contains("provenance-gate.dev/provenance"),
+        "{patch}"
+    );
+
+    // Unattested: denied in enforce, admitted with a warning in warn.
+    let review = pod_review(
+        &unattested.reference,
+        "7a0c0000-0000-4000-8000-000000000002",
+    );
+    let denied = post_review(&client, &production.url("/validate"), &review).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    assert_eq!(denied["status"]["code"], 403, "{denied}");
+    assert!(
+        denied["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("acme/api"),
+        "{denied}"
+    );
+    let warned = post_review(&client, &staging.url("/validate"), &review).await;
+    assert_eq!(warned["allowed"], true, "{warned}");
+    assert!(!warnings(&warned).is_empty(), "{warned}");
+
+    // The record of the admitted image names its build.
+    wait_for(
+        "the attested image's decision record",
+        RELOAD_TIMEOUT,
+        || async {
+            production.records().iter().any(|record| {
+                record["uid"] == "7a0c0000-0000-4000-8000-000000000001"
+                    && record["result"] == "allowed"
+            })
+        },
+    )
+    .await;
+    let record = production
+        .records()
+        .into_iter()
+        .find(|record| {
+            record["uid"] == "7a0c0000-0000-4000-8000-000000000001" && record["result"] == "allowed"
+        })
+        .expect("record");
+    assert_eq!(
+        record["digest"],
+        attested.manifest_digest.as_str(),
+        "{record}"
+    );
+    assert_eq!(
+        record["commit"], "7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f",
+        "{record}"
+    );
+    assert!(
+        record["runUrl"]
+            .as_str()
+            .is_some_and(|url| url.contains("/actions/runs/")),
+        "{record}"
+    );
+
+    // Metrics: requests to the registry, and the cache answering the repeated review.
+    let metrics = production.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            r#"provenance_gate_registry_requests_total{{registry="{host}",operation="resolve",code="200"}}"#
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains(r#"provenance_gate_cache_requests_total{cache="attestation",result="hit"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"provenance_gate_decisions_total{mode="enforce",result="allowed""#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_reaches_new_connections_and_open_ones_keep_working() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let first = pki.issue("first.provenance-gate.test", 1001);
+    let second = pki.issue("second.provenance-gate.test", 1002);
+    let mut volume = SecretVolume::new(dir.path(), &first);
+    let policy = write_policy(dir.path(), POLICY);
+    let gate = Gate::start(GateSetup {
+        volume: &volume,
+        policy: &policy,
+        namespace_labels: "env=production",
+        extra: Vec::new(),
+    });
+    let review = pod_review(
+        "registry.k8s.io/pause:3.9",
+        "c0ffee00-0000-4000-8000-000000000001",
+    );
+    let url = gate.url("/validate");
+
+    // A connection opened before the rotation (reqwest keeps it alive in its pool).
+    let kept_alive = https_client(&pki.ca_der());
+    let response = kept_alive
+        .post(&url)
+        .body(review.to_string())
+        .send()
+        .await
+        .expect("first request");
+    assert_eq!(peer_certificate(&response), first.der.to_vec());
+    response.bytes().await.expect("body");
+
+    // A mismatched pair is refused and the first certificate stays.
+    let mismatched = ServingCertificate {
+        certificate_pem: second.certificate_pem.clone(),
+        key_pem: first.key_pem.clone(),
+        der: second.der.clone(),
+    };
+    volume.update(&mismatched);
+    wait_for(
+        "the mismatched pair to be refused",
+        RELOAD_TIMEOUT,
+        || async { gate.logs().contains("new serving certificate refused") },
+    )
+    .await;
+    let response = https_client(&pki.ca_der())
+        .post(&url)
+        .body(review.to_string())
+        .send()
+        .await
+        .expect("request after a bad rotation");
+    assert_eq!(peer_certificate(&response), first.der.to_vec());
+
+    // The new pair: new connections get it.
+    let rotated_at = Instant::now();
+    volume.update(&second);
+    wait_for(
+        "new connections to present the new certificate",
+        RELOAD_TIMEOUT,
+        || async {
+            match https_client(&pki.ca_der())
+                .post(&url)
+                .body(review.to_string())
+                .send()
+                .await
+            {
+                Ok(response) => peer_certificate(&response) == second.der.to_vec(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "new certificate served {:?} after the swap",
+        rotated_at.elapsed()
+    );
+
+    // The connection opened before still works, on the certificate it was opened with.
+    let response = kept_alive
+        .post(&url)
+        .body(review.to_string())
+        .send()
+        .await
+        .expect("request on the kept-alive connection");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        peer_certificate(&response),
+        first.der.to_vec(),
+        "the kept-alive connection was replaced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_edits_apply_to_the_next_review_and_invalid_ones_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(dir.path(), &pki.issue("provenance-gate.test", 1));
+    let policy = write_policy(dir.path(), POLICY);
+    let gate = Gate::start(GateSetup {
+        volume: &volume,
+        policy: &policy,
+        namespace_labels: "env=production",
+        extra: Vec::new(),
+    });
+    let client = https_client(&pki.ca_der());
+    let url = gate.url("/validate");
+    let review = pod_review(
+        "jmalloc/echo-server",
+        "ed170000-0000-4000-8000-000000000001",
+    );
+    let denied = post_review(&client, &url, &review).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+
+    // A valid edit: the image becomes exempt.
+    write_policy(
+        dir.path(),
+        &POLICY.replace(
+            r#"exemptImages: ["registry.k8s.io/**"]"#,
+            r#"exemptImages: ["registry.k8s.io/**", "docker.io/jmalloc/**"]"#,
+        ),
+    );
+    wait_for("the edit to apply", RELOAD_TIMEOUT, || async {
+        post_review(&client, &url, &review).await["allowed"] == true
+    })
+    .await;
+
+    // An invalid edit: refused, counted, and the last good policy stays.
+    write_policy(
+        dir.path(),
+        "version: 1\ndefaultMode: sometimes\nrules: []\n",
+    );
+    wait_for("the invalid edit to be counted", RELOAD_TIMEOUT, || async {
+        gate.metrics_text()
+            .await
+            .contains(r#"provenance_gate_policy_reloads_total{result="failure"} 1"#)
+    })
+    .await;
+    let still = post_review(&client, &url, &review).await;
+    assert_eq!(still["allowed"], true, "{still}");
+    let metrics = gate.metrics_text().await;
+    assert!(
+        metrics.contains(r#"provenance_gate_policy_reloads_total{result="success"} 2"#),
+        "{metrics}"
+    );
+    assert!(gate.logs().contains("line 2"), "{}", gate.logs());
+    let response = plain_client()
+        .get(gate.metrics_url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_an_in_flight_review_and_exits_zero() {
+    // A "registry" that accepts connections and never answers: the review waits for its
+    // budget, so it is in flight when SIGTERM arrives.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let host = black_hole.local_addr().expect("address").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(dir.path(), &pki.issue("provenance-gate.test", 1));
+    let policy = write_policy(
+        dir.path(),
+        &format!(
+            "version: 1\ndefaultMode: enforce\nrules:\n  - name: slow\n    images: [\"{host}/slow/**\"]\n    repositories: [{{name: acme/api}}]\nregistries:\n  - {{host: \"{host}\", insecure: true}}\n"
+        ),
+    );
+    let mut gate = Gate::start(GateSetup {
+        volume: &volume,
+        policy: &policy,
+        namespace_labels: "",
+        extra: vec!["--review-budget".to_owned(), "3".to_owned()],
+    });
+    let client = https_client(&pki.ca_der());
+    let url = gate.url("/validate");
+    let review = pod_review(
+        &format!("{host}/slow/app:v1"),
+        "5107d000-0000-4000-8000-000000000001",
+    );
+    let in_flight = tokio::spawn({
+        let review = review.clone();
+        async move { post_review(&client, &url, &review).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let signalled = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = gate.terminate(Duration::from_secs(20));
+        (status, gate)
+    })
+    .await
+    .expect("terminate");
+    let (status, gate) = status;
+    let answer = in_flight.await.expect("the in-flight review");
+    assert_eq!(answer["allowed"], false, "{answer}");
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{answer}"
+    );
+    assert_eq!(status.code(), Some(0), "{}", gate.logs());
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    drop(black_hole);
+}
+
+#[test]
+fn start_up_refuses_an_invalid_policy_or_certificate_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new();
+    let volume = SecretVolume::new(dir.path(), &pki.issue("provenance-gate.test", 1));
+    let invalid = dir.path().join("invalid.yaml");
+    std::fs::write(&invalid, "version: 1\nrules:\n  - name: x\n    images: 3\n").expect("policy");
+    let valid = write_policy(dir.path(), POLICY);
+    let run = |certificate: &Path, policy: &Path| {
+        Command::new(BINARY)
+            .arg("serve")
+            .arg("--tls-cert")
+            .arg(certificate)
+            .arg("--tls-key")
+            .arg(volume.key())
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .arg("--policy")
+            .arg(policy)
+            .args(["--log-format", "text"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run serve")
+    };
+
+    let output = run(&volume.certificate(), &invalid);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid.yaml"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+
+    let output = run(&dir.path().join("missing.crt"), &valid);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("missing.crt"), "{stderr}");
+}
