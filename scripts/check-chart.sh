@@ -21,6 +21,8 @@
 #   6. Invalid values make `helm template` fail with the schema's (or the chart's) message.
 #   7. hadolint Dockerfile.
 #   8. manifests/provenance-gate.yaml is byte-for-byte a fresh render.
+#   Also: `promtool check rules` on the PrometheusRule and on every Grafana dashboard query, and
+#   `promtool test rules` with charts/provenance-gate/ci/prometheusrule.test.yaml.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -200,6 +202,48 @@ if [ "$kv_status" -eq 0 ] && ! grep -q '^ERROR\|^FATAL' "$out/validate.log"; the
 fi
 [ -z "$unknown" ] || echo "  skipped (custom resources, no schema in kubernetes-validate): $(echo "$unknown" | tr '\n' ' ')"
 
+# --- PromQL: the PrometheusRule (promtool check + unit tests) and the dashboard's queries -----
+echo "== PromQL (promtool $("$tools/bin/promtool" --version 2>&1 | sed -n 's/^promtool, version \([^ ]*\).*/\1/p'))"
+mkdir -p "$out/promql"
+if "$python" - "$out/monitoring.yaml" "$out/promql" <<'PY'
+import json, sys, yaml
+render, dest = sys.argv[1], sys.argv[2]
+rules = dashboard = None
+for d in yaml.safe_load_all(open(render)):
+    if d and d["kind"] == "PrometheusRule":
+        rules = d["spec"]
+    if d and d["kind"] == "ConfigMap" and "provenance-gate.json" in (d.get("data") or {}):
+        dashboard = json.loads(d["data"]["provenance-gate.json"])
+if rules is None or dashboard is None:
+    sys.exit("the monitoring render has no PrometheusRule or no dashboard")
+yaml.safe_dump(rules, open(f"{dest}/rules.yaml", "w"))
+# Every dashboard query as a recording rule, Grafana's variables replaced, for promtool.
+records = []
+def walk(panels):
+    for p in panels:
+        for t in p.get("targets", []):
+            expr = t["expr"].replace("$__rate_interval", "5m").replace("$job", ".*")
+            records.append({"record": f"dashboard:panel{p['id']}_{t['refId']}", "expr": expr})
+        walk(p.get("panels", []))
+walk(dashboard["panels"])
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}, open(f"{dest}/dashboard-rules.yaml", "w"))
+PY
+then
+  cp "$chart/ci/prometheusrule.test.yaml" "$out/promql/"
+  if promql_out="$("$tools/bin/promtool" check rules "$out/promql/rules.yaml" "$out/promql/dashboard-rules.yaml" 2>&1)"; then
+    ok "promtool check rules: PrometheusRule and dashboard queries ($(echo "$promql_out" | grep -o '[0-9]* rules found' | paste -sd, -))"
+  else
+    fail "promtool check rules"; echo "$promql_out" | sed 's/^/    /'
+  fi
+  if promql_out="$("$tools/bin/promtool" test rules "$out/promql/prometheusrule.test.yaml" 2>&1)"; then
+    ok "promtool test rules: $(grep -c '^  - name:' "$chart/ci/prometheusrule.test.yaml") alert scenarios in $chart/ci/prometheusrule.test.yaml"
+  else
+    fail "promtool test rules"; echo "$promql_out" | sed 's/^/    /'
+  fi
+else
+  fail "extracting the PrometheusRule and dashboard from the monitoring render"
+fi
+
 # --- 6: invalid values must fail, with a message that says why ---------------------------------
 echo "== invalid values are refused"
 expect_refusal() {
@@ -235,6 +279,7 @@ expect_refusal 'id: Invalid type\. Expected: string, given: integer' \
 expect_refusal 'refs: Array must have at least 1 items' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"refs":[]}]'
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
+expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
 
 # --- 7: hadolint -------------------------------------------------------------------------------
 echo "== hadolint Dockerfile"

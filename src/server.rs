@@ -156,7 +156,8 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // Fails only when a subscriber is already set (a test harness): keep that one.
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),
@@ -228,10 +229,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             configmap,
             namespace,
         } => {
-            let client = ::kube::Client::try_default().await.context(
-                "cannot reach the Kubernetes API (no in-cluster configuration or kubeconfig); \
-                 use --policy FILE to run without a cluster",
-            )?;
+            // kube's error already carries its causes; anyhow's chain would repeat them.
+            let client = ::kube::Client::try_default().await.map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot reach the Kubernetes API: {error}; use --policy FILE to run \
+                     without a cluster"
+                )
+            })?;
             let namespace = namespace
                 .clone()
                 .unwrap_or_else(|| client.default_namespace().to_owned());

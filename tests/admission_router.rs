@@ -1455,3 +1455,34 @@ async fn break_glass_needs_the_policy_to_enable_it() {
         ["break-glass on namespace payments ignored (break-glass is not enabled in the policy); enforcing"]
     );
 }
+
+#[tokio::test]
+async fn lifting_break_glass_never_waits_for_a_policy() {
+    let harness = Harness::with(WebhookSettings::default(), None);
+    let lifted = namespace_review(
+        "UPDATE",
+        "mallory@example.com",
+        &[],
+        Some(declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")])),
+        json!({}),
+    );
+    assert_eq!(harness.post("/validate", &lifted).await["allowed"], true);
+    let mut declaring = namespace_review(
+        "CREATE",
+        "alice@example.com",
+        &["sre-oncall"],
+        None,
+        declared(&[]),
+    );
+    declaring["request"]["dryRun"] = json!(true);
+    let response = harness.post("/mutate", &declaring).await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        message(&response),
+        "break-glass on namespace payments refused: no policy loaded yet"
+    );
+    assert!(
+        harness.events.events().is_empty(),
+        "a dry run sends no Events"
+    );
+}

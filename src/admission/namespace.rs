@@ -66,12 +66,11 @@ pub(super) fn review_namespace<R>(
     let now = (state.clock)();
     let verdict =
         breakglass::review_namespace_write(old.as_ref(), &new, &request.user, config, now);
-    let evidence = (endpoint == Endpoint::Validate
-        || matches!(verdict, NamespaceWrite::Denied { .. }))
-        && !request.dry_run;
+    // A refusal is always evidence (no validation follows a refusing /mutate); an admission
+    // is /validate's to record. Dry runs send no Events.
     let deny = |why: &str| {
         let message = format!("break-glass on namespace {name} refused: {why}");
-        if evidence {
+        if !request.dry_run {
             evidence::emit_namespace_event(
                 state,
                 &name,
@@ -85,11 +84,9 @@ pub(super) fn review_namespace<R>(
     };
     match verdict {
         NamespaceWrite::Untouched => AdmissionResponse::allow(uid),
-        _ if policy.is_none() => deny("no policy loaded yet"),
-        NamespaceWrite::Denied { why } => deny(&why),
         NamespaceWrite::Removal { clear_approval } => {
             // Whatever was removed, what remains is no active break-glass.
-            if evidence {
+            if endpoint == Endpoint::Validate && !request.dry_run {
                 evidence::record_break_glass_state(&state.metrics, &name, &BreakGlassState::Absent);
             }
             let mut response = AdmissionResponse::allow(uid);
@@ -100,6 +97,9 @@ pub(super) fn review_namespace<R>(
             }
             response
         }
+        // Lifting a break-glass never waits for a policy; declaring one does.
+        _ if policy.is_none() => deny("no policy loaded yet"),
+        NamespaceWrite::Denied { why } => deny(&why),
         NamespaceWrite::Approved {
             approver,
             ticket,
@@ -119,7 +119,7 @@ pub(super) fn review_namespace<R>(
                 let message = format!(
                     "break-glass {ticket} declared on namespace {name} by {approver} until {expires}: unverified images will be admitted with a warning"
                 );
-                if evidence {
+                if !request.dry_run {
                     evidence::emit_namespace_event(state, &name, EventType::Normal, "BreakGlassDeclared", &message);
                 }
                 tracing::info!(uid, namespace = %name, %approver, %ticket, %expires, "break-glass declared");

@@ -1,5 +1,9 @@
 //! Test support only, never shipped in the webhook: mints Sigstore bundles
-//! (GitHub artifact attestations) under throwaway trust roots.
+//! (GitHub artifact attestations) under throwaway trust roots, and (module
+//! [`registry`]) runs real registries on loopback, a fault-injecting proxy,
+//! and pushes images with attestations into them as GitHub does.
+//! Module [`kube`] runs a real Kubernetes API server (etcd + kube-apiserver)
+//! on loopback for the cluster tests.
 //!
 //! A [`TestInstance`] is a private Sigstore instance shaped like GitHub's: a
 //! Fulcio-like CA (root + intermediate) and an RFC 3161 timestamp authority,
@@ -27,6 +31,7 @@
 //! Fulcio's: long expired by the wall clock, so a verifier only accepts it by
 //! taking time from the RFC 3161 timestamp, as it must.
 
+pub mod kube;
 mod pki;
 pub mod registry;
 mod spec;
