@@ -21,6 +21,9 @@
 #   6. Invalid values make `helm template` fail with the schema's (or the chart's) message.
 #   7. hadolint Dockerfile.
 #   8. manifests/provenance-gate.yaml is byte-for-byte a fresh render.
+#   9. When scripts/install-kube.sh has built kube-apiserver and etcd into target/tools/bin:
+#      every render applied with `kubectl apply --dry-run=server` to a throwaway API server on
+#      loopback (skipped otherwise).
 #   Also: `promtool check rules` on the PrometheusRule and on every Grafana dashboard query, and
 #   `promtool test rules` with charts/provenance-gate/ci/prometheusrule.test.yaml.
 set -uo pipefail
@@ -52,6 +55,13 @@ rm -rf "$out" && mkdir -p "$out"
 failures=()
 fail() { failures+=("$1"); echo "  FAIL: $1"; }
 ok() { echo "  ok: $1"; }
+section_started=$SECONDS
+section_name=""
+section() {
+  [ -z "$section_name" ] || echo "  ($(( SECONDS - section_started ))s)"
+  section_name="$1"; section_started=$SECONDS
+  echo "== $1"
+}
 
 render_manifest() {
   cat <<'EOF'
@@ -68,7 +78,7 @@ EOF
 }
 
 if $update; then
-  echo "== updating $manifest"
+  section "updating $manifest"
   mkdir -p "$(dirname "$manifest")"
   render_manifest > "$manifest.tmp" && mv "$manifest.tmp" "$manifest" || fail "rendering $manifest"
 fi
@@ -77,7 +87,7 @@ kube_versions="$(sed -n 's/^ *provenance-gate.dev\/tested-kubernetes-versions: *
 [ -n "$kube_versions" ] || fail "Chart.yaml has no provenance-gate.dev/tested-kubernetes-versions annotation"
 
 # --- 1 + 2 (render) + 3 + 4 + 5 ------------------------------------------------------------
-echo "== helm lint and helm template (value sets: default $(cd "$chart/ci" && ls ./*-values.yaml | sed 's|^\./||; s/-values.yaml$//' | tr '\n' ' '))"
+section "helm lint and helm template (value sets: default $(cd "$chart/ci" && ls ./*-values.yaml | sed 's|^\./||; s/-values.yaml$//' | tr '\n' ' '))"
 value_sets=(default)
 for f in "$chart"/ci/*-values.yaml; do value_sets+=("$(basename "$f" -values.yaml)"); done
 
@@ -168,7 +178,7 @@ $have_bin || echo "  skipped: provenance-gate policy check (no built binary at $
 cp "$manifest" "$out/manifest.yaml" 2>/dev/null || fail "$manifest is missing (run scripts/check-chart.sh --update)"
 
 # --- 2: kubernetes-validate --strict, every render x every version ---------------------------
-echo "== kubernetes-validate --strict (Kubernetes $kube_versions)"
+section "kubernetes-validate --strict (Kubernetes $kube_versions)"
 renders=()
 for f in "$out"/*.yaml; do
   case "$f" in *.policy.yaml|*/bad-*.yaml) ;; *) renders+=("$f") ;; esac
@@ -203,7 +213,7 @@ fi
 [ -z "$unknown" ] || echo "  skipped (custom resources, no schema in kubernetes-validate): $(echo "$unknown" | tr '\n' ' ')"
 
 # --- PromQL: the PrometheusRule (promtool check + unit tests) and the dashboard's queries -----
-echo "== PromQL (promtool $("$tools/bin/promtool" --version 2>&1 | sed -n 's/^promtool, version \([^ ]*\).*/\1/p'))"
+section "PromQL (promtool $("$tools/bin/promtool" --version 2>&1 | sed -n 's/^promtool, version \([^ ]*\).*/\1/p'))"
 mkdir -p "$out/promql"
 if "$python" - "$out/monitoring.yaml" "$out/promql" <<'PY'
 import json, sys, yaml
@@ -245,7 +255,7 @@ else
 fi
 
 # --- 6: invalid values must fail, with a message that says why ---------------------------------
-echo "== invalid values are refused"
+section "invalid values are refused"
 expect_refusal() {
   local want="$1"; shift
   local output
@@ -281,8 +291,86 @@ expect_refusal 'refs: Array must have at least 1 items' \
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
 expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
 
+# --- 9: server-side dry run against a real kube-apiserver, when one is built -------------------
+# scripts/install-kube.sh builds kube-apiserver and etcd into target/tools/bin for the cluster
+# tests. When they are there, every render (less the custom resources, whose CRDs are not
+# installed) is applied with --dry-run=server: the API server's own validation, including the
+# CEL of the webhooks' matchConditions. No webhook is installed, so nothing calls out.
+section "server-side dry run (kube-apiserver)"
+if [ -x "$tools/bin/kube-apiserver" ] && [ -x "$tools/bin/etcd" ]; then
+  api="$out/apiserver"
+  mkdir -p "$api"
+  read -r etcd_port peer_port api_port <<< "$("$python" -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')"
+  openssl genrsa -out "$api/sa.key" 2048 2>/dev/null
+  echo "check-chart-token,check-chart,check-chart,system:masters" > "$api/tokens.csv"
+  "$tools/bin/etcd" --data-dir "$api/etcd" --name check-chart \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "check-chart=http://127.0.0.1:$peer_port" > "$api/etcd.log" 2>&1 &
+  etcd_pid=$!
+  "$tools/bin/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --secure-port "$api_port" --cert-dir "$api/certs" \
+    --token-auth-file "$api/tokens.csv" --authorization-mode RBAC \
+    --service-account-key-file "$api/sa.key" --service-account-signing-key-file "$api/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-cluster-ip-range 10.96.0.0/16 > "$api/apiserver.log" 2>&1 &
+  apiserver_pid=$!
+  stop_apiserver() {
+    # Throwaway state: a short grace period, then SIGKILL.
+    kill "$apiserver_pid" "$etcd_pid" 2>/dev/null
+    for _ in 1 2 3 4 5; do
+      kill -0 "$apiserver_pid" 2>/dev/null || kill -0 "$etcd_pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -9 "$apiserver_pid" "$etcd_pid" 2>/dev/null
+    wait "$apiserver_pid" "$etcd_pid" 2>/dev/null
+  }
+  trap stop_apiserver EXIT
+  cat > "$api/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: check-chart, cluster: {server: "https://127.0.0.1:$api_port", insecure-skip-tls-verify: true}}]
+users: [{name: check-chart, user: {token: check-chart-token}}]
+contexts: [{name: check-chart, context: {cluster: check-chart, user: check-chart}}]
+current-context: check-chart
+EOF
+  kc() { "$tools/bin/kubectl" --kubeconfig "$api/kubeconfig" "$@"; }
+  ready=false
+  for _ in $(seq 1 90); do
+    if kc get --raw /readyz >/dev/null 2>&1; then ready=true; break; fi
+    sleep 1
+  done
+  if ! $ready; then
+    fail "kube-apiserver did not become ready (see $api/apiserver.log)"
+  else
+    server_version="$(kc version -o json 2>/dev/null | "$python" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
+    kc create namespace "$namespace" >/dev/null && kc create namespace monitoring >/dev/null
+    for render in "${renders[@]}"; do
+      "$python" - "$render" > "$api/$(basename "$render")" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d
+        and d["apiVersion"].split("/")[0] not in ("cert-manager.io", "monitoring.coreos.com")]
+yaml.safe_dump_all(docs, sys.stdout)
+PY
+      if dry_out="$(kc apply --dry-run=server -f "$api/$(basename "$render")" 2>&1)"; then
+        ok "kube-apiserver $server_version accepts $(basename "$render" .yaml) ($(grep -c 'server dry run' <<< "$dry_out") objects)"
+      else
+        fail "kube-apiserver $server_version refuses $(basename "$render" .yaml)"; grep -v 'server dry run' <<< "$dry_out" | sed 's/^/    /'
+      fi
+    done
+  fi
+  stop_apiserver
+  trap - EXIT
+else
+  echo "  skipped: no kube-apiserver/etcd in target/tools/bin (scripts/install-kube.sh builds them)"
+fi
+
 # --- 7: hadolint -------------------------------------------------------------------------------
-echo "== hadolint Dockerfile"
+section "hadolint Dockerfile"
 if hadolint_out="$("$hadolint" Dockerfile 2>&1)"; then
   ok "hadolint Dockerfile"
 else
@@ -290,7 +378,7 @@ else
 fi
 
 # --- 8: manifests in sync ----------------------------------------------------------------------
-echo "== $manifest is a fresh render"
+section "$manifest is a fresh render"
 if render_manifest > "$out/manifest.fresh" 2>"$out/manifest.err"; then
   if cmp -s "$out/manifest.fresh" "$manifest"; then
     ok "$manifest matches a fresh render"
@@ -302,6 +390,7 @@ else
   fail "rendering $manifest"; sed 's/^/    /' "$out/manifest.err"
 fi
 
+echo "  ($(( SECONDS - section_started ))s)"
 elapsed=$(( SECONDS - started ))
 if [ "${#failures[@]}" -gt 0 ]; then
   echo "check-chart: ${#failures[@]} check(s) failed in ${elapsed}s:"

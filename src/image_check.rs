@@ -372,9 +372,12 @@ impl<R: Registry> ImageChecker<R> {
                     let roots = Arc::clone(&self.roots);
                     let subject = digest_bytes(digest);
                     // Signature checks are CPU work; keep them off the async workers.
-                    let bundles = tokio::task::spawn_blocking(move || {
-                        discovery
-                            .bundles
+                    let crate::attestations::Discovery {
+                        bundles: found,
+                        mut problems,
+                    } = discovery;
+                    let verification = tokio::task::spawn_blocking(move || {
+                        found
                             .iter()
                             .map(|bundle| CheckedBundle {
                                 index: bundle.index,
@@ -388,12 +391,14 @@ impl<R: Registry> ImageChecker<R> {
                             })
                             .collect::<Vec<_>>()
                     })
-                    .await
-                    .unwrap_or_default();
-                    Ok(Arc::new(DigestFacts {
-                        bundles,
-                        problems: discovery.problems,
-                    }))
+                    .await;
+                    // A verification that panicked proves nothing: no bundle counts, and
+                    // the reason says why.
+                    let bundles = verification.unwrap_or_else(|error| {
+                        problems.push(format!("verification did not complete: {error}"));
+                        Vec::new()
+                    });
+                    Ok(Arc::new(DigestFacts { bundles, problems }))
                 },
             )
             .await
@@ -517,8 +522,9 @@ fn platform_images(media_type: &str, bytes: &[u8]) -> Vec<Descriptor> {
     let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
         return Vec::new();
     };
+    // The manifest's own mediaType is covered by the digest; the Content-Type header is not.
     let declared = index.media_type.as_deref().unwrap_or(media_type);
-    if declared != OCI_INDEX && declared != DOCKER_MANIFEST_LIST && media_type != OCI_INDEX {
+    if declared != OCI_INDEX && declared != DOCKER_MANIFEST_LIST {
         return Vec::new();
     }
     index
