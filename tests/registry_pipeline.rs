@@ -516,3 +516,70 @@ async fn tls_with_token_auth() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_applies_at_once_to_a_cached_digest() {
+    let setup = Setup::new();
+    let registry = DistributionRegistry::plain();
+    let image = push_attested_image(
+        &registry.client(),
+        "acme/api",
+        "v1",
+        &setup.instance,
+        |spec| spec,
+    );
+    let proxy = FaultProxy::start(&registry);
+    let reference = image.reference.replace(&registry.host(), &proxy.host());
+    let checker = setup.checker(
+        HostOptions::new(proxy.host()).insecure(),
+        DockerConfig::empty(),
+        CheckSettings::default(),
+    );
+    let lenient = policy_for(&proxy.host(), "");
+    assert_verified(
+        &checker.check(&lenient, &reference).await,
+        &image.manifest_digest,
+    );
+    let requests_after_first_check = proxy.request_count();
+
+    // Same digest, cached facts, a stricter rule: denied at once. The only new request is
+    // one GET of the manifest, to learn whether it is an index whose platforms might pass.
+    let strict = Policy::from_yaml(&format!(
+        "version: 1\nrules:\n  - name: acme\n    images: [\"{}/acme/**\"]\n    repositories: [{{name: acme/api, id: \"804070735\"}}]\n    workflows: [\".github/workflows/deploy.yml\"]\n",
+        proxy.host()
+    ))
+    .unwrap();
+    let check = checker.check(&strict, &reference).await;
+    assert_failed(
+        &check,
+        FailureKind::PolicyViolation,
+        ".github/workflows/release.yml",
+    );
+    let manifest_path = format!("/v2/acme/api/manifests/{}", image.manifest_digest);
+    assert_eq!(
+        proxy.request_count(),
+        requests_after_first_check + 1,
+        "{:#?}",
+        proxy.request_summary()
+    );
+    assert_eq!(
+        proxy.count("GET", &manifest_path),
+        1,
+        "{:#?}",
+        proxy.request_summary()
+    );
+    let requests_after_denial = proxy.request_count();
+    let again = checker.check(&strict, &reference).await;
+    assert_failed(
+        &again,
+        FailureKind::PolicyViolation,
+        ".github/workflows/release.yml",
+    );
+    assert_eq!(proxy.request_count(), requests_after_denial);
+    // And back: allowed again, still from the cache.
+    assert_verified(
+        &checker.check(&lenient, &reference).await,
+        &image.manifest_digest,
+    );
+    assert_eq!(proxy.request_count(), requests_after_denial);
+}
