@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the test-only tools first when they are missing:
-# docker-registry (apt), the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
+# docker-registry (apt), etcd and kube-apiserver (built from source), the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools (docker-registry, from Debian's packages).
 bash scripts/install-test-tools.sh
+# A real etcd and kube-apiserver for the cluster tests, built from source through the Go
+# module proxy into target/tools/bin (minutes the first time, seconds with a warm Go cache).
+bash scripts/install-kube.sh
 
 venv=target/oracle-venv
 if [ ! -x "$venv/bin/sigstore" ]; then
