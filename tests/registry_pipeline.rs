@@ -83,6 +83,49 @@ impl Setup {
     }
 }
 
+/// An attested image in a plain distribution registry, reached through a fault-injecting,
+/// counting proxy.
+struct Proxied {
+    setup: Setup,
+    _registry: DistributionRegistry,
+    image: provenance_gate_testkit::registry::PushedImage,
+    proxy: FaultProxy,
+    /// The image's reference through the proxy.
+    reference: String,
+}
+
+impl Proxied {
+    fn attested_image() -> Proxied {
+        let setup = Setup::new();
+        let registry = DistributionRegistry::plain();
+        let image = push_attested_image(
+            &registry.client(),
+            "acme/api",
+            "v1",
+            &setup.instance,
+            |spec| spec,
+        );
+        let proxy = FaultProxy::start(&registry);
+        let reference = image.reference.replace(&registry.host(), &proxy.host());
+        Proxied {
+            setup,
+            _registry: registry,
+            image,
+            proxy,
+            reference,
+        }
+    }
+
+    /// A checker (with its own, empty caches) that reaches the registry through the proxy.
+    fn checker(&self, settings: CheckSettings) -> ImageChecker<HttpRegistry> {
+        self.setup.checker(
+            HostOptions::new(self.proxy.host()).insecure(),
+            DockerConfig::empty(),
+            settings,
+        )
+    }
+}
+
 fn assert_verified(check: &ImageCheck, expected_digest: &str) {
     match &check.outcome {
         ImageOutcome::Verified {
@@ -298,18 +341,8 @@ async fn multi_arch_indexes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_failures_give_a_reason_within_the_time_bound() {
-    let setup = Setup::new();
-    let registry = DistributionRegistry::plain();
-    let image = push_attested_image(
-        &registry.client(),
-        "acme/api",
-        "v1",
-        &setup.instance,
-        |spec| spec,
-    );
-    let proxy = FaultProxy::start(&registry);
-    let policy = policy_for(&proxy.host(), "");
-    let reference = image.reference.replace(&registry.host(), &proxy.host());
+    let proxied = Proxied::attested_image();
+    let policy = policy_for(&proxied.proxy.host(), "");
     let cases = [
         (Fault::Unauthorized, "credentials"),
         (Fault::NotFound, "not found"),
@@ -324,44 +357,28 @@ async fn registry_failures_give_a_reason_within_the_time_bound() {
     ];
     for (fault, fragment) in cases {
         // A fresh checker each time: nothing cached from the previous fault.
-        let checker = setup.checker(
-            HostOptions::new(proxy.host()).insecure(),
-            DockerConfig::empty(),
-            CheckSettings {
-                per_image_timeout: Duration::from_secs(6),
-                ..CheckSettings::default()
-            },
-        );
-        proxy.clear_faults();
-        proxy.inject_everywhere(fault.clone());
+        let checker = proxied.checker(CheckSettings {
+            per_image_timeout: Duration::from_secs(6),
+            ..CheckSettings::default()
+        });
+        proxied.proxy.clear_faults();
+        proxied.proxy.inject_everywhere(fault.clone());
         let started = Instant::now();
-        let check = checker.check(&policy, &reference).await;
+        let check = checker.check(&policy, &proxied.reference).await;
         let took = started.elapsed();
         assert_failed(&check, FailureKind::Registry, fragment);
         assert!(took < Duration::from_secs(4), "{fault:?} took {took:?}");
     }
-    proxy.clear_faults();
+    proxied.proxy.clear_faults();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_concurrent_checks_of_one_new_digest_cause_one_fetch_sequence() {
-    let setup = Setup::new();
-    let registry = DistributionRegistry::plain();
-    let image = push_attested_image(
-        &registry.client(),
-        "acme/api",
-        "v1",
-        &setup.instance,
-        |spec| spec,
-    );
-    let proxy = FaultProxy::start(&registry);
+    let proxied = Proxied::attested_image();
+    let (proxy, image) = (&proxied.proxy, &proxied.image);
     let policy = Arc::new(policy_for(&proxy.host(), ""));
-    let reference = image.reference.replace(&registry.host(), &proxy.host());
-    let checker = Arc::new(setup.checker(
-        HostOptions::new(proxy.host()).insecure(),
-        DockerConfig::empty(),
-        CheckSettings::default(),
-    ));
+    let reference = proxied.reference.clone();
+    let checker = Arc::new(proxied.checker(CheckSettings::default()));
     proxy.clear_requests();
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -519,25 +536,12 @@ async fn tls_with_token_auth() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_policy_change_applies_at_once_to_a_cached_digest() {
-    let setup = Setup::new();
-    let registry = DistributionRegistry::plain();
-    let image = push_attested_image(
-        &registry.client(),
-        "acme/api",
-        "v1",
-        &setup.instance,
-        |spec| spec,
-    );
-    let proxy = FaultProxy::start(&registry);
-    let reference = image.reference.replace(&registry.host(), &proxy.host());
-    let checker = setup.checker(
-        HostOptions::new(proxy.host()).insecure(),
-        DockerConfig::empty(),
-        CheckSettings::default(),
-    );
+    let proxied = Proxied::attested_image();
+    let (proxy, image, reference) = (&proxied.proxy, &proxied.image, &proxied.reference);
+    let checker = proxied.checker(CheckSettings::default());
     let lenient = policy_for(&proxy.host(), "");
     assert_verified(
-        &checker.check(&lenient, &reference).await,
+        &checker.check(&lenient, reference).await,
         &image.manifest_digest,
     );
     let requests_after_first_check = proxy.request_count();
@@ -549,7 +553,7 @@ async fn a_policy_change_applies_at_once_to_a_cached_digest() {
         proxy.host()
     ))
     .unwrap();
-    let check = checker.check(&strict, &reference).await;
+    let check = checker.check(&strict, reference).await;
     assert_failed(
         &check,
         FailureKind::PolicyViolation,
@@ -569,7 +573,7 @@ async fn a_policy_change_applies_at_once_to_a_cached_digest() {
         proxy.request_summary()
     );
     let requests_after_denial = proxy.request_count();
-    let again = checker.check(&strict, &reference).await;
+    let again = checker.check(&strict, reference).await;
     assert_failed(
         &again,
         FailureKind::PolicyViolation,
@@ -578,7 +582,7 @@ async fn a_policy_change_applies_at_once_to_a_cached_digest() {
     assert_eq!(proxy.request_count(), requests_after_denial);
     // And back: allowed again, still from the cache.
     assert_verified(
-        &checker.check(&lenient, &reference).await,
+        &checker.check(&lenient, reference).await,
         &image.manifest_digest,
     );
     assert_eq!(proxy.request_count(), requests_after_denial);
