@@ -12,14 +12,22 @@
 //!   distribution reads such a component as a host). Otherwise the registry is `docker.io`.
 //!   A reference without any `/` is always a Docker Hub name, so `localhost:5000` is the image
 //!   `docker.io/library/localhost` with tag `5000`, as in Docker.
-//! - `index.docker.io` (the legacy Docker Hub name) becomes `docker.io`. `registry-1.docker.io`
-//!   is **not** rewritten: distribution keeps it as a separate registry (and does not add
-//!   `library/` there), so a policy written for `docker.io/**` does not cover it and such an
-//!   image falls to the unmatched-image rule, which fails closed by default.
+//! - The registry is reduced to one canonical spelling, because policy rules, exemptions,
+//!   registry settings and credentials are all matched on it and a second spelling of the same
+//!   host would fall outside them (see [`canonical_registry`]): the host is lower-cased (DNS is
+//!   case-insensitive), the default port `:443` is dropped, and `index.docker.io` and
+//!   `registry-1.docker.io` (the legacy name and the API host of Docker Hub) become
+//!   `docker.io`. Here we deviate from distribution, which keeps host case and treats
+//!   `registry-1.docker.io` as a registry of its own; the images are the same, and the pinned
+//!   reference the webhook writes back uses the canonical spelling.
+//! - Refused rather than normalised, as no real reference needs them: ports with leading zeros
+//!   (`localhost:05000`), port 0 or above 65535, an empty port, IPv4-mapped IPv6 addresses, and a
+//!   first component that is a host only because of its capital letters (`Foo/bar`; lower-cased
+//!   it would be the Docker Hub image `foo/bar`).
+//! - A bracketed IPv6 address is written in its RFC 5952 form (`[0:0::1]` becomes `[::1]`).
 //! - On `docker.io` only, a one-component repository gets the `library/` prefix of official
 //!   images: `nginx` and `docker.io/nginx` both become `docker.io/library/nginx`.
-//! - Registry hosts keep their case, as in distribution (DNS is case-insensitive, but the string
-//!   the kubelet pulls is what we pin). Repository paths must be lower case.
+//! - Repository paths must be lower case.
 //! - A reference with neither tag nor digest gets the tag `latest`. A digest alone gets no tag.
 //!   A tag together with a digest keeps both; the digest wins for identity (the registry must
 //!   not resolve the tag, the tag is only informational), as containerd and the kubelet do.
@@ -28,7 +36,6 @@
 //!   with a reason rather than half-supported.
 //! - The 255-character limit applies to the repository path (`library/nginx`), excluding the
 //!   registry, as in current distribution (`RepositoryNameTotalLengthMax`).
-//! - Port numbers are digits only, without a range check, as in distribution.
 //! - Stricter than distribution: inputs over 4096 bytes, whitespace, a URL scheme (`https://`)
 //!   and characters outside the grammar are rejected up front with their own reason, and a bare
 //!   64-hex identifier is rejected like `ParseNormalizedNamed` does.
@@ -52,8 +59,13 @@ pub const DOCKER_HUB_REGISTRY: &str = "docker.io";
 /// The host that actually serves Docker Hub's registry API.
 pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 
-/// The pre-v2 "Docker Index" name of Docker Hub, still written in some manifests.
-const LEGACY_DOCKER_HUB_REGISTRY: &str = "index.docker.io";
+/// The other names of Docker Hub: the pre-v2 "Docker Index", still written in some manifests,
+/// and the API host, which people copy from logs.
+const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", DOCKER_HUB_API_HOST];
+/// The port https registries are reached on when a reference names none.
+const DEFAULT_PORT: u16 = 443;
+/// Longest registry host accepted: a DNS name (253) with a port, with room to spare.
+const MAX_REGISTRY_LENGTH: usize = 300;
 /// Namespace of Docker Hub's official images (`nginx` lives at `library/nginx`).
 const OFFICIAL_IMAGES_NAMESPACE: &str = "library/";
 const DEFAULT_TAG: &str = "latest";
@@ -97,22 +109,16 @@ impl ImageReference {
 
         let (explicit_registry, path_and_tag) = split_registry(name_and_tag);
         let registry = match explicit_registry {
-            Some(registry) => {
-                validate_registry(registry).map_err(|problem| {
-                    ImageReferenceError::InvalidRegistry {
-                        input: input.to_owned(),
-                        registry: registry.to_owned(),
-                        problem,
-                    }
-                })?;
-                if registry == LEGACY_DOCKER_HUB_REGISTRY {
-                    DOCKER_HUB_REGISTRY
-                } else {
-                    registry
+            Some(registry) => canonical_registry(registry).map_err(|error| {
+                ImageReferenceError::InvalidRegistry {
+                    input: input.to_owned(),
+                    registry: error.registry,
+                    problem: error.problem,
                 }
-            }
-            None => DOCKER_HUB_REGISTRY,
+            })?,
+            None => DOCKER_HUB_REGISTRY.to_owned(),
         };
+        let registry = registry.as_str();
 
         // Without a registry component the path cannot contain ':', so the first ':' starts
         // the tag. A second ':' ends up in the tag and is rejected there.
@@ -160,7 +166,8 @@ impl ImageReference {
         })
     }
 
-    /// The registry as named in references: `docker.io`, `ghcr.io`, `localhost:5000`.
+    /// The registry in its canonical spelling (see [`canonical_registry`]): `docker.io`,
+    /// `ghcr.io`, `localhost:5000`. Policy, registry settings and credentials match on this.
     pub fn registry(&self) -> &str {
         &self.registry
     }
@@ -356,6 +363,111 @@ pub enum ImageReferenceError {
     },
 }
 
+/// Why a registry host was refused: the host (bounded) and a short phrase naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("registry host {registry:?} is invalid: {problem}")]
+pub struct InvalidRegistryHost {
+    pub registry: String,
+    pub problem: &'static str,
+}
+
+/// The one spelling of a registry that the policy, registry settings and credentials are
+/// matched on: `host[:port]` with the host lower-cased, the default port 443 dropped, a
+/// bracketed IPv6 address in RFC 5952 form, and every name of Docker Hub as `docker.io`.
+/// Spellings that could be read two ways are refused (see the module docs).
+///
+/// This is a name, not a network address: Docker Hub's API is still reached at
+/// `registry-1.docker.io` ([`registry_api_host`]).
+pub fn canonical_registry(registry: &str) -> Result<String, InvalidRegistryHost> {
+    let refuse = |problem| InvalidRegistryHost {
+        // Bounded so an error message never echoes an arbitrarily long input.
+        registry: registry.chars().take(MAX_REGISTRY_LENGTH).collect(),
+        problem,
+    };
+    if registry.len() > MAX_REGISTRY_LENGTH {
+        return Err(refuse("longer than 300 characters"));
+    }
+    let (host, port) = split_host_and_port(registry).map_err(refuse)?;
+    let port = match port {
+        None => None,
+        Some(port) => match canonical_port(port).map_err(refuse)? {
+            DEFAULT_PORT => None,
+            port => Some(port),
+        },
+    };
+    let host = if DOCKER_HUB_ALIASES.contains(&host.as_str()) && port.is_none() {
+        DOCKER_HUB_REGISTRY.to_owned()
+    } else {
+        host
+    };
+    let canonical = match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    };
+    // `Foo/bar` names host `Foo` only because of the capital; lower-cased, `foo/bar` would be
+    // a Docker Hub image. No canonical spelling says what the original meant, so refuse it.
+    if !names_a_registry(&canonical) {
+        return Err(refuse(
+            "a host without '.' or ':' other than localhost is read as a Docker Hub namespace once lower-cased; add the domain or port",
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The host, lower-cased (an IPv6 address in RFC 5952 form, with brackets), and the port text.
+fn split_host_and_port(registry: &str) -> Result<(String, Option<&str>), &'static str> {
+    if let Some(bracketed) = registry.strip_prefix('[') {
+        let Some((address, after_address)) = bracketed.split_once(']') else {
+            return Err("IPv6 address has no closing ']'");
+        };
+        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
+            return Err("IPv6 address must be hex digits and ':' inside brackets, like [::1]");
+        }
+        let address: std::net::Ipv6Addr = address
+            .parse()
+            .map_err(|_| "IPv6 address inside the brackets is not a valid address")?;
+        if address.to_ipv4_mapped().is_some() {
+            return Err("IPv4-mapped IPv6 addresses are refused; write the IPv4 address");
+        }
+        let port = match after_address {
+            "" => None,
+            _ => Some(
+                after_address
+                    .strip_prefix(':')
+                    .ok_or("expected ':<port>' after the bracketed IPv6 address")?,
+            ),
+        };
+        return Ok((format!("[{address}]"), port));
+    }
+    let (host, port) = match registry.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    if host.is_empty() {
+        return Err("host name is empty; expected host[:port]");
+    }
+    if !host.split('.').all(is_host_label) {
+        return Err("host name must be labels of letters, digits and inner dashes, separated by single dots");
+    }
+    Ok((host.to_ascii_lowercase(), port))
+}
+
+fn canonical_port(port: &str) -> Result<u16, &'static str> {
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("port must be one or more digits");
+    }
+    if port.starts_with('0') {
+        return Err("port must be written without leading zeros, between 1 and 65535");
+    }
+    port.parse()
+        .map_err(|_| "port must be between 1 and 65535")
+}
+
+/// Whether distribution reads `first` (the first `/`-separated component) as a registry.
+fn names_a_registry(first: &str) -> bool {
+    first == "localhost" || first.contains(['.', ':']) || first.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 /// Checks that need the whole input, done before any splitting so that the later steps only
 /// ever see bounded ASCII text from the grammar's alphabet.
 fn reject_unparseable_input(input: &str) -> Result<(), ImageReferenceError> {
@@ -407,53 +519,8 @@ fn is_lower_hex(byte: u8) -> bool {
 /// `None` as the registry when the name lives on Docker Hub by default.
 fn split_registry(name_and_tag: &str) -> (Option<&str>, &str) {
     match name_and_tag.split_once('/') {
-        Some((first, rest))
-            if first == "localhost"
-                || first.contains(['.', ':'])
-                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
-        {
-            (Some(first), rest)
-        }
+        Some((first, rest)) if names_a_registry(first) => (Some(first), rest),
         _ => (None, name_and_tag),
-    }
-}
-
-/// `host[:port]` where host is a DNS-like name or a bracketed IPv6 address (distribution's
-/// `domainAndPort`). Returns the problem as a short phrase for the error message.
-fn validate_registry(registry: &str) -> Result<(), &'static str> {
-    let port = if let Some(bracketed) = registry.strip_prefix('[') {
-        let Some((address, after_address)) = bracketed.split_once(']') else {
-            return Err("IPv6 address has no closing ']'");
-        };
-        if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return Err("IPv6 address must be hex digits and ':' inside brackets, like [::1]");
-        }
-        if after_address.is_empty() {
-            None
-        } else {
-            match after_address.strip_prefix(':') {
-                Some(port) => Some(port),
-                None => return Err("expected ':<port>' after the bracketed IPv6 address"),
-            }
-        }
-    } else {
-        let (host, port) = match registry.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (registry, None),
-        };
-        if host.is_empty() {
-            return Err("host name is empty; expected host[:port]");
-        }
-        if !host.split('.').all(is_host_label) {
-            return Err("host name must be labels of letters, digits and inner dashes, separated by single dots");
-        }
-        port
-    };
-    match port {
-        Some(port) if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) => {
-            Err("port must be one or more digits")
-        }
-        _ => Ok(()),
     }
 }
 
@@ -583,9 +650,9 @@ mod tests {
         ("docker.io/library/nginx:stable", "docker.io", "library/nginx", Some("stable"), false, "docker.io/library/nginx:stable"),
         ("index.docker.io/library/busybox:1.36", "docker.io", "library/busybox", Some("1.36"), false, "docker.io/library/busybox:1.36"),
         ("index.docker.io/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
-        // registry-1.docker.io is a separate registry to distribution: no rewrite, no library/.
-        ("registry-1.docker.io/library/nginx", "registry-1.docker.io", "library/nginx", Some("latest"), false, "registry-1.docker.io/library/nginx:latest"),
-        ("registry-1.docker.io/nginx", "registry-1.docker.io", "nginx", Some("latest"), false, "registry-1.docker.io/nginx:latest"),
+        // Docker Hub's API host is one more name of it (distribution keeps it apart; we do not).
+        ("registry-1.docker.io/library/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
+        ("registry-1.docker.io/nginx", "docker.io", "library/nginx", Some("latest"), false, "docker.io/library/nginx:latest"),
         // Docker Hub user images.
         ("bitnami/redis:7.2", "docker.io", "bitnami/redis", Some("7.2"), false, "docker.io/bitnami/redis:7.2"),
         ("grafana/grafana-oss:11.0.0", "docker.io", "grafana/grafana-oss", Some("11.0.0"), false, "docker.io/grafana/grafana-oss:11.0.0"),
@@ -613,9 +680,8 @@ mod tests {
         // Without a '/', "localhost:5000" is Docker Hub's "localhost" with tag 5000, as in Docker.
         ("localhost:5000", "docker.io", "library/localhost", Some("5000"), false, "docker.io/library/localhost:5000"),
         ("localhost", "docker.io", "library/localhost", Some("latest"), false, "docker.io/library/localhost:latest"),
-        // An upper-case first component is a host to distribution, and hosts keep their case.
-        ("Foo/bar", "Foo", "bar", Some("latest"), false, "Foo/bar:latest"),
-        ("GHCR.io/acme/api:1", "GHCR.io", "acme/api", Some("1"), false, "GHCR.io/acme/api:1"),
+        // An upper-case first component is a host to distribution; hosts are lower-cased.
+        ("GHCR.io/acme/api:1", "ghcr.io", "acme/api", Some("1"), false, "ghcr.io/acme/api:1"),
         // Digests: alone there is no tag; with a tag both are kept.
         ("nginx@sha256:<H>", "docker.io", "library/nginx", None, true, "docker.io/library/nginx@sha256:<H>"),
         ("nginx:1.27@sha256:<H>", "docker.io", "library/nginx", Some("1.27"), true, "docker.io/library/nginx:1.27@sha256:<H>"),
@@ -683,6 +749,38 @@ mod tests {
         ("[zz::1]:5000/app", "IPv6 address must be hex digits"),
         ("[]:5000/app", "IPv6 address must be hex digits"),
         ("[::1]5000/app", "expected ':<port>'"),
+        ("[1:2:3]/app", "is not a valid address"),
+        ("[::ffff:102:304]/app", "IPv4-mapped IPv6 addresses are refused"),
+        ("localhost:05000/app", "without leading zeros"),
+        ("localhost:0/app", "without leading zeros"),
+        ("localhost:65536/app", "between 1 and 65535"),
+        ("localhost:99999999999999999999/app", "between 1 and 65535"),
+        // Only the capital makes `Foo` a host; lower-cased it would be Docker Hub's `foo/bar`.
+        ("Foo/bar", "read as a Docker Hub namespace once lower-cased"),
+        ("Foo:443/bar", "read as a Docker Hub namespace once lower-cased"),
+    ];
+
+    /// Every spelling of one registry host and the canonical name it must come out as.
+    #[rustfmt::skip]
+    const HOST_SPELLINGS: &[(&str, &str)] = &[
+        ("LOCALHOST:5000/acme/api", "localhost:5000/acme/api"),
+        ("LocalHost/acme/api", "localhost/acme/api"),
+        ("GHCR.IO/acme/api", "ghcr.io/acme/api"),
+        ("ghcr.io:443/acme/api", "ghcr.io/acme/api"),
+        ("GHCR.IO:443/acme/api", "ghcr.io/acme/api"),
+        ("ghcr.io:8443/acme/api", "ghcr.io:8443/acme/api"),
+        ("registry-1.docker.io/acme/api", "docker.io/acme/api"),
+        ("index.docker.io/acme/api", "docker.io/acme/api"),
+        ("Docker.IO/acme/api", "docker.io/acme/api"),
+        ("docker.io:443/acme/api", "docker.io/acme/api"),
+        ("REGISTRY-1.DOCKER.IO:443/nginx", "docker.io/library/nginx"),
+        ("acme/api", "docker.io/acme/api"),
+        // A port other than 443 is another registry, even on a Docker Hub name.
+        ("docker.io:5000/acme/api", "docker.io:5000/acme/api"),
+        ("[0:0:0:0:0:0:0:1]:5000/acme/api", "[::1]:5000/acme/api"),
+        ("[FD00:0::1]/acme/api", "[fd00::1]/acme/api"),
+        ("[::1]:443/acme/api", "[::1]/acme/api"),
+        ("[::102:304]/acme/api", "[::102:304]/acme/api"),
     ];
 
     #[test]
@@ -732,6 +830,45 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_a_host_has_one_canonical_name() {
+        for &(input, canonical) in HOST_SPELLINGS {
+            let reference = ImageReference::parse(input)
+                .unwrap_or_else(|error| panic!("{input:?} should parse: {error}"));
+            assert_eq!(reference.name(), canonical, "name of {input:?}");
+            let registry = canonical.split_once('/').map_or("", |(registry, _)| registry);
+            let written = input.split_once('/').map_or("", |(registry, _)| registry);
+            if !written.is_empty() && names_a_registry(written) {
+                assert_eq!(
+                    canonical_registry(written).as_deref(),
+                    Ok(registry),
+                    "canonical_registry({written:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn canonical_registry_refuses_what_is_not_one_host() {
+        for (registry, fragment) in [
+            ("", "host name is empty"),
+            ("ghcr.io/acme", "labels of letters"),
+            ("ghcr.io:", "one or more digits"),
+            ("ghcr.io:+443", "one or more digits"),
+            ("ghcr.io:0443", "without leading zeros"),
+            ("ghcr.io:65536", "between 1 and 65535"),
+            ("*.io", "labels of letters"),
+            ("Foo", "Docker Hub namespace"),
+            ("foo", "Docker Hub namespace"),
+        ] {
+            let error = canonical_registry(registry).expect_err(registry);
+            assert!(error.to_string().contains(fragment), "{registry:?}: {error}");
+        }
+        let long = format!("{}.io", "a".repeat(1000));
+        let error = canonical_registry(&long).expect_err("too long");
+        assert!(error.to_string().len() < 400, "must not echo the input");
+    }
+
+    #[test]
     fn table_is_large_enough_to_be_meaningful() {
         assert!(ACCEPTED.len() + REJECTED.len() >= 40);
     }
@@ -771,6 +908,8 @@ mod tests {
         assert_eq!(hub.api_host(), "registry-1.docker.io");
         let legacy = ImageReference::parse("index.docker.io/library/nginx").unwrap();
         assert_eq!(legacy.api_host(), "registry-1.docker.io");
+        let api = ImageReference::parse("registry-1.docker.io/library/nginx").unwrap();
+        assert_eq!((api.registry(), api.api_host()), ("docker.io", "registry-1.docker.io"));
         let ghcr = ImageReference::parse("ghcr.io/acme/api").unwrap();
         assert_eq!(ghcr.api_host(), "ghcr.io");
         let local = ImageReference::parse("localhost:5000/app").unwrap();

@@ -791,6 +791,50 @@ async fn a_denial_names_every_failing_image_its_rule_and_why() {
     assert_eq!(harness.records().len(), 3, "one record per distinct image");
 }
 
+/// Issue 8, item 3: a covered registry spelled another way (case, `:443`) is the same registry;
+/// its images are verified under the rule, never admitted as unmatched.
+#[tokio::test]
+async fn another_spelling_of_a_covered_host_is_verified_not_unmatched() {
+    let allow_unmatched = POLICY.replace("unmatchedImages: deny", "unmatchedImages: allow");
+    let harness = Harness::with(WebhookSettings::default(), Some(&allow_unmatched));
+    let worker_digest = harness.digest(WORKER);
+    for worker in [
+        "GHCR.IO/acme/worker:2.0",
+        "ghcr.io:443/acme/worker:2.0",
+        "Ghcr.Io:443/acme/worker:2.0",
+    ] {
+        let response = harness
+            .post("/validate", &pod_review("prod", &[("worker", worker)]))
+            .await;
+        assert_eq!(response["allowed"], false, "{worker}: {response}");
+        assert_eq!(
+            message(&response),
+            format!("image {worker} denied: rule \"acme\": no attestation found for {worker_digest}")
+        );
+    }
+
+    // A verified image in another spelling is admitted and pinned in the canonical one.
+    let review = pod_review("prod", &[("api", "GHCR.IO:443/acme/api:1.2")]);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch = patch_of(&harness.post("/mutate", &review).await).expect("pinned");
+    assert_eq!(
+        patch[0]["value"],
+        format!("{API}@{}", harness.digest(API))
+    );
+
+    // The control: an image on a registry no rule names is still unmatched, and allowed.
+    let response = harness
+        .post("/validate", &pod_review("prod", &[("other", "quay.io/acme/worker:2.0")]))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        audit_images(&response)[0]["reason"],
+        "unmatched",
+        "{response}"
+    );
+}
+
 #[tokio::test]
 async fn init_and_ephemeral_containers_are_checked() {
     let harness = Harness::new();

@@ -14,9 +14,13 @@ pub enum ImageClass<'a> {
 }
 
 impl Policy {
-    /// Classifies a normalised image repository: registry host, optional port and path,
-    /// without tag or digest (`ghcr.io/acme/api`, `docker.io/library/nginx`). Exemptions
-    /// are checked first, then rules in order.
+    /// Classifies a canonical image name, [`ImageReference::name`]: registry host, optional
+    /// port and path, without tag or digest (`ghcr.io/acme/api`, `docker.io/library/nginx`).
+    /// Patterns are compared as written, so the name must be canonical: other spellings of a
+    /// host never match (policy load refuses patterns that spell a host another way).
+    /// Exemptions are checked first, then rules in order.
+    ///
+    /// [`ImageReference::name`]: crate::image::ImageReference::name
     pub fn classify_image(&self, repository: &str) -> ImageClass<'_> {
         if self
             .exempt_images
@@ -38,6 +42,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::ImageReference;
 
     const POLICY: &str = r#"
 version: 1
@@ -81,6 +86,50 @@ rules:
                 "{repository}"
             );
         }
+    }
+
+    /// Each spelling of a covered host, as written in a pod spec, with the class it must get.
+    #[rustfmt::skip]
+    const SPELLINGS: &[(&str, &str)] = &[
+        ("LOCALHOST:5000/acme/api:1", "rule local"),
+        ("localhost:5000/acme/api:1", "rule local"),
+        ("GHCR.IO/acme/api:1", "rule acme-top"),
+        ("ghcr.io:443/acme/api:1", "rule acme-top"),
+        ("Ghcr.Io:443/acme/team/api:1", "rule acme-deep"),
+        ("registry-1.docker.io/acme/api:1", "rule hub"),
+        ("index.docker.io/acme/api:1", "rule hub"),
+        ("DOCKER.IO:443/acme/api:1", "rule hub"),
+        ("acme/api:1", "rule hub"),
+        ("LOCALHOST:5000/tools/debug:1", "exempt"),
+        ("GHCR.IO/tools/debug:1", "exempt"),
+        ("ghcr.io:443/tools/debug:1", "exempt"),
+        ("REGISTRY.K8S.IO/pause:3.9", "exempt"),
+        ("registry.k8s.io:443/pause:3.9", "exempt"),
+        ("registry-1.docker.io/library/busybox:1", "exempt"),
+        ("index.docker.io/busybox:1", "exempt"),
+        ("busybox", "exempt"),
+        // Another port is another registry.
+        ("localhost:5001/acme/api:1", "unmatched allow"),
+        ("ghcr.io:8443/acme/api:1", "unmatched allow"),
+    ];
+
+    #[test]
+    fn every_spelling_of_a_host_gets_the_same_class() {
+        let policy = Policy::from_yaml(&format!(
+            "{POLICY}  - name: local\n    images: [\"localhost:5000/acme/**\"]\n    owners: [{{name: acme}}]\n  - name: hub\n    images: [\"docker.io/acme/**\"]\n    owners: [{{name: acme}}]\n"
+        ).replace(
+            "exemptImages: [",
+            "exemptImages: [\"localhost:5000/tools/**\", \"ghcr.io/tools/**\", ",
+        ))
+        .expect("policy parses");
+        for &(image, expected) in SPELLINGS {
+            let name = ImageReference::parse(image)
+                .unwrap_or_else(|error| panic!("{image}: {error}"))
+                .name();
+            assert_eq!(class_name(policy.classify_image(&name)), expected, "{image}");
+        }
+        // Leading-zero ports are refused outright, never classified under some other name.
+        assert!(ImageReference::parse("localhost:05000/acme/api:1").is_err());
     }
 
     #[test]

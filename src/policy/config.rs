@@ -152,11 +152,13 @@ impl Policy {
         &self.registries
     }
 
-    /// Settings for a registry `host` (with port, if any), compared case-insensitively.
+    /// Settings for a registry `host` (with port, if any), in any spelling of it: compared in
+    /// the canonical spelling that the policy's hosts are written in.
     pub fn registry(&self, host: &str) -> Option<&Registry> {
+        let host = crate::image::canonical_registry(host).ok()?;
         self.registries
             .iter()
-            .find(|registry| registry.host.eq_ignore_ascii_case(host))
+            .find(|registry| registry.host == host)
     }
 }
 
@@ -410,7 +412,8 @@ impl Rule {
         &self.name
     }
 
-    /// Globs over normalised image repositories (`ghcr.io/acme/api`, no tag or digest).
+    /// Globs over canonical image names (`ghcr.io/acme/api`, no tag or digest); their
+    /// registry host is always written out, never a glob.
     pub fn images(&self) -> &[Glob] {
         &self.images
     }
@@ -485,7 +488,8 @@ pub struct Approvers {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Registry {
-    /// Host name with optional port, as it appears in image references.
+    /// Host name with optional port, in the canonical spelling of image names
+    /// ([`canonical_registry`](crate::image::canonical_registry)).
     pub host: String,
     /// Plain HTTP instead of HTTPS.
     pub insecure: bool,

@@ -33,10 +33,33 @@ pub struct Glob {
 impl Glob {
     /// Compiles `pattern`: `*`, `?`, `[...]`, `{a,b}` stay within a segment, `**` crosses.
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
-        if pattern.is_empty() {
+        Glob::compile(pattern, pattern)
+    }
+
+    /// Compiles `pattern` with its first segment taken literally: an image pattern's registry
+    /// host, where `[::1]` is an IPv6 address and not a character class.
+    pub(crate) fn with_literal_first_segment(pattern: &str) -> Result<Glob, GlobError> {
+        let (first, rest) = pattern.split_once('/').unwrap_or((pattern, ""));
+        let mut escaped = String::with_capacity(pattern.len() + 8);
+        for character in first.chars() {
+            if has_glob_syntax(character.encode_utf8(&mut [0; 4])) {
+                escaped.push('\\');
+            }
+            escaped.push(character);
+        }
+        if pattern.contains('/') {
+            escaped.push('/');
+            escaped.push_str(rest);
+        }
+        Glob::compile(&escaped, pattern)
+    }
+
+    /// Compiles `matched`, remembering `written` as the pattern people see.
+    fn compile(matched: &str, written: &str) -> Result<Glob, GlobError> {
+        if written.is_empty() {
             return Err(GlobError::Empty);
         }
-        if let Some(segment) = pattern
+        if let Some(segment) = written
             .split('/')
             .find(|segment| segment.contains("**") && *segment != "**")
         {
@@ -44,13 +67,13 @@ impl Glob {
                 segment: segment.to_string(),
             });
         }
-        let glob = GlobBuilder::new(pattern)
+        let glob = GlobBuilder::new(matched)
             .literal_separator(true)
             .backslash_escape(true)
             .build()
             .map_err(|error| GlobError::Syntax(error.kind().to_string()))?;
         Ok(Glob {
-            pattern: pattern.to_string(),
+            pattern: written.to_string(),
             matcher: glob.compile_matcher(),
         })
     }
@@ -174,6 +197,30 @@ mod tests {
             let error = Glob::new(pattern).expect_err(pattern).to_string();
             assert!(error.contains(fragment), "{pattern}: {error}");
         }
+    }
+
+    #[test]
+    fn a_literal_first_segment_is_matched_as_written() {
+        let cases = [
+            ("[::1]:5000/acme/*", "[::1]:5000/acme/api", true),
+            ("[::1]:5000/acme/*", "1:5000/acme/api", false),
+            ("[::1]:5000/acme/*", "[::1]:5000/acme/team/api", false),
+            ("[fd00::1]/**", "[fd00::1]/a/b", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme/team/api", true),
+            ("ghcr.io/acme/**", "ghcr.io/acmecorp/api", false),
+        ];
+        for (pattern, candidate, expected) in cases {
+            let glob = Glob::with_literal_first_segment(pattern).expect(pattern);
+            assert_eq!(glob.as_str(), pattern);
+            assert_eq!(glob.is_match(candidate), expected, "{pattern} against {candidate}");
+        }
+        let star_host = Glob::with_literal_first_segment("*/acme/api").expect("compiles");
+        assert!(star_host.is_match("*/acme/api"));
+        assert!(!star_host.is_match("evil.example/acme/api"));
+        // The plain constructor reads the brackets as a class: why hosts need the literal one.
+        assert!(!Glob::new("[::1]:5000/acme/*")
+            .expect("compiles")
+            .is_match("[::1]:5000/acme/api"));
     }
 
     #[test]

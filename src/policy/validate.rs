@@ -15,6 +15,7 @@ use super::error::{PolicyError, PolicyIssue};
 use super::github::{is_owner_login, is_repository_name};
 use super::glob::{has_glob_syntax, Glob};
 use super::locate::{locate, FieldPath};
+use crate::image::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::BTreeMap;
 
 /// The most entries any other list (environments, exempt images, a rule's globs, …) may have.
@@ -111,7 +112,7 @@ impl Checker {
         let exempt_images = self.list(
             &root.key("exemptImages"),
             &document.exempt_images,
-            |this, path, text| this.image_glob(path, text),
+            |this, path, text| this.image_glob(path, text, ImagePattern::Exemption),
         );
         let unmatched_images = match document.unmatched_images.as_deref() {
             None | Some("deny") => UnmatchedAction::Deny,
@@ -307,13 +308,15 @@ impl Checker {
             .ok()
     }
 
-    /// Image globs are matched against normalised repositories (`docker.io/library/nginx`),
-    /// so a pattern that could never match one is a mistake worth reporting.
-    fn image_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
-        let glob = self.glob(path, text)?;
-        let mut segments = text.split('/');
-        let host = segments.next().unwrap_or_default();
-        let repository_segments: Vec<&str> = segments.collect();
+    /// Image globs are matched against canonical image names (`docker.io/library/nginx`,
+    /// see [`ImageReference`](crate::image::ImageReference)), so a pattern that could never
+    /// match one is a mistake worth reporting, and a host spelled another way is refused with
+    /// its canonical spelling rather than silently never matching.
+    fn image_glob(&mut self, path: &FieldPath, text: &str, kind: ImagePattern) -> Option<Glob> {
+        let (host, repository) = text.split_once('/').unwrap_or((text, ""));
+        let repository_segments: Vec<&str> = repository.split('/').collect();
+        // `[` opens an IPv6 address in a host, never a character class.
+        let literal_host = host.starts_with('[') || !has_glob_syntax(host);
         let problem = if text.contains('@') {
             Some(format!(
                 "`{text}`: image globs match repositories without a digest; remove the `@…` part"
@@ -332,22 +335,39 @@ impl Checker {
             Some(format!(
                 "`{text}`: image repositories are lowercase, this pattern would never match"
             ))
-        } else if !(host.contains(['.', ':']) || host == "localhost" || has_glob_syntax(host))
-            || repository_segments.is_empty()
+        } else if !(host.contains(['.', ':'])
+            || host.eq_ignore_ascii_case("localhost")
+            || has_glob_syntax(host))
+            || repository.is_empty()
         {
             Some(format!(
                 "`{text}` does not start with a registry host; images are matched as normalised references such as docker.io/library/nginx"
             ))
+        } else if literal_host {
+            canonical_host_problem(text, host, &repository_segments)
+        } else if kind == ImagePattern::Rule {
+            Some(format!(
+                "`{text}`: the registry host must be written out, not a glob; a rule makes the webhook contact the image's registry, so a host glob would let any pod choose which host it contacts; write one pattern per registry"
+            ))
+        } else if host.chars().any(|c| c.is_ascii_uppercase()) {
+            Some(format!(
+                "`{text}`: registry hosts are matched in lower case, this pattern would never match"
+            ))
         } else {
             None
         };
-        match problem {
-            Some(problem) => {
-                self.report(path, problem);
-                None
-            }
-            None => Some(glob),
+        if let Some(problem) = problem {
+            self.report(path, problem);
+            return None;
         }
+        let compiled = if literal_host {
+            Glob::with_literal_first_segment(text)
+        } else {
+            Glob::new(text)
+        };
+        compiled
+            .map_err(|error| self.report(path, format!("`{text}`: {error}")))
+            .ok()
     }
 
     fn rules(&mut self, path: &FieldPath, documents: &[RuleDocument]) -> Vec<Rule> {
@@ -381,7 +401,7 @@ impl Checker {
             self.report(&images_path, "must list at least one image glob");
         }
         let images = self.list(&images_path, &document.images, |this, entry_path, text| {
-            this.image_glob(entry_path, text)
+            this.image_glob(entry_path, text, ImagePattern::Rule)
         });
         if document.repositories.is_empty() && document.owners.is_empty() {
             self.report(
@@ -719,17 +739,30 @@ impl Checker {
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         self.list(path, documents, |this, entry_path, document| {
             let host_path = entry_path.key("host");
-            if !is_registry_host(&document.host) {
+            let host = match canonical_registry(&document.host) {
+                Ok(host) => host,
+                Err(error) => {
+                    this.report(
+                        &host_path,
+                        format!(
+                            "registry host `{}` must be a host name or [IPv6] address with an optional :port, without scheme or path ({})",
+                            document.host, error.problem
+                        ),
+                    );
+                    return None;
+                }
+            };
+            if host != document.host {
                 this.report(
                     &host_path,
                     format!(
-                        "registry host `{}` must be a host name or [IPv6] address with an optional :port, without scheme or path",
+                        "registry host `{}` is written `{host}` in image names (lower case, without :443, Docker Hub as docker.io), and settings are matched on that spelling; write `{host}`",
                         document.host
                     ),
                 );
                 return None;
             }
-            let key = document.host.to_ascii_lowercase();
+            let key = host;
             if let Some(first) = seen.get(&key) {
                 this.report(
                     &host_path,
@@ -790,47 +823,33 @@ fn owned(values: &[&str]) -> Vec<String> {
     values.iter().map(|value| value.to_string()).collect()
 }
 
-fn is_registry_host(text: &str) -> bool {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let Some((address, after)) = rest.split_once(']') else {
-            return false;
-        };
-        let valid_address = !address.is_empty()
-            && address
-                .bytes()
-                .all(|byte| byte.is_ascii_hexdigit() || byte == b':');
-        if !valid_address {
-            return false;
-        }
-        match after {
-            "" => return true,
-            _ => match after.strip_prefix(':') {
-                Some(port) => ("ipv6", Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match text.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (text, None),
-        }
+/// Which list an image pattern is in: rule patterns lead to registry requests, exemptions
+/// never do, so only exemptions may glob the registry host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImagePattern {
+    Exemption,
+    Rule,
+}
+
+/// Why the written-out `host` of image pattern `text` can never match a canonical image name,
+/// naming the spelling that would.
+fn canonical_host_problem(text: &str, host: &str, repository_segments: &[&str]) -> Option<String> {
+    let canonical = match canonical_registry(host) {
+        Ok(canonical) => canonical,
+        Err(error) => return Some(format!("`{text}`: {error}")),
     };
-    let valid_host = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
-        });
-    let valid_port = port.is_none_or(|port| {
-        !port.is_empty()
-            && port.bytes().all(|byte| byte.is_ascii_digit())
-            && port.parse::<u16>().is_ok_and(|number| number > 0)
-    });
-    valid_host && valid_port
+    let repository = repository_segments.join("/");
+    if canonical != host {
+        return Some(format!(
+            "`{text}`: registry host `{host}` is written `{canonical}` in image names (lower case, without :443, Docker Hub as docker.io), and patterns are matched on that spelling; write `{canonical}/{repository}`"
+        ));
+    }
+    match repository_segments {
+        [only] if canonical == DOCKER_HUB_REGISTRY && *only != "**" => Some(format!(
+            "`{text}`: Docker Hub repositories always have a namespace, official images are under library/; write `{DOCKER_HUB_REGISTRY}/library/{only}`"
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -1129,7 +1148,7 @@ registries:
                 "registries[0].caFile", 3, "choose one",
             ),
             (
-                "version: 1\nregistries:\n  - {host: r.io}\n  - {host: R.io}\n".into(),
+                "version: 1\nregistries:\n  - {host: r.io}\n  - {host: r.io}\n".into(),
                 "registries[1].host", 4, "already configured at registries[0]",
             ),
         ];
@@ -1259,31 +1278,110 @@ rules:
         assert_eq!(policy.rules()[0].repositories()[0].id(), Some("0804070735"));
     }
 
+    fn registries_policy(hosts: &[&str]) -> String {
+        let entries: String = hosts
+            .iter()
+            .map(|host| format!("  - {{host: \"{host}\"}}\n"))
+            .collect();
+        format!("version: 1\nregistries:\n{entries}")
+    }
+
     #[test]
-    fn registry_hosts() {
+    fn registry_hosts_must_be_canonical() {
         for good in [
             "registry.io",
             "registry.internal:5000",
             "localhost:5000",
             "[::1]:5000",
             "[fd00::1]",
-            "10.0.0.1:443",
+            "10.0.0.1:8443",
+            "docker.io",
         ] {
-            assert!(is_registry_host(good), "{good}");
+            let policy = Policy::from_yaml(&registries_policy(&[good])).expect(good);
+            assert_eq!(policy.registries()[0].host, good);
         }
-        for bad in [
-            "",
-            "https://r.io",
-            "r.io/path",
-            "r.io:",
-            "r.io:0",
-            "r.io:65536",
-            "-r.io",
-            "r..io",
-            "[::1",
-            "[zz]:1",
+        for (bad, fragment) in [
+            ("", "without scheme or path (host name is empty"),
+            ("https://r.io", "without scheme or path"),
+            ("r.io/path", "without scheme or path"),
+            ("r.io:", "optional :port"),
+            ("r.io:0", "leading zeros"),
+            ("r.io:65536", "between 1 and 65535"),
+            ("-r.io", "inner dashes"),
+            ("r..io", "separated by single dots"),
+            ("[::1", "no closing ']'"),
+            ("[zz]:1", "hex digits"),
+            ("registry", "Docker Hub namespace"),
+            ("R.io", "is written `r.io` in image names"),
+            ("r.io:443", "is written `r.io` in image names"),
+            ("r.io:05000", "leading zeros"),
+            ("10.0.0.1:443", "is written `10.0.0.1`"),
+            ("[0::1]:5000", "is written `[::1]:5000`"),
+            ("registry-1.docker.io", "is written `docker.io`"),
+            ("index.docker.io", "is written `docker.io`"),
         ] {
-            assert!(!is_registry_host(bad), "{bad}");
+            let issue = first_issue(&registries_policy(&[bad]));
+            assert_eq!(issue.path, "registries[0].host", "{bad}: {issue}");
+            assert!(issue.message.contains(fragment), "{bad}: {issue}");
         }
+    }
+
+    /// A policy with `pattern` as an exemption (`exempt`) or as a rule's only image pattern.
+    fn pattern_policy(pattern: &str, exempt: bool) -> String {
+        if exempt {
+            format!("version: 1\nexemptImages: [\"{pattern}\"]\n")
+        } else {
+            format!(
+                "version: 1\nrules:\n  - name: r\n    images: [\"{pattern}\"]\n    owners: [{{name: acme}}]\n"
+            )
+        }
+    }
+
+    #[test]
+    fn image_patterns_must_spell_hosts_canonically() {
+        // pattern, fragment of the problem: refused alike in rules and exemptions.
+        let refused = [
+            ("LOCALHOST:5000/acme/*", "write `localhost:5000/acme/*`"),
+            ("localhost:05000/acme/*", "without leading zeros"),
+            ("localhost:0/acme/*", "without leading zeros"),
+            ("localhost:/acme/*", "one or more digits"),
+            ("GHCR.IO/acme/**", "write `ghcr.io/acme/**`"),
+            ("ghcr.io:443/acme/**", "write `ghcr.io/acme/**`"),
+            ("registry-1.docker.io/acme/*", "write `docker.io/acme/*`"),
+            ("index.docker.io/library/nginx", "write `docker.io/library/nginx`"),
+            ("docker.io/nginx", "write `docker.io/library/nginx`"),
+            ("docker.io/*", "write `docker.io/library/*`"),
+            ("[0:0::1]:5000/acme/*", "write `[::1]:5000/acme/*`"),
+            ("[::1/acme/*", "no closing ']'"),
+        ];
+        for exempt in [true, false] {
+            let field = if exempt { "exemptImages[0]" } else { "rules[0].images[0]" };
+            for (pattern, fragment) in refused {
+                let issue = first_issue(&pattern_policy(pattern, exempt));
+                assert_eq!(issue.path, field, "{pattern}: {issue}");
+                assert!(issue.location.is_some(), "{pattern}: {issue}");
+                assert!(issue.message.contains(fragment), "{pattern}: {issue}");
+            }
+            for pattern in ["localhost:5000/acme/*", "[::1]:5000/acme/*", "docker.io/library/*", "docker.io/**"] {
+                Policy::from_yaml(&pattern_policy(pattern, exempt)).expect(pattern);
+            }
+        }
+    }
+
+    #[test]
+    fn rules_refuse_host_globs_and_exemptions_keep_them() {
+        for pattern in ["*/acme/**", "**/acme/api", "ghcr.*/acme/*", "{ghcr.io,quay.io}/acme/*", "?hcr.io/acme/*"] {
+            let issue = first_issue(&pattern_policy(pattern, false));
+            assert_eq!(issue.path, "rules[0].images[0]", "{pattern}: {issue}");
+            assert_eq!(issue.location.map(|location| location.line), Some(4), "{issue}");
+            assert!(
+                issue.message.contains("the registry host must be written out, not a glob"),
+                "{pattern}: {issue}"
+            );
+            let policy = Policy::from_yaml(&pattern_policy(pattern, true)).expect(pattern);
+            assert_eq!(patterns(policy.exempt_images()), [pattern]);
+        }
+        let issue = first_issue(&pattern_policy("*.INTERNAL/**", true));
+        assert!(issue.message.contains("matched in lower case"), "{issue}");
     }
 }

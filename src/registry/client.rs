@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
-use crate::image::{Digest, ImageReference};
+use crate::image::{canonical_registry, Digest, ImageReference};
 
 use super::auth::{
     basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope, select_challenge,
@@ -50,7 +50,7 @@ const MAX_CACHED_AUTHORIZATIONS: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllowedRegistries {
     /// Only these registries, named as in image references (`ghcr.io`, `docker.io`,
-    /// `registry.internal:5000`), compared case-insensitively.
+    /// `registry.internal:5000`), compared in their canonical spelling.
     Only(BTreeSet<String>),
     /// Any registry: for the command line, where the user names the images.
     Any,
@@ -66,7 +66,7 @@ impl AllowedRegistries {
         AllowedRegistries::Only(
             registries
                 .into_iter()
-                .map(|registry| registry.as_ref().to_ascii_lowercase())
+                .map(|registry| spelled_canonically(registry.as_ref()))
                 .collect(),
         )
     }
@@ -75,11 +75,17 @@ impl AllowedRegistries {
     pub fn allows(&self, registry: &str) -> bool {
         match self {
             AllowedRegistries::Any => true,
-            AllowedRegistries::Only(registries) => registries
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(registry)),
+            AllowedRegistries::Only(registries) => {
+                registries.contains(&spelled_canonically(registry))
+            }
         }
     }
+}
+
+/// A name that is no valid registry host keeps its lower-cased text, which no canonical
+/// registry equals: it allows nothing.
+fn spelled_canonically(registry: &str) -> String {
+    canonical_registry(registry).unwrap_or_else(|_| registry.to_ascii_lowercase())
 }
 
 /// Everything [`HttpRegistry::new`] needs. [`RegistryOptions::new`] fills in the defaults.
@@ -134,7 +140,7 @@ impl fmt::Debug for RegistryOptions {
 /// The registry client. Cheap to share: put it in an `Arc`.
 pub struct HttpRegistry {
     allowed_registries: AllowedRegistries,
-    /// Transports of the hosts with settings, keyed by lower-case host.
+    /// Transports of the hosts with settings, keyed by canonical registry name.
     hosts: HashMap<String, HostTransport>,
     default_transport: HostTransport,
     credentials: DockerConfig,
@@ -186,7 +192,12 @@ impl HttpRegistry {
         };
         let mut hosts = HashMap::new();
         for host in &options.hosts {
-            let key = host.host.to_ascii_lowercase();
+            let key = canonical_registry(&host.host).map_err(|error| {
+                RegistryConfigError::InvalidHost {
+                    host: host.host.clone(),
+                    reason: error.problem.to_owned(),
+                }
+            })?;
             if hosts.contains_key(&key) {
                 return Err(RegistryConfigError::DuplicateHost {
                     host: host.host.clone(),
@@ -218,10 +229,10 @@ impl HttpRegistry {
                 registry: registry.to_owned(),
             });
         }
+        // Both sides are canonical: `registry-1.docker.io` settings were keyed as `docker.io`.
         let transport = self
             .hosts
-            .get(&registry.to_ascii_lowercase())
-            .or_else(|| self.hosts.get(&image.api_host().to_ascii_lowercase()))
+            .get(registry)
             .unwrap_or(&self.default_transport);
         Ok(Target {
             registry,
@@ -786,6 +797,9 @@ mod tests {
     fn allow_list_is_case_insensitive_and_explicit() {
         let allowed = AllowedRegistries::only(["GHCR.io", "registry.internal:5000"]);
         assert!(allowed.allows("ghcr.io"));
+        assert!(allowed.allows("ghcr.io:443"));
+        assert!(!allowed.allows("ghcr.io:8443"));
+        assert!(AllowedRegistries::only(["registry-1.docker.io"]).allows("docker.io"));
         assert!(allowed.allows("registry.internal:5000"));
         assert!(!allowed.allows("registry.internal"));
         assert!(!allowed.allows("evil.example"));
@@ -854,6 +868,21 @@ mod tests {
         assert!(matches!(
             HttpRegistry::new(options),
             Err(RegistryConfigError::DuplicateHost { .. })
+        ));
+        let mut options = RegistryOptions::new(AllowedRegistries::Any);
+        options.hosts = vec![
+            HostOptions::new("r.io"),
+            HostOptions::new("r.io:443").insecure(),
+        ];
+        assert!(matches!(
+            HttpRegistry::new(options),
+            Err(RegistryConfigError::DuplicateHost { .. })
+        ));
+        let mut options = RegistryOptions::new(AllowedRegistries::Any);
+        options.hosts = vec![HostOptions::new("https://r.io")];
+        assert!(matches!(
+            HttpRegistry::new(options),
+            Err(RegistryConfigError::InvalidHost { .. })
         ));
     }
 

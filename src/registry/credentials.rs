@@ -4,16 +4,16 @@
 //!
 //! Keys are matched the way the kubelet does it, minus wildcards: the host (with port) must be
 //! equal, and a key with a path only covers repositories under that path; the longest path
-//! wins. Docker Hub is written in many ways (`https://index.docker.io/v1/`, `docker.io`,
-//! `registry-1.docker.io`); all of them mean `docker.io`.
+//! wins. Hosts are compared in the canonical spelling of image names
+//! ([`canonical_registry`]): case, a `:443` port and Docker Hub's many names
+//! (`https://index.docker.io/v1/`, `docker.io`, `registry-1.docker.io`) make no difference.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
 
-/// The names Docker Hub's credentials are stored under, all meaning `docker.io`.
-const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+use crate::image::canonical_registry;
 
 /// A user name and password (or token used as a password) for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -209,13 +209,10 @@ fn is_api_version_path(path: &str) -> bool {
     matches!(path, "v1" | "v2")
 }
 
+/// A key that names no valid registry host keeps its lower-cased text: it can never equal the
+/// canonical registry of an image, so it simply matches nothing.
 fn normalise_host(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
-        DOCKER_HUB_ALIASES[0].to_owned()
-    } else {
-        host
-    }
+    canonical_registry(host).unwrap_or_else(|_| host.to_ascii_lowercase())
 }
 
 /// Whether a key's path prefix covers `repository`, on whole path segments.
@@ -280,6 +277,26 @@ mod tests {
         let config =
             DockerConfig::empty().with_credentials("https://GHCR.io/", Credentials::new("a", "b"));
         assert!(config.credentials_for("ghcr.io", "x/y").is_some());
+    }
+
+    #[test]
+    fn keys_match_in_the_canonical_spelling_of_their_host() {
+        for (key, registry) in [
+            ("ghcr.io:443", "ghcr.io"),
+            ("https://GHCR.IO:443/v2/", "ghcr.io"),
+            ("LOCALHOST:5000", "localhost:5000"),
+            ("registry-1.docker.io", "docker.io"),
+            ("https://registry-1.docker.io/v1/", "docker.io"),
+            ("[0:0::1]:5000", "[::1]:5000"),
+        ] {
+            let config = DockerConfig::empty().with_credentials(key, Credentials::new("u", "p"));
+            assert!(config.credentials_for(registry, "acme/api").is_some(), "{key}");
+        }
+        // Another port is another registry; a leading-zero port names none.
+        for (key, registry) in [("ghcr.io:8443", "ghcr.io"), ("localhost:05000", "localhost:5000")] {
+            let config = DockerConfig::empty().with_credentials(key, Credentials::new("u", "p"));
+            assert!(config.credentials_for(registry, "acme/api").is_none(), "{key}");
+        }
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub enum RegistryConfigError {
     InvalidCa { host: String, reason: String },
     #[error("registry {host} is listed more than once in the registry settings")]
     DuplicateHost { host: String },
+    #[error("registry settings name {host:?}, which is not a registry host: {reason}")]
+    InvalidHost { host: String, reason: String },
     #[error("cannot build the HTTP client for registry {host}: {reason}")]
     Client { host: String, reason: String },
 }

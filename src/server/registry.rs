@@ -1,11 +1,14 @@
 //! The webhook's registry client: bound to the policy in force, and counted in the metrics.
 //!
 //! Image references come from pod specs, so the registry client is the last line that keeps
-//! a pod from making the webhook connect anywhere it names. Registry hosts cannot be listed
-//! from the policy up front (rule image globs may glob the host), so the underlying client
-//! allows any host, and [`PolicyRegistry`] refuses every request for an image that the
-//! current policy does not route to a rule. The image checker already fetches nothing for
-//! exempt and unmatched images; this makes that a property of the client too.
+//! a pod from making the webhook connect anywhere it names. [`PolicyRegistry`] refuses every
+//! request for an image that the current policy does not route to a rule, and a rule's image
+//! patterns always write their registry host out (policy load refuses host globs), so the
+//! hosts a pod can make the webhook contact are exactly those the rules name. Images are
+//! classified by their canonical name, the one spelling of the host the patterns use. The
+//! underlying client still allows any host: the policy, which may be reloaded, decides. The
+//! image checker already fetches nothing for exempt and unmatched images; this makes that a
+//! property of the client too.
 //!
 //! The policy's `registries` (plain HTTP hosts, CA bundles) shape the HTTP clients, so the
 //! client is rebuilt when a reloaded policy changes them, and kept (with its connection pools
