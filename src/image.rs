@@ -459,13 +459,14 @@ fn canonical_port(port: &str) -> Result<u16, &'static str> {
     if port.starts_with('0') {
         return Err("port must be written without leading zeros, between 1 and 65535");
     }
-    port.parse()
-        .map_err(|_| "port must be between 1 and 65535")
+    port.parse().map_err(|_| "port must be between 1 and 65535")
 }
 
 /// Whether distribution reads `first` (the first `/`-separated component) as a registry.
 fn names_a_registry(first: &str) -> bool {
-    first == "localhost" || first.contains(['.', ':']) || first.bytes().any(|b| b.is_ascii_uppercase())
+    first == "localhost"
+        || first.contains(['.', ':'])
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Checks that need the whole input, done before any splitting so that the later steps only
@@ -835,7 +836,9 @@ mod tests {
             let reference = ImageReference::parse(input)
                 .unwrap_or_else(|error| panic!("{input:?} should parse: {error}"));
             assert_eq!(reference.name(), canonical, "name of {input:?}");
-            let registry = canonical.split_once('/').map_or("", |(registry, _)| registry);
+            let registry = canonical
+                .split_once('/')
+                .map_or("", |(registry, _)| registry);
             let written = input.split_once('/').map_or("", |(registry, _)| registry);
             if !written.is_empty() && names_a_registry(written) {
                 assert_eq!(
@@ -861,7 +864,10 @@ mod tests {
             ("foo", "Docker Hub namespace"),
         ] {
             let error = canonical_registry(registry).expect_err(registry);
-            assert!(error.to_string().contains(fragment), "{registry:?}: {error}");
+            assert!(
+                error.to_string().contains(fragment),
+                "{registry:?}: {error}"
+            );
         }
         let long = format!("{}.io", "a".repeat(1000));
         let error = canonical_registry(&long).expect_err("too long");
@@ -909,7 +915,10 @@ mod tests {
         let legacy = ImageReference::parse("index.docker.io/library/nginx").unwrap();
         assert_eq!(legacy.api_host(), "registry-1.docker.io");
         let api = ImageReference::parse("registry-1.docker.io/library/nginx").unwrap();
-        assert_eq!((api.registry(), api.api_host()), ("docker.io", "registry-1.docker.io"));
+        assert_eq!(
+            (api.registry(), api.api_host()),
+            ("docker.io", "registry-1.docker.io")
+        );
         let ghcr = ImageReference::parse("ghcr.io/acme/api").unwrap();
         assert_eq!(ghcr.api_host(), "ghcr.io");
         let local = ImageReference::parse("localhost:5000/app").unwrap();

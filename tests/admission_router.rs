@@ -809,7 +809,9 @@ async fn another_spelling_of_a_covered_host_is_verified_not_unmatched() {
         assert_eq!(response["allowed"], false, "{worker}: {response}");
         assert_eq!(
             message(&response),
-            format!("image {worker} denied: rule \"acme\": no attestation found for {worker_digest}")
+            format!(
+                "image {worker} denied: rule \"acme\": no attestation found for {worker_digest}"
+            )
         );
     }
 
@@ -818,14 +820,14 @@ async fn another_spelling_of_a_covered_host_is_verified_not_unmatched() {
     let response = harness.post("/validate", &review).await;
     assert_eq!(response["allowed"], true, "{response}");
     let patch = patch_of(&harness.post("/mutate", &review).await).expect("pinned");
-    assert_eq!(
-        patch[0]["value"],
-        format!("{API}@{}", harness.digest(API))
-    );
+    assert_eq!(patch[0]["value"], format!("{API}@{}", harness.digest(API)));
 
     // The control: an image on a registry no rule names is still unmatched, and allowed.
     let response = harness
-        .post("/validate", &pod_review("prod", &[("other", "quay.io/acme/worker:2.0")]))
+        .post(
+            "/validate",
+            &pod_review("prod", &[("other", "quay.io/acme/worker:2.0")]),
+        )
         .await;
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(

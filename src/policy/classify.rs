@@ -126,7 +126,11 @@ rules:
             let name = ImageReference::parse(image)
                 .unwrap_or_else(|error| panic!("{image}: {error}"))
                 .name();
-            assert_eq!(class_name(policy.classify_image(&name)), expected, "{image}");
+            assert_eq!(
+                class_name(policy.classify_image(&name)),
+                expected,
+                "{image}"
+            );
         }
         // Leading-zero ports are refused outright, never classified under some other name.
         assert!(ImageReference::parse("localhost:05000/acme/api:1").is_err());

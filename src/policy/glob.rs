@@ -123,6 +123,22 @@ impl Serialize for Glob {
 mod tests {
     use super::*;
 
+    /// Compiles each pattern with `compile` and checks it against its candidate.
+    fn assert_matches(
+        cases: &[(&str, &str, bool)],
+        compile: impl Fn(&str) -> Result<Glob, GlobError>,
+    ) {
+        for &(pattern, candidate, expected) in cases {
+            let glob = compile(pattern).expect(pattern);
+            assert_eq!(glob.as_str(), pattern);
+            assert_eq!(
+                glob.is_match(candidate),
+                expected,
+                "{pattern} against {candidate}"
+            );
+        }
+    }
+
     #[test]
     fn star_stays_within_a_segment_and_double_star_crosses() {
         let cases = [
@@ -168,14 +184,7 @@ mod tests {
                 false,
             ),
         ];
-        for (pattern, candidate, expected) in cases {
-            let glob = Glob::new(pattern).expect(pattern);
-            assert_eq!(
-                glob.is_match(candidate),
-                expected,
-                "{pattern} against {candidate}"
-            );
-        }
+        assert_matches(&cases, Glob::new);
     }
 
     #[test]
@@ -209,11 +218,7 @@ mod tests {
             ("ghcr.io/acme/**", "ghcr.io/acme/team/api", true),
             ("ghcr.io/acme/**", "ghcr.io/acmecorp/api", false),
         ];
-        for (pattern, candidate, expected) in cases {
-            let glob = Glob::with_literal_first_segment(pattern).expect(pattern);
-            assert_eq!(glob.as_str(), pattern);
-            assert_eq!(glob.is_match(candidate), expected, "{pattern} against {candidate}");
-        }
+        assert_matches(&cases, Glob::with_literal_first_segment);
         let star_host = Glob::with_literal_first_segment("*/acme/api").expect("compiles");
         assert!(star_host.is_match("*/acme/api"));
         assert!(!star_host.is_match("evil.example/acme/api"));

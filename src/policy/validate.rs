@@ -1348,21 +1348,33 @@ rules:
             ("GHCR.IO/acme/**", "write `ghcr.io/acme/**`"),
             ("ghcr.io:443/acme/**", "write `ghcr.io/acme/**`"),
             ("registry-1.docker.io/acme/*", "write `docker.io/acme/*`"),
-            ("index.docker.io/library/nginx", "write `docker.io/library/nginx`"),
+            (
+                "index.docker.io/library/nginx",
+                "write `docker.io/library/nginx`",
+            ),
             ("docker.io/nginx", "write `docker.io/library/nginx`"),
             ("docker.io/*", "write `docker.io/library/*`"),
             ("[0:0::1]:5000/acme/*", "write `[::1]:5000/acme/*`"),
             ("[::1/acme/*", "no closing ']'"),
         ];
         for exempt in [true, false] {
-            let field = if exempt { "exemptImages[0]" } else { "rules[0].images[0]" };
+            let field = if exempt {
+                "exemptImages[0]"
+            } else {
+                "rules[0].images[0]"
+            };
             for (pattern, fragment) in refused {
                 let issue = first_issue(&pattern_policy(pattern, exempt));
                 assert_eq!(issue.path, field, "{pattern}: {issue}");
                 assert!(issue.location.is_some(), "{pattern}: {issue}");
                 assert!(issue.message.contains(fragment), "{pattern}: {issue}");
             }
-            for pattern in ["localhost:5000/acme/*", "[::1]:5000/acme/*", "docker.io/library/*", "docker.io/**"] {
+            for pattern in [
+                "localhost:5000/acme/*",
+                "[::1]:5000/acme/*",
+                "docker.io/library/*",
+                "docker.io/**",
+            ] {
                 Policy::from_yaml(&pattern_policy(pattern, exempt)).expect(pattern);
             }
         }
@@ -1370,12 +1382,24 @@ rules:
 
     #[test]
     fn rules_refuse_host_globs_and_exemptions_keep_them() {
-        for pattern in ["*/acme/**", "**/acme/api", "ghcr.*/acme/*", "{ghcr.io,quay.io}/acme/*", "?hcr.io/acme/*"] {
+        for pattern in [
+            "*/acme/**",
+            "**/acme/api",
+            "ghcr.*/acme/*",
+            "{ghcr.io,quay.io}/acme/*",
+            "?hcr.io/acme/*",
+        ] {
             let issue = first_issue(&pattern_policy(pattern, false));
             assert_eq!(issue.path, "rules[0].images[0]", "{pattern}: {issue}");
-            assert_eq!(issue.location.map(|location| location.line), Some(4), "{issue}");
+            assert_eq!(
+                issue.location.map(|location| location.line),
+                Some(4),
+                "{issue}"
+            );
             assert!(
-                issue.message.contains("the registry host must be written out, not a glob"),
+                issue
+                    .message
+                    .contains("the registry host must be written out, not a glob"),
                 "{pattern}: {issue}"
             );
             let policy = Policy::from_yaml(&pattern_policy(pattern, true)).expect(pattern);

@@ -230,10 +230,7 @@ impl HttpRegistry {
             });
         }
         // Both sides are canonical: `registry-1.docker.io` settings were keyed as `docker.io`.
-        let transport = self
-            .hosts
-            .get(registry)
-            .unwrap_or(&self.default_transport);
+        let transport = self.hosts.get(registry).unwrap_or(&self.default_transport);
         Ok(Target {
             registry,
             api_host: image.api_host(),
@@ -858,30 +855,25 @@ mod tests {
         assert_eq!(counter.total(), 0);
     }
 
+    fn client_with_hosts(hosts: Vec<HostOptions>) -> Result<HttpRegistry, RegistryConfigError> {
+        let mut options = RegistryOptions::new(AllowedRegistries::Any);
+        options.hosts = hosts;
+        HttpRegistry::new(options)
+    }
+
     #[test]
     fn duplicate_host_settings_are_refused() {
-        let mut options = RegistryOptions::new(AllowedRegistries::Any);
-        options.hosts = vec![
-            HostOptions::new("r:5000"),
-            HostOptions::new("R:5000").insecure(),
-        ];
+        for spellings in [["r:5000", "R:5000"], ["r.io", "r.io:443"]] {
+            assert!(matches!(
+                client_with_hosts(vec![
+                    HostOptions::new(spellings[0]),
+                    HostOptions::new(spellings[1]).insecure(),
+                ]),
+                Err(RegistryConfigError::DuplicateHost { .. })
+            ));
+        }
         assert!(matches!(
-            HttpRegistry::new(options),
-            Err(RegistryConfigError::DuplicateHost { .. })
-        ));
-        let mut options = RegistryOptions::new(AllowedRegistries::Any);
-        options.hosts = vec![
-            HostOptions::new("r.io"),
-            HostOptions::new("r.io:443").insecure(),
-        ];
-        assert!(matches!(
-            HttpRegistry::new(options),
-            Err(RegistryConfigError::DuplicateHost { .. })
-        ));
-        let mut options = RegistryOptions::new(AllowedRegistries::Any);
-        options.hosts = vec![HostOptions::new("https://r.io")];
-        assert!(matches!(
-            HttpRegistry::new(options),
+            client_with_hosts(vec![HostOptions::new("https://r.io")]),
             Err(RegistryConfigError::InvalidHost { .. })
         ));
     }

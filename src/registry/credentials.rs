@@ -281,21 +281,25 @@ mod tests {
 
     #[test]
     fn keys_match_in_the_canonical_spelling_of_their_host() {
-        for (key, registry) in [
-            ("ghcr.io:443", "ghcr.io"),
-            ("https://GHCR.IO:443/v2/", "ghcr.io"),
-            ("LOCALHOST:5000", "localhost:5000"),
-            ("registry-1.docker.io", "docker.io"),
-            ("https://registry-1.docker.io/v1/", "docker.io"),
-            ("[0:0::1]:5000", "[::1]:5000"),
-        ] {
+        // key, registry as in an image reference, whether the key covers it
+        let cases = [
+            ("ghcr.io:443", "ghcr.io", true),
+            ("https://GHCR.IO:443/v2/", "ghcr.io", true),
+            ("LOCALHOST:5000", "localhost:5000", true),
+            ("registry-1.docker.io", "docker.io", true),
+            ("https://registry-1.docker.io/v1/", "docker.io", true),
+            ("[0:0::1]:5000", "[::1]:5000", true),
+            // Another port is another registry; a leading-zero port names none.
+            ("ghcr.io:8443", "ghcr.io", false),
+            ("localhost:05000", "localhost:5000", false),
+        ];
+        for (key, registry, covered) in cases {
             let config = DockerConfig::empty().with_credentials(key, Credentials::new("u", "p"));
-            assert!(config.credentials_for(registry, "acme/api").is_some(), "{key}");
-        }
-        // Another port is another registry; a leading-zero port names none.
-        for (key, registry) in [("ghcr.io:8443", "ghcr.io"), ("localhost:05000", "localhost:5000")] {
-            let config = DockerConfig::empty().with_credentials(key, Credentials::new("u", "p"));
-            assert!(config.credentials_for(registry, "acme/api").is_none(), "{key}");
+            assert_eq!(
+                config.credentials_for(registry, "acme/api").is_some(),
+                covered,
+                "{key} for {registry}"
+            );
         }
     }
 
