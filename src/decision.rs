@@ -179,6 +179,32 @@ pub fn is_infrastructure_failure(kind: FailureKind) -> bool {
     matches!(kind, FailureKind::Registry | FailureKind::Timeout)
 }
 
+/// Outcomes for the tests of the modules that decide on them.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::image_check::ImageOutcome;
+    use crate::verify::claims::{CertificateClaims, Instance, VerifiedAttestation};
+
+    /// Verified under rule `acme` as `digest`, by a bundle whose certificate says `certificate`.
+    pub(crate) fn verified_outcome(digest: &str, certificate: CertificateClaims) -> ImageOutcome {
+        ImageOutcome::Verified {
+            rule: "acme".into(),
+            digest: digest.into(),
+            bundle_digest: "sha256:bb".into(),
+            attestation: Box::new(VerifiedAttestation {
+                instance: Instance::Github,
+                bundle_digest: "sha256:bb".into(),
+                signed_at: None,
+                predicate_type: "https://slsa.dev/provenance/v1".into(),
+                subjects: Vec::new(),
+                certificate,
+                predicate: None,
+            }),
+            platforms_checked: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,22 +278,7 @@ mod tests {
     }
 
     fn verified() -> ImageOutcome {
-        use crate::verify::claims::{CertificateClaims, Instance, VerifiedAttestation};
-        ImageOutcome::Verified {
-            rule: "acme".into(),
-            digest: "sha256:ab".into(),
-            bundle_digest: "sha256:bb".into(),
-            attestation: Box::new(VerifiedAttestation {
-                instance: Instance::Github,
-                bundle_digest: "sha256:bb".into(),
-                signed_at: None,
-                predicate_type: "https://slsa.dev/provenance/v1".into(),
-                subjects: Vec::new(),
-                certificate: CertificateClaims::default(),
-                predicate: None,
-            }),
-            platforms_checked: None,
-        }
+        fixtures::verified_outcome("sha256:ab", Default::default())
     }
 
     #[test]
@@ -279,7 +290,10 @@ mod tests {
         ];
         let causes = [
             (UnpinnedCause::NotMutated, "mutation is disabled"),
-            (UnpinnedCause::ChangedAfterPinning, "reinvocationPolicy: IfNeeded"),
+            (
+                UnpinnedCause::ChangedAfterPinning,
+                "reinvocationPolicy: IfNeeded",
+            ),
         ];
         for (mode, result, admit) in table {
             let settled = decide_admission(mode, &verified(), Pinning::Settled);
@@ -296,8 +310,9 @@ mod tests {
                     "{mode:?} {cause:?}"
                 );
                 assert!(
-                    decision.reason.starts_with("rule \"acme\": verified as sha256:ab, but the Pod would pull it by tag")
-                        && decision.reason.contains(named),
+                    decision.reason.starts_with(
+                        "rule \"acme\": verified as sha256:ab, but the Pod would pull it by tag"
+                    ) && decision.reason.contains(named),
                     "{}",
                     decision.reason
                 );

@@ -563,7 +563,10 @@ async fn a_verified_pod_is_admitted_and_mutate_pins_it_with_its_provenance() {
     let records = harness.records();
     assert_eq!(records.len(), 2);
     let api = &records[0];
-    assert_eq!((api.image.as_str(), api.result), (pinned_api.as_str(), "allowed"));
+    assert_eq!(
+        (api.image.as_str(), api.result),
+        (pinned_api.as_str(), "allowed")
+    );
     assert_eq!(api.environment.as_deref(), Some("production"));
     assert_eq!(api.digest.as_deref(), Some(api_digest.as_str()));
     assert_eq!(
@@ -1167,7 +1170,9 @@ async fn only_post_is_served() {
 async fn an_active_break_glass_admits_failures_with_evidence() {
     let harness = Harness::new();
     let review = pod_review("payments", &[("worker", WORKER), ("api", API)]);
-    let response = harness.post("/validate", &harness.mutated(&review).await).await;
+    let response = harness
+        .post("/validate", &harness.mutated(&review).await)
+        .await;
     assert_eq!(response["allowed"], true, "{response}");
     let warnings = warnings(&response);
     assert_eq!(warnings.len(), 1);
@@ -1544,7 +1549,8 @@ impl Harness {
 /// Adds the image volume `name` (`volumes[].image.reference`) to the pod spec `spec`, after
 /// the captured Pod's own (secret) volume.
 fn add_image_volume(spec: &mut Value, name: &str, reference: &str) {
-    let volume = json!({"name": name, "image": {"reference": reference, "pullPolicy": "IfNotPresent"}});
+    let volume =
+        json!({"name": name, "image": {"reference": reference, "pullPolicy": "IfNotPresent"}});
     match spec["volumes"].as_array_mut() {
         Some(volumes) => volumes.push(volume),
         None => spec["volumes"] = json!([volume]),
@@ -1621,7 +1627,10 @@ async fn validate_refuses_a_pod_image_still_a_tag_and_says_why() {
         )),
         "{text}"
     );
-    assert!(text.contains("did not pin it: mutation is disabled"), "{text}");
+    assert!(
+        text.contains("did not pin it: mutation is disabled"),
+        "{text}"
+    );
     assert_eq!(
         audit_images(&response),
         json!([{"image": API, "result": "denied", "reason": "unpinned_tag", "digest": api_digest}])
@@ -1655,12 +1664,13 @@ async fn validate_refuses_a_pod_image_still_a_tag_and_says_why() {
     assert_eq!(response["allowed"], false, "{response}");
     let text = message(&response);
     assert!(
-        text.starts_with(&format!("image {TOOLS} denied: "))
-            && text.contains("did not pin it"),
+        text.starts_with(&format!("image {TOOLS} denied: ")) && text.contains("did not pin it"),
         "{text}"
     );
     assert_eq!(
-        harness.post("/validate", &harness.mutated(&debug).await).await["allowed"],
+        harness
+            .post("/validate", &harness.mutated(&debug).await)
+            .await["allowed"],
         true
     );
 
@@ -1675,13 +1685,19 @@ async fn validate_refuses_a_pod_image_still_a_tag_and_says_why() {
         "{text}"
     );
     assert_eq!(
-        harness.post("/validate", &harness.mutated(&update).await).await["allowed"],
+        harness
+            .post("/validate", &harness.mutated(&update).await)
+            .await["allowed"],
         true
     );
 
     // Controllers are never mutated and not refused for tags: their Pods are pinned.
-    let deployment = controller_review("prod", "apps", "Deployment", "deployments", &[("api", API)]);
-    assert_eq!(harness.post("/validate", &deployment).await["allowed"], true);
+    let deployment =
+        controller_review("prod", "apps", "Deployment", "deployments", &[("api", API)]);
+    assert_eq!(
+        harness.post("/validate", &deployment).await["allowed"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -1694,7 +1710,9 @@ async fn a_tag_left_after_mutation_warns_in_warn_mode_and_is_recorded_in_observe
     let warned = warnings(&warn);
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
-        warned[0].starts_with(&format!("image {API} not verified: rule \"acme\": verified as sha256:")),
+        warned[0].starts_with(&format!(
+            "image {API} not verified: rule \"acme\": verified as sha256:"
+        )),
         "{}",
         warned[0]
     );
@@ -1796,7 +1814,9 @@ async fn image_volumes_are_checked_like_containers_and_pinned() {
 async fn a_pod_update_may_not_change_the_provenance_annotation_on_its_own() {
     let harness = Harness::new();
     let key = "provenance-gate.dev/provenance";
-    let forged = json!(r#"{"api":{"sourceRepository":"https://github.com/acme/api","digest":"sha256:0000"}}"#);
+    let forged = json!(
+        r#"{"api":{"sourceRepository":"https://github.com/acme/api","digest":"sha256:0000"}}"#
+    );
 
     // On CREATE the requester's value is replaced by what was verified.
     let mut review = pod_review("prod", &[("api", API)]);
@@ -1856,7 +1876,11 @@ async fn a_pod_update_may_not_change_the_provenance_annotation_on_its_own() {
         with_image["request"]["object"]["metadata"]["annotations"][key] = forged.clone();
         let rewritten = harness.mutated(&with_image).await;
         let provenance = provenance_of(&rewritten["request"]["object"]);
-        assert_eq!(provenance["api"]["digest"], harness.digest(TOOLS), "{namespace}");
+        assert_eq!(
+            provenance["api"]["digest"],
+            harness.digest(TOOLS),
+            "{namespace}"
+        );
         assert_eq!(
             harness.post("/validate", &rewritten).await["allowed"],
             true,

@@ -329,7 +329,10 @@ mod tests {
                     json!({"name": "only", "image": {"reference": "ghcr.io/acme/x:1"}}),
                     "image/reference",
                 ),
-                _ => (json!({"name": "only", "image": "ghcr.io/acme/x:1"}), "image"),
+                _ => (
+                    json!({"name": "only", "image": "ghcr.io/acme/x:1"}),
+                    "image",
+                ),
             };
             let mut spec = serde_json::Map::new();
             spec.insert(source.field().into(), json!([entry]));
@@ -393,7 +396,10 @@ mod tests {
                 json!({"spec": {"containers": [{"name": 1, "image": "x"}]}}),
                 "/spec/containers/0/name is not a string",
             ),
-            (json!({"spec": {"volumes": {}}}), "/spec/volumes is not a list"),
+            (
+                json!({"spec": {"volumes": {}}}),
+                "/spec/volumes is not a list",
+            ),
             (
                 json!({"spec": {"volumes": [{"name": "v", "image": "ghcr.io/acme/x:1"}]}}),
                 "/spec/volumes/0/image is not an object",

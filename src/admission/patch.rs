@@ -170,7 +170,10 @@ mod tests {
         )];
         let annotated = json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: provenance_annotation(&containers)}}});
         assert_eq!(provenance_entries(&annotated), containers);
-        for unreadable in [json!({}), json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: "not json"}}})] {
+        for unreadable in [
+            json!({}),
+            json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: "not json"}}}),
+        ] {
             assert!(provenance_entries(&unreadable).is_empty(), "{unreadable}");
         }
         let decoded = BASE64.decode(encode(&operations)).unwrap();

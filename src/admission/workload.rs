@@ -252,10 +252,7 @@ fn refuse_annotation_edit<R>(
     let mut response = AdmissionResponse::deny(&request.uid, 403, &message);
     response.audit_annotations = BTreeMap::from([
         ("verdict".to_owned(), "denied".to_owned()),
-        (
-            "provenanceAnnotation".to_owned(),
-            edit.as_str().to_owned(),
-        ),
+        ("provenanceAnnotation".to_owned(), edit.as_str().to_owned()),
     ]);
     response
 }
@@ -272,7 +269,9 @@ fn pinned_in_this_request(
     if ephemeral_update {
         return BTreeSet::new();
     }
-    let before = old_object.map(patch::provenance_entries).unwrap_or_default();
+    let before = old_object
+        .map(patch::provenance_entries)
+        .unwrap_or_default();
     patch::provenance_entries(object)
         .into_iter()
         .filter(|(key, entry)| before.get(key) != Some(entry))
@@ -290,7 +289,8 @@ fn pinning_of(
     listed: &[PodImage],
     pinned_here: &BTreeSet<String>,
 ) -> Pinning {
-    let by_digest = ImageReference::parse(image).is_ok_and(|reference| reference.digest().is_some());
+    let by_digest =
+        ImageReference::parse(image).is_ok_and(|reference| reference.digest().is_some());
     if endpoint == Endpoint::Mutate || !is_pod || by_digest {
         return Pinning::Settled;
     }
@@ -695,9 +695,10 @@ fn too_many_images<R>(
 mod tests {
     use super::*;
     use crate::decision::decide;
+    use crate::decision::fixtures::verified_outcome;
     use crate::policy::UnmatchedAction;
+    use crate::verify::claims::CertificateClaims;
     use images::ImageSource;
-    use crate::verify::claims::{CertificateClaims, Instance, VerifiedAttestation};
     use serde_json::json;
 
     const DIGEST: &str = "sha256:9c24ac7eca13411bee8f335f96442c0b5ef8de65ff1f85da6f16fcb0c046bd78";
@@ -706,27 +707,21 @@ mod tests {
         ImageCheck {
             image: image.into(),
             pinned: Some(format!("ghcr.io/acme/api:1.2@{DIGEST}")),
-            outcome: ImageOutcome::Verified {
-                rule: "acme".into(),
-                digest: DIGEST.into(),
-                bundle_digest: "sha256:bb".into(),
-                attestation: Box::new(VerifiedAttestation {
-                    instance: Instance::Github,
-                    bundle_digest: "sha256:bb".into(),
-                    signed_at: None,
-                    predicate_type: "https://slsa.dev/provenance/v1".into(),
-                    subjects: Vec::new(),
-                    certificate: CertificateClaims {
-                        source_repository_uri: Some("https://github.com/acme/api".into()),
-                        source_repository_digest: Some("7d2f".into()),
-                        build_config_uri: Some("https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main".into()),
-                        run_invocation_uri: Some("https://github.com/acme/api/actions/runs/1/attempts/1".into()),
-                        ..CertificateClaims::default()
-                    },
-                    predicate: None,
-                }),
-                platforms_checked: None,
-            },
+            outcome: verified_outcome(
+                DIGEST,
+                CertificateClaims {
+                    source_repository_uri: Some("https://github.com/acme/api".into()),
+                    source_repository_digest: Some("7d2f".into()),
+                    build_config_uri: Some(
+                        "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main"
+                            .into(),
+                    ),
+                    run_invocation_uri: Some(
+                        "https://github.com/acme/api/actions/runs/1/attempts/1".into(),
+                    ),
+                    ..CertificateClaims::default()
+                },
+            ),
         }
     }
 
@@ -909,9 +904,8 @@ mod tests {
         let pinned = format!("ghcr.io/acme/api:1.2@{DIGEST}");
         let entry = provenance_entry();
         // The volume is keyed apart from the container of the same name.
-        let annotation = format!(
-            r#"{{"api":{entry},"init":{entry},"pinned":{entry},"volume:api":{entry}}}"#
-        );
+        let annotation =
+            format!(r#"{{"api":{entry},"init":{entry},"pinned":{entry},"volume:api":{entry}}}"#);
         let fresh = AnnotationPlan::Write { carried_from: None };
         assert_eq!(
             pod_patch(&object, &listed, &verdicts, fresh),
@@ -973,7 +967,9 @@ mod tests {
         let all_images = images::list_images(&bare, "/spec").unwrap();
         assert_eq!(
             pod_patch(&bare, &all_images, &unverified, plan),
-            vec![json!({"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1provenance"})]
+            vec![
+                json!({"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1provenance"})
+            ]
         );
     }
 
@@ -1012,18 +1008,52 @@ mod tests {
         let tag = "ghcr.io/acme/api:1.2";
         let by_digest = format!("ghcr.io/acme/api:1.2@{DIGEST}");
         let listed = [
-            pod_image(ImageSource::Containers, "api", tag, "/spec/containers/0/image"),
-            pod_image(ImageSource::ImageVolumes, "models", tag, "/spec/volumes/0/image/reference"),
+            pod_image(
+                ImageSource::Containers,
+                "api",
+                tag,
+                "/spec/containers/0/image",
+            ),
+            pod_image(
+                ImageSource::ImageVolumes,
+                "models",
+                tag,
+                "/spec/volumes/0/image/reference",
+            ),
         ];
         let none = BTreeSet::new();
         let api = BTreeSet::from(["api".to_owned()]);
         let volume = BTreeSet::from(["volume:models".to_owned()]);
         let unpinned = Pinning::Unpinned;
         let table = [
-            (Endpoint::Validate, true, tag, &none, unpinned(UnpinnedCause::NotMutated)),
-            (Endpoint::Validate, true, tag, &api, unpinned(UnpinnedCause::ChangedAfterPinning)),
-            (Endpoint::Validate, true, tag, &volume, unpinned(UnpinnedCause::ChangedAfterPinning)),
-            (Endpoint::Validate, true, by_digest.as_str(), &none, Pinning::Settled),
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &none,
+                unpinned(UnpinnedCause::NotMutated),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &api,
+                unpinned(UnpinnedCause::ChangedAfterPinning),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &volume,
+                unpinned(UnpinnedCause::ChangedAfterPinning),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                by_digest.as_str(),
+                &none,
+                Pinning::Settled,
+            ),
             // /mutate pins in its own answer; controllers' templates are never pulled as written.
             (Endpoint::Mutate, true, tag, &none, Pinning::Settled),
             (Endpoint::Validate, false, tag, &none, Pinning::Settled),
