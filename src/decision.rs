@@ -40,7 +40,8 @@ pub struct Decision {
     pub result: DecisionResult,
     /// Whether the image may run.
     pub admit: bool,
-    /// Short machine label: `verified`, `exempt`, `unmatched`, or a failure kind.
+    /// Short machine label: `verified`, `exempt`, `unmatched`, `unpinned_tag`, or a failure
+    /// kind.
     pub reason_code: &'static str,
     /// A sentence a person can act on.
     pub reason: String,
@@ -96,8 +97,8 @@ pub fn decide(mode: Mode, outcome: &ImageOutcome) -> Decision {
 
 /// Applies `mode` to `outcome` and to how the Pod pulls the image. A verified image that
 /// the Pod would still pull by tag is unproven like a failure: what runs is whatever the tag
-/// names when the kubelet pulls it. Exempt, unmatched and failed images gain nothing from a
-/// digest, so `pinning` only matters to verified ones.
+/// names when the kubelet pulls it. Exempt and unmatched images are never resolved and a
+/// failed one is unproven already, so `pinning` only matters to verified ones.
 pub fn decide_admission(mode: Mode, outcome: &ImageOutcome, pinning: Pinning) -> Decision {
     let (reason_code, reason) = match (outcome, pinning) {
         (ImageOutcome::Exempt, _) => {
