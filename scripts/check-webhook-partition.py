@@ -29,7 +29,12 @@ import sys
 import yaml
 
 RESOURCES = {
-    "MutatingWebhookConfiguration": [("", "pods"), ("", "namespaces")],
+    # Ephemeral containers are pinned like the Pod's own (issue 8, item 2).
+    "MutatingWebhookConfiguration": [
+        ("", "pods"),
+        ("", "pods/ephemeralcontainers"),
+        ("", "namespaces"),
+    ],
     "ValidatingWebhookConfiguration": [
         ("", "pods"),
         ("", "pods/ephemeralcontainers"),

@@ -542,8 +542,11 @@ async fn the_captured_review_is_denied_for_its_unmatched_image() {
 async fn a_verified_pod_is_admitted_and_mutate_pins_it_with_its_provenance() {
     let harness = Harness::new();
     let review = pod_review("prod", &[("api", API), ("pause", PAUSE)]);
+    // /validate sees the Pod as /mutate left it: pinned.
+    let pinned_api = harness.pinned(API);
+    let validated = pod_review("prod", &[("api", &pinned_api), ("pause", PAUSE)]);
 
-    let response = harness.post("/validate", &review).await;
+    let response = harness.post("/validate", &validated).await;
     assert_eq!(response["allowed"], true, "{response}");
     assert!(response.get("status").is_none());
     assert!(response.get("patch").is_none(), "validate never patches");
@@ -553,14 +556,17 @@ async fn a_verified_pod_is_admitted_and_mutate_pins_it_with_its_provenance() {
     assert_eq!(
         audit_images(&response),
         json!([
-            {"image": API, "result": "allowed", "reason": "verified", "digest": api_digest},
+            {"image": pinned_api, "result": "allowed", "reason": "verified", "digest": api_digest},
             {"image": PAUSE, "result": "exempt", "reason": "exempt"},
         ])
     );
     let records = harness.records();
     assert_eq!(records.len(), 2);
     let api = &records[0];
-    assert_eq!((api.image.as_str(), api.result), (API, "allowed"));
+    assert_eq!(
+        (api.image.as_str(), api.result),
+        (pinned_api.as_str(), "allowed")
+    );
     assert_eq!(api.environment.as_deref(), Some("production"));
     assert_eq!(api.digest.as_deref(), Some(api_digest.as_str()));
     assert_eq!(
@@ -761,7 +767,7 @@ async fn a_denial_names_every_failing_image_its_rule_and_why() {
     let review = pod_review(
         "prod",
         &[
-            ("api", API),
+            ("api", &harness.pinned(API)),
             ("forked", FORKED),
             ("worker", WORKER),
             ("again", WORKER),
@@ -998,11 +1004,12 @@ async fn the_review_budget_bounds_every_answer() {
         ..WebhookSettings::default()
     };
     let harness = Harness::with(settings, Some(POLICY));
+    let api = harness.pinned(API);
     let started = std::time::Instant::now();
     let response = harness
         .post(
             "/validate",
-            &pod_review("prod", &[("api", API), ("slow", SLOW)]),
+            &pod_review("prod", &[("api", &api), ("slow", SLOW)]),
         )
         .await;
     assert!(
@@ -1146,7 +1153,7 @@ async fn an_oversized_body_is_refused_with_413() {
 #[tokio::test]
 async fn v1beta1_reviews_are_answered_in_v1beta1_whatever_the_content_type() {
     let harness = Harness::new();
-    let mut review = pod_review("prod", &[("api", API)]);
+    let mut review = pod_review("prod", &[("api", &harness.pinned(API))]);
     review["apiVersion"] = json!("admission.k8s.io/v1beta1");
     for content_type in [
         None,
@@ -1209,7 +1216,9 @@ async fn only_post_is_served() {
 async fn an_active_break_glass_admits_failures_with_evidence() {
     let harness = Harness::new();
     let review = pod_review("payments", &[("worker", WORKER), ("api", API)]);
-    let response = harness.post("/validate", &review).await;
+    let response = harness
+        .post("/validate", &harness.mutated(&review).await)
+        .await;
     assert_eq!(response["allowed"], true, "{response}");
     let warnings = warnings(&response);
     assert_eq!(warnings.len(), 1);
@@ -1235,7 +1244,11 @@ async fn an_active_break_glass_admits_failures_with_evidence() {
         worker.break_glass_approved_by.as_deref(),
         Some("alice@example.com")
     );
-    let api = records.iter().find(|record| record.image == API).unwrap();
+    let pinned_api = harness.pinned(API);
+    let api = records
+        .iter()
+        .find(|record| record.image == pinned_api)
+        .unwrap();
     assert_eq!(api.result, "allowed");
     assert_eq!(
         api.break_glass_ticket, None,
@@ -1531,4 +1544,400 @@ async fn lifting_break_glass_never_waits_for_a_policy() {
         harness.events.events().is_empty(),
         "a dry run sends no Events"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 8, items 2, 4 and 12a: every image a Pod brings runs by the digest that was checked
+// (pinned on CREATE, UPDATE and ephemeral containers; a tag left after mutation is refused),
+// image volumes are images like any container's, and the provenance annotation is the
+// gate's own record.
+
+/// Applies a JSONPatch the way the API server does, for the operations `/mutate` sends
+/// (every parent is an object).
+fn apply_patch(object: &mut Value, operations: &Value) {
+    for operation in operations.as_array().expect("a JSONPatch is a list") {
+        let path = operation["path"].as_str().unwrap();
+        let (parent, key) = path.rsplit_once('/').unwrap();
+        let key = key.replace("~1", "/").replace("~0", "~");
+        let parent = object
+            .pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("{path}: no object to patch"));
+        match operation["op"].as_str().unwrap() {
+            "add" | "replace" => {
+                parent.insert(key, operation["value"].clone());
+            }
+            "remove" => {
+                parent.remove(&key).expect("removes what is there");
+            }
+            other => panic!("unexpected operation {other}"),
+        }
+    }
+}
+
+impl Harness {
+    /// `review` as `/validate` sees it once `/mutate` has admitted and patched it.
+    async fn mutated(&self, review: &Value) -> Value {
+        let response = self.post("/mutate", review).await;
+        assert_eq!(response["allowed"], true, "{response}");
+        let mut review = review.clone();
+        if let Some(patch) = patch_of(&response) {
+            apply_patch(&mut review["request"]["object"], &patch);
+        }
+        review
+    }
+
+    fn pinned(&self, image: &str) -> String {
+        format!("{image}@{}", self.digest(image))
+    }
+}
+
+/// Adds the image volume `name` (`volumes[].image.reference`) to the pod spec `spec`, after
+/// the captured Pod's own (secret) volume.
+fn add_image_volume(spec: &mut Value, name: &str, reference: &str) {
+    let volume =
+        json!({"name": name, "image": {"reference": reference, "pullPolicy": "IfNotPresent"}});
+    match spec["volumes"].as_array_mut() {
+        Some(volumes) => volumes.push(volume),
+        None => spec["volumes"] = json!([volume]),
+    }
+}
+
+/// The provenance annotation `/mutate` wrote, parsed.
+fn provenance_of(object: &Value) -> Value {
+    let text = object["metadata"]["annotations"]["provenance-gate.dev/provenance"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no provenance annotation in {object}"));
+    serde_json::from_str(text).unwrap()
+}
+
+#[tokio::test]
+async fn a_pod_update_that_changes_an_image_is_pinned_and_its_provenance_rewritten() {
+    let harness = Harness::new();
+    let created = harness
+        .mutated(&pod_review("prod", &[("api", API), ("pause", PAUSE)]))
+        .await;
+    let old = created["request"]["object"].clone();
+    assert_eq!(provenance_of(&old)["api"]["digest"], harness.digest(API));
+    // `kubectl set image pod/echo-pod api=ghcr.io/acme/tools:1`
+    let mut update = as_update(created, old);
+    update["request"]["object"]["spec"]["containers"][0]["image"] = json!(TOOLS);
+
+    let response = harness.post("/mutate", &update).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch = patch_of(&response).expect("an UPDATE that brings a tag is pinned");
+    assert_eq!(
+        patch[0],
+        json!({"op": "replace", "path": "/spec/containers/0/image", "value": harness.pinned(TOOLS)})
+    );
+    assert_eq!(
+        patch[1]["path"],
+        "/metadata/annotations/provenance-gate.dev~1provenance"
+    );
+    assert_eq!(patch.as_array().unwrap().len(), 2, "{patch}");
+    let mut validated = update.clone();
+    apply_patch(&mut validated["request"]["object"], &patch);
+    let provenance = provenance_of(&validated["request"]["object"]);
+    assert_eq!(provenance["api"]["digest"], harness.digest(TOOLS));
+    assert_eq!(
+        provenance.as_object().unwrap().len(),
+        1,
+        "the exempt pause image has no entry: {provenance}"
+    );
+
+    // /validate sees the pinned image and the rewritten annotation: admitted, and recorded.
+    let response = harness.post("/validate", &validated).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let records = harness.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].image.clone(), records[0].result),
+        (harness.pinned(TOOLS), "allowed")
+    );
+}
+
+#[tokio::test]
+async fn validate_refuses_a_pod_image_still_a_tag_and_says_why() {
+    let harness = Harness::new();
+    let api_digest = harness.digest(API);
+    let review = pod_review("prod", &[("api", API)]);
+
+    // No mutation at all (the mutating configuration removed): /validate sees the tag.
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(response["status"]["code"], 403);
+    let text = message(&response);
+    assert!(
+        text.starts_with(&format!(
+            "image {API} denied: rule \"acme\": verified as {api_digest}, but the Pod would pull it by tag"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("did not pin it: mutation is disabled"),
+        "{text}"
+    );
+    assert_eq!(
+        audit_images(&response),
+        json!([{"image": API, "result": "denied", "reason": "unpinned_tag", "digest": api_digest}])
+    );
+    assert_eq!(harness.events.events().len(), 1, "a denial Event");
+
+    // Pinned by /mutate, then set back to a tag by a later mutating webhook, and ours not
+    // reinvoked.
+    let mut changed = harness.mutated(&review).await;
+    changed["request"]["object"]["spec"]["containers"][0]["image"] = json!(API);
+    let response = harness.post("/validate", &changed).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let text = message(&response);
+    assert!(
+        text.contains("another mutating webhook changed the image")
+            && text.contains("reinvocationPolicy: IfNeeded"),
+        "{text}"
+    );
+
+    // As /mutate left it: admitted.
+    let pinned = harness.mutated(&review).await;
+    assert_eq!(harness.post("/validate", &pinned).await["allowed"], true);
+
+    // `kubectl debug` where the mutating configuration leaves out pods/ephemeralcontainers.
+    let mut debug = pinned.clone();
+    debug["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": TOOLS, "targetContainerName": "api"}]);
+    debug["request"]["subResource"] = json!("ephemeralcontainers");
+    let debug = as_update(debug, pinned["request"]["object"].clone());
+    let response = harness.post("/validate", &debug).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let text = message(&response);
+    assert!(
+        text.starts_with(&format!("image {TOOLS} denied: ")) && text.contains("did not pin it"),
+        "{text}"
+    );
+    assert_eq!(
+        harness
+            .post("/validate", &harness.mutated(&debug).await)
+            .await["allowed"],
+        true
+    );
+
+    // A Pod UPDATE: the tag it brings is refused, the one the old Pod ran is not judged.
+    let old = pod_review("prod", &[("api", API), ("tools", WORKER)])["request"]["object"].clone();
+    let update = as_update(pod_review("prod", &[("api", API), ("tools", TOOLS)]), old);
+    let response = harness.post("/validate", &update).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let text = message(&response);
+    assert!(
+        text.starts_with(&format!("image {TOOLS} denied: ")) && !text.contains(API),
+        "{text}"
+    );
+    assert_eq!(
+        harness
+            .post("/validate", &harness.mutated(&update).await)
+            .await["allowed"],
+        true
+    );
+
+    // Controllers are never mutated and not refused for tags: their Pods are pinned.
+    let deployment =
+        controller_review("prod", "apps", "Deployment", "deployments", &[("api", API)]);
+    assert_eq!(
+        harness.post("/validate", &deployment).await["allowed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_tag_left_after_mutation_warns_in_warn_mode_and_is_recorded_in_observe_mode() {
+    let harness = Harness::new();
+    let warn = harness
+        .post("/validate", &pod_review("staging", &[("api", API)]))
+        .await;
+    assert_eq!(warn["allowed"], true, "{warn}");
+    let warned = warnings(&warn);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with(&format!(
+            "image {API} not verified: rule \"acme\": verified as sha256:"
+        )),
+        "{}",
+        warned[0]
+    );
+    assert_eq!(warn["auditAnnotations"]["verdict"], "warned");
+
+    let observe = harness
+        .post("/validate", &pod_review("dev", &[("api", API)]))
+        .await;
+    assert_eq!(observe["allowed"], true, "{observe}");
+    assert!(observe.get("warnings").is_none(), "{observe}");
+    assert_eq!(observe["auditAnnotations"]["verdict"], "would_deny");
+    let results: Vec<_> = harness
+        .records()
+        .iter()
+        .map(|record| record.result)
+        .collect();
+    assert_eq!(results, ["warned", "would_deny"]);
+    let metrics = harness.metrics();
+    for line in [
+        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="unpinned_tag"} 1"#,
+        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="unpinned_tag"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(harness.events.events().is_empty());
+}
+
+#[tokio::test]
+async fn image_volumes_are_checked_like_containers_and_pinned() {
+    let harness = Harness::new();
+    // An exempt container and an unattested image volume.
+    let mut review = pod_review("prod", &[("pause", PAUSE)]);
+    add_image_volume(&mut review["request"]["object"]["spec"], "models", WORKER);
+    for path in ["/validate", "/mutate"] {
+        let response = harness.post(path, &review).await;
+        assert_eq!(response["allowed"], false, "{path}: {response}");
+        assert!(
+            message(&response).starts_with(&format!(
+                "image {WORKER} denied: rule \"acme\": no attestation found for sha256:"
+            )),
+            "{path}: {}",
+            message(&response)
+        );
+    }
+
+    // The same through the pod template of every controller kind.
+    let kinds = [
+        ("apps", "Deployment", "deployments", "/spec/template/spec"),
+        ("apps", "ReplicaSet", "replicasets", "/spec/template/spec"),
+        ("apps", "StatefulSet", "statefulsets", "/spec/template/spec"),
+        ("apps", "DaemonSet", "daemonsets", "/spec/template/spec"),
+        ("batch", "Job", "jobs", "/spec/template/spec"),
+        (
+            "batch",
+            "CronJob",
+            "cronjobs",
+            "/spec/jobTemplate/spec/template/spec",
+        ),
+    ];
+    for (group, kind, resource, spec) in kinds {
+        let mut review = controller_review("prod", group, kind, resource, &[("pause", PAUSE)]);
+        let spec = review["request"]["object"].pointer_mut(spec).unwrap();
+        add_image_volume(spec, "models", WORKER);
+        let response = harness.post("/validate", &review).await;
+        assert_eq!(response["allowed"], false, "{kind}: {response}");
+        assert!(
+            message(&response).starts_with(&format!("image {WORKER} denied")),
+            "{kind}"
+        );
+    }
+
+    // Attested: pinned where the volume names it, and recorded apart from the containers.
+    let mut review = pod_review("prod", &[("api", API)]);
+    add_image_volume(&mut review["request"]["object"]["spec"], "api", API);
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let patch = patch_of(&response).unwrap();
+    assert!(
+        patch.as_array().unwrap().contains(&json!({
+            "op": "replace",
+            "path": "/spec/volumes/1/image/reference",
+            "value": harness.pinned(API),
+        })),
+        "{patch}"
+    );
+    let mutated = harness.mutated(&review).await;
+    let provenance = provenance_of(&mutated["request"]["object"]);
+    assert_eq!(provenance["volume:api"]["digest"], harness.digest(API));
+    assert_eq!(provenance["api"]["digest"], harness.digest(API));
+    assert_eq!(harness.post("/validate", &mutated).await["allowed"], true);
+    // Left as a tag, the volume is refused like a container.
+    let mut unpinned = mutated.clone();
+    unpinned["request"]["object"]["spec"]["volumes"][1]["image"]["reference"] = json!(API);
+    let response = harness.post("/validate", &unpinned).await;
+    assert_eq!(response["allowed"], false, "{response}");
+}
+
+#[tokio::test]
+async fn a_pod_update_may_not_change_the_provenance_annotation_on_its_own() {
+    let harness = Harness::new();
+    let key = "provenance-gate.dev/provenance";
+    let forged = json!(
+        r#"{"api":{"sourceRepository":"https://github.com/acme/api","digest":"sha256:0000"}}"#
+    );
+
+    // On CREATE the requester's value is replaced by what was verified.
+    let mut review = pod_review("prod", &[("api", API)]);
+    review["request"]["object"]["metadata"]["annotations"][key] = forged.clone();
+    let created = harness.mutated(&review).await;
+    assert_eq!(
+        provenance_of(&created["request"]["object"])["api"]["digest"],
+        harness.digest(API)
+    );
+
+    // Refused in every mode, at both endpoints: removed, changed, or added to a Pod
+    // admitted without one.
+    for namespace in ["prod", "staging", "dev"] {
+        let created = harness
+            .mutated(&pod_review(namespace, &[("api", API)]))
+            .await;
+        let old = created["request"]["object"].clone();
+        let without = |object: &Value| {
+            let mut object = object.clone();
+            object["metadata"]["annotations"]
+                .as_object_mut()
+                .unwrap()
+                .remove(key);
+            object
+        };
+        let mut removed = as_update(created.clone(), old.clone());
+        removed["request"]["object"] = without(&old);
+        let mut changed = as_update(created.clone(), old.clone());
+        changed["request"]["object"]["metadata"]["annotations"][key] = forged.clone();
+        let added = as_update(created.clone(), without(&old));
+        for (edit, update) in [("removes", removed), ("changes", changed), ("adds", added)] {
+            for path in ["/mutate", "/validate"] {
+                let response = harness.post(path, &update).await;
+                assert_eq!(response["allowed"], false, "{namespace} {edit} {path}");
+                assert_eq!(response["status"]["code"], 403);
+                assert_eq!(
+                    message(&response),
+                    format!("the annotation {key} is provenance-gate's record of what it verified and only provenance-gate writes it: this UPDATE {edit} it without changing an image"),
+                );
+            }
+        }
+
+        // Other edits pass untouched.
+        let mut relabelled = as_update(created.clone(), old.clone());
+        relabelled["request"]["object"]["metadata"]["labels"]["tier"] = json!("web");
+        for path in ["/mutate", "/validate"] {
+            assert_eq!(
+                harness.post(path, &relabelled).await,
+                json!({"uid": relabelled["request"]["uid"], "allowed": true}),
+                "{namespace} {path}"
+            );
+        }
+
+        // With an image change /mutate rewrites it, whatever the requester sent.
+        let mut with_image = as_update(created, old);
+        with_image["request"]["object"]["spec"]["containers"][0]["image"] = json!(TOOLS);
+        with_image["request"]["object"]["metadata"]["annotations"][key] = forged.clone();
+        let rewritten = harness.mutated(&with_image).await;
+        let provenance = provenance_of(&rewritten["request"]["object"]);
+        assert_eq!(
+            provenance["api"]["digest"],
+            harness.digest(TOOLS),
+            "{namespace}"
+        );
+        assert_eq!(
+            harness.post("/validate", &rewritten).await["allowed"],
+            true,
+            "{namespace}"
+        );
+    }
+    let refused = harness
+        .events
+        .events()
+        .iter()
+        .filter(|event| event.note.contains("this UPDATE"))
+        .count();
+    assert_eq!(refused, 3 * 3 * 2, "one Event per refusal");
 }

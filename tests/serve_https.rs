@@ -613,10 +613,9 @@ registries:
     let staging = Gate::start(setup("env=staging"));
     let client = https_client(&pki.ca_der());
 
-    // Attested: admitted, and /mutate pins the image to the verified digest.
+    // Attested: /mutate pins the image to the verified digest, and /validate admits the Pod
+    // as /mutate left it.
     let review = pod_review(&attested.reference, "7a0c0000-0000-4000-8000-000000000001");
-    let allowed = post_review(&client, &production.url("/validate"), &review).await;
-    assert_eq!(allowed["allowed"], true, "{allowed}");
     let mutated = post_review(&client, &production.url("/mutate"), &review).await;
     assert_eq!(mutated["allowed"], true, "{mutated}");
     let patch = decoded_patch(&mutated);
@@ -635,6 +634,9 @@ registries:
             || patch.to_string().contains("provenance-gate.dev/provenance"),
         "{patch}"
     );
+    let review = pod_review(&pinned, "7a0c0000-0000-4000-8000-000000000001");
+    let allowed = post_review(&client, &production.url("/validate"), &review).await;
+    assert_eq!(allowed["allowed"], true, "{allowed}");
 
     // Unattested: denied in enforce, admitted with a warning in warn.
     let review = pod_review(

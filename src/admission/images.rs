@@ -1,48 +1,67 @@
 //! Which images an object runs: the containers, init containers and ephemeral containers of
-//! a Pod or of the pod template of a workload controller, each with the JSON pointer of its
-//! `image` field (for the digest patch).
+//! a Pod or of the pod template of a workload controller, and its image volumes, each with the
+//! JSON pointer of the field that names the image (for the digest patch).
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::review::GroupVersionKind;
 
-/// The container lists of a pod spec, in the order the kubelet starts them.
+/// Where a pod spec names an image: its container lists, in the order the kubelet starts
+/// them, and its image volumes (`volumes[].image.reference`, the ImageVolume feature), which
+/// the kubelet pulls like any container image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerList {
+pub enum ImageSource {
     InitContainers,
     Containers,
     EphemeralContainers,
+    ImageVolumes,
 }
 
-impl ContainerList {
-    pub const ALL: [ContainerList; 3] = [
-        ContainerList::InitContainers,
-        ContainerList::Containers,
-        ContainerList::EphemeralContainers,
+impl ImageSource {
+    pub const ALL: [ImageSource; 4] = [
+        ImageSource::InitContainers,
+        ImageSource::Containers,
+        ImageSource::EphemeralContainers,
+        ImageSource::ImageVolumes,
     ];
 
-    /// The field name in a pod spec.
+    /// The list's field name in a pod spec.
     pub fn field(self) -> &'static str {
         match self {
-            ContainerList::InitContainers => "initContainers",
-            ContainerList::Containers => "containers",
-            ContainerList::EphemeralContainers => "ephemeralContainers",
+            ImageSource::InitContainers => "initContainers",
+            ImageSource::Containers => "containers",
+            ImageSource::EphemeralContainers => "ephemeralContainers",
+            ImageSource::ImageVolumes => "volumes",
         }
     }
 }
 
-/// One container's image, where it is written.
+/// One image of a pod spec, where it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerImage {
-    pub list: ContainerList,
-    /// The container's name (empty when the object has none; the API server rejects that).
-    pub container: String,
+pub struct PodImage {
+    pub source: ImageSource,
+    /// The container's or volume's name (empty when the object has none; the API server
+    /// rejects that).
+    pub name: String,
     /// The image reference as written.
     pub image: String,
-    /// JSON pointer of the `image` field, e.g. `/spec/containers/0/image`.
+    /// JSON pointer of the field, e.g. `/spec/containers/0/image` or
+    /// `/spec/volumes/2/image/reference`.
     pub pointer: String,
+}
+
+impl PodImage {
+    /// The key of this image in the provenance annotation: the container's name, or
+    /// `volume:<name>` for an image volume. A container name is a DNS label and never holds
+    /// a `:`, so the two cannot collide.
+    pub fn annotation_key(&self) -> String {
+        match self.source {
+            ImageSource::ImageVolumes => format!("volume:{}", self.name),
+            _ => self.name.clone(),
+        }
+    }
 }
 
 /// Why the images of an object could not be listed.
@@ -65,60 +84,91 @@ pub fn pod_spec_pointer(kind: &GroupVersionKind) -> Option<&'static str> {
     }
 }
 
-/// Every container image of `object` whose pod spec is at `spec_pointer`. A missing spec or
-/// list has no images (the API server's own validation refuses what is required); a value
-/// of the wrong type is an error, so that nothing is silently skipped.
-pub fn list_images(
-    object: &Value,
-    spec_pointer: &str,
-) -> Result<Vec<ContainerImage>, ImageListError> {
-    let wrong = |pointer: String, expected| ImageListError { pointer, expected };
+/// Every image of `object` whose pod spec is at `spec_pointer`. A missing spec, list or
+/// image has none (the API server's own validation refuses what is required; a volume without
+/// `image` is another kind of volume); a value of the wrong type is an error, so that nothing
+/// is silently skipped.
+pub fn list_images(object: &Value, spec_pointer: &str) -> Result<Vec<PodImage>, ImageListError> {
     let spec = match object.pointer(spec_pointer) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(spec @ Value::Object(_)) => spec,
         Some(_) => return Err(wrong(spec_pointer.to_owned(), "an object")),
     };
     let mut images = Vec::new();
-    for list in ContainerList::ALL {
-        let list_pointer = format!("{spec_pointer}/{}", list.field());
-        let containers = match spec.get(list.field()) {
+    for source in ImageSource::ALL {
+        let list_pointer = format!("{spec_pointer}/{}", source.field());
+        let entries = match spec.get(source.field()) {
             None | Some(Value::Null) => continue,
-            Some(Value::Array(containers)) => containers,
+            Some(Value::Array(entries)) => entries,
             Some(_) => return Err(wrong(list_pointer, "a list")),
         };
-        for (index, container) in containers.iter().enumerate() {
+        for (index, entry) in entries.iter().enumerate() {
             let pointer = format!("{list_pointer}/{index}");
-            let Value::Object(container) = container else {
+            let Value::Object(entry) = entry else {
                 return Err(wrong(pointer, "an object"));
             };
-            let container_name = match container.get("name") {
+            let name = match entry.get("name") {
                 None | Some(Value::Null) => String::new(),
                 Some(Value::String(name)) => name.clone(),
                 Some(_) => return Err(wrong(format!("{pointer}/name"), "a string")),
             };
-            match container.get("image") {
-                // Required by the API server for Pods and templates alike; nothing to check.
-                None | Some(Value::Null) => {}
-                Some(Value::String(image)) => images.push(ContainerImage {
-                    list,
-                    container: container_name,
-                    image: image.clone(),
-                    pointer: format!("{pointer}/image"),
-                }),
-                Some(_) => return Err(wrong(format!("{pointer}/image"), "a string")),
+            let image = match source {
+                ImageSource::ImageVolumes => volume_image(entry, &pointer)?,
+                _ => string_field(entry, "image", &pointer)?,
+            };
+            if let Some((image, pointer)) = image {
+                images.push(PodImage {
+                    source,
+                    name,
+                    image,
+                    pointer,
+                });
             }
         }
     }
     Ok(images)
 }
 
+fn wrong(pointer: String, expected: &'static str) -> ImageListError {
+    ImageListError { pointer, expected }
+}
+
+/// `entry[key]` when it is a string, with its pointer; absent or null is no image.
+fn string_field(
+    entry: &Map<String, Value>,
+    key: &str,
+    pointer: &str,
+) -> Result<Option<(String, String)>, ImageListError> {
+    let pointer = format!("{pointer}/{key}");
+    match entry.get(key) {
+        // Required by the API server for Pods; optional in templates (ImageVolume) where a
+        // controller may fill it in. Nothing to check either way.
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(image)) => Ok(Some((image.clone(), pointer))),
+        Some(_) => Err(wrong(pointer, "a string")),
+    }
+}
+
+/// The `image.reference` of a volume; other volume kinds have no `image`.
+fn volume_image(
+    volume: &Map<String, Value>,
+    pointer: &str,
+) -> Result<Option<(String, String)>, ImageListError> {
+    let pointer = format!("{pointer}/image");
+    match volume.get("image") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(image)) => string_field(image, "reference", &pointer),
+        Some(_) => Err(wrong(pointer, "an object")),
+    }
+}
+
 /// The images `object` runs that `old_object` did not run anywhere: what an UPDATE brings.
 /// An undecodable old object counts as empty, so that everything is checked.
 pub fn new_images(
-    images: Vec<ContainerImage>,
+    images: Vec<PodImage>,
     old_object: Option<&Value>,
     spec_pointer: &str,
-) -> Vec<ContainerImage> {
+) -> Vec<PodImage> {
     let before: BTreeSet<String> = old_object
         .and_then(|old| list_images(old, spec_pointer).ok())
         .unwrap_or_default()
@@ -152,16 +202,20 @@ mod tests {
                 {"name": "sidecar", "image": "registry.k8s.io/pause:3.9"},
             ],
             "ephemeralContainers": [{"name": "debug", "image": "busybox"}],
+            "volumes": [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "models", "image": {"reference": "ghcr.io/acme/models:7", "pullPolicy": "IfNotPresent"}},
+            ],
         })
     }
 
-    fn listed(images: &[ContainerImage]) -> Vec<(ContainerList, &str, &str, &str)> {
+    fn listed(images: &[PodImage]) -> Vec<(ImageSource, &str, &str, &str)> {
         images
             .iter()
             .map(|image| {
                 (
-                    image.list,
-                    image.container.as_str(),
+                    image.source,
+                    image.name.as_str(),
                     image.image.as_str(),
                     image.pointer.as_str(),
                 )
@@ -217,28 +271,34 @@ mod tests {
             let p = |suffix: &str| format!("{prefix}{suffix}");
             let expected = [
                 (
-                    ContainerList::InitContainers,
+                    ImageSource::InitContainers,
                     "migrate",
                     "ghcr.io/acme/migrate:1",
                     p("/initContainers/0/image"),
                 ),
                 (
-                    ContainerList::Containers,
+                    ImageSource::Containers,
                     "api",
                     "ghcr.io/acme/api:1.2",
                     p("/containers/0/image"),
                 ),
                 (
-                    ContainerList::Containers,
+                    ImageSource::Containers,
                     "sidecar",
                     "registry.k8s.io/pause:3.9",
                     p("/containers/1/image"),
                 ),
                 (
-                    ContainerList::EphemeralContainers,
+                    ImageSource::EphemeralContainers,
                     "debug",
                     "busybox",
                     p("/ephemeralContainers/0/image"),
+                ),
+                (
+                    ImageSource::ImageVolumes,
+                    "models",
+                    "ghcr.io/acme/models:7",
+                    p("/volumes/1/image/reference"),
                 ),
             ];
             let expected: Vec<_> = expected
@@ -262,34 +322,62 @@ mod tests {
     }
 
     #[test]
-    fn each_container_list_on_its_own() {
-        for list in ContainerList::ALL {
+    fn each_image_source_on_its_own() {
+        for source in ImageSource::ALL {
+            let (entry, suffix) = match source {
+                ImageSource::ImageVolumes => (
+                    json!({"name": "only", "image": {"reference": "ghcr.io/acme/x:1"}}),
+                    "image/reference",
+                ),
+                _ => (
+                    json!({"name": "only", "image": "ghcr.io/acme/x:1"}),
+                    "image",
+                ),
+            };
             let mut spec = serde_json::Map::new();
-            spec.insert(
-                list.field().into(),
-                json!([{"name": "only", "image": "ghcr.io/acme/x:1"}]),
-            );
+            spec.insert(source.field().into(), json!([entry]));
             let images = list_images(&json!({"spec": spec}), "/spec").unwrap();
             assert_eq!(
                 listed(&images),
                 [(
-                    list,
+                    source,
                     "only",
                     "ghcr.io/acme/x:1",
-                    format!("/spec/{}/0/image", list.field()).as_str()
+                    format!("/spec/{}/0/{suffix}", source.field()).as_str()
                 )]
             );
         }
     }
 
     #[test]
+    fn image_volumes_are_keyed_apart_from_containers_in_the_annotation() {
+        let spec = json!({"spec": {
+            "containers": [{"name": "models", "image": "ghcr.io/acme/api:1"}],
+            "volumes": [{"name": "models", "image": {"reference": "ghcr.io/acme/models:7"}}],
+        }});
+        let keys: Vec<String> = list_images(&spec, "/spec")
+            .unwrap()
+            .iter()
+            .map(PodImage::annotation_key)
+            .collect();
+        assert_eq!(keys, ["models", "volume:models"]);
+    }
+
+    #[test]
     fn missing_parts_have_no_images_and_wrong_types_are_errors() {
         assert!(list_images(&json!({}), "/spec").unwrap().is_empty());
-        assert!(
-            list_images(&json!({"spec": {"containers": [{"name": "a"}]}}), "/spec")
-                .unwrap()
-                .is_empty()
-        );
+        for spec in [
+            json!({"containers": [{"name": "a"}]}),
+            // Volumes of other kinds, and an image volume whose reference a controller fills in.
+            json!({"volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "image": {}}, {"name": "c", "image": null}]}),
+        ] {
+            assert!(
+                list_images(&json!({"spec": spec}), "/spec")
+                    .unwrap()
+                    .is_empty(),
+                "{spec}"
+            );
+        }
         let cases = [
             (json!({"spec": []}), "/spec is not an object"),
             (
@@ -307,6 +395,18 @@ mod tests {
             (
                 json!({"spec": {"containers": [{"name": 1, "image": "x"}]}}),
                 "/spec/containers/0/name is not a string",
+            ),
+            (
+                json!({"spec": {"volumes": {}}}),
+                "/spec/volumes is not a list",
+            ),
+            (
+                json!({"spec": {"volumes": [{"name": "v", "image": "ghcr.io/acme/x:1"}]}}),
+                "/spec/volumes/0/image is not an object",
+            ),
+            (
+                json!({"spec": {"volumes": [{"name": "v", "image": {"reference": ["x"]}}]}}),
+                "/spec/volumes/0/image/reference is not a string",
             ),
         ];
         for (object, message) in cases {

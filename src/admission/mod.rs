@@ -1,7 +1,8 @@
 //! The admission webhook: AdmissionReview in, AdmissionReview out.
 //!
 //! - [`review`] decodes a review and says what is malformed;
-//! - [`images`] lists the images of Pods and pod templates, with their JSON paths;
+//! - [`images`] lists the images of Pods and pod templates (containers and image volumes),
+//!   with their JSON paths;
 //! - `workload` checks those images under one time budget and decides per namespace mode
 //!   and break-glass; `namespace` judges Namespace writes that declare break-glass;
 //! - [`patch`] and [`response`] build the answer; `evidence` writes the decision records,

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// The Pod annotation recording the provenance each container was admitted on.
+/// The Pod annotation recording the provenance each container and image volume was admitted
+/// on. Only `/mutate` writes it: a requester's value is replaced on CREATE, and an UPDATE may
+/// change it only together with an image (then `/mutate` rewrites it).
 pub const PROVENANCE_ANNOTATION: &str = "provenance-gate.dev/provenance";
 
 /// Escapes one JSON pointer reference token (RFC 6901): `~` → `~0`, `/` → `~1`.
@@ -45,19 +47,23 @@ pub fn set_annotation(object: &Value, key: &str, value: &str) -> Value {
     }
 }
 
+/// The value of annotation `key` on `object`, as written (not necessarily a string: the
+/// API server refuses other types, but nothing here relies on that).
+pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    object.pointer("/metadata/annotations")?.get(key)
+}
+
 /// Removes annotation `key` from `object`, when it is there.
 pub fn remove_annotation(object: &Value, key: &str) -> Option<Value> {
-    object
-        .pointer("/metadata/annotations")
-        .and_then(|annotations| annotations.get(key))?;
+    annotation(object, key)?;
     Some(json!({
         "op": "remove",
         "path": format!("/metadata/annotations/{}", escape_pointer_token(key)),
     }))
 }
 
-/// What one container was admitted on: enough to find the build again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What one container or image volume was admitted on: enough to find the build again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerProvenance {
     pub source_repository: Option<String>,
@@ -67,10 +73,20 @@ pub struct ContainerProvenance {
     pub digest: String,
 }
 
-/// The provenance annotation's value: a JSON object keyed by container name.
+/// The provenance annotation's value: a JSON object keyed by container name, and by
+/// `volume:<name>` for image volumes.
 pub fn provenance_annotation(containers: &BTreeMap<String, ContainerProvenance>) -> String {
     // Plain strings and options only: serialisation cannot fail.
     serde_json::to_string(containers).unwrap_or_default()
+}
+
+/// The entries of the provenance annotation on `object`; none when it is absent or not
+/// what [`provenance_annotation`] writes.
+pub fn provenance_entries(object: &Value) -> BTreeMap<String, ContainerProvenance> {
+    annotation(object, PROVENANCE_ANNOTATION)
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
 }
 
 /// A patch as the AdmissionResponse carries it: base64 of the JSON array.
@@ -152,6 +168,14 @@ mod tests {
             "/spec/containers/0/image",
             "ghcr.io/acme/api:1@sha256:ab",
         )];
+        let annotated = json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: provenance_annotation(&containers)}}});
+        assert_eq!(provenance_entries(&annotated), containers);
+        for unreadable in [
+            json!({}),
+            json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: "not json"}}}),
+        ] {
+            assert!(provenance_entries(&unreadable).is_empty(), "{unreadable}");
+        }
         let decoded = BASE64.decode(encode(&operations)).unwrap();
         assert_eq!(
             String::from_utf8(decoded).unwrap(),

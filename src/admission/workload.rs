@@ -12,14 +12,14 @@ use serde_json::Value;
 use crate::audit::RequestContext;
 use crate::breakglass::{self, BreakGlassState};
 use crate::cluster::ObjectRef;
-use crate::decision::decide;
+use crate::decision::{decide_admission, Pinning, UnpinnedCause};
 use crate::image::ImageReference;
 use crate::image_check::{FailureKind, ImageCheck, ImageOutcome};
 use crate::policy::{ImageClass, Mode, Policy};
 use crate::registry::Registry;
 
 use super::evidence::{self, ImageVerdict, Subject};
-use super::images::{self, ContainerImage};
+use super::images::{self, PodImage};
 use super::patch::{self, ContainerProvenance, PROVENANCE_ANNOTATION};
 use super::response::{bounded, AdmissionResponse, MAX_AUDIT_VALUE_CHARS};
 use super::review::{AdmissionRequest, Operation, ReviewError};
@@ -49,7 +49,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     if request.sub_resource.is_some() && !ephemeral_update {
         return AdmissionResponse::allow(uid);
     }
-    let listed = match images::list_images(object, spec_pointer) {
+    let all_images = match images::list_images(object, spec_pointer) {
         Ok(listed) => listed,
         Err(error) => {
             let error = ReviewError::Undecodable {
@@ -63,11 +63,38 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             );
         }
     };
+    let old_object = match request.operation {
+        Operation::Update => request.old_object.as_ref(),
+        _ => None,
+    };
+    // The subresource takes only ephemeralContainers from the object, so a Pod's own
+    // UPDATE is the one that can rewrite the annotation.
+    let pod_update = is_pod && request.operation == Operation::Update && !ephemeral_update;
+    let images_changed = old_object
+        .and_then(|old| images::list_images(old, spec_pointer).ok())
+        .is_none_or(|before| before != all_images);
+    if pod_update {
+        if let Some(edit) = provenance_annotation_edit(object, old_object, images_changed) {
+            return refuse_annotation_edit(state, request, object, edit);
+        }
+    }
     let listed = match request.operation {
-        Operation::Update => images::new_images(listed, request.old_object.as_ref(), spec_pointer),
-        _ => listed,
+        Operation::Update => images::new_images(all_images.clone(), old_object, spec_pointer),
+        _ => all_images.clone(),
+    };
+    let annotation = match (ephemeral_update, request.operation) {
+        (true, _) => AnnotationPlan::Keep,
+        (false, Operation::Update) => AnnotationPlan::Write {
+            carried_from: old_object,
+        },
+        (false, _) => AnnotationPlan::Write { carried_from: None },
     };
     if listed.is_empty() {
+        // Images swapped between containers bring nothing new, yet the annotation follows them.
+        if endpoint == Endpoint::Mutate && pod_update && images_changed {
+            let operations = pod_patch(object, &all_images, &[], annotation);
+            return AdmissionResponse::allow(uid).with_patch(&operations);
+        }
         return AdmissionResponse::allow(uid);
     }
     let Some(policy) = state.policy.current() else {
@@ -115,10 +142,12 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             .collect()
     };
     let checks = check_all(state, &policy, &distinct).await;
+    let pinned_here = pinned_in_this_request(object, old_object, ephemeral_update);
     let verdicts: Vec<ImageVerdict> = checks
         .into_iter()
         .map(|check| {
-            let decision = decide(mode, &check.outcome);
+            let pinning = pinning_of(endpoint, is_pod, &check.image, &listed, &pinned_here);
+            let decision = decide_admission(mode, &check.outcome, pinning);
             ImageVerdict::new(check, decision, &break_glass)
         })
         .collect();
@@ -152,15 +181,127 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     response.audit_annotations = audit_annotations(&verdicts, allowed);
     // Controllers are never mutated: GitOps tools would see drift in what they apply.
     if allowed && endpoint == Endpoint::Mutate && is_pod {
-        if request.operation == Operation::Create {
-            response = response.with_patch(&pod_patch(object, &listed, &verdicts, true));
-        } else if ephemeral_update {
-            // The subresource only takes ephemeralContainers from the object; an annotation
-            // sent with it would be dropped silently, so only the images are pinned.
-            response = response.with_patch(&pod_patch(object, &listed, &verdicts, false));
-        }
+        response = response.with_patch(&pod_patch(object, &all_images, &verdicts, annotation));
     }
     response
+}
+
+/// What a Pod UPDATE did to the provenance annotation while running the same images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnnotationEdit {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl AnnotationEdit {
+    fn as_str(self) -> &'static str {
+        match self {
+            AnnotationEdit::Added => "added",
+            AnnotationEdit::Changed => "changed",
+            AnnotationEdit::Removed => "removed",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            AnnotationEdit::Added => "adds",
+            AnnotationEdit::Changed => "changes",
+            AnnotationEdit::Removed => "removes",
+        }
+    }
+}
+
+/// The edit of the provenance annotation that an UPDATE makes on its own. With an image
+/// change it is none: `/mutate` rewrites the annotation then.
+fn provenance_annotation_edit(
+    object: &Value,
+    old_object: Option<&Value>,
+    images_changed: bool,
+) -> Option<AnnotationEdit> {
+    if images_changed {
+        return None;
+    }
+    let before = old_object.and_then(|old| patch::annotation(old, PROVENANCE_ANNOTATION));
+    match (before, patch::annotation(object, PROVENANCE_ANNOTATION)) {
+        (None, None) => None,
+        (None, Some(_)) => Some(AnnotationEdit::Added),
+        (Some(_), None) => Some(AnnotationEdit::Removed),
+        (Some(before), Some(after)) => (before != after).then_some(AnnotationEdit::Changed),
+    }
+}
+
+/// Refuses an edit of the provenance annotation, in every mode: the annotation is the
+/// gate's record of what it verified, not a verdict on an image, and refusing the edit
+/// stops no container. A record forged in an observe namespace would still mislead once the
+/// namespace enforces.
+fn refuse_annotation_edit<R>(
+    state: &WebhookState<R>,
+    request: &AdmissionRequest,
+    object: &Value,
+    edit: AnnotationEdit,
+) -> AdmissionResponse {
+    let subject = subject_of(request, object);
+    let message = format!(
+        "the annotation {PROVENANCE_ANNOTATION} is provenance-gate's record of what it verified \
+         and only provenance-gate writes it: this UPDATE {} it without changing an image",
+        edit.verb()
+    );
+    tracing::warn!(uid = %request.uid, namespace = %subject.namespace, edit = edit.as_str(), "provenance annotation edit refused");
+    evidence::emit_denial(state, &subject, &message);
+    let mut response = AdmissionResponse::deny(&request.uid, 403, &message);
+    response.audit_annotations = BTreeMap::from([
+        ("verdict".to_owned(), "denied".to_owned()),
+        ("provenanceAnnotation".to_owned(), edit.as_str().to_owned()),
+    ]);
+    response
+}
+
+/// The keys of the provenance annotation that `/mutate` wrote in this request: every key on
+/// CREATE (a requester's own value is replaced there), the keys whose entry differs from the
+/// old object's on UPDATE, none for the ephemeral containers subresource (which keeps the
+/// annotation).
+fn pinned_in_this_request(
+    object: &Value,
+    old_object: Option<&Value>,
+    ephemeral_update: bool,
+) -> BTreeSet<String> {
+    if ephemeral_update {
+        return BTreeSet::new();
+    }
+    let before = old_object
+        .map(patch::provenance_entries)
+        .unwrap_or_default();
+    patch::provenance_entries(object)
+        .into_iter()
+        .filter(|(key, entry)| before.get(key) != Some(entry))
+        .map(|(key, _)| key)
+        .collect()
+}
+
+/// How the Pod under review pulls `image`. `/mutate` pins what it verifies in its own
+/// answer, and a controller's template is never pulled as written; a Pod seen by
+/// `/validate` pulls what its spec names now.
+fn pinning_of(
+    endpoint: Endpoint,
+    is_pod: bool,
+    image: &str,
+    listed: &[PodImage],
+    pinned_here: &BTreeSet<String>,
+) -> Pinning {
+    let by_digest =
+        ImageReference::parse(image).is_ok_and(|reference| reference.digest().is_some());
+    if endpoint == Endpoint::Mutate || !is_pod || by_digest {
+        return Pinning::Settled;
+    }
+    let pinned_then_changed = listed
+        .iter()
+        .any(|entry| entry.image == image && pinned_here.contains(&entry.annotation_key()));
+    Pinning::Unpinned(if pinned_then_changed {
+        UnpinnedCause::ChangedAfterPinning
+    } else {
+        UnpinnedCause::NotMutated
+    })
 }
 
 /// The object under review, named for records and Events.
@@ -409,13 +550,24 @@ fn audit_annotations(verdicts: &[ImageVerdict], allowed: bool) -> BTreeMap<Strin
     ])
 }
 
-/// Pins each verified image to its digest; on CREATE, also records the provenance of each
-/// container (and removes a provenance annotation the requester wrote itself).
+/// What `/mutate` does with the provenance annotation.
+#[derive(Debug, Clone, Copy)]
+enum AnnotationPlan<'a> {
+    /// `pods/ephemeralcontainers`: the subresource takes only ephemeralContainers from the
+    /// object, and an annotation sent with it would be dropped silently.
+    Keep,
+    /// Written from this review's verified images, plus, on UPDATE, the old object's entries
+    /// for the images it ran already; a value the requester wrote is replaced (or removed).
+    Write { carried_from: Option<&'a Value> },
+}
+
+/// Pins each verified image to its digest and records the provenance of each container and
+/// image volume as `plan` says.
 fn pod_patch(
     object: &Value,
-    listed: &[ContainerImage],
+    all_images: &[PodImage],
     verdicts: &[ImageVerdict],
-    annotate: bool,
+    plan: AnnotationPlan,
 ) -> Vec<Value> {
     let verified = |image: &str| {
         verdicts.iter().find_map(|verdict| match &verdict.check {
@@ -432,21 +584,42 @@ fn pod_patch(
             _ => None,
         })
     };
+    // What the old object's images were admitted on, by image: an UPDATE may move an image
+    // to another container, and its entry moves with it.
+    let carried: BTreeMap<String, ContainerProvenance> = match plan {
+        AnnotationPlan::Write {
+            carried_from: Some(old),
+        } => {
+            let entries = patch::provenance_entries(old);
+            images::list_images(old, "/spec")
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|before| {
+                    let entry = entries.get(&before.annotation_key())?;
+                    Some((before.image, entry.clone()))
+                })
+                .collect()
+        }
+        _ => BTreeMap::new(),
+    };
     let mut operations = Vec::new();
     let mut provenance = BTreeMap::new();
-    for container in listed {
-        let Some((pinned, digest, attestation)) = verified(&container.image) else {
+    for image in all_images {
+        let Some((pinned, digest, attestation)) = verified(&image.image) else {
+            if let Some(entry) = carried.get(&image.image) {
+                provenance.insert(image.annotation_key(), entry.clone());
+            }
             continue;
         };
-        let already_pinned = ImageReference::parse(&container.image)
+        let already_pinned = ImageReference::parse(&image.image)
             .map(|reference| reference.digest().is_some())
             .unwrap_or(false);
         if let (Some(pinned), false) = (pinned, already_pinned) {
-            operations.push(patch::pin_image(&container.pointer, pinned));
+            operations.push(patch::pin_image(&image.pointer, pinned));
         }
         let certificate = &attestation.certificate;
         provenance.insert(
-            container.container.clone(),
+            image.annotation_key(),
             ContainerProvenance {
                 source_repository: certificate.source_repository_uri.clone(),
                 commit: certificate.source_repository_digest.clone(),
@@ -456,7 +629,7 @@ fn pod_patch(
             },
         );
     }
-    if annotate {
+    if let AnnotationPlan::Write { .. } = plan {
         if provenance.is_empty() {
             operations.extend(patch::remove_annotation(object, PROVENANCE_ANNOTATION));
         } else {
@@ -521,8 +694,11 @@ fn too_many_images<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::decide;
+    use crate::decision::fixtures::verified_outcome;
     use crate::policy::UnmatchedAction;
-    use crate::verify::claims::{CertificateClaims, Instance, VerifiedAttestation};
+    use crate::verify::claims::CertificateClaims;
+    use images::ImageSource;
     use serde_json::json;
 
     const DIGEST: &str = "sha256:9c24ac7eca13411bee8f335f96442c0b5ef8de65ff1f85da6f16fcb0c046bd78";
@@ -531,27 +707,21 @@ mod tests {
         ImageCheck {
             image: image.into(),
             pinned: Some(format!("ghcr.io/acme/api:1.2@{DIGEST}")),
-            outcome: ImageOutcome::Verified {
-                rule: "acme".into(),
-                digest: DIGEST.into(),
-                bundle_digest: "sha256:bb".into(),
-                attestation: Box::new(VerifiedAttestation {
-                    instance: Instance::Github,
-                    bundle_digest: "sha256:bb".into(),
-                    signed_at: None,
-                    predicate_type: "https://slsa.dev/provenance/v1".into(),
-                    subjects: Vec::new(),
-                    certificate: CertificateClaims {
-                        source_repository_uri: Some("https://github.com/acme/api".into()),
-                        source_repository_digest: Some("7d2f".into()),
-                        build_config_uri: Some("https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main".into()),
-                        run_invocation_uri: Some("https://github.com/acme/api/actions/runs/1/attempts/1".into()),
-                        ..CertificateClaims::default()
-                    },
-                    predicate: None,
-                }),
-                platforms_checked: None,
-            },
+            outcome: verified_outcome(
+                DIGEST,
+                CertificateClaims {
+                    source_repository_uri: Some("https://github.com/acme/api".into()),
+                    source_repository_digest: Some("7d2f".into()),
+                    build_config_uri: Some(
+                        "https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main"
+                            .into(),
+                    ),
+                    run_invocation_uri: Some(
+                        "https://github.com/acme/api/actions/runs/1/attempts/1".into(),
+                    ),
+                    ..CertificateClaims::default()
+                },
+            ),
         }
     }
 
@@ -582,17 +752,26 @@ mod tests {
             .collect()
     }
 
-    fn container(
-        list: images::ContainerList,
-        name: &str,
-        image: &str,
-        pointer: &str,
-    ) -> ContainerImage {
-        ContainerImage {
-            list,
-            container: name.into(),
+    fn pod_image(source: ImageSource, name: &str, image: &str, pointer: &str) -> PodImage {
+        PodImage {
+            source,
+            name: name.into(),
             image: image.into(),
             pointer: pointer.into(),
+        }
+    }
+
+    /// The annotation entry [`verified`] yields.
+    fn provenance_entry() -> String {
+        format!(
+            r#"{{"sourceRepository":"https://github.com/acme/api","commit":"7d2f","workflow":"https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main","runUrl":"https://github.com/acme/api/actions/runs/1/attempts/1","digest":"{DIGEST}"}}"#
+        )
+    }
+
+    fn annotated(annotation: Option<&str>) -> Value {
+        match annotation {
+            Some(value) => json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: value}}}),
+            None => json!({"metadata": {"annotations": {"team": "payments"}}}),
         }
     }
 
@@ -682,31 +861,37 @@ mod tests {
 
     #[test]
     fn the_pod_patch_pins_verified_images_and_records_their_provenance() {
-        use images::ContainerList::{Containers, InitContainers};
+        use images::ImageSource::{Containers, ImageVolumes, InitContainers};
         let listed = [
-            container(
+            pod_image(
                 InitContainers,
                 "init",
                 "ghcr.io/acme/api:1.2",
                 "/spec/initContainers/0/image",
             ),
-            container(
+            pod_image(
                 Containers,
                 "api",
                 "ghcr.io/acme/api:1.2",
                 "/spec/containers/0/image",
             ),
-            container(
+            pod_image(
                 Containers,
                 "pinned",
                 &format!("ghcr.io/acme/api@{DIGEST}"),
                 "/spec/containers/1/image",
             ),
-            container(
+            pod_image(
                 Containers,
                 "worker",
                 "ghcr.io/acme/worker:2",
                 "/spec/containers/2/image",
+            ),
+            pod_image(
+                ImageVolumes,
+                "api",
+                "ghcr.io/acme/api:1.2",
+                "/spec/volumes/0/image/reference",
             ),
         ];
         let checks = vec![
@@ -717,20 +902,186 @@ mod tests {
         let verdicts = verdicts(Mode::Warn, checks, &BreakGlassState::Absent);
         let object = json!({"metadata": {"name": "p"}});
         let pinned = format!("ghcr.io/acme/api:1.2@{DIGEST}");
-        let entry = format!(
-            r#"{{"sourceRepository":"https://github.com/acme/api","commit":"7d2f","workflow":"https://github.com/acme/api/.github/workflows/release.yml@refs/heads/main","runUrl":"https://github.com/acme/api/actions/runs/1/attempts/1","digest":"{DIGEST}"}}"#
-        );
-        let annotation = format!(r#"{{"api":{entry},"init":{entry},"pinned":{entry}}}"#);
+        let entry = provenance_entry();
+        // The volume is keyed apart from the container of the same name.
+        let annotation =
+            format!(r#"{{"api":{entry},"init":{entry},"pinned":{entry},"volume:api":{entry}}}"#);
+        let fresh = AnnotationPlan::Write { carried_from: None };
         assert_eq!(
-            pod_patch(&object, &listed, &verdicts, true),
+            pod_patch(&object, &listed, &verdicts, fresh),
             vec![
                 json!({"op": "replace", "path": "/spec/initContainers/0/image", "value": pinned}),
                 json!({"op": "replace", "path": "/spec/containers/0/image", "value": pinned}),
+                json!({"op": "replace", "path": "/spec/volumes/0/image/reference", "value": pinned}),
                 json!({"op": "add", "path": "/metadata/annotations", "value": {"provenance-gate.dev/provenance": annotation}}),
             ]
         );
         // Without the annotation (ephemeral containers): pins only.
-        assert_eq!(pod_patch(&object, &listed, &verdicts, false).len(), 2);
+        assert_eq!(
+            pod_patch(&object, &listed, &verdicts, AnnotationPlan::Keep).len(),
+            3
+        );
+    }
+
+    #[test]
+    fn on_update_the_annotation_keeps_the_entries_of_images_run_before() {
+        let entry = provenance_entry();
+        let old = json!({
+            "metadata": {"annotations": {PROVENANCE_ANNOTATION: format!(r#"{{"api":{entry},"sidecar":{{"digest":"sha256:5e"}}}}"#)}},
+            "spec": {"containers": [
+                {"name": "api", "image": "ghcr.io/acme/api:1.1"},
+                {"name": "sidecar", "image": "ghcr.io/acme/sidecar:1"},
+                {"name": "worker", "image": "ghcr.io/acme/worker:1"},
+            ]},
+        });
+        let mut object = old.clone();
+        // api moves to sidecar's image, sidecar to a new verified one, worker to a failed one.
+        object["spec"]["containers"] = json!([
+            {"name": "api", "image": "ghcr.io/acme/sidecar:1"},
+            {"name": "sidecar", "image": "ghcr.io/acme/api:1.2"},
+            {"name": "worker", "image": "ghcr.io/acme/worker:2"},
+        ]);
+        let all_images = images::list_images(&object, "/spec").unwrap();
+        let checks = vec![
+            verified("ghcr.io/acme/api:1.2"),
+            failed("ghcr.io/acme/worker:2", "no attestation"),
+        ];
+        let moved = verdicts(Mode::Warn, checks, &BreakGlassState::Absent);
+        let plan = AnnotationPlan::Write {
+            carried_from: Some(&old),
+        };
+        let operations = pod_patch(&object, &all_images, &moved, plan);
+        assert_eq!(
+            operations,
+            vec![
+                json!({"op": "replace", "path": "/spec/containers/1/image", "value": format!("ghcr.io/acme/api:1.2@{DIGEST}")}),
+                json!({"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1provenance", "value": format!(
+                    r#"{{"api":{{"sourceRepository":null,"commit":null,"workflow":null,"runUrl":null,"digest":"sha256:5e"}},"sidecar":{entry}}}"#
+                )}),
+            ]
+        );
+        // Nothing left to record: the requester's value does not stay either.
+        let checks = vec![failed("ghcr.io/acme/api:1.2", "no attestation")];
+        let unverified = verdicts(Mode::Warn, checks, &BreakGlassState::Absent);
+        let bare = json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: "{}"}}, "spec": {"containers": [{"name": "api", "image": "ghcr.io/acme/api:1.2"}]}});
+        let all_images = images::list_images(&bare, "/spec").unwrap();
+        assert_eq!(
+            pod_patch(&bare, &all_images, &unverified, plan),
+            vec![
+                json!({"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1provenance"})
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_may_change_the_provenance_annotation_only_with_an_image() {
+        let ours = Some(r#"{"api":{"digest":"sha256:ab"}}"#);
+        let forged = Some(r#"{"api":{"digest":"sha256:cd"}}"#);
+        let table = [
+            (ours, ours, false, None),
+            (None, None, false, None),
+            (ours, forged, false, Some(AnnotationEdit::Changed)),
+            (ours, None, false, Some(AnnotationEdit::Removed)),
+            (None, forged, false, Some(AnnotationEdit::Added)),
+            // With an image change /mutate rewrites it, whatever the requester sent.
+            (ours, forged, true, None),
+            (ours, None, true, None),
+            (None, forged, true, None),
+        ];
+        for (before, after, images_changed, expected) in table {
+            let old = annotated(before);
+            assert_eq!(
+                provenance_annotation_edit(&annotated(after), Some(&old), images_changed),
+                expected,
+                "{before:?} -> {after:?}, images changed: {images_changed}"
+            );
+        }
+        // No old object to compare with: whatever is there now is an addition.
+        assert_eq!(
+            provenance_annotation_edit(&annotated(forged), None, false),
+            Some(AnnotationEdit::Added)
+        );
+    }
+
+    #[test]
+    fn a_pod_image_left_as_a_tag_is_unpinned_at_validate_only() {
+        let tag = "ghcr.io/acme/api:1.2";
+        let by_digest = format!("ghcr.io/acme/api:1.2@{DIGEST}");
+        let listed = [
+            pod_image(
+                ImageSource::Containers,
+                "api",
+                tag,
+                "/spec/containers/0/image",
+            ),
+            pod_image(
+                ImageSource::ImageVolumes,
+                "models",
+                tag,
+                "/spec/volumes/0/image/reference",
+            ),
+        ];
+        let none = BTreeSet::new();
+        let api = BTreeSet::from(["api".to_owned()]);
+        let volume = BTreeSet::from(["volume:models".to_owned()]);
+        let unpinned = Pinning::Unpinned;
+        let table = [
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &none,
+                unpinned(UnpinnedCause::NotMutated),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &api,
+                unpinned(UnpinnedCause::ChangedAfterPinning),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                tag,
+                &volume,
+                unpinned(UnpinnedCause::ChangedAfterPinning),
+            ),
+            (
+                Endpoint::Validate,
+                true,
+                by_digest.as_str(),
+                &none,
+                Pinning::Settled,
+            ),
+            // /mutate pins in its own answer; controllers' templates are never pulled as written.
+            (Endpoint::Mutate, true, tag, &none, Pinning::Settled),
+            (Endpoint::Validate, false, tag, &none, Pinning::Settled),
+        ];
+        for (endpoint, is_pod, image, pinned_here, expected) in table {
+            assert_eq!(
+                pinning_of(endpoint, is_pod, image, &listed, pinned_here),
+                expected,
+                "{endpoint:?} pod={is_pod} {image} {pinned_here:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_keys_pinned_in_this_request_are_the_entries_it_wrote() {
+        let entry = provenance_entry();
+        let both = format!(r#"{{"api":{entry},"sidecar":{entry}}}"#);
+        let old_api = format!(r#"{{"api":{entry},"sidecar":{{"digest":"sha256:00"}}}}"#);
+        let object = annotated(Some(&both));
+        let keys = |old: Option<&Value>, ephemeral| {
+            pinned_in_this_request(&object, old, ephemeral)
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(None, false), ["api", "sidecar"]);
+        assert_eq!(keys(Some(&annotated(Some(&old_api))), false), ["sidecar"]);
+        assert_eq!(keys(Some(&object), false), Vec::<String>::new());
+        assert_eq!(keys(Some(&annotated(None)), true), Vec::<String>::new());
     }
 
     #[test]
