@@ -630,7 +630,10 @@ impl<R: Registry> ImageChecker<R> {
             return Ok(false);
         };
         let manifest = self.registry.fetch_manifest(reference, &digest).await?;
-        Ok(is_attestation_content(&manifest.media_type, &manifest.bytes))
+        Ok(is_attestation_content(
+            &manifest.media_type,
+            &manifest.bytes,
+        ))
     }
 }
 
@@ -781,18 +784,31 @@ mod tests {
         let cases = [
             (entry(Some(("linux", "amd64")), &[]), false),
             // The annotation alone never takes an entry out: amd64 nodes pull it.
-            (entry(Some(("linux", "amd64")), &[ATTESTATION_ANNOTATION]), false),
-            (entry(Some(("linux", "arm64")), &[ATTESTATION_ANNOTATION]), false),
+            (
+                entry(Some(("linux", "amd64")), &[ATTESTATION_ANNOTATION]),
+                false,
+            ),
+            (
+                entry(Some(("linux", "arm64")), &[ATTESTATION_ANNOTATION]),
+                false,
+            ),
             // No platform: a runtime may pick it as the default.
             (entry(None, &[ATTESTATION_ANNOTATION]), false),
             (entry(Some(("unknown", "amd64")), &[]), false),
             (entry(Some(("linux", "unknown")), &[]), false),
-            (entry(Some(("unknown", "unknown")), &[ATTESTATION_ANNOTATION]), true),
+            (
+                entry(Some(("unknown", "unknown")), &[ATTESTATION_ANNOTATION]),
+                true,
+            ),
             (entry(Some(("unknown", "unknown")), &[]), true),
             (entry(Some(("Unknown", "UNKNOWN")), &[]), true),
         ];
         for (value, expected) in cases {
-            assert_eq!(has_unknown_platform(&descriptor(value.clone())), expected, "{value}");
+            assert_eq!(
+                has_unknown_platform(&descriptor(value.clone())),
+                expected,
+                "{value}"
+            );
         }
     }
 
@@ -854,10 +870,19 @@ mod tests {
             entry(Some(("linux", "arm64")), &[ATTESTATION_ANNOTATION]),
             entry(Some(("unknown", "unknown")), &[ATTESTATION_ANNOTATION]),
         ];
-        let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})).unwrap();
-        assert_eq!(listed_entries(OCI_INDEX, &index).map(|found| found.len()), Some(3));
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+        )
+        .unwrap();
+        assert_eq!(
+            listed_entries(OCI_INDEX, &index).map(|found| found.len()),
+            Some(3)
+        );
         let bare = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": entries})).unwrap();
-        assert_eq!(listed_entries(DOCKER_MANIFEST_LIST, &bare).map(|found| found.len()), Some(3));
+        assert_eq!(
+            listed_entries(DOCKER_MANIFEST_LIST, &bare).map(|found| found.len()),
+            Some(3)
+        );
         assert!(listed_entries(OCI_MANIFEST, &bare).is_none());
         assert!(listed_entries(OCI_INDEX, &manifest(Some(OCI_MANIFEST), &[])).is_none());
         assert!(listed_entries(OCI_INDEX, b"not json").is_none());

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use provenance_gate::audit::{DecisionRecord, RequestContext};
 use provenance_gate::decision::decide;
 use provenance_gate::image_check::{
-    CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome,
-    DEFAULT_MAX_VERIFICATIONS, MAX_REASON_BYTES,
+    CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome, DEFAULT_MAX_VERIFICATIONS,
+    MAX_REASON_BYTES,
 };
 use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
@@ -729,7 +729,11 @@ async fn index_entries_are_judged_by_platform_and_content_not_by_annotation() {
     // platform pulls it, and one with an unknown platform is still an image.
     let mislabelled = [
         ("arm64", Some(Platform::linux_arm64()), "linux/arm64/v8"),
-        ("unknown", Some(Platform::new("unknown", "unknown")), "unknown/unknown"),
+        (
+            "unknown",
+            Some(Platform::new("unknown", "unknown")),
+            "unknown/unknown",
+        ),
         ("unnamed", None, "(unnamed)"),
     ];
     for (tag, platform, name) in mislabelled {
@@ -746,7 +750,8 @@ async fn index_entries_are_judged_by_platform_and_content_not_by_annotation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetched() {
-    let proxied = Proxied::with_image(|client, _| push_unattested_image(client, "acme/api", "stuffed"));
+    let proxied =
+        Proxied::with_image(|client, _| push_unattested_image(client, "acme/api", "stuffed"));
     let client = proxied.registry.client();
     // Referrers whose artifact type only starts like a bundle's.
     let junk: Vec<PushedAttestation> = (0..3)
@@ -766,7 +771,11 @@ async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetc
     let checker = proxied.checker(CheckSettings::default());
 
     let check = checker.check(&policy, &proxied.reference).await;
-    assert_failed(&check, FailureKind::NotVerified, "does not match any subject");
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "does not match any subject",
+    );
     assert_eq!(
         checker.verification_count(),
         DEFAULT_MAX_VERIFICATIONS as u64
@@ -809,11 +818,19 @@ async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetc
         jiff::Timestamp::now(),
     );
     let line = serde_json::to_string(&record).expect("record serialises");
-    assert!(line.len() < 8 * 1024, "decision record is {} bytes", line.len());
+    assert!(
+        line.len() < 8 * 1024,
+        "decision record is {} bytes",
+        line.len()
+    );
 
     // Checked again: nothing new is verified for the cached digest.
     let again = checker.check(&policy, &proxied.reference).await;
-    assert_failed(&again, FailureKind::NotVerified, "does not match any subject");
+    assert_failed(
+        &again,
+        FailureKind::NotVerified,
+        "does not match any subject",
+    );
     assert_eq!(
         checker.verification_count(),
         DEFAULT_MAX_VERIFICATIONS as u64

@@ -194,14 +194,38 @@ mod tests {
     fn only_bundle_artifacts_are_fetched() {
         let index = crate::registry::OCI_INDEX;
         let cases = [
-            (OCI_MANIFEST, Some("application/vnd.dev.sigstore.bundle.v0.3+json"), true),
-            (OCI_MANIFEST, Some("application/vnd.dev.sigstore.bundle+json;version=0.3"), true),
-            (OCI_MANIFEST, Some("application/vnd.dev.sigstore.bundle+json;version=0.1"), true),
-            (OCI_MANIFEST, Some("application/vnd.dev.sigstore.bundle.junk+json"), false),
-            (OCI_MANIFEST, Some("application/vnd.dev.sigstore.bundle"), false),
+            (
+                OCI_MANIFEST,
+                Some("application/vnd.dev.sigstore.bundle.v0.3+json"),
+                true,
+            ),
+            (
+                OCI_MANIFEST,
+                Some("application/vnd.dev.sigstore.bundle+json;version=0.3"),
+                true,
+            ),
+            (
+                OCI_MANIFEST,
+                Some("application/vnd.dev.sigstore.bundle+json;version=0.1"),
+                true,
+            ),
+            (
+                OCI_MANIFEST,
+                Some("application/vnd.dev.sigstore.bundle.junk+json"),
+                false,
+            ),
+            (
+                OCI_MANIFEST,
+                Some("application/vnd.dev.sigstore.bundle"),
+                false,
+            ),
             (OCI_MANIFEST, Some("application/spdx+json"), false),
             (OCI_MANIFEST, None, false),
-            (index, Some("application/vnd.dev.sigstore.bundle.v0.3+json"), false),
+            (
+                index,
+                Some("application/vnd.dev.sigstore.bundle.v0.3+json"),
+                false,
+            ),
         ];
         for (media_type, artifact_type, expected) in cases {
             assert_eq!(
