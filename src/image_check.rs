@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_VERIFICATIONS: usize = 16;
 /// and decision records.
 pub const MAX_REASON_BYTES: usize = 2048;
 /// Longest part of a reason about one bundle or referrer (bytes).
-pub const MAX_REASON_PART_BYTES: usize = 300;
+pub const MAX_REASON_PART_BYTES: usize = 512;
 
 /// How long answers are kept, and how long one image may take.
 #[derive(Debug, Clone)]
