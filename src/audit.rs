@@ -4,8 +4,12 @@
 use serde::Serialize;
 
 use crate::decision::Decision;
-use crate::image_check::{ImageCheck, ImageOutcome};
+use crate::image_check::{bounded, ImageCheck, ImageOutcome};
 use crate::policy::Mode;
+
+/// Longest `reason` a record carries (bytes). Image checks already bound their reasons; this
+/// keeps every record small whatever a decision adds to them.
+pub const MAX_RECORD_REASON_BYTES: usize = 4096;
 
 /// Where a decision was asked for: an admission request, or the command line.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,7 +95,7 @@ impl DecisionRecord {
             mode,
             environment: environment.map(str::to_owned),
             result: decision.result.as_str(),
-            reason: decision.reason.clone(),
+            reason: bounded(&decision.reason, MAX_RECORD_REASON_BYTES),
             rule: None,
             source_repository: None,
             source_repository_id: None,

@@ -3,18 +3,40 @@
 //! a digest, find and verify the attestations of that digest, and hold them against the
 //! rule. Registry answers and verified attestations are cached per digest; the policy is
 //! evaluated afresh on every check, so a policy change never waits for a cache.
+//!
+//! Bundles are verified lazily and in order: a check stops at the first bundle that
+//! satisfies its rule, and each bundle of a cached digest is verified at most once, so a
+//! stricter policy verifies more of the cached bundles at once instead of waiting for the
+//! cache. At most `max_verifications` bundles are kept per digest.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::attestations::find_bundles;
 use crate::cache::SingleFlightCache;
 use crate::image::{Digest, ImageReference};
 use crate::policy::{self, ImageClass, Policy, Rule, UnmatchedAction};
-use crate::registry::{Descriptor, Registry, RegistryError, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use crate::verify::{verify_bundle, ArtifactInput, TrustedRoots, VerifiedAttestation};
+use crate::registry::{
+    Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
+    OCI_MANIFEST,
+};
+use crate::verify::bundle_file::BUNDLE_MEDIA_TYPES;
+use crate::verify::{
+    verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
+};
+
+/// One bundle per referrer examined (`attestations::MAX_REFERRERS`): real images hold one
+/// bundle per referrer, so only referrers stuffed with many bundles reach this cap.
+pub const DEFAULT_MAX_VERIFICATIONS: usize = 16;
+/// Longest reason of a failed check (bytes); the reason goes into denial messages, Events
+/// and decision records.
+pub const MAX_REASON_BYTES: usize = 2048;
+/// Longest part of a reason about one bundle or referrer (bytes).
+pub const MAX_REASON_PART_BYTES: usize = 512;
 
 /// How long answers are kept, and how long one image may take.
 #[derive(Debug, Clone)]
@@ -31,6 +53,9 @@ pub struct CheckSettings {
     pub cache_capacity: usize,
     /// Platform images of an index examined at most.
     pub max_platforms: usize,
+    /// Bundles kept and verified per digest at most, however many referrers and bundles the
+    /// registry holds: signature checks are what a check costs in CPU.
+    pub max_verifications: usize,
 }
 
 impl Default for CheckSettings {
@@ -42,23 +67,46 @@ impl Default for CheckSettings {
             failure_ttl: Duration::from_secs(10),
             cache_capacity: 4096,
             max_platforms: 32,
+            max_verifications: DEFAULT_MAX_VERIFICATIONS,
         }
     }
 }
 
-/// A bundle as checked for a digest, before any policy.
-#[derive(Debug, Clone)]
-pub struct CheckedBundle {
+/// A bundle found for a digest, verified when first needed and then remembered: checks
+/// walk the bundles in order and stop at the first that satisfies their rule, so the rest
+/// of a digest's bundles cost nothing until some policy needs them.
+#[derive(Debug)]
+pub struct CandidateBundle {
     pub index: usize,
     pub bundle_digest: String,
-    pub verified: Result<VerifiedAttestation, String>,
+    bundle: Arc<ParsedBundle>,
+    verified: OnceCell<Result<VerifiedAttestation, String>>,
 }
 
-/// Policy-free facts about one digest: its verified (or failed) bundles.
-#[derive(Debug, Clone)]
+impl CandidateBundle {
+    /// The verification result, if this bundle was verified yet.
+    pub fn verified(&self) -> Option<&Result<VerifiedAttestation, String>> {
+        self.verified.get()
+    }
+}
+
+/// Policy-free facts about one digest: its bundles (verified or not yet) and why other
+/// referrers gave none.
+#[derive(Debug)]
 pub struct DigestFacts {
-    pub bundles: Vec<CheckedBundle>,
+    subject: Digest,
+    pub bundles: Vec<CandidateBundle>,
     pub problems: Vec<String>,
+    /// Every referrer and bundle could be fetched (see `attestations::Discovery`).
+    pub complete: bool,
+}
+
+impl DigestFacts {
+    fn any_verified(&self) -> bool {
+        self.bundles
+            .iter()
+            .any(|bundle| matches!(bundle.verified(), Some(Ok(_))))
+    }
 }
 
 /// Why an image failed its check.
@@ -125,10 +173,20 @@ pub struct ImageCheck {
     pub outcome: ImageOutcome,
 }
 
-/// Cached per (repository, digest): the platform images an index lists.
-type ChildrenCache =
-    SingleFlightCache<(String, Digest), Result<Arc<Vec<Descriptor>>, RegistryError>>;
-/// Cached per (repository, digest): the verified bundles.
+/// What an index lists, as a runtime selecting by platform sees it.
+#[derive(Debug)]
+enum IndexEntries {
+    /// Not an index: an image manifest (or something else that lists nothing).
+    NotAnIndex,
+    /// More entries than are examined; none was fetched.
+    TooMany(usize),
+    /// The entries a runtime can select: all but proven attestation manifests.
+    Selectable(Vec<Descriptor>),
+}
+
+/// Cached per (repository, digest): what an index lists.
+type ChildrenCache = SingleFlightCache<(String, Digest), Result<Arc<IndexEntries>, RegistryError>>;
+/// Cached per (repository, digest): the bundles found.
 type FactsCache = SingleFlightCache<(String, Digest), Result<Arc<DigestFacts>, RegistryError>>;
 
 /// Checks images against a policy over one registry implementation.
@@ -139,6 +197,7 @@ pub struct ImageChecker<R> {
     tags: SingleFlightCache<String, Result<Digest, RegistryError>>,
     facts: FactsCache,
     children: ChildrenCache,
+    verifications: AtomicU64,
 }
 
 impl<R: Registry> ImageChecker<R> {
@@ -151,6 +210,7 @@ impl<R: Registry> ImageChecker<R> {
             tags: SingleFlightCache::new(capacity),
             facts: SingleFlightCache::new(capacity),
             children: SingleFlightCache::new(capacity),
+            verifications: AtomicU64::new(0),
         }
     }
 
@@ -167,8 +227,23 @@ impl<R: Registry> ImageChecker<R> {
         ]
     }
 
+    /// Bundle verifications started so far (each bundle of a cached digest once).
+    pub fn verification_count(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     /// Checks one image reference under `policy`, within the per-image time bound.
     pub async fn check(&self, policy: &Policy, image: &str) -> ImageCheck {
+        let mut check = self.check_unbounded(policy, image).await;
+        // Reasons quote registries, bundles and rules; one place keeps them short for
+        // every reader (denial messages, Events, decision records).
+        if let ImageOutcome::Failed { reason, .. } = &mut check.outcome {
+            bound_in_place(reason, MAX_REASON_BYTES);
+        }
+        check
+    }
+
+    async fn check_unbounded(&self, policy: &Policy, image: &str) -> ImageCheck {
         let reference = match ImageReference::parse(image) {
             Ok(reference) => reference,
             Err(error) => {
@@ -239,7 +314,7 @@ impl<R: Registry> ImageChecker<R> {
                 )
             }
         };
-        let (own_kind, own_reason) = match judge(&facts, rule, &digest) {
+        let (own_kind, own_reason) = match self.judge(&facts, rule).await {
             Ok(accepted) => {
                 let outcome = ImageOutcome::Verified {
                     rule: rule.name().to_owned(),
@@ -253,19 +328,27 @@ impl<R: Registry> ImageChecker<R> {
             Err(rejection) => rejection,
         };
         // Not attested itself: an index passes when every platform image in it does.
-        match self.index_children(reference, &digest).await {
-            Ok(children) if !children.is_empty() => {
-                let outcome = self
-                    .check_platforms(reference, rule, &digest, &children, &own_reason)
-                    .await;
-                (pinned, outcome)
-            }
-            Ok(_) => (pinned, failed(Some(&digest), own_kind, own_reason)),
-            Err(error) => (
-                pinned,
-                failed(Some(&digest), FailureKind::Registry, error.to_string()),
-            ),
-        }
+        let outcome = match self.index_entries(reference, &digest).await {
+            Ok(entries) => match entries.as_ref() {
+                IndexEntries::Selectable(children) if !children.is_empty() => {
+                    self.check_platforms(reference, rule, &digest, children, &own_reason)
+                        .await
+                }
+                IndexEntries::TooMany(listed) => failed(
+                    Some(&digest),
+                    FailureKind::NotVerified,
+                    format!(
+                        "index {digest} is not attested itself ({own_reason}) and lists {listed} entries, more than the {} examined",
+                        self.max_index_entries()
+                    ),
+                ),
+                IndexEntries::Selectable(_) | IndexEntries::NotAnIndex => {
+                    failed(Some(&digest), own_kind, own_reason)
+                }
+            },
+            Err(error) => failed(Some(&digest), FailureKind::Registry, error.to_string()),
+        };
+        (pinned, outcome)
     }
 
     async fn check_platforms(
@@ -308,7 +391,7 @@ impl<R: Registry> ImageChecker<R> {
                 Ok(facts) => facts,
                 Err(error) => return failed(FailureKind::Registry, error.to_string()),
             };
-            match judge(&facts, rule, &child_digest) {
+            match self.judge(&facts, rule).await {
                 Ok(accepted) => {
                     first_accepted.get_or_insert(accepted);
                 }
@@ -350,6 +433,9 @@ impl<R: Registry> ImageChecker<R> {
             .await
     }
 
+    /// The bundles of `digest`, verified in order up to the first that verifies: enough to
+    /// know whether the digest is attested at all (which sets how long this is kept), and
+    /// all most checks need.
     async fn facts_of(
         &self,
         reference: &ImageReference,
@@ -361,59 +447,145 @@ impl<R: Registry> ImageChecker<R> {
         self.facts
             .get_or_fill(
                 &key,
+                // Partial facts (a referrer or bundle the registry failed to serve) are
+                // kept only briefly: the missing one may be the one a policy needs.
                 |result| match result {
-                    Ok(facts) if facts.bundles.iter().any(|bundle| bundle.verified.is_ok()) => {
-                        verified_ttl
-                    }
+                    Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
                     _ => failure_ttl,
                 },
                 || async {
-                    let discovery = find_bundles(&self.registry, reference, digest).await?;
-                    let roots = Arc::clone(&self.roots);
-                    let subject = digest_bytes(digest);
-                    // Signature checks are CPU work; keep them off the async workers.
-                    let crate::attestations::Discovery {
-                        bundles: found,
-                        mut problems,
-                    } = discovery;
-                    let verification = tokio::task::spawn_blocking(move || {
-                        found
-                            .iter()
-                            .map(|bundle| CheckedBundle {
+                    let discovery = find_bundles(
+                        &self.registry,
+                        reference,
+                        digest,
+                        self.settings.max_verifications,
+                    )
+                    .await?;
+                    let facts = DigestFacts {
+                        subject: digest.clone(),
+                        bundles: discovery
+                            .bundles
+                            .into_iter()
+                            .map(|bundle| CandidateBundle {
                                 index: bundle.index,
                                 bundle_digest: bundle.digest.clone(),
-                                verified: verify_bundle(
-                                    &roots,
-                                    bundle,
-                                    ArtifactInput::Sha256(subject),
-                                )
-                                .map_err(|error| error.to_string()),
+                                bundle: Arc::new(bundle),
+                                verified: OnceCell::new(),
                             })
-                            .collect::<Vec<_>>()
-                    })
-                    .await;
-                    // A verification that panicked proves nothing: no bundle counts, and
-                    // the reason says why.
-                    let bundles = verification.unwrap_or_else(|error| {
-                        problems.push(format!("verification did not complete: {error}"));
-                        Vec::new()
-                    });
-                    Ok(Arc::new(DigestFacts { bundles, problems }))
+                            .collect(),
+                        problems: discovery.problems,
+                        complete: discovery.complete,
+                    };
+                    for bundle in &facts.bundles {
+                        if self.verified(&facts, bundle).await.is_ok() {
+                            break;
+                        }
+                    }
+                    Ok(Arc::new(facts))
                 },
             )
             .await
     }
 
-    /// The platform images an index lists (attestation manifests left out); empty for an
-    /// image manifest.
-    async fn index_children(
+    /// `bundle` verified for its digest, once: concurrent and later checks share the result.
+    async fn verified<'f>(
+        &self,
+        facts: &'f DigestFacts,
+        bundle: &'f CandidateBundle,
+    ) -> &'f Result<VerifiedAttestation, String> {
+        bundle
+            .verified
+            .get_or_init(|| async {
+                self.verifications.fetch_add(1, Ordering::Relaxed);
+                let roots = Arc::clone(&self.roots);
+                let parsed = Arc::clone(&bundle.bundle);
+                let subject = digest_bytes(&facts.subject);
+                // Signature checks are CPU work; keep them off the async workers.
+                let verification = tokio::task::spawn_blocking(move || {
+                    verify_bundle(&roots, &parsed, ArtifactInput::Sha256(subject))
+                        .map_err(|error| error.to_string())
+                })
+                .await;
+                // A verification that panicked proves nothing, and the reason says why.
+                verification
+                    .unwrap_or_else(|error| Err(format!("verification did not complete: {error}")))
+            })
+            .await
+    }
+
+    /// The current rule over cached, policy-free facts: the first bundle in order that
+    /// verifies and satisfies the rule is accepted; bundles after it stay unverified.
+    async fn judge(
+        &self,
+        facts: &DigestFacts,
+        rule: &Rule,
+    ) -> Result<Accepted, (FailureKind, String)> {
+        let mut reasons = Vec::new();
+        let mut any_verified = false;
+        for bundle in &facts.bundles {
+            match self.verified(facts, bundle).await {
+                Ok(attestation) => {
+                    any_verified = true;
+                    match policy::evaluate(rule, attestation) {
+                        Ok(()) => {
+                            return Ok(Accepted {
+                                bundle_digest: bundle.bundle_digest.clone(),
+                                attestation: Box::new(attestation.clone()),
+                            })
+                        }
+                        Err(violation) => reasons.extend(
+                            violation
+                                .reasons()
+                                .into_iter()
+                                .map(|reason| bounded(&reason, MAX_REASON_PART_BYTES)),
+                        ),
+                    }
+                }
+                Err(error) => reasons.push(bounded(
+                    &format!("bundle {}: {error}", bundle.index),
+                    MAX_REASON_PART_BYTES,
+                )),
+            }
+        }
+        let problems = facts
+            .problems
+            .iter()
+            .map(|problem| bounded(problem, MAX_REASON_PART_BYTES));
+        if facts.bundles.is_empty() {
+            let mut reason = format!("no attestation found for {}", facts.subject);
+            if !facts.problems.is_empty() {
+                reason.push_str(&format!(" ({})", problems.collect::<Vec<_>>().join("; ")));
+            }
+            return Err((FailureKind::NoAttestation, reason));
+        }
+        reasons.extend(problems);
+        let kind = if any_verified {
+            FailureKind::PolicyViolation
+        } else {
+            FailureKind::NotVerified
+        };
+        Err((kind, reasons.join("; ")))
+    }
+
+    /// Entries of one index examined at most: every platform may come with an attestation
+    /// manifest (as BuildKit pushes them).
+    fn max_index_entries(&self) -> usize {
+        self.settings.max_platforms.saturating_mul(2)
+    }
+
+    /// What the index `digest` lists that a runtime can select. The kubelet picks an entry
+    /// by platform alone, so every entry counts but those proven to be attestation
+    /// manifests: platform `unknown/unknown` *and* content that is nothing but attestation
+    /// layers. An annotation proves nothing; anyone who pushes the index writes it.
+    async fn index_entries(
         &self,
         reference: &ImageReference,
         digest: &Digest,
-    ) -> Result<Arc<Vec<Descriptor>>, RegistryError> {
+    ) -> Result<Arc<IndexEntries>, RegistryError> {
         let key = (reference.name(), digest.clone());
         let verified_ttl = self.settings.verified_ttl;
         let failure_ttl = self.settings.failure_ttl;
+        let max_entries = self.max_index_entries();
         self.children
             .get_or_fill(
                 &key,
@@ -426,13 +598,42 @@ impl<R: Registry> ImageChecker<R> {
                 },
                 || async {
                     let manifest = self.registry.fetch_manifest(reference, digest).await?;
-                    Ok(Arc::new(platform_images(
-                        &manifest.media_type,
-                        &manifest.bytes,
-                    )))
+                    let Some(entries) = listed_entries(&manifest.media_type, &manifest.bytes)
+                    else {
+                        return Ok(Arc::new(IndexEntries::NotAnIndex));
+                    };
+                    if entries.len() > max_entries {
+                        return Ok(Arc::new(IndexEntries::TooMany(entries.len())));
+                    }
+                    let mut selectable = Vec::with_capacity(entries.len());
+                    for entry in entries {
+                        if !self.is_attestation_manifest(reference, &entry).await? {
+                            selectable.push(entry);
+                        }
+                    }
+                    Ok(Arc::new(IndexEntries::Selectable(selectable)))
                 },
             )
             .await
+    }
+
+    async fn is_attestation_manifest(
+        &self,
+        reference: &ImageReference,
+        entry: &Descriptor,
+    ) -> Result<bool, RegistryError> {
+        if !has_unknown_platform(entry) {
+            return Ok(false);
+        }
+        // An unusable digest stays selectable, and the platform check refuses it.
+        let Ok(digest) = Digest::parse(&entry.digest) else {
+            return Ok(false);
+        };
+        let manifest = self.registry.fetch_manifest(reference, &digest).await?;
+        Ok(is_attestation_content(
+            &manifest.media_type,
+            &manifest.bytes,
+        ))
     }
 }
 
@@ -450,45 +651,26 @@ struct Accepted {
     attestation: Box<VerifiedAttestation>,
 }
 
-/// The current rule over cached, policy-free facts.
-fn judge(
-    facts: &DigestFacts,
-    rule: &Rule,
-    digest: &Digest,
-) -> Result<Accepted, (FailureKind, String)> {
-    let mut reasons = Vec::new();
-    let mut any_verified = false;
-    for bundle in &facts.bundles {
-        match &bundle.verified {
-            Ok(attestation) => {
-                any_verified = true;
-                match policy::evaluate(rule, attestation) {
-                    Ok(()) => {
-                        return Ok(Accepted {
-                            bundle_digest: bundle.bundle_digest.clone(),
-                            attestation: Box::new(attestation.clone()),
-                        })
-                    }
-                    Err(violation) => reasons.extend(violation.reasons()),
-                }
-            }
-            Err(error) => reasons.push(format!("bundle {}: {error}", bundle.index)),
-        }
+/// `text` cut to at most `max_bytes` (on a character boundary), marked when cut.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    let mut text = text.to_owned();
+    bound_in_place(&mut text, max_bytes);
+    text
+}
+
+/// Cuts `text` to at most `max_bytes` bytes, the last of them saying that it was cut.
+pub fn bound_in_place(text: &mut String, max_bytes: usize) {
+    const MARK: &str = " …(truncated)";
+    if text.len() <= max_bytes {
+        return;
     }
-    if facts.bundles.is_empty() {
-        let mut reason = format!("no attestation found for {digest}");
-        if !facts.problems.is_empty() {
-            reason.push_str(&format!(" ({})", facts.problems.join("; ")));
-        }
-        return Err((FailureKind::NoAttestation, reason));
+    let mark = if MARK.len() <= max_bytes { MARK } else { "" };
+    let mut end = max_bytes - mark.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    reasons.extend(facts.problems.iter().cloned());
-    let kind = if any_verified {
-        FailureKind::PolicyViolation
-    } else {
-        FailureKind::NotVerified
-    };
-    Err((kind, reasons.join("; ")))
+    text.truncate(end);
+    text.push_str(mark);
 }
 
 fn digest_bytes(digest: &Digest) -> [u8; 32] {
@@ -508,10 +690,8 @@ fn platform_name(descriptor: &Descriptor) -> String {
     )
 }
 
-/// The platform image entries of an index; BuildKit's attestation manifests
-/// (`vnd.docker.reference.type: attestation-manifest`, platform unknown/unknown) are not
-/// images and are left out.
-fn platform_images(media_type: &str, bytes: &[u8]) -> Vec<Descriptor> {
+/// The entries of an index, in order; `None` for anything that is not an index.
+fn listed_entries(media_type: &str, bytes: &[u8]) -> Option<Vec<Descriptor>> {
     #[derive(serde::Deserialize)]
     struct Index {
         #[serde(rename = "mediaType", default)]
@@ -519,23 +699,203 @@ fn platform_images(media_type: &str, bytes: &[u8]) -> Vec<Descriptor> {
         #[serde(default)]
         manifests: Vec<Descriptor>,
     }
-    let Ok(index) = serde_json::from_slice::<Index>(bytes) else {
-        return Vec::new();
-    };
+    let index = serde_json::from_slice::<Index>(bytes).ok()?;
     // The manifest's own mediaType is covered by the digest; the Content-Type header is not.
     let declared = index.media_type.as_deref().unwrap_or(media_type);
-    if declared != OCI_INDEX && declared != DOCKER_MANIFEST_LIST {
-        return Vec::new();
+    (declared == OCI_INDEX || declared == DOCKER_MANIFEST_LIST).then_some(index.manifests)
+}
+
+/// Whether no runtime would select `entry` for a node: only `unknown/unknown` (BuildKit's
+/// platform for attestation manifests). An entry without a platform may be selected by
+/// default, so it is not unknown.
+fn has_unknown_platform(entry: &Descriptor) -> bool {
+    entry.platform.as_ref().is_some_and(|platform| {
+        platform.os.eq_ignore_ascii_case("unknown")
+            && platform.architecture.eq_ignore_ascii_case("unknown")
+    })
+}
+
+/// Layer media types that hold attestations, never a filesystem a runtime could unpack.
+const ATTESTATION_LAYER_MEDIA_TYPES: &[&str] = &[
+    // BuildKit's provenance and SBOM attestations.
+    "application/vnd.in-toto+json",
+    "application/vnd.dsse.envelope.v1+json",
+];
+
+/// Whether a manifest is an attestation, not a runnable image: an image manifest with at
+/// least one layer and only attestation layers. Anything else (an index, an image with one
+/// filesystem layer) could be run and must be checked like any platform image.
+fn is_attestation_content(media_type: &str, bytes: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
     }
-    index
-        .manifests
-        .into_iter()
-        .filter(|entry| {
-            entry
-                .annotations
-                .get("vnd.docker.reference.type")
-                .map(String::as_str)
-                != Some("attestation-manifest")
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(bytes) else {
+        return false;
+    };
+    let declared = manifest.media_type.as_deref().unwrap_or(media_type);
+    let is_image_manifest = declared == OCI_MANIFEST || declared == DOCKER_MANIFEST;
+    is_image_manifest
+        && manifest.manifests.is_none()
+        && !manifest.layers.is_empty()
+        && manifest.layers.iter().all(|layer| {
+            ATTESTATION_LAYER_MEDIA_TYPES.contains(&layer.media_type.as_str())
+                || BUNDLE_MEDIA_TYPES.contains(&layer.media_type.as_str())
         })
-        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(platform: Option<(&str, &str)>, annotations: &[(&str, &str)]) -> serde_json::Value {
+        let mut entry = json!({
+            "mediaType": OCI_MANIFEST,
+            "digest": Digest::of_bytes(b"entry").to_string(),
+            "size": 10,
+        });
+        if let Some((os, architecture)) = platform {
+            entry["platform"] = json!({"os": os, "architecture": architecture});
+        }
+        if !annotations.is_empty() {
+            entry["annotations"] = annotations
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), json!(value)))
+                .collect();
+        }
+        entry
+    }
+
+    fn descriptor(value: serde_json::Value) -> Descriptor {
+        serde_json::from_value(value).expect("descriptor")
+    }
+
+    const ATTESTATION_ANNOTATION: (&str, &str) =
+        ("vnd.docker.reference.type", "attestation-manifest");
+
+    #[test]
+    fn only_unknown_platforms_may_be_skipped_whatever_the_annotations() {
+        let cases = [
+            (entry(Some(("linux", "amd64")), &[]), false),
+            // The annotation alone never takes an entry out: amd64 nodes pull it.
+            (
+                entry(Some(("linux", "amd64")), &[ATTESTATION_ANNOTATION]),
+                false,
+            ),
+            (
+                entry(Some(("linux", "arm64")), &[ATTESTATION_ANNOTATION]),
+                false,
+            ),
+            // No platform: a runtime may pick it as the default.
+            (entry(None, &[ATTESTATION_ANNOTATION]), false),
+            (entry(Some(("unknown", "amd64")), &[]), false),
+            (entry(Some(("linux", "unknown")), &[]), false),
+            (
+                entry(Some(("unknown", "unknown")), &[ATTESTATION_ANNOTATION]),
+                true,
+            ),
+            (entry(Some(("unknown", "unknown")), &[]), true),
+            (entry(Some(("Unknown", "UNKNOWN")), &[]), true),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                has_unknown_platform(&descriptor(value.clone())),
+                expected,
+                "{value}"
+            );
+        }
+    }
+
+    fn manifest(media_type: Option<&str>, layer_types: &[&str]) -> Vec<u8> {
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": Digest::of_bytes(b"c").to_string(), "size": 2},
+            "layers": layer_types.iter().map(|media_type| json!({
+                "mediaType": media_type,
+                "digest": Digest::of_bytes(media_type.as_bytes()).to_string(),
+                "size": 3,
+            })).collect::<Vec<_>>(),
+        });
+        if let Some(media_type) = media_type {
+            manifest["mediaType"] = json!(media_type);
+        }
+        serde_json::to_vec(&manifest).expect("json")
+    }
+
+    #[test]
+    fn attestation_content_is_nothing_but_attestation_layers() {
+        let in_toto = "application/vnd.in-toto+json";
+        let tar = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let bundle = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            // BuildKit's attestation manifest.
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &[in_toto, in_toto]), true),
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &[bundle]), true),
+            // The header names the type when the manifest does not.
+            (DOCKER_MANIFEST, manifest(None, &[in_toto]), true),
+            // A runnable image: a filesystem layer, alone or among attestations.
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &[tar]), false),
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &[in_toto, tar]), false),
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &[]), false),
+            (OCI_MANIFEST, manifest(Some(OCI_MANIFEST), &["application/vnd.in-toto+json+junk"]), false),
+            // An index could list runnable images.
+            (OCI_INDEX, manifest(Some(OCI_INDEX), &[in_toto]), false),
+            (
+                OCI_MANIFEST,
+                serde_json::to_vec(&json!({"mediaType": OCI_MANIFEST, "layers": [{"mediaType": in_toto, "digest": "sha256:00", "size": 1}], "manifests": []})).unwrap(),
+                false,
+            ),
+            (OCI_MANIFEST, b"not json".to_vec(), false),
+        ];
+        for (header, bytes, expected) in cases {
+            assert_eq!(
+                is_attestation_content(header, &bytes),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn index_entries_are_all_listed_annotations_or_not() {
+        let entries = vec![
+            entry(Some(("linux", "amd64")), &[]),
+            entry(Some(("linux", "arm64")), &[ATTESTATION_ANNOTATION]),
+            entry(Some(("unknown", "unknown")), &[ATTESTATION_ANNOTATION]),
+        ];
+        let index = serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}),
+        )
+        .unwrap();
+        assert_eq!(
+            listed_entries(OCI_INDEX, &index).map(|found| found.len()),
+            Some(3)
+        );
+        let bare = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": entries})).unwrap();
+        assert_eq!(
+            listed_entries(DOCKER_MANIFEST_LIST, &bare).map(|found| found.len()),
+            Some(3)
+        );
+        assert!(listed_entries(OCI_MANIFEST, &bare).is_none());
+        assert!(listed_entries(OCI_INDEX, &manifest(Some(OCI_MANIFEST), &[])).is_none());
+        assert!(listed_entries(OCI_INDEX, b"not json").is_none());
+    }
+
+    #[test]
+    fn reasons_are_cut_on_character_boundaries_and_marked() {
+        assert_eq!(bounded("short", 100), "short");
+        let long = "é".repeat(1000);
+        let cut = bounded(&long, 101);
+        assert!(cut.len() <= 101, "{}", cut.len());
+        assert!(cut.ends_with("(truncated)"), "{cut}");
+        assert!(cut.starts_with("éé"));
+        assert_eq!(bounded(&long, 3).len(), 2);
+    }
 }

@@ -8,19 +8,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use provenance_gate::audit::{DecisionRecord, RequestContext};
+use provenance_gate::decision::decide;
 use provenance_gate::image_check::{
-    CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome,
+    CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome, DEFAULT_MAX_VERIFICATIONS,
+    MAX_REASON_BYTES,
 };
-use provenance_gate::policy::Policy;
+use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
 };
 use provenance_gate::verify::{Instance, TrustedRoots};
 use provenance_gate_testkit::registry::{
-    push_attested_image, push_multi_arch_index, push_oversized_manifest,
-    push_referrer_with_corrupt_layer, push_unattested_image, AttestPlatforms, ConnectionRecorder,
+    attach_artifact, attach_attestation, push_attested_image, push_buildkit_attestation_manifest,
+    push_index, push_multi_arch_index, push_oversized_manifest, push_referrer_with_corrupt_layer,
+    push_unattested_image, push_untagged_image, AttestPlatforms, ConnectionRecorder, Descriptor,
     DistributionRegistry, Fault, FaultProxy, FerroRegistry, IndexAttestations, LayerCorruption,
-    Platform, TestRegistry, TokenAccess,
+    Platform, PushedAttestation, PushedImage, ReferrersTagSchema, RegistryClient, TestRegistry,
+    TokenAccess, SIGSTORE_BUNDLE_ARTIFACT_TYPE,
 };
 use provenance_gate_testkit::{MintSpec, TestInstance};
 
@@ -36,6 +41,14 @@ rules:
     images: ["{host}/acme/**"]
     repositories: [{{name: acme/api, id: "804070735"}}]
 {extra}"#
+    ))
+    .expect("test policy is valid")
+}
+
+/// Like [`policy_for`], but only the `deploy.yml` workflow's builds are trusted.
+fn deploy_only_policy(host: &str) -> Policy {
+    Policy::from_yaml(&format!(
+        "version: 1\nrules:\n  - name: acme\n    images: [\"{host}/acme/**\"]\n    repositories: [{{name: acme/api, id: \"804070735\"}}]\n    workflows: [\".github/workflows/deploy.yml\"]\n"
     ))
     .expect("test policy is valid")
 }
@@ -81,14 +94,47 @@ impl Setup {
             CheckSettings::default(),
         )
     }
+
+    /// A bundle about `subject` in `client`'s `repository`, as the kit's default build
+    /// signs it, `edit` applied; on one line, ready for JSON Lines.
+    fn mint(
+        &self,
+        client: &RegistryClient,
+        repository: &str,
+        subject: &Descriptor,
+        edit: impl Fn(MintSpec) -> MintSpec,
+    ) -> String {
+        let spec = MintSpec::github_build(subject.hex())
+            .with_subject(&format!("{}/{repository}", client.host()), subject.hex());
+        let bundle: serde_json::Value =
+            serde_json::from_str(&self.instance.mint(&edit(spec))).expect("minted JSON");
+        bundle.to_string()
+    }
+
+    /// Attaches a valid attestation (`edit` applied) to `subject`.
+    fn attest(
+        &self,
+        client: &RegistryClient,
+        subject: &Descriptor,
+        edit: impl Fn(MintSpec) -> MintSpec,
+    ) -> PushedAttestation {
+        let bundle = self.mint(client, "acme/api", subject, edit);
+        attach_attestation(
+            client,
+            "acme/api",
+            subject,
+            &bundle,
+            ReferrersTagSchema::Auto,
+        )
+    }
 }
 
 /// An attested image in a plain distribution registry, reached through a fault-injecting,
 /// counting proxy.
 struct Proxied {
     setup: Setup,
-    _registry: DistributionRegistry,
-    image: provenance_gate_testkit::registry::PushedImage,
+    registry: DistributionRegistry,
+    image: PushedImage,
     proxy: FaultProxy,
     /// The image's reference through the proxy.
     reference: String,
@@ -96,24 +142,62 @@ struct Proxied {
 
 impl Proxied {
     fn attested_image() -> Proxied {
+        Proxied::with_image(|client, instance| {
+            push_attested_image(client, "acme/api", "v1", instance, |spec| spec)
+        })
+    }
+
+    /// The image `push` pushes (directly, not through the proxy).
+    fn with_image(push: impl FnOnce(&RegistryClient, &TestInstance) -> PushedImage) -> Proxied {
         let setup = Setup::new();
         let registry = DistributionRegistry::plain();
-        let image = push_attested_image(
-            &registry.client(),
-            "acme/api",
-            "v1",
-            &setup.instance,
-            |spec| spec,
-        );
+        let image = push(&registry.client(), &setup.instance);
         let proxy = FaultProxy::start(&registry);
         let reference = image.reference.replace(&registry.host(), &proxy.host());
         Proxied {
             setup,
-            _registry: registry,
+            registry,
             image,
             proxy,
             reference,
         }
+    }
+
+    /// Attaches a valid attestation (`edit` applied) to the image, after the ones it has.
+    fn attest(&self, edit: impl Fn(MintSpec) -> MintSpec) -> PushedAttestation {
+        self.setup
+            .attest(&self.registry.client(), &self.image.manifest, edit)
+    }
+
+    /// Attaches referrers of the bundle artifact type, each holding `count` copies of a
+    /// bundle about another digest (verifiable, never for this image), in JSON Lines.
+    fn attach_stuffed_referrers(&self, referrers: usize, count: usize) -> Vec<PushedAttestation> {
+        let client = self.registry.client();
+        let elsewhere = self
+            .setup
+            .mint(&client, "acme/api", &self.image.manifest, |spec| {
+                spec.with_subject("elsewhere", &"ab".repeat(32))
+            });
+        let lines = vec![elsewhere; count].join("\n");
+        (0..referrers)
+            .map(|position| {
+                // Trailing blank lines, which JSON Lines ignores, keep the blobs distinct.
+                let content = format!("{lines}{}", "\n".repeat(position + 1));
+                attach_artifact(
+                    &client,
+                    "acme/api",
+                    &self.image.manifest,
+                    SIGSTORE_BUNDLE_ARTIFACT_TYPE,
+                    &content,
+                    ReferrersTagSchema::Auto,
+                )
+            })
+            .collect()
+    }
+
+    fn manifest_gets(&self, digest: &str) -> usize {
+        self.proxy
+            .count("GET", &format!("/v2/acme/api/manifests/{digest}"))
     }
 
     /// A checker (with its own, empty caches) that reaches the registry through the proxy.
@@ -548,11 +632,7 @@ async fn a_policy_change_applies_at_once_to_a_cached_digest() {
 
     // Same digest, cached facts, a stricter rule: denied at once. The only new request is
     // one GET of the manifest, to learn whether it is an index whose platforms might pass.
-    let strict = Policy::from_yaml(&format!(
-        "version: 1\nrules:\n  - name: acme\n    images: [\"{}/acme/**\"]\n    repositories: [{{name: acme/api, id: \"804070735\"}}]\n    workflows: [\".github/workflows/deploy.yml\"]\n",
-        proxy.host()
-    ))
-    .unwrap();
+    let strict = deploy_only_policy(&proxy.host());
     let check = checker.check(&strict, reference).await;
     assert_failed(
         &check,
@@ -586,4 +666,236 @@ async fn a_policy_change_applies_at_once_to_a_cached_digest() {
         &image.manifest_digest,
     );
     assert_eq!(proxy.request_count(), requests_after_denial);
+}
+
+/// The index `tag` in `client`'s `acme/api`, listing `entries`, checked under `policy`.
+async fn check_index(
+    checker: &ImageChecker<HttpRegistry>,
+    policy: &Policy,
+    client: &RegistryClient,
+    tag: &str,
+    entries: &[Descriptor],
+) -> (ImageCheck, String) {
+    let index = push_index(client, "acme/api", tag, entries);
+    let reference = format!("{}/acme/api:{tag}", client.host());
+    (checker.check(policy, &reference).await, index.digest)
+}
+
+fn index_entry(image: &PushedImage, platform: Option<Platform>, annotated: bool) -> Descriptor {
+    let mut entry = Descriptor {
+        platform,
+        ..image.manifest.clone()
+    };
+    if annotated {
+        entry.annotations = vec![(
+            "vnd.docker.reference.type".to_owned(),
+            "attestation-manifest".to_owned(),
+        )];
+    }
+    entry
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_entries_are_judged_by_platform_and_content_not_by_annotation() {
+    let setup = Setup::new();
+    let registry = FerroRegistry::start();
+    let client = registry.client();
+    let policy = policy_for(&registry.host(), "");
+    let checker = setup.plain_checker(&registry);
+    let amd64 = push_untagged_image(&client, "acme/api", &Platform::linux_amd64());
+    setup.attest(&client, &amd64.manifest, |spec| spec);
+    let attested = index_entry(&amd64, Some(Platform::linux_amd64()), false);
+    let runnable = push_untagged_image(&client, "acme/api", &Platform::linux_arm64());
+
+    // A real BuildKit attestation manifest (unknown/unknown, in-toto layer) is no image.
+    let buildkit = push_buildkit_attestation_manifest(&client, "acme/api", &amd64.manifest);
+    let (check, index_digest) = check_index(
+        &checker,
+        &policy,
+        &client,
+        "buildkit",
+        &[attested.clone(), buildkit],
+    )
+    .await;
+    assert_verified(&check, &index_digest);
+    assert!(
+        matches!(
+            check.outcome,
+            ImageOutcome::Verified {
+                platforms_checked: Some(1),
+                ..
+            }
+        ),
+        "{check:?}"
+    );
+
+    // An unattested runnable image labelled as an attestation manifest: a node of its
+    // platform pulls it, and one with an unknown platform is still an image.
+    let mislabelled = [
+        ("arm64", Some(Platform::linux_arm64()), "linux/arm64/v8"),
+        (
+            "unknown",
+            Some(Platform::new("unknown", "unknown")),
+            "unknown/unknown",
+        ),
+        ("unnamed", None, "(unnamed)"),
+    ];
+    for (tag, platform, name) in mislabelled {
+        let second = index_entry(&runnable, platform, true);
+        let (check, _) =
+            check_index(&checker, &policy, &client, tag, &[attested.clone(), second]).await;
+        assert_failed(
+            &check,
+            FailureKind::NoAttestation,
+            &format!("platform {name} ({})", runnable.manifest_digest),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetched() {
+    let proxied =
+        Proxied::with_image(|client, _| push_unattested_image(client, "acme/api", "stuffed"));
+    let client = proxied.registry.client();
+    // Referrers whose artifact type only starts like a bundle's.
+    let junk: Vec<PushedAttestation> = (0..3)
+        .map(|position| {
+            attach_artifact(
+                &client,
+                "acme/api",
+                &proxied.image.manifest,
+                "application/vnd.dev.sigstore.bundle.junk+json",
+                &format!("{{\"junk\":{position}}}"),
+                ReferrersTagSchema::Auto,
+            )
+        })
+        .collect();
+    let stuffed = proxied.attach_stuffed_referrers(3, 40);
+    let policy = policy_for(&proxied.proxy.host(), "");
+    let checker = proxied.checker(CheckSettings::default());
+
+    let check = checker.check(&policy, &proxied.reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "does not match any subject",
+    );
+    assert_eq!(
+        checker.verification_count(),
+        DEFAULT_MAX_VERIFICATIONS as u64
+    );
+    // Junk is skipped unfetched, and the first stuffed referrer fills the budget: the
+    // others are not even fetched.
+    let summary = proxied.proxy.request_summary();
+    assert_eq!(proxied.manifest_gets(&stuffed[0].referrer.digest), 1);
+    for referrer in junk.iter().chain(&stuffed[1..]) {
+        assert_eq!(
+            proxied.manifest_gets(&referrer.referrer.digest),
+            0,
+            "{summary:#?}"
+        );
+    }
+    assert_eq!(
+        proxied.proxy.count("GET", "/v2/acme/api/blobs/"),
+        1,
+        "{summary:#?}"
+    );
+
+    // The reason, and the decision record carrying it, stay small.
+    let ImageOutcome::Failed { reason, .. } = &check.outcome else {
+        unreachable!("asserted above")
+    };
+    assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+    let decision = decide(Mode::Enforce, &check.outcome);
+    let record = DecisionRecord::new(
+        &RequestContext::default(),
+        &check,
+        &decision,
+        Mode::Enforce,
+        None,
+        jiff::Timestamp::now(),
+    );
+    let line = serde_json::to_string(&record).expect("record serialises");
+    assert!(
+        line.len() < 8 * 1024,
+        "decision record is {} bytes",
+        line.len()
+    );
+
+    // Checked again: nothing new is verified for the cached digest.
+    let again = checker.check(&policy, &proxied.reference).await;
+    assert_failed(
+        &again,
+        FailureKind::NotVerified,
+        "does not match any subject",
+    );
+    assert_eq!(
+        checker.verification_count(),
+        DEFAULT_MAX_VERIFICATIONS as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_stops_at_the_first_satisfying_bundle_and_a_stricter_policy_verifies_more() {
+    let proxied = Proxied::attested_image();
+    let deploy = proxied.attest(|spec| spec.with_workflow(".github/workflows/deploy.yml"));
+    proxied.attach_stuffed_referrers(2, 20);
+    let checker = proxied.checker(CheckSettings::default());
+    let lenient = policy_for(&proxied.proxy.host(), "");
+    let check = checker.check(&lenient, &proxied.reference).await;
+    assert_verified(&check, &proxied.image.manifest_digest);
+    assert_eq!(checker.verification_count(), 1);
+    let requests = proxied.proxy.request_count();
+
+    // The release build does not satisfy this rule; the deploy build, next in line, does:
+    // verified now from the cached bundles, without asking the registry again.
+    let strict = deploy_only_policy(&proxied.proxy.host());
+    let check = checker.check(&strict, &proxied.reference).await;
+    assert_verified(&check, &proxied.image.manifest_digest);
+    match &check.outcome {
+        ImageOutcome::Verified { bundle_digest, .. } => {
+            assert_eq!(bundle_digest, &deploy.bundle.digest);
+        }
+        other => unreachable!("asserted above: {other:?}"),
+    }
+    assert_eq!(checker.verification_count(), 2);
+    assert_eq!(proxied.proxy.request_count(), requests);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_referrer_the_registry_failed_to_serve_is_asked_for_again() {
+    let proxied = Proxied::attested_image();
+    let second = proxied.attest(|spec| spec.with_workflow(".github/workflows/deploy.yml"));
+    let second_path = format!("/v2/acme/api/manifests/{}", second.referrer.digest);
+    proxied
+        .proxy
+        .inject_times(&second_path, Fault::InternalServerError, 1);
+    let failure_ttl = Duration::from_millis(200);
+    let checker = proxied.checker(CheckSettings {
+        failure_ttl,
+        ..CheckSettings::default()
+    });
+    let policy = policy_for(&proxied.proxy.host(), "");
+
+    // The first bundle verifies while the second referrer fails: partial facts.
+    let check = checker.check(&policy, &proxied.reference).await;
+    assert_verified(&check, &proxied.image.manifest_digest);
+    assert_eq!(proxied.manifest_gets(&second.referrer.digest), 1);
+
+    // Kept only as long as a failure: the next check asks for the referrer again.
+    tokio::time::sleep(failure_ttl * 2).await;
+    let check = checker.check(&policy, &proxied.reference).await;
+    assert_verified(&check, &proxied.image.manifest_digest);
+    assert_eq!(
+        proxied.manifest_gets(&second.referrer.digest),
+        2,
+        "{:#?}",
+        proxied.proxy.request_summary()
+    );
+
+    // Complete now, so kept as verified: no third fetch.
+    tokio::time::sleep(failure_ttl * 2).await;
+    let check = checker.check(&policy, &proxied.reference).await;
+    assert_verified(&check, &proxied.image.manifest_digest);
+    assert_eq!(proxied.manifest_gets(&second.referrer.digest), 2);
 }

@@ -10,7 +10,9 @@ pub const MAX_BUNDLE_FILE_BYTES: usize = 16 * 1024 * 1024;
 /// At most this many bundles are read from one file; the rest are not considered.
 pub const MAX_BUNDLES_PER_FILE: usize = 100;
 
-const SUPPORTED_MEDIA_TYPES: &[&str] = &[
+/// The media types of the Sigstore bundles read, which are also the artifact types of their
+/// OCI referrers.
+pub const BUNDLE_MEDIA_TYPES: &[&str] = &[
     "application/vnd.dev.sigstore.bundle+json;version=0.1",
     "application/vnd.dev.sigstore.bundle+json;version=0.2",
     "application/vnd.dev.sigstore.bundle.v0.3+json",
@@ -52,7 +54,7 @@ pub enum BundleReadError {
         reason: String,
         hint: &'static str,
     },
-    #[error("bundle {index} (line {line}) has unknown media type {media_type:?}; supported: {}", SUPPORTED_MEDIA_TYPES.join(", "))]
+    #[error("bundle {index} (line {line}) has unknown media type {media_type:?}; supported: {}", BUNDLE_MEDIA_TYPES.join(", "))]
     UnknownMediaType {
         index: usize,
         line: usize,
@@ -147,7 +149,7 @@ fn parse_one(
                 .into(),
         )),
     };
-    if !SUPPORTED_MEDIA_TYPES.contains(&media_type.as_str()) {
+    if !BUNDLE_MEDIA_TYPES.contains(&media_type.as_str()) {
         return Err(BundleReadError::UnknownMediaType {
             index,
             line,

@@ -45,11 +45,12 @@ pub use distribution::{
 pub use fault_proxy::{ConnectionRecorder, Fault, FaultProxy, RecordedRequest};
 pub use ferro::FerroRegistry;
 pub use oci::{
-    attach_attestation, push_attested_image, push_multi_arch_index, push_oversized_manifest,
-    push_referrer_with_corrupt_layer, push_unattested_image, AttestPlatforms, Descriptor,
-    IndexAttestations, LayerCorruption, Platform, PushedAttestation, PushedImage, PushedIndex,
-    ReferrersTagSchema, TestRegistry, OCI_EMPTY, OCI_EMPTY_DIGEST, OCI_IMAGE_CONFIG, OCI_INDEX,
-    OCI_LAYER_TAR, OCI_MANIFEST, SIGSTORE_BUNDLE_ARTIFACT_TYPE,
+    attach_artifact, attach_attestation, push_attested_image, push_buildkit_attestation_manifest,
+    push_index, push_multi_arch_index, push_oversized_manifest, push_referrer_with_corrupt_layer,
+    push_unattested_image, push_untagged_image, AttestPlatforms, Descriptor, IndexAttestations,
+    LayerCorruption, Platform, PushedAttestation, PushedImage, PushedIndex, ReferrersTagSchema,
+    TestRegistry, OCI_EMPTY, OCI_EMPTY_DIGEST, OCI_IMAGE_CONFIG, OCI_INDEX, OCI_LAYER_TAR,
+    OCI_MANIFEST, SIGSTORE_BUNDLE_ARTIFACT_TYPE,
 };
 pub use tls::{ServerIdentity, TestCa};
 pub use token::{TokenAccess, TokenRequest, TokenServer};

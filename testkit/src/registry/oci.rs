@@ -356,16 +356,37 @@ pub fn attach_attestation(
     bundle_json: &str,
     tag_schema: ReferrersTagSchema,
 ) -> PushedAttestation {
-    let bundle_bytes = bundle_json.as_bytes();
-    client.push_blob(repository, bundle_bytes);
-    let bundle = Descriptor::of(SIGSTORE_BUNDLE_ARTIFACT_TYPE, bundle_bytes);
+    attach_artifact(
+        client,
+        repository,
+        subject,
+        SIGSTORE_BUNDLE_ARTIFACT_TYPE,
+        bundle_json,
+        tag_schema,
+    )
+}
+
+/// Like [`attach_attestation`], with `artifact_type` as the referrer's
+/// artifact type and its layer's media type, and `content` (any text, e.g.
+/// JSON Lines of many bundles) as the layer: referrers that only look like
+/// attestations.
+pub fn attach_artifact(
+    client: &RegistryClient,
+    repository: &str,
+    subject: &Descriptor,
+    artifact_type: &str,
+    content: &str,
+    tag_schema: ReferrersTagSchema,
+) -> PushedAttestation {
+    client.push_blob(repository, content.as_bytes());
+    let layer = Descriptor::of(artifact_type, content.as_bytes());
     push_referrer(
         client,
         repository,
         subject,
-        bundle_json,
-        bundle,
-        predicate_type_of(bundle_json),
+        content,
+        layer,
+        predicate_type_of(content),
         tag_schema,
     )
 }
@@ -459,22 +480,14 @@ pub fn push_multi_arch_index(
         }
         pushed_platforms.push((platform.clone(), image));
     }
-    let entries: Vec<String> = pushed_platforms
+    let entries: Vec<Descriptor> = pushed_platforms
         .iter()
-        .map(|(platform, image)| {
-            Descriptor {
-                platform: Some(platform.clone()),
-                ..image.manifest.clone()
-            }
-            .to_json()
+        .map(|(platform, image)| Descriptor {
+            platform: Some(platform.clone()),
+            ..image.manifest.clone()
         })
         .collect();
-    let index_bytes = ordered_object(&[
-        ("schemaVersion", "2".into()),
-        ("mediaType", json_string(OCI_INDEX)),
-        ("manifests", format!("[{}]", entries.join(","))),
-    ])
-    .into_bytes();
+    let index_bytes = index_document(&entries);
     let index_digest = client.push_manifest(repository, tag, OCI_INDEX, &index_bytes);
     let index = Descriptor::of(OCI_INDEX, &index_bytes);
     let attestation = attestations.index.then(|| {
@@ -497,6 +510,84 @@ pub fn push_multi_arch_index(
         index_bytes,
         attestation,
         platforms: pushed_platforms,
+    }
+}
+
+/// Pushes an OCI image index listing `entries` exactly as given (platforms,
+/// annotations and all) under `repository:tag`; returns its descriptor.
+/// The entries' manifests must be in the repository already.
+pub fn push_index(
+    client: &RegistryClient,
+    repository: &str,
+    tag: &str,
+    entries: &[Descriptor],
+) -> Descriptor {
+    let index_bytes = index_document(entries);
+    client.push_manifest(repository, tag, OCI_INDEX, &index_bytes);
+    Descriptor::of(OCI_INDEX, &index_bytes)
+}
+
+/// Pushes a random runnable image for `platform` by digest only, without an
+/// attestation, as the platform images of an index are pushed.
+pub fn push_untagged_image(
+    client: &RegistryClient,
+    repository: &str,
+    platform: &Platform,
+) -> PushedImage {
+    push_image(client, repository, None, platform)
+}
+
+/// Pushes an attestation manifest for `subject` as BuildKit does (by
+/// digest): an image manifest whose config says `unknown/unknown` and whose
+/// one layer is an in-toto statement (`application/vnd.in-toto+json`).
+/// Returns the index entry BuildKit writes for it: platform
+/// `unknown/unknown`, annotated `vnd.docker.reference.type:
+/// attestation-manifest` and `vnd.docker.reference.digest: <subject>`.
+pub fn push_buildkit_attestation_manifest(
+    client: &RegistryClient,
+    repository: &str,
+    subject: &Descriptor,
+) -> Descriptor {
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://slsa.dev/provenance/v0.2",
+        "subject": [{"name": "_", "digest": {"sha256": subject.hex()}}],
+        "predicate": {"builder": {"id": ""}},
+    })
+    .to_string()
+    .into_bytes();
+    let mut layer = Descriptor::of("application/vnd.in-toto+json", &statement);
+    layer.annotations = vec![(
+        "in-toto.io/predicate-type".to_owned(),
+        "https://slsa.dev/provenance/v0.2".to_owned(),
+    )];
+    let config_bytes = json!({
+        "architecture": "unknown",
+        "os": "unknown",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest]},
+    })
+    .to_string()
+    .into_bytes();
+    let config = Descriptor::of(OCI_IMAGE_CONFIG, &config_bytes);
+    client.push_blob(repository, &statement);
+    client.push_blob(repository, &config_bytes);
+    let manifest_bytes = image_manifest(&config, &layer, &[]);
+    let digest = sha256_digest(&manifest_bytes);
+    client.push_manifest(repository, &digest, OCI_MANIFEST, &manifest_bytes);
+    Descriptor {
+        platform: Some(Platform::new("unknown", "unknown")),
+        annotations: vec![
+            (
+                "vnd.docker.reference.digest".to_owned(),
+                subject.digest.clone(),
+            ),
+            (
+                "vnd.docker.reference.type".to_owned(),
+                "attestation-manifest".to_owned(),
+            ),
+        ],
+        ..Descriptor::of(OCI_MANIFEST, &manifest_bytes)
     }
 }
 
@@ -659,6 +750,8 @@ fn push_referrer(
     tag_schema: ReferrersTagSchema,
 ) -> PushedAttestation {
     client.push_blob(repository, b"{}");
+    // The artifact type is the bundle layer's media type, as GitHub's client writes it.
+    let artifact_type = bundle.media_type.clone();
     let annotations = vec![
         ("org.opencontainers.image.created".to_owned(), created_now()),
         (
@@ -689,7 +782,7 @@ fn push_referrer(
     let referrer_manifest = ordered_object(&[
         ("schemaVersion", "2".into()),
         ("mediaType", json_string(OCI_MANIFEST)),
-        ("artifactType", json_string(SIGSTORE_BUNDLE_ARTIFACT_TYPE)),
+        ("artifactType", json_string(&artifact_type)),
         ("config", empty_config.to_json()),
         ("layers", format!("[{}]", bundle.to_json())),
         ("subject", subject_descriptor.to_json()),
@@ -711,7 +804,7 @@ fn push_referrer(
         response.text()
     );
     let referrer = Descriptor {
-        artifact_type: Some(SIGSTORE_BUNDLE_ARTIFACT_TYPE.into()),
+        artifact_type: Some(artifact_type),
         annotations,
         ..Descriptor::of(OCI_MANIFEST, &referrer_manifest)
     };
@@ -819,6 +912,17 @@ fn single_file_tar(name: &str, content: &[u8]) -> Vec<u8> {
     // Two zero blocks end the archive.
     archive.extend_from_slice(&[0u8; 1024]);
     archive
+}
+
+/// An OCI image index listing `entries`, fields in GitHub's order.
+fn index_document(entries: &[Descriptor]) -> Vec<u8> {
+    let entries: Vec<String> = entries.iter().map(Descriptor::to_json).collect();
+    ordered_object(&[
+        ("schemaVersion", "2".into()),
+        ("mediaType", json_string(OCI_INDEX)),
+        ("manifests", format!("[{}]", entries.join(","))),
+    ])
+    .into_bytes()
 }
 
 fn json_string(text: &str) -> String {
