@@ -822,11 +822,17 @@ async fn another_spelling_of_a_covered_host_is_verified_not_unmatched() {
     }
 
     // A verified image in another spelling is admitted and pinned in the canonical one.
+    // (`/validate` sees what `/mutate` left: the pinned form.)
     let review = pod_review("prod", &[("api", "GHCR.IO:443/acme/api:1.2")]);
-    let response = harness.post("/validate", &review).await;
+    let mutated = harness.post("/mutate", &review).await;
+    assert_eq!(mutated["allowed"], true, "{mutated}");
+    let patch = patch_of(&mutated).expect("pinned");
+    let pinned = format!("{API}@{}", harness.digest(API));
+    assert_eq!(patch[0]["value"], pinned);
+    let response = harness
+        .post("/validate", &pod_review("prod", &[("api", &pinned)]))
+        .await;
     assert_eq!(response["allowed"], true, "{response}");
-    let patch = patch_of(&harness.post("/mutate", &review).await).expect("pinned");
-    assert_eq!(patch[0]["value"], format!("{API}@{}", harness.digest(API)));
 
     // The control: an image on a registry no rule names is still unmatched, and allowed.
     let response = harness
