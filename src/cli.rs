@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::Policy;
+use crate::image_check::ImageOutcome;
+use crate::policy::{ImageClass, Policy};
 use crate::provenance::{check_bundles, ProvenanceVerdict};
 use crate::verify::{read_bundles, ArtifactInput, TrustedRoots};
 
@@ -113,8 +114,13 @@ struct VerifyBundleArgs {
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
     /// Check against this rule only; by default any rule of the policy may allow.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "image")]
     rule: Option<String>,
+    /// The image as a pod spec names it: check against the rule the webhook picks for it
+    /// (exemptions first, then the first rule whose images match); an exempt or unmatched
+    /// image is answered as the webhook answers it, without verifying the bundle.
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
     /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
     #[arg(long = "trusted-root", value_name = "FILE")]
     trusted_roots: Vec<PathBuf>,
@@ -372,15 +378,33 @@ fn print_check_text(check: &crate::image_check::ImageCheck, decision: &crate::de
 
 fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError> {
     let policy = load_policy(&args.policy)?;
-    let rules: Vec<_> = match &args.rule {
-        Some(name) => vec![policy.rule(name).ok_or_else(|| {
+    let rules: Vec<_> = match (&args.rule, &args.image) {
+        (Some(name), _) => vec![policy.rule(name).ok_or_else(|| {
             let known: Vec<_> = policy.rules().iter().map(|rule| rule.name()).collect();
             format!(
                 "policy has no rule {name:?}; its rules are: {}",
                 known.join(", ")
             )
         })?],
-        None => policy.rules().iter().collect(),
+        (None, Some(image)) => {
+            let name = crate::image::ImageReference::parse(image)
+                .map_err(|error| format!("--image {image:?}: {error}"))?
+                .name();
+            match policy.classify_image(&name) {
+                ImageClass::Rule(rule) => vec![rule],
+                ImageClass::Exempt => {
+                    return Ok(answer_unverified(image, ImageOutcome::Exempt, args.output))
+                }
+                ImageClass::Unmatched(action) => {
+                    return Ok(answer_unverified(
+                        image,
+                        ImageOutcome::Unmatched { action },
+                        args.output,
+                    ))
+                }
+            }
+        }
+        (None, None) => policy.rules().iter().collect(),
     };
     let roots = load_roots(&args.trusted_roots)?;
     let bundle_bytes = read_input(&args.bundle, "bundle", MAX_INPUT_BYTES)?;
@@ -405,7 +429,10 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
     };
     let verdict = check_bundles(&roots, &bundles, artifact, &rules);
     match args.output {
-        Output::Json => println!("{}", verdict_json(&verdict, &artifact_digest)),
+        Output::Json => println!(
+            "{}",
+            verdict_json(&verdict, &artifact_digest, args.image.as_deref())
+        ),
         Output::Text => print_verdict_text(&verdict, &artifact_digest),
     }
     Ok(if verdict.allowed {
@@ -415,10 +442,39 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
     })
 }
 
-fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str) -> String {
+/// The webhook's answer for an image it never verifies: exempt, or covered by no rule
+/// (`unmatchedImages` decides), as enforce mode decides it.
+fn answer_unverified(image: &str, outcome: ImageOutcome, output: Output) -> ExitCode {
+    let decision = crate::decision::decide(crate::policy::Mode::Enforce, &outcome);
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "decision": decision.result.as_str(),
+                "image": image,
+                "reasonCode": decision.reason_code,
+                "rule": null,
+                "reasons": [decision.reason],
+                "bundles": [],
+            })
+        ),
+        Output::Text if decision.admit => {
+            println!("{}: {image}: {}", decision.result.as_str(), decision.reason)
+        }
+        Output::Text => eprintln!("{}: {image}: {}", decision.result.as_str(), decision.reason),
+    }
+    if decision.admit {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Option<&str>) -> String {
     let accepted = verdict.accepted();
     serde_json::json!({
         "decision": if verdict.allowed { "allowed" } else { "denied" },
+        "image": image,
         "artifactDigest": artifact_digest,
         "rule": accepted.and_then(|bundle| bundle.rule.clone()),
         "bundle": accepted.map(|bundle| bundle.index),
@@ -459,6 +515,19 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
     ];
     for (label, value) in rows {
         println!("  {label:<11}{}", value.unwrap_or_else(unknown));
+    }
+    // The rows above come from the certificate; these the signing workflow wrote itself and
+    // nothing compares them with anything.
+    if let Some(predicate) = &attestation.predicate {
+        println!("  claimed by the signer, not checked against the certificate:");
+        let claimed = [
+            ("build type", &predicate.build_type),
+            ("builder", &predicate.builder_id),
+            ("invocation", &predicate.invocation_id),
+        ];
+        for (label, value) in claimed {
+            println!("    {label:<11}{}", value.as_deref().unwrap_or("?"));
+        }
     }
 }
 

@@ -231,3 +231,137 @@ fn another_predicate_type_is_rejected_by_default() {
         &["https://spdx.dev/Document"],
     );
 }
+
+/// `verify-bundle` run as a user runs it, with the minted bundle, the test instance's root
+/// and `policy` in files.
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(policy: &str, spec: &MintSpec) -> Cli {
+        let instance = TestInstance::timestamp_only();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("write test input")
+        };
+        write("root.json", &instance.trusted_root_json());
+        write("bundle.json", &instance.mint(spec));
+        write("policy.yaml", policy);
+        Cli { dir }
+    }
+
+    /// Exit code and the JSON answer of `verify-bundle` with `extra` arguments.
+    fn verify(&self, extra: &[&str]) -> (i32, serde_json::Value) {
+        let path = |name: &str| self.dir.path().join(name);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
+            .arg("verify-bundle")
+            .arg("--bundle")
+            .arg(path("bundle.json"))
+            .arg("--trusted-root")
+            .arg(path("root.json"))
+            .arg("--policy")
+            .arg(path("policy.yaml"))
+            .args(["--digest", &format!("sha256:{DIGEST}"), "--output", "json"])
+            .args(extra)
+            .output()
+            .expect("the binary runs");
+        let code = output.status.code().expect("exit code");
+        let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "{extra:?}: exit {code}, stdout is not JSON ({error}); stderr: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        (code, json)
+    }
+}
+
+/// A strict rule for one image before a lenient rule for the rest of the owner's images:
+/// the webhook tries only the first rule whose images match.
+const FIRST_MATCH_POLICY: &str = r#"
+version: 1
+exemptImages: ["registry.k8s.io/**"]
+rules:
+  - name: api-self-hosted-only
+    images: ["ghcr.io/acme/api"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    runners: [self-hosted]
+  - name: acme
+    images: ["ghcr.io/acme/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+"#;
+
+#[test]
+fn verify_bundle_with_an_image_asks_the_rule_the_webhook_picks() {
+    let cli = Cli::new(FIRST_MATCH_POLICY, &build());
+    // Without --image any rule may allow: the lenient one does.
+    let (code, json) = cli.verify(&[]);
+    assert_eq!((code, json["rule"].as_str()), (0, Some("acme")), "{json}");
+
+    for image in ["ghcr.io/acme/api:1.2", "GHCR.IO:443/acme/api:1.2"] {
+        let (code, json) = cli.verify(&["--image", image]);
+        assert_eq!(
+            (code, json["decision"].as_str()),
+            (1, Some("denied")),
+            "{json}"
+        );
+        let reasons = json["reasons"].to_string();
+        assert!(
+            reasons.contains("api-self-hosted-only"),
+            "{image}: {reasons}"
+        );
+        assert!(reasons.contains("github-hosted"), "{image}: {reasons}");
+        assert_eq!(json["image"], image);
+    }
+
+    let (code, json) = cli.verify(&["--image", "ghcr.io/acme/web:1.2"]);
+    assert_eq!((code, json["rule"].as_str()), (0, Some("acme")), "{json}");
+
+    let (code, json) = cli.verify(&["--image", "registry.k8s.io/pause:3.9"]);
+    assert_eq!(
+        (code, json["decision"].as_str()),
+        (0, Some("exempt")),
+        "{json}"
+    );
+    assert_eq!(json["bundles"], serde_json::json!([]));
+
+    let (code, json) = cli.verify(&["--image", "quay.io/acme/api:1"]);
+    assert_eq!(
+        (code, json["decision"].as_str()),
+        (1, Some("denied")),
+        "{json}"
+    );
+    assert_eq!(json["reasonCode"], "unmatched");
+
+    let allow_unmatched = format!("unmatchedImages: allow\n{FIRST_MATCH_POLICY}");
+    let (code, json) =
+        Cli::new(&allow_unmatched, &build()).verify(&["--image", "quay.io/acme/api:1"]);
+    assert_eq!(
+        (code, json["decision"].as_str()),
+        (0, Some("allowed")),
+        "{json}"
+    );
+    assert_eq!(json["reasonCode"], "unmatched");
+}
+
+#[test]
+fn verify_bundle_labels_the_predicate_claims_nobody_checked() {
+    let (code, json) = Cli::new(FIRST_MATCH_POLICY, &build()).verify(&[]);
+    assert_eq!(code, 0, "{json}");
+    let predicate = &json["bundles"][0]["attestation"]["predicate"];
+    for unchecked in ["builderId", "invocationId", "buildType"] {
+        assert!(
+            predicate["claimedBySigner"][unchecked].is_string(),
+            "{unchecked}: {predicate}"
+        );
+        assert!(
+            predicate.get(unchecked).is_none(),
+            "{unchecked} beside verified values: {predicate}"
+        );
+    }
+    assert_eq!(
+        predicate["checkedAgainstCertificate"]["workflowRepository"],
+        json["bundles"][0]["attestation"]["certificate"]["sourceRepositoryUri"]
+    );
+}

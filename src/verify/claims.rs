@@ -65,8 +65,13 @@ pub struct CertificateClaims {
 }
 
 /// What GitHub's SLSA v1 provenance predicate says about the build.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// The predicate is written by the signing workflow, not by Fulcio: only the fields the
+/// policy compares with the certificate are evidence. Serialized in two groups so that no
+/// reader takes the signer's word for a verified fact: `checkedAgainstCertificate` (a rule
+/// accepts only when each agrees with the certificate's claim of the same fact) and
+/// `claimedBySigner` (compared with nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PredicateClaims {
     /// `buildDefinition.buildType`.
     pub build_type: Option<String>,
@@ -92,6 +97,54 @@ pub struct PredicateClaims {
     pub invocation_id: Option<String>,
 }
 
+impl Serialize for PredicateClaims {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Checked<'a> {
+            workflow_repository: &'a Option<String>,
+            workflow_path: &'a Option<String>,
+            workflow_ref: &'a Option<String>,
+            event_name: &'a Option<String>,
+            repository_id: &'a Option<String>,
+            repository_owner_id: &'a Option<String>,
+            runner_environment: &'a Option<String>,
+            resolved_commit: &'a Option<String>,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Claimed<'a> {
+            build_type: &'a Option<String>,
+            builder_id: &'a Option<String>,
+            invocation_id: &'a Option<String>,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Grouped<'a> {
+            checked_against_certificate: Checked<'a>,
+            claimed_by_signer: Claimed<'a>,
+        }
+        Grouped {
+            checked_against_certificate: Checked {
+                workflow_repository: &self.workflow_repository,
+                workflow_path: &self.workflow_path,
+                workflow_ref: &self.workflow_ref,
+                event_name: &self.event_name,
+                repository_id: &self.repository_id,
+                repository_owner_id: &self.repository_owner_id,
+                runner_environment: &self.runner_environment,
+                resolved_commit: &self.resolved_commit,
+            },
+            claimed_by_signer: Claimed {
+                build_type: &self.build_type,
+                builder_id: &self.builder_id,
+                invocation_id: &self.invocation_id,
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
 /// One in-toto subject: a name and its digests by algorithm (`sha256` → hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subject {
@@ -114,4 +167,49 @@ pub struct VerifiedAttestation {
     pub certificate: CertificateClaims,
     /// Present when the predicate is SLSA provenance v1.
     pub predicate: Option<PredicateClaims>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signers_unchecked_claims_are_labelled_as_such() {
+        let claims = PredicateClaims {
+            build_type: Some("https://actions.github.io/buildtypes/workflow/v1".into()),
+            workflow_path: Some(".github/workflows/release.yml".into()),
+            resolved_commit: Some("95baf27389e83e6a5c48f42e190d48d7abcea19e".into()),
+            builder_id: Some("https://github.com/actions/runner/github-hosted".into()),
+            invocation_id: Some("https://github.com/acme/api/actions/runs/1/attempts/1".into()),
+            ..PredicateClaims::default()
+        };
+        let json = serde_json::to_value(&claims).expect("serializes");
+        let groups: Vec<&String> = json.as_object().expect("an object").keys().collect();
+        assert_eq!(groups, ["checkedAgainstCertificate", "claimedBySigner"]);
+        let claimed = &json["claimedBySigner"];
+        assert_eq!(
+            claimed["builderId"],
+            "https://github.com/actions/runner/github-hosted"
+        );
+        assert_eq!(
+            claimed["invocationId"],
+            "https://github.com/acme/api/actions/runs/1/attempts/1"
+        );
+        assert_eq!(
+            claimed["buildType"],
+            "https://actions.github.io/buildtypes/workflow/v1"
+        );
+        let checked = &json["checkedAgainstCertificate"];
+        assert_eq!(checked["workflowPath"], ".github/workflows/release.yml");
+        assert_eq!(
+            checked["resolvedCommit"],
+            "95baf27389e83e6a5c48f42e190d48d7abcea19e"
+        );
+        for unchecked in ["builderId", "invocationId", "buildType"] {
+            assert!(
+                checked.get(unchecked).is_none(),
+                "{unchecked} is not checked"
+            );
+        }
+    }
 }
