@@ -62,10 +62,31 @@ impl std::fmt::Display for FieldPath {
 
 const TARGET_REACHED: &str = "provenance-gate: located target value";
 
+/// One step of a path into any YAML document: the `occurrence`-th entry (from 0) with this
+/// key, for documents that repeat a key, or a sequence index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Step {
+    Key(serde_yaml::Value, usize),
+    Index(usize),
+}
+
 /// Position of the value at `path` in `source`, or `None` when there is no such value.
 pub(crate) fn locate(source: &str, path: &FieldPath) -> Option<SourceLocation> {
+    let steps: Vec<Step> = path
+        .segments()
+        .iter()
+        .map(|segment| match segment {
+            Segment::Key(key) => Step::Key(serde_yaml::Value::from(*key), 0),
+            Segment::Index(index) => Step::Index(*index),
+        })
+        .collect();
+    locate_steps(source, &steps)
+}
+
+/// Position of the value at `steps` in `source`, or `None` when there is no such value.
+pub(crate) fn locate_steps(source: &str, steps: &[Step]) -> Option<SourceLocation> {
     let deserializer = serde_yaml::Deserializer::from_str(source);
-    match Navigate(path.segments()).deserialize(deserializer) {
+    match Navigate(steps).deserialize(deserializer) {
         Err(error) if error.to_string().contains(TARGET_REACHED) => {
             error.location().map(|location| SourceLocation {
                 line: location.line(),
@@ -76,7 +97,7 @@ pub(crate) fn locate(source: &str, path: &FieldPath) -> Option<SourceLocation> {
     }
 }
 
-struct Navigate<'p>(&'p [Segment]);
+struct Navigate<'p>(&'p [Step]);
 
 impl<'de> DeserializeSeed<'de> for Navigate<'_> {
     type Value = ();
@@ -86,8 +107,12 @@ impl<'de> DeserializeSeed<'de> for Navigate<'_> {
             // The error must come from inside a deserialize call on the target node, so
             // that serde_yaml stamps that node's position on it.
             None => deserializer.deserialize_any(Target),
-            Some((Segment::Key(key), rest)) => deserializer.deserialize_map(FindKey { key, rest }),
-            Some((Segment::Index(index), rest)) => deserializer.deserialize_seq(FindIndex {
+            Some((Step::Key(key, occurrence), rest)) => deserializer.deserialize_map(FindKey {
+                key,
+                occurrence: *occurrence,
+                rest,
+            }),
+            Some((Step::Index(index), rest)) => deserializer.deserialize_seq(FindIndex {
                 index: *index,
                 rest,
             }),
@@ -140,8 +165,9 @@ impl<'de> Visitor<'de> for Target {
 }
 
 struct FindKey<'p> {
-    key: &'p str,
-    rest: &'p [Segment],
+    key: &'p serde_yaml::Value,
+    occurrence: usize,
+    rest: &'p [Step],
 }
 
 impl<'de> Visitor<'de> for FindKey<'_> {
@@ -152,9 +178,13 @@ impl<'de> Visitor<'de> for FindKey<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = 0;
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            if key.as_str() == Some(self.key) {
-                return map.next_value_seed(Navigate(self.rest));
+            if key == *self.key {
+                if seen == self.occurrence {
+                    return map.next_value_seed(Navigate(self.rest));
+                }
+                seen += 1;
             }
             map.next_value::<IgnoredAny>()?;
         }
@@ -164,7 +194,7 @@ impl<'de> Visitor<'de> for FindKey<'_> {
 
 struct FindIndex<'p> {
     index: usize,
-    rest: &'p [Segment],
+    rest: &'p [Step],
 }
 
 impl<'de> Visitor<'de> for FindIndex<'_> {

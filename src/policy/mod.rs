@@ -8,6 +8,7 @@
 mod classify;
 mod config;
 mod document;
+mod duplicates;
 mod duration;
 mod error;
 mod github;

@@ -36,6 +36,10 @@ pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
             limit: MAX_POLICY_BYTES,
         });
     }
+    let located_budget = (LOCATE_BUDGET_BYTES / source.len().max(1)).max(1);
+    if let Some(error) = super::duplicates::refuse_duplicate_keys(source, located_budget) {
+        return Err(error);
+    }
     let document: PolicyDocument = serde_yaml::from_str(source)
         .map_err(|error| PolicyError::Syntax(PolicyIssue::from_yaml_error(&error)))?;
     if document.rules.len() > MAX_RULES {
