@@ -1,6 +1,7 @@
 //! The `provenance-gate` command line: argument parsing and the offline commands.
 //!
-//! Exit status: 0 verified and allowed; 1 denied; 2 bad usage or unreadable input.
+//! Exit status: 0 verified and allowed (or: a valid policy); 1 denied (or: an invalid policy,
+//! or warnings with `policy check --strict`); 2 bad usage or unreadable input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,10 +44,21 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Validate a policy file; errors name the field and line.
+    /// Validate a policy file; errors and warnings name the field and line.
+    #[command(after_help = "\
+Exit status: 0 the policy is valid (warnings are printed but pass, unless --strict);
+1 the policy is invalid, or has warnings with --strict; 2 bad usage or unreadable file.
+
+Warnings: repositories or owners without `id` (repojacking), signer workflows not pinned
+to a commit, risky triggers (pull_request*, workflow_run, issue_comment, issues,
+repository_dispatch, discussion*, pull_request_review*), and rules or image patterns that
+an earlier rule or an exemption covers (only the first rule whose images match is tried).")]
     Check {
         /// The policy.yaml to check.
         file: PathBuf,
+        /// Fail (exit 1) when there are warnings.
+        #[arg(long)]
+        strict: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -218,9 +230,11 @@ where
     let result = match cli.command {
         Command::Verify(args) => verify_images_command(&args),
         Command::VerifyBundle(args) => verify_bundle_command(&args),
-        Command::Policy(PolicyCommand::Check { file, output }) => {
-            policy_check_command(&file, output)
-        }
+        Command::Policy(PolicyCommand::Check {
+            file,
+            strict,
+            output,
+        }) => policy_check_command(&file, strict, output),
         Command::Serve(args) => serve_command(args),
     };
     match result {
@@ -566,22 +580,35 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn policy_check_command(path: &Path, output: Output) -> Result<ExitCode, UsageError> {
+fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<ExitCode, UsageError> {
     let bytes = read_input(path, "policy", MAX_INPUT_BYTES)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| format!("policy {} is not UTF-8 text", path.display()))?;
-    match (Policy::from_yaml(&text), output) {
-        (Ok(policy), Output::Text) => {
-            println!(
-                "{}: valid policy with {} rules",
-                path.display(),
-                policy.rules().len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        (Ok(policy), Output::Json) => {
-            println!("{}", serde_json::json!({"valid": true, "policy": policy}));
-            Ok(ExitCode::SUCCESS)
+    match (Policy::check_yaml(&text), output) {
+        (Ok(checked), output) => {
+            let warnings = &checked.warnings;
+            match output {
+                Output::Text => {
+                    for warning in warnings {
+                        eprintln!("{}: warning: {warning}", path.display());
+                    }
+                    println!(
+                        "{}: valid policy with {} rules, {} warnings",
+                        path.display(),
+                        checked.policy.rules().len(),
+                        warnings.len()
+                    );
+                }
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "warnings": warnings, "policy": checked.policy})
+                ),
+            }
+            Ok(if strict && !warnings.is_empty() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         (Err(error), Output::Text) => {
             eprintln!("{}: {error}", path.display());

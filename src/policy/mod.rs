@@ -13,6 +13,7 @@ mod duration;
 mod error;
 mod github;
 mod glob;
+mod lint;
 mod locate;
 mod rule;
 mod selector;
@@ -28,4 +29,5 @@ pub use config::{
 pub use duration::{BreakGlassDuration, DurationError, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError};
+pub use lint::{CheckedPolicy, GITHUB_ACTIONS_EVENTS, RISKY_TRIGGERS};
 pub use rule::{evaluate, Check, Failure, RuleViolation};

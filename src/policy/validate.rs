@@ -14,6 +14,7 @@ use super::duration::BreakGlassDuration;
 use super::error::{PolicyError, PolicyIssue};
 use super::github::{is_owner_login, is_repository_name};
 use super::glob::{has_glob_syntax, Glob};
+use super::lint;
 use super::locate::{locate, FieldPath};
 use crate::image::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::BTreeMap;
@@ -24,12 +25,17 @@ const MAX_LIST_ENTRIES: usize = 1000;
 const MAX_REPORTED_ISSUES: usize = 100;
 /// Locating a problem re-reads the source (serde_yaml manages about 10 MB/s), so large
 /// sources get fewer located problems: a broken policy must not stall a reload for long.
-const LOCATE_BUDGET_BYTES: usize = 8 * MAX_POLICY_BYTES;
+pub(super) const LOCATE_BUDGET_BYTES: usize = 8 * MAX_POLICY_BYTES;
 
 const WORKFLOWS_DIRECTORY: &str = ".github/workflows/";
 const KNOWN_RUNNERS: [&str; 2] = ["github-hosted", "self-hosted"];
 
 pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
+    parse_with_document(source).map(|(_, policy)| policy)
+}
+
+/// The policy and the document it was built from, for checks that report by field path.
+pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Policy), PolicyError> {
     if source.len() > MAX_POLICY_BYTES {
         return Err(PolicyError::TooLarge {
             size: source.len(),
@@ -51,7 +57,7 @@ pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
     let mut checker = Checker::default();
     let policy = checker.policy(&document);
     if checker.problems.is_empty() {
-        Ok(policy)
+        Ok((document, policy))
     } else {
         Err(checker.into_error(source))
     }
@@ -610,6 +616,10 @@ impl Checker {
             return Some(None);
         };
         if !id.is_empty() && id.len() <= 20 && id.bytes().all(|byte| byte.is_ascii_digit()) {
+            if let Some(problem) = lint::id_never_matches(what, id) {
+                self.report(path, problem);
+                return None;
+            }
             return Some(Some(id.to_string()));
         }
         let lookup = match what {
@@ -632,6 +642,7 @@ impl Checker {
             Some(_) if text.contains('@') => format!(
                 "workflow `{text}` must be a path without @ref; the source ref is checked by `refs`"
             ),
+            Some(file) if file.contains('/') => lint::workflow_in_subdirectory(text),
             Some(_) => return self.glob(path, text),
         };
         self.report(path, problem);
@@ -668,6 +679,12 @@ impl Checker {
             );
             return None;
         }
+        if let Some(problem) =
+            pinned_ref.and_then(|pinned| lint::signer_ref_never_matches(text, pinned))
+        {
+            self.report(path, problem);
+            return None;
+        }
         Some(SignerWorkflow {
             owner: owner.to_string(),
             repo: repo.to_string(),
@@ -684,20 +701,20 @@ impl Checker {
             );
             return None;
         }
+        if let Some(problem) = lint::ref_never_matches(text) {
+            self.report(path, problem);
+            return None;
+        }
         self.glob(path, text)
     }
 
     fn trigger(&mut self, path: &FieldPath, text: &str) -> Option<String> {
-        let is_event_name = text.starts_with(|c: char| c.is_ascii_lowercase())
-            && text.chars().all(|c| c.is_ascii_lowercase() || c == '_');
-        if is_event_name {
-            Some(text.to_string())
-        } else {
-            self.report(
-                path,
-                format!("trigger `{text}` is not a GitHub Actions event name (such as push or workflow_dispatch)"),
-            );
-            None
+        match lint::trigger_never_matches(text) {
+            None => Some(text.to_string()),
+            Some(problem) => {
+                self.report(path, problem);
+                None
+            }
         }
     }
 
@@ -799,7 +816,10 @@ impl Checker {
 
 /// Position of the value nearest to `path` that exists in the source: a missing key is
 /// reported at its parent.
-fn locate_nearest(source: &str, path: &FieldPath) -> Option<super::error::SourceLocation> {
+pub(super) fn locate_nearest(
+    source: &str,
+    path: &FieldPath,
+) -> Option<super::error::SourceLocation> {
     let mut candidate = path.clone();
     loop {
         if let Some(location) = locate(source, &candidate) {
@@ -1276,10 +1296,10 @@ rules:
     #[test]
     fn accepts_unquoted_ids_as_text() {
         let policy = Policy::from_yaml(
-            "version: 1\nrules:\n  - {name: a, images: [\"ghcr.io/a/*\"], repositories: [{name: a/b, id: 0804070735}]}\n",
+            "version: 1\nrules:\n  - {name: a, images: [\"ghcr.io/a/*\"], repositories: [{name: a/b, id: 804070735}]}\n",
         )
         .expect("policy parses");
-        assert_eq!(policy.rules()[0].repositories()[0].id(), Some("0804070735"));
+        assert_eq!(policy.rules()[0].repositories()[0].id(), Some("804070735"));
     }
 
     fn registries_policy(hosts: &[&str]) -> String {

@@ -1,0 +1,707 @@
+//! What `policy check` says beyond "valid": values refused because no certificate can ever
+//! carry them (called from validation, so the webhook refuses them too), and warnings about
+//! sound policies that trust more than their author probably means.
+
+use super::config::Policy;
+use super::document::{PolicyDocument, RuleDocument};
+use super::error::{PolicyError, PolicyIssue};
+use super::glob::has_glob_syntax;
+use super::locate::FieldPath;
+use super::validate::{locate_nearest, parse_with_document, LOCATE_BUDGET_BYTES};
+use globset::{GlobBuilder, GlobMatcher};
+use std::collections::HashMap;
+
+/// The events that start GitHub Actions workflows, as the certificate's Build Trigger (the
+/// run's `github.event_name`) names them: GitHub's "Events that trigger workflows", plus
+/// `dynamic`, the event of runs GitHub starts itself (Dependabot, CodeQL default setup).
+/// `workflow_call` is missing on purpose: a called workflow reports its caller's event.
+pub const GITHUB_ACTIONS_EVENTS: [&str; 36] = [
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "create",
+    "delete",
+    "deployment",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "dynamic",
+    "fork",
+    "gollum",
+    "image_version",
+    "issue_comment",
+    "issues",
+    "label",
+    "merge_group",
+    "milestone",
+    "page_build",
+    "project",
+    "project_card",
+    "project_column",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_target",
+    "push",
+    "registry_package",
+    "release",
+    "repository_dispatch",
+    "schedule",
+    "status",
+    "watch",
+    "workflow_dispatch",
+    "workflow_run",
+];
+
+/// Triggers that run code or input from forks, pull requests, issues or comments with the
+/// base repository's identity: `policy check` warns when a rule lists one.
+pub const RISKY_TRIGGERS: [&str; 10] = [
+    "pull_request",
+    "pull_request_target",
+    "workflow_run",
+    "issue_comment",
+    "issues",
+    "repository_dispatch",
+    "discussion",
+    "discussion_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+];
+
+/// Glob comparisons the shadowing check may make before it gives up (and says so).
+const MAX_SHADOW_COMPARISONS: usize = 2_000_000;
+
+/// A policy that loaded, and what `policy check` warns about in it.
+#[derive(Debug)]
+pub struct CheckedPolicy {
+    /// The policy, exactly as [`Policy::from_yaml`] builds it.
+    pub policy: Policy,
+    /// Located warnings, in source order.
+    pub warnings: Vec<PolicyIssue>,
+}
+
+impl Policy {
+    /// [`Policy::from_yaml`] plus the warnings of `policy check`: unpinned repositories and
+    /// owners, signers not pinned to a commit, risky triggers, and rules that are never tried.
+    pub fn check_yaml(source: &str) -> Result<CheckedPolicy, PolicyError> {
+        let (document, policy) = parse_with_document(source)?;
+        let located_count = (LOCATE_BUDGET_BYTES / source.len().max(1)).max(1);
+        let mut warnings: Vec<PolicyIssue> = warnings(&document)
+            .into_iter()
+            .enumerate()
+            .map(|(position, (path, message))| PolicyIssue {
+                location: (position < located_count)
+                    .then(|| locate_nearest(source, &path))
+                    .flatten(),
+                path: path.to_string(),
+                message,
+            })
+            .collect();
+        warnings.sort_by_key(|issue| {
+            issue
+                .location
+                .map_or((1, 0, 0), |location| (0, location.line, location.column))
+        });
+        Ok(CheckedPolicy { policy, warnings })
+    }
+}
+
+// ---- values no certificate can carry: refused by validation ----
+
+/// An `id` with leading zeros: GitHub writes IDs without them, and IDs are compared as text.
+pub(crate) fn id_never_matches(what: &str, id: &str) -> Option<String> {
+    id.starts_with('0').then(|| {
+        let written = id.trim_start_matches('0');
+        let fix = if written.is_empty() {
+            "GitHub IDs start at 1".to_string()
+        } else {
+            format!("write `{written}`")
+        };
+        format!("{what} id `{id}` has leading zeros and would never match the certificate, which writes IDs without them; {fix}")
+    })
+}
+
+/// A calling workflow below `.github/workflows/`: GitHub only runs workflows directly there.
+pub(crate) fn workflow_in_subdirectory(text: &str) -> String {
+    format!(
+        "workflow `{text}` reaches into subdirectories of .github/workflows/, where GitHub never runs workflows, so that part never matches; write .github/workflows/FILE (a `*` in FILE is fine)"
+    )
+}
+
+/// The `@…` of a signer workflow: the certificate's Build Signer URI ends in `@refs/…`, and
+/// its Build Signer Digest is the commit, so a short ref (`@v2`, `@main`) never matches.
+pub(crate) fn signer_ref_never_matches(text: &str, pinned: &str) -> Option<String> {
+    if is_commit(pinned) {
+        return None;
+    }
+    if !pinned.starts_with("refs/") {
+        return Some(format!(
+            "signer workflow `{text}` would never match: the certificate names the signer's ref in full (`@refs/tags/{pinned}` or `@refs/heads/{pinned}`) or pins its commit; write @refs/… or @ and the 40-hex commit"
+        ));
+    }
+    ref_never_matches(pinned).map(|problem| format!("signer workflow `{text}`: {problem}"))
+}
+
+/// A ref glob no git ref can match (git check-ref-format), beyond the `refs/` prefix that
+/// validation requires.
+pub(crate) fn ref_never_matches(text: &str) -> Option<String> {
+    let problem = if text.contains("..") {
+        "contains `..`"
+    } else if text.contains("//") {
+        "contains an empty path component `//`"
+    } else if text.ends_with('/') {
+        "ends with `/`"
+    } else if text.ends_with(".lock") {
+        "ends with `.lock`"
+    } else if text.contains("@{") {
+        "contains `@{`"
+    } else if text.contains(|c: char| c.is_whitespace() || c.is_control() || "~^:".contains(c)) {
+        "contains a space, control character, `~`, `^` or `:`"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "ref `{text}` {problem}, which git does not allow in a ref name, so it would never match"
+    ))
+}
+
+/// A trigger that is not a GitHub Actions event name.
+pub(crate) fn trigger_never_matches(text: &str) -> Option<String> {
+    if GITHUB_ACTIONS_EVENTS.contains(&text) {
+        return None;
+    }
+    let lower = text.to_ascii_lowercase().replace('-', "_");
+    Some(if text == "workflow_call" {
+        "trigger `workflow_call` never appears in a certificate: a called (reusable) workflow reports the event of the workflow that called it; list that event".to_string()
+    } else if GITHUB_ACTIONS_EVENTS.contains(&lower.as_str()) {
+        format!("trigger `{text}` is not a GitHub Actions event name; write `{lower}`")
+    } else {
+        format!("trigger `{text}` is not a GitHub Actions event name (such as push or workflow_dispatch; docs/operating.md lists them)")
+    })
+}
+
+fn is_commit(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+// ---- warnings: sound, but probably not what the author means ----
+
+fn warnings(document: &PolicyDocument) -> Vec<(FieldPath, String)> {
+    let rules = FieldPath::root().key("rules");
+    let mut found = Vec::new();
+    for (index, rule) in document.rules.iter().enumerate() {
+        rule_warnings(&rules.index(index), rule, &mut found);
+    }
+    shadowed_rules(document, &mut found);
+    found
+}
+
+fn rule_warnings(path: &FieldPath, rule: &RuleDocument, found: &mut Vec<(FieldPath, String)>) {
+    let owner_pinned = |owner: &str| {
+        rule.owners
+            .iter()
+            .any(|entry| entry.id.is_some() && entry.name.eq_ignore_ascii_case(owner))
+    };
+    for (index, repository) in rule.repositories.iter().enumerate() {
+        let owner = repository.name.split('/').next().unwrap_or_default();
+        if repository.id.is_none() && !owner_pinned(owner) {
+            found.push((
+                path.key("repositories").index(index),
+                format!(
+                    "repository `{0}` has no `id`, so it is trusted by name alone: if it is renamed or deleted (or its owner's login is freed), someone else can create a repository of that name and its builds are trusted (repojacking); pin it with `id: \"…\"` from `gh api repos/{0} --jq .id`, or pin its owner",
+                    repository.name
+                ),
+            ));
+        }
+    }
+    for (index, owner) in rule.owners.iter().enumerate() {
+        if owner.id.is_none() {
+            found.push((
+                path.key("owners").index(index),
+                format!(
+                    "owner `{0}` has no `id`, so it is trusted by login alone: a login that is renamed or deleted can be registered by someone else, whose repositories' builds are then trusted (repojacking); pin it with `id: \"…\"` from `gh api users/{0} --jq .id`",
+                    owner.name
+                ),
+            ));
+        }
+    }
+    for (index, signer) in rule.signer_workflows.iter().enumerate() {
+        let pinned = signer
+            .split_once('@')
+            .is_some_and(|(_, pinned)| is_commit(pinned));
+        if !pinned {
+            found.push((
+                path.key("signerWorkflows").index(index),
+                format!(
+                    "signer workflow `{signer}` is not pinned to a commit: it is matched by repository name and ref, so whoever can move that ref, or takes over the repository's name, controls what signs; append @ and the workflow's 40-hex commit"
+                ),
+            ));
+        }
+    }
+    for (index, trigger) in rule.triggers.iter().flatten().enumerate() {
+        if RISKY_TRIGGERS.contains(&trigger.as_str()) {
+            found.push((
+                path.key("triggers").index(index),
+                format!(
+                    "trigger `{trigger}` runs code or input from forks, pull requests, issues or comments with the base repository's identity, so a build it starts is not a build of reviewed code; remove it unless this rule is meant for such builds"
+                ),
+            ));
+        }
+    }
+}
+
+/// An image pattern that may cover others: an exemption or a rule's pattern.
+struct General<'d> {
+    owner: String,
+    pattern: &'d str,
+    segments: Vec<Segment<'d>>,
+}
+
+/// One `/`-separated segment of a pattern, with its matcher when it is a glob.
+struct Segment<'d> {
+    text: &'d str,
+    matcher: Option<GlobMatcher>,
+}
+
+/// Only the first rule whose images match an image is tried, after the exemptions: a later
+/// pattern that an earlier one covers never selects its rule.
+fn shadowed_rules(document: &PolicyDocument, found: &mut Vec<(FieldPath, String)>) {
+    let mut generals: Vec<General<'_>> = document
+        .exempt_images
+        .iter()
+        .enumerate()
+        .filter_map(|(index, pattern)| {
+            general(
+                format!("exemptImages[{index}] (admitted without verification)"),
+                pattern,
+            )
+        })
+        .collect();
+    let mut by_host: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut any_host: Vec<usize> = Vec::new();
+    for (index, general) in generals.iter().enumerate() {
+        file_by_host(index, general, &mut by_host, &mut any_host);
+    }
+    let mut comparisons = 0;
+    let rules_path = FieldPath::root().key("rules");
+    for (rule_index, rule) in document.rules.iter().enumerate() {
+        let path = rules_path.index(rule_index);
+        let mut covered = Vec::new();
+        for (pattern_index, pattern) in rule.images.iter().enumerate() {
+            let Some(specific) = splittable(pattern) else {
+                continue;
+            };
+            let host = specific.first().copied().unwrap_or_default();
+            let candidates = by_host.get(host).into_iter().flatten().chain(&any_host);
+            for &candidate in candidates {
+                comparisons += 1;
+                if comparisons > MAX_SHADOW_COMPARISONS {
+                    found.push((
+                        FieldPath::root().key("rules"),
+                        format!("too many image patterns to check every one for shadowing (stopped after {MAX_SHADOW_COMPARISONS} comparisons)"),
+                    ));
+                    return;
+                }
+                let general = &generals[candidate];
+                if covers(&general.segments, &specific) {
+                    covered.push((pattern_index, general));
+                    break;
+                }
+            }
+        }
+        if !covered.is_empty() && covered.len() == rule.images.len() {
+            let by: Vec<String> = covered
+                .iter()
+                .map(|(_, general)| format!("`{}` of {}", general.pattern, general.owner))
+                .collect();
+            found.push((
+                path.clone(),
+                format!(
+                    "rule `{}` is never tried: each of its image patterns is covered by an earlier one ({}), and only the first rule whose images match is tried; move it above them or narrow them",
+                    rule.name,
+                    by.join(", ")
+                ),
+            ));
+        } else {
+            for (pattern_index, general) in &covered {
+                found.push((
+                    path.key("images").index(*pattern_index),
+                    format!(
+                        "`{}` never selects rule `{}`: `{}` of {} covers it and is tried first",
+                        rule.images[*pattern_index], rule.name, general.pattern, general.owner
+                    ),
+                ));
+            }
+        }
+        let owner = format!("rules[{rule_index}] (`{}`)", rule.name);
+        for pattern in &rule.images {
+            if let Some(general) = general(owner.clone(), pattern) {
+                generals.push(general);
+                file_by_host(
+                    generals.len() - 1,
+                    &generals[generals.len() - 1],
+                    &mut by_host,
+                    &mut any_host,
+                );
+            }
+        }
+    }
+}
+
+fn general(owner: String, pattern: &str) -> Option<General<'_>> {
+    let segments = splittable(pattern)?
+        .into_iter()
+        .enumerate()
+        .map(|(position, text)| Segment {
+            text,
+            matcher: (!is_literal_segment(text, position == 0) && text != "*" && text != "**")
+                .then(|| {
+                    GlobBuilder::new(text)
+                        .literal_separator(true)
+                        .build()
+                        .ok()
+                        .map(|glob| glob.compile_matcher())
+                })
+                .flatten(),
+        })
+        .collect();
+    Some(General {
+        owner,
+        pattern,
+        segments,
+    })
+}
+
+fn file_by_host<'d>(
+    index: usize,
+    general: &General<'d>,
+    by_host: &mut HashMap<&'d str, Vec<usize>>,
+    any_host: &mut Vec<usize>,
+) {
+    match general.segments.first() {
+        Some(host) if is_literal_segment(host.text, true) => {
+            by_host.entry(host.text).or_default().push(index)
+        }
+        _ => any_host.push(index),
+    }
+}
+
+/// The segments of a pattern whose globs stay inside their segments; `None` for patterns
+/// the check cannot reason about (escapes, classes or alternatives spanning a `/`).
+fn splittable(pattern: &str) -> Option<Vec<&str>> {
+    if pattern.contains('\\') {
+        return None;
+    }
+    let segments: Vec<&str> = pattern.split('/').collect();
+    let balanced = |segment: &str, open: char, close: char| {
+        segment.matches(open).count() == segment.matches(close).count()
+    };
+    segments
+        .iter()
+        .all(|segment| balanced(segment, '{', '}') && balanced(segment, '[', ']'))
+        .then_some(segments)
+}
+
+/// A registry host in brackets (`[::1]:5000`) is an address, never a character class.
+fn is_literal_segment(text: &str, host: bool) -> bool {
+    (host && text.starts_with('[')) || !has_glob_syntax(text)
+}
+
+/// Whether every name `specific` matches is matched by `general` too. Conservative: `false`
+/// whenever in doubt. `**` matches any number of segments, but at least one at the end
+/// (`ghcr.io/acme/**` does not match `ghcr.io/acme`).
+fn covers(general: &[Segment<'_>], specific: &[&str]) -> bool {
+    covers_from(general, specific, true)
+}
+
+fn covers_from(general: &[Segment<'_>], specific: &[&str], at_host: bool) -> bool {
+    let Some((first, rest)) = general.split_first() else {
+        return specific.is_empty();
+    };
+    if first.text == "**" {
+        if rest.is_empty() {
+            return !specific.is_empty();
+        }
+        return covers_from(rest, specific, false)
+            || (!specific.is_empty() && covers_from(general, &specific[1..], false));
+    }
+    let Some((head, tail)) = specific.split_first() else {
+        return false;
+    };
+    segment_covers(first, head, at_host) && covers_from(rest, tail, false)
+}
+
+fn segment_covers(general: &Segment<'_>, specific: &str, at_host: bool) -> bool {
+    if general.text == specific {
+        return true;
+    }
+    if specific == "**" {
+        return false;
+    }
+    if general.text == "*" {
+        return true;
+    }
+    match &general.matcher {
+        Some(matcher) => is_literal_segment(specific, at_host) && matcher.is_match(specific),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segments(pattern: &str) -> Vec<Segment<'_>> {
+        general(String::new(), pattern)
+            .expect("splittable")
+            .segments
+    }
+
+    #[test]
+    fn glob_coverage_is_conservative() {
+        let cases = [
+            ("ghcr.io/acme/**", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme/team/api", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme/*", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme/**", true),
+            ("ghcr.io/acme/**", "ghcr.io/acme", false),
+            ("ghcr.io/acme/**", "ghcr.io/acmecorp/api", false),
+            ("ghcr.io/acme/*", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/*", "ghcr.io/acme/api-?", true),
+            ("ghcr.io/acme/*", "ghcr.io/acme/**", false),
+            ("ghcr.io/acme/*", "ghcr.io/acme/team/api", false),
+            ("ghcr.io/acme/api-*", "ghcr.io/acme/api-web", true),
+            ("ghcr.io/acme/api-*", "ghcr.io/acme/web", false),
+            ("ghcr.io/acme/api-*", "ghcr.io/acme/api-*-x", false),
+            ("ghcr.io/**/api", "ghcr.io/acme/team/api", true),
+            ("ghcr.io/**/api", "ghcr.io/api", true),
+            ("ghcr.io/acme/{api,web}", "ghcr.io/acme/web", true),
+            ("ghcr.io/acme/api", "ghcr.io/acme/api", true),
+            ("ghcr.io/acme/api", "ghcr.io/acme/*", false),
+            ("quay.io/acme/**", "ghcr.io/acme/api", false),
+            ("*.io/acme/**", "ghcr.io/acme/api", true),
+            ("*/acme/**", "[::1]:5000/acme/api", true),
+            ("[::1]:5000/**", "[::1]:5000/acme/api", true),
+            ("[::1]:5000/**", "1:5000/acme/api", false),
+        ];
+        for (general, specific, expected) in cases {
+            let specific_segments = splittable(specific).expect("splittable");
+            assert_eq!(
+                covers(&segments(general), &specific_segments),
+                expected,
+                "{general} covers {specific}"
+            );
+        }
+        assert!(splittable("ghcr.io/acme/{a/b,c}").is_none());
+        assert!(splittable("ghcr.io/acme/a\\*").is_none());
+    }
+
+    fn warnings_of(source: &str) -> Vec<(String, usize, String)> {
+        let checked = Policy::check_yaml(source).unwrap_or_else(|error| panic!("{error}"));
+        checked
+            .warnings
+            .into_iter()
+            .map(|issue| {
+                (
+                    issue.path,
+                    issue.location.map_or(0, |location| location.line),
+                    issue.message,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn warns_with_path_line_reason_and_fix() {
+        let source = r#"version: 1
+exemptImages: ["ghcr.io/acme/tools/**"]
+rules:
+  - name: broad
+    images: ["ghcr.io/acme/*"]
+    repositories:
+      - {name: acme/api}
+      - {name: acme/web, id: "2"}
+      - {name: other/lib}
+    owners: [{name: acme, id: "1"}, {name: beta}]
+    signerWorkflows:
+      - "acme/builder/.github/workflows/build.yml"
+      - "acme/builder/.github/workflows/build.yml@refs/tags/v1"
+      - "acme/builder/.github/workflows/build.yml@0123456789abcdef0123456789abcdef01234567"
+    triggers: [push, workflow_run, issue_comment, schedule]
+  - name: api
+    images: ["ghcr.io/acme/api", "ghcr.io/acme/tools/debug"]
+    repositories: [{name: acme/api, id: "3"}]
+  - name: mixed
+    images: ["ghcr.io/acme/web", "ghcr.io/acme/team/web"]
+    repositories: [{name: acme/web, id: "2"}]
+"#;
+        let found = warnings_of(source);
+        let summary: Vec<(&str, usize)> = found
+            .iter()
+            .map(|(path, line, _)| (path.as_str(), *line))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("rules[0].repositories[2]", 9),
+                ("rules[0].owners[1]", 10),
+                ("rules[0].signerWorkflows[0]", 12),
+                ("rules[0].signerWorkflows[1]", 13),
+                ("rules[0].triggers[1]", 15),
+                ("rules[0].triggers[2]", 15),
+                ("rules[1]", 16),
+                ("rules[2].images[0]", 20),
+            ]
+        );
+        let message = |path: &str| {
+            &found
+                .iter()
+                .find(|(found_path, ..)| found_path == path)
+                .expect(path)
+                .2
+        };
+        assert!(message("rules[0].repositories[2]").contains("repojacking"));
+        assert!(message("rules[0].repositories[2]").contains("gh api repos/other/lib --jq .id"));
+        assert!(message("rules[0].owners[1]").contains("gh api users/beta --jq .id"));
+        assert!(message("rules[0].signerWorkflows[1]").contains("not pinned to a commit"));
+        assert!(message("rules[0].triggers[1]").contains("forks"));
+        let shadowed = message("rules[1]");
+        assert!(shadowed.contains("rule `api` is never tried"), "{shadowed}");
+        assert!(
+            shadowed.contains("`ghcr.io/acme/*` of rules[0] (`broad`)"),
+            "{shadowed}"
+        );
+        assert!(
+            shadowed.contains("`ghcr.io/acme/tools/**` of exemptImages[0]"),
+            "{shadowed}"
+        );
+        assert!(message("rules[2].images[0]").contains("never selects rule `mixed`"));
+    }
+
+    #[test]
+    fn a_careful_policy_has_no_warnings() {
+        let source = r#"version: 1
+exemptImages: ["registry.k8s.io/**"]
+rules:
+  - name: api
+    images: ["ghcr.io/acme/api"]
+    repositories: [{name: acme/api, id: "3"}]
+    signerWorkflows: ["acme/builder/.github/workflows/build.yml@0123456789abcdef0123456789abcdef01234567"]
+    triggers: [push, release, workflow_dispatch, schedule, merge_group]
+  - name: rest
+    images: ["ghcr.io/acme/**"]
+    owners: [{name: acme, id: "1"}]
+    repositories: [{name: acme/web}]
+"#;
+        assert_eq!(warnings_of(source), []);
+    }
+
+    fn rule_with(extra: &str) -> String {
+        format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{{name: acme, id: \"1\"}}]\n{extra}")
+    }
+
+    #[test]
+    fn refuses_values_no_certificate_can_carry() {
+        let cases = [
+            (
+                "    signerWorkflows: [\"a/b/.github/workflows/build.yml@v2\"]\n",
+                "rules[0].signerWorkflows[0]",
+                "`@refs/tags/v2`",
+            ),
+            (
+                "    signerWorkflows: [\"a/b/.github/workflows/build.yml@main\"]\n",
+                "rules[0].signerWorkflows[0]",
+                "would never match",
+            ),
+            (
+                "    signerWorkflows: [\"a/b/.github/workflows/build.yml@refs/tags/../v2\"]\n",
+                "rules[0].signerWorkflows[0]",
+                "contains `..`",
+            ),
+            (
+                "    owners: [{name: acme, id: \"0016\"}]\n",
+                "rules[0].owners[0].id",
+                "write `16`",
+            ),
+            (
+                "    repositories: [{name: acme/api, id: 0}]\n",
+                "rules[0].repositories[0].id",
+                "GitHub IDs start at 1",
+            ),
+            (
+                "    refs: [\"refs/heads/../main\"]\n",
+                "rules[0].refs[0]",
+                "contains `..`",
+            ),
+            (
+                "    refs: [\"refs/heads/\"]\n",
+                "rules[0].refs[0]",
+                "ends with `/`",
+            ),
+            (
+                "    refs: [\"refs/heads/a b\"]\n",
+                "rules[0].refs[0]",
+                "contains a space",
+            ),
+            (
+                "    workflows: [\".github/workflows/ci/build.yml\"]\n",
+                "rules[0].workflows[0]",
+                "where GitHub never runs workflows",
+            ),
+            (
+                "    workflows: [\".github/workflows/**/build.yml\"]\n",
+                "rules[0].workflows[0]",
+                "where GitHub never runs workflows",
+            ),
+            (
+                "    triggers: [pushed]\n",
+                "rules[0].triggers[0]",
+                "not a GitHub Actions event name",
+            ),
+            (
+                "    triggers: [workflow-dispatch]\n",
+                "rules[0].triggers[0]",
+                "write `workflow_dispatch`",
+            ),
+            (
+                "    triggers: [workflow_call]\n",
+                "rules[0].triggers[0]",
+                "reports the event of the workflow that called it",
+            ),
+        ];
+        for (extra, path, fragment) in cases {
+            let source = rule_with(extra).replace(
+                "    owners: [{name: acme, id: \"1\"}]\n    owners:",
+                "    owners:",
+            );
+            let error = Policy::from_yaml(&source).expect_err(extra);
+            let issue = &error.issues()[0];
+            assert_eq!(issue.path, path, "{extra}: {error}");
+            assert!(issue.location.is_some(), "{extra}: {error}");
+            assert!(issue.message.contains(fragment), "{extra}: {error}");
+        }
+        for accepted in [
+            "    signerWorkflows: [\"a/b/.github/workflows/build.yml@refs/tags/v2\"]\n",
+            "    refs: [\"refs/heads/release/*\", \"refs/tags/**\"]\n",
+            "    workflows: [\".github/workflows/*.yml\", \".github/workflows/**\"]\n",
+            "    triggers: [push, dynamic, image_version, merge_group]\n",
+        ] {
+            Policy::from_yaml(&rule_with(accepted))
+                .unwrap_or_else(|error| panic!("{accepted}: {error}"));
+        }
+    }
+
+    #[test]
+    fn every_risky_trigger_is_an_event() {
+        for trigger in RISKY_TRIGGERS {
+            assert!(GITHUB_ACTIONS_EVENTS.contains(&trigger), "{trigger}");
+        }
+        let mut sorted = GITHUB_ACTIONS_EVENTS;
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, GITHUB_ACTIONS_EVENTS,
+            "kept sorted, without repeats"
+        );
+    }
+}
