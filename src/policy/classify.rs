@@ -22,16 +22,12 @@ impl Policy {
     ///
     /// [`ImageReference::name`]: crate::image::ImageReference::name
     pub fn classify_image(&self, repository: &str) -> ImageClass<'_> {
-        if self
-            .exempt_images
-            .iter()
-            .any(|glob| glob.is_match(repository))
-        {
+        if self.exempt_images.is_match(repository) {
             return ImageClass::Exempt;
         }
         self.rules
             .iter()
-            .find(|rule| rule.images.iter().any(|glob| glob.is_match(repository)))
+            .find(|rule| rule.images.is_match(repository))
             .map_or(
                 ImageClass::Unmatched(self.unmatched_images),
                 ImageClass::Rule,

@@ -5,7 +5,7 @@
 
 use super::duration::BreakGlassDuration;
 use super::error::PolicyError;
-use super::glob::Glob;
+use super::glob::{Glob, GlobList};
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -13,6 +13,9 @@ use std::collections::BTreeMap;
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 /// The most rules a policy may have: every admitted image is checked against them in order.
 pub const MAX_RULES: usize = 1000;
+/// The most globs (exemptions, and rules' images, refs and workflows) a policy may have:
+/// each costs memory once compiled, and the webhook holds two policies during a reload.
+pub const MAX_GLOBS: usize = 20_000;
 
 /// The OIDC issuer of GitHub Actions tokens, trusted when a rule names no issuers.
 pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -93,7 +96,7 @@ pub struct Policy {
     pub(crate) version: u64,
     pub(crate) default_mode: Mode,
     pub(crate) environments: Vec<Environment>,
-    pub(crate) exempt_images: Vec<Glob>,
+    pub(crate) exempt_images: GlobList,
     pub(crate) unmatched_images: UnmatchedAction,
     pub(crate) rules: Vec<Rule>,
     pub(crate) break_glass: Option<BreakGlass>,
@@ -393,13 +396,13 @@ impl std::fmt::Display for TriggerFilter {
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     pub(crate) name: String,
-    pub(crate) images: Vec<Glob>,
+    pub(crate) images: GlobList,
     pub(crate) repositories: Vec<TrustedRepository>,
     pub(crate) owners: Vec<TrustedOwner>,
     /// `None`: any workflow of a trusted repository.
-    pub(crate) workflows: Option<Vec<Glob>>,
+    pub(crate) workflows: Option<GlobList>,
     pub(crate) signer_workflows: Vec<SignerWorkflow>,
-    pub(crate) refs: Vec<Glob>,
+    pub(crate) refs: GlobList,
     pub(crate) triggers: TriggerFilter,
     pub(crate) runners: Vec<String>,
     pub(crate) predicate_types: Vec<String>,

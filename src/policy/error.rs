@@ -62,6 +62,14 @@ pub enum PolicyError {
         /// Rules allowed.
         limit: usize,
     },
+    /// More globs than [`MAX_GLOBS`](super::MAX_GLOBS).
+    #[error("policy has {count} globs (exemptImages, and rules' images, refs and workflows), more than the limit of {limit}")]
+    TooManyGlobs {
+        /// Globs in the source.
+        count: usize,
+        /// Globs allowed.
+        limit: usize,
+    },
     /// Well-formed YAML whose values do not make a sound policy; lists every problem found.
     #[error("{}", describe_issues(issues, *omitted))]
     Invalid {
@@ -78,7 +86,9 @@ impl PolicyError {
         match self {
             PolicyError::Syntax(issue) => std::slice::from_ref(issue),
             PolicyError::Invalid { issues, .. } => issues,
-            PolicyError::TooLarge { .. } | PolicyError::TooManyRules { .. } => &[],
+            PolicyError::TooLarge { .. }
+            | PolicyError::TooManyRules { .. }
+            | PolicyError::TooManyGlobs { .. } => &[],
         }
     }
 }

@@ -2,9 +2,14 @@
 //!
 //! `*` and `?` never cross a `/`, so `ghcr.io/acme/*` covers `ghcr.io/acme/api` but not
 //! `ghcr.io/acme/team/api`; `**` as a whole segment crosses segments (`ghcr.io/acme/**`).
+//!
+//! A [`Glob`] is checked but not compiled: globs are matched as a [`GlobList`], one
+//! compiled matcher per list. A regex per glob cost about 14 KB each, so that a large
+//! policy took hundreds of megabytes.
 
-use globset::{GlobBuilder, GlobMatcher};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Serialize, Serializer};
+use std::sync::Arc;
 
 /// Why a glob pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,11 +28,12 @@ pub enum GlobError {
     Syntax(String),
 }
 
-/// A compiled glob with `/` as the segment separator. Matching is case-sensitive.
+/// A checked glob with `/` as the segment separator. Matching is case-sensitive, and done
+/// by the [`GlobList`] it belongs to.
 #[derive(Debug, Clone)]
 pub struct Glob {
     pattern: String,
-    matcher: GlobMatcher,
+    glob: globset::Glob,
 }
 
 impl Glob {
@@ -74,18 +80,18 @@ impl Glob {
             .map_err(|error| GlobError::Syntax(error.kind().to_string()))?;
         Ok(Glob {
             pattern: written.to_string(),
-            matcher: glob.compile_matcher(),
+            glob,
         })
+    }
+
+    /// The pattern as compiled: as written, but with an image host's glob characters escaped.
+    pub(crate) fn matched_pattern(&self) -> &str {
+        self.glob.glob()
     }
 
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.pattern
-    }
-
-    /// Whether `candidate` matches the whole pattern.
-    pub fn is_match(&self, candidate: &str) -> bool {
-        self.matcher.is_match(candidate)
     }
 
     /// Whether the pattern has any glob syntax at all.
@@ -97,6 +103,70 @@ impl Glob {
 /// True when `text` contains characters that globs treat specially.
 pub(crate) fn has_glob_syntax(text: &str) -> bool {
     text.contains(['*', '?', '[', ']', '{', '}', '\\'])
+}
+
+/// Globs compiled together: one matcher for a rule's images, refs or workflows, or for the
+/// exemptions. Dereferences to the globs, in the order written.
+#[derive(Debug, Clone)]
+pub struct GlobList {
+    globs: Vec<Glob>,
+    /// Shared by every list of the same globs (rules repeat refs and workflows).
+    set: Arc<GlobSet>,
+}
+
+impl GlobList {
+    /// Compiles `globs` into one matcher.
+    pub fn new(globs: Vec<Glob>) -> Result<GlobList, GlobError> {
+        let mut builder = GlobSetBuilder::new();
+        for glob in &globs {
+            builder.add(glob.glob.clone());
+        }
+        let set = builder
+            .build()
+            .map_err(|error| GlobError::Syntax(error.to_string()))?;
+        Ok(GlobList {
+            globs,
+            set: Arc::new(set),
+        })
+    }
+
+    /// A list of `globs` matched by `set`, which must have been compiled from globs with
+    /// the same [`Glob::matched_pattern`]s, in the same order.
+    pub(crate) fn sharing(globs: Vec<Glob>, set: Arc<GlobSet>) -> GlobList {
+        GlobList { globs, set }
+    }
+
+    /// The compiled matcher, to share with lists of the same globs.
+    pub(crate) fn shared_set(&self) -> Arc<GlobSet> {
+        Arc::clone(&self.set)
+    }
+
+    /// Whether `candidate` matches any of the globs, each as a whole.
+    pub fn is_match(&self, candidate: &str) -> bool {
+        self.set.is_match(candidate)
+    }
+}
+
+impl std::ops::Deref for GlobList {
+    type Target = [Glob];
+
+    fn deref(&self) -> &[Glob] {
+        &self.globs
+    }
+}
+
+impl PartialEq for GlobList {
+    fn eq(&self, other: &GlobList) -> bool {
+        self.globs == other.globs
+    }
+}
+
+impl Eq for GlobList {}
+
+impl Serialize for GlobList {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.globs.serialize(serializer)
+    }
 }
 
 impl PartialEq for Glob {
@@ -132,7 +202,9 @@ mod tests {
             let glob = compile(pattern).expect(pattern);
             assert_eq!(glob.as_str(), pattern);
             assert_eq!(
-                glob.is_match(candidate),
+                GlobList::new(vec![glob])
+                    .expect("compiles")
+                    .is_match(candidate),
                 expected,
                 "{pattern} against {candidate}"
             );
@@ -219,13 +291,41 @@ mod tests {
             ("ghcr.io/acme/**", "ghcr.io/acmecorp/api", false),
         ];
         assert_matches(&cases, Glob::with_literal_first_segment);
-        let star_host = Glob::with_literal_first_segment("*/acme/api").expect("compiles");
+        let star_host = list(&[Glob::with_literal_first_segment("*/acme/api").expect("compiles")]);
         assert!(star_host.is_match("*/acme/api"));
         assert!(!star_host.is_match("evil.example/acme/api"));
         // The plain constructor reads the brackets as a class: why hosts need the literal one.
-        assert!(!Glob::new("[::1]:5000/acme/*")
-            .expect("compiles")
+        assert!(!list(&[Glob::new("[::1]:5000/acme/*").expect("compiles")])
             .is_match("[::1]:5000/acme/api"));
+    }
+
+    fn list(globs: &[Glob]) -> GlobList {
+        GlobList::new(globs.to_vec()).expect("compiles")
+    }
+
+    #[test]
+    fn a_list_matches_when_any_of_its_globs_does() {
+        let globs = list(&[
+            Glob::new("ghcr.io/acme/*").unwrap(),
+            Glob::with_literal_first_segment("[::1]:5000/acme/**").unwrap(),
+            Glob::new("quay.io/acme/api").unwrap(),
+        ]);
+        assert_eq!(globs.len(), 3);
+        assert_eq!(globs[1].as_str(), "[::1]:5000/acme/**");
+        for (candidate, expected) in [
+            ("ghcr.io/acme/api", true),
+            ("ghcr.io/acme/team/api", false),
+            ("[::1]:5000/acme/team/api", true),
+            ("quay.io/acme/api", true),
+            ("quay.io/acme/web", false),
+        ] {
+            assert_eq!(globs.is_match(candidate), expected, "{candidate}");
+        }
+        assert!(!list(&[]).is_match("ghcr.io/acme/api"));
+        assert_eq!(
+            serde_json::to_value(&globs).unwrap(),
+            serde_json::json!(["ghcr.io/acme/*", "[::1]:5000/acme/**", "quay.io/acme/api"])
+        );
     }
 
     #[test]

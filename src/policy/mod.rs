@@ -24,10 +24,10 @@ pub use config::{
     Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
     Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
     TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
-    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 pub use duration::{BreakGlassDuration, DurationError, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
-pub use glob::{Glob, GlobError};
+pub use glob::{Glob, GlobError, GlobList};
 pub use lint::{CheckedPolicy, GITHUB_ACTIONS_EVENTS, RISKY_TRIGGERS};
 pub use rule::{evaluate, Check, Failure, RuleViolation};

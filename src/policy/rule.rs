@@ -306,7 +306,7 @@ impl<'a> Evaluation<'a> {
             }
         }
         if let Some(workflows) = &self.rule.workflows {
-            if !workflows.iter().any(|glob| glob.is_match(calling.path)) {
+            if !workflows.is_match(calling.path) {
                 let allowed = self.allows("workflows", join(workflows));
                 self.fail(
                     Check::CallingWorkflow,
@@ -384,7 +384,7 @@ impl<'a> Evaluation<'a> {
     fn source_ref(&mut self) {
         let allowed = self.allows("refs", join(&self.rule.refs));
         match self.claims.source_repository_ref.as_deref() {
-            Some(source_ref) if self.rule.refs.iter().any(|glob| glob.is_match(source_ref)) => {}
+            Some(source_ref) if self.rule.refs.is_match(source_ref) => {}
             Some(source_ref) => {
                 let trigger = self
                     .claims

@@ -4,7 +4,7 @@ use super::config::{
     Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
     Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
     TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
-    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, OwnerDocument, PolicyDocument, RegistryDocument,
@@ -13,14 +13,17 @@ use super::document::{
 use super::duration::BreakGlassDuration;
 use super::error::{PolicyError, PolicyIssue};
 use super::github::{is_owner_login, is_repository_name};
-use super::glob::{has_glob_syntax, Glob};
+use super::glob::{has_glob_syntax, Glob, GlobList};
 use super::lint;
 use super::locate::{locate, FieldPath};
 use crate::image::{canonical_registry, DOCKER_HUB_REGISTRY};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The most entries any other list (environments, exempt images, a rule's globs, …) may have.
 const MAX_LIST_ENTRIES: usize = 1000;
+/// The longest glob list whose compiled matcher is shared with identical lists.
+const MAX_SHARED_LIST: usize = 8;
 /// The most problems listed in one error; a broken 1 MiB file could otherwise yield thousands.
 const MAX_REPORTED_ISSUES: usize = 100;
 /// Locating a problem re-reads the source (serde_yaml manages about 10 MB/s), so large
@@ -54,6 +57,13 @@ pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Polic
             limit: MAX_RULES,
         });
     }
+    let globs = glob_count(&document);
+    if globs > MAX_GLOBS {
+        return Err(PolicyError::TooManyGlobs {
+            count: globs,
+            limit: MAX_GLOBS,
+        });
+    }
     let mut checker = Checker::default();
     let policy = checker.policy(&document);
     if checker.problems.is_empty() {
@@ -66,6 +76,8 @@ pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Polic
 #[derive(Default)]
 struct Checker {
     problems: Vec<(FieldPath, String)>,
+    /// Compiled matchers of short glob lists by their patterns, for rules that repeat one.
+    glob_sets: HashMap<Vec<String>, Arc<globset::GlobSet>>,
 }
 
 impl Checker {
@@ -145,7 +157,7 @@ impl Checker {
             version: document.version,
             default_mode,
             environments,
-            exempt_images,
+            exempt_images: self.glob_list(&root.key("exemptImages"), exempt_images),
             unmatched_images,
             rules,
             break_glass,
@@ -310,6 +322,33 @@ impl Checker {
             operator,
             values: document.values.clone(),
         })
+    }
+
+    /// One matcher for a list of globs; an empty one, reported, should it fail to build.
+    fn glob_list(&mut self, path: &FieldPath, globs: Vec<Glob>) -> GlobList {
+        // Short lists are the ones rules repeat (refs, workflows, the defaults); keying long
+        // ones would cost more than it saves.
+        let key: Option<Vec<String>> = (globs.len() <= MAX_SHARED_LIST).then(|| {
+            globs
+                .iter()
+                .map(|glob| glob.matched_pattern().to_string())
+                .collect()
+        });
+        if let Some(set) = key.as_ref().and_then(|key| self.glob_sets.get(key)) {
+            return GlobList::sharing(globs, Arc::clone(set));
+        }
+        match GlobList::new(globs) {
+            Ok(list) => {
+                if let Some(key) = key {
+                    self.glob_sets.insert(key, list.shared_set());
+                }
+                list
+            }
+            Err(error) => {
+                self.report(path, format!("failed to compile the globs: {error}"));
+                GlobList::new(Vec::new()).unwrap_or_else(|_| unreachable!("an empty set compiles"))
+            }
+        }
     }
 
     fn glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
@@ -498,12 +537,12 @@ impl Checker {
             .unwrap_or_else(|| vec![GITHUB_ACTIONS_ISSUER.to_string()]);
         Rule {
             name: document.name.clone(),
-            images,
+            images: self.glob_list(&images_path, images),
             repositories,
             owners,
-            workflows,
+            workflows: workflows.map(|globs| self.glob_list(&path.key("workflows"), globs)),
             signer_workflows,
-            refs,
+            refs: self.glob_list(&path.key("refs"), refs),
             triggers,
             runners,
             predicate_types,
@@ -827,6 +866,17 @@ pub(super) fn locate_nearest(
         }
         candidate = candidate.parent()?;
     }
+}
+
+/// Every glob the policy would compile: exemptions and each rule's images, refs and workflows.
+fn glob_count(document: &PolicyDocument) -> usize {
+    let written = |list: &Option<Vec<String>>| list.as_ref().map_or(0, Vec::len);
+    document.exempt_images.len()
+        + document
+            .rules
+            .iter()
+            .map(|rule| rule.images.len() + written(&rule.refs) + written(&rule.workflows))
+            .sum::<usize>()
 }
 
 fn entry_index(path: &FieldPath) -> usize {
