@@ -8,6 +8,7 @@
 use std::process::Command;
 
 use provenance_gate::policy::{Policy, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES};
+use provenance_gate_testkit::large_policy::{generated_policy, resident_kib};
 
 /// What one loaded policy may add to the process. Two of them, plus the webhook's caches
 /// and buffers, must stay well below the chart's 512 MiB.
@@ -15,34 +16,8 @@ const LIMIT_MIB: u64 = 128;
 const CHILD: &str = "PROVENANCE_GATE_POLICY_MEMORY_CHILD";
 const TEST_NAME: &str = "the_largest_allowed_policy_fits_the_memory_limit";
 
-/// `rules` rules sharing `MAX_GLOBS` globs: each rule's own refs and workflows glob, the
-/// rest image globs; every glob has a `*` inside a segment, so that none is a cheap literal
-/// or prefix match, and no two rules' lists are alike (so none is shared).
 fn largest(rules: usize) -> String {
-    let per_rule = MAX_GLOBS / rules - 2;
-    let mut source = String::from("version: 1\nrules:\n");
-    for rule in 0..rules {
-        source.push_str(&format!(
-            "- {{name: r{rule}, owners: [{{name: a, id: \"1\"}}], refs: [\"refs/tags/v{rule}.*\"], workflows: [\".github/workflows/r{rule}*.yml\"], images: ["
-        ));
-        for glob in 0..per_rule {
-            if glob > 0 {
-                source.push(',');
-            }
-            source.push_str(&format!("\"ghcr.io/a/{}*\"", rule * per_rule + glob));
-        }
-        source.push_str("]}\n");
-    }
-    source
-}
-
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in kB")
+    generated_policy(rules, MAX_GLOBS)
 }
 
 /// In the child: loads the shape and prints what it added.

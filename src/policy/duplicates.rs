@@ -193,17 +193,7 @@ mod tests {
     /// (path, line) of each repeated key that `source` is refused for.
     fn refused(source: &str) -> Vec<(String, usize, String)> {
         let error = refuse_duplicate_keys(source, usize::MAX).expect("duplicates are refused");
-        error
-            .issues()
-            .iter()
-            .map(|issue| {
-                (
-                    issue.path.clone(),
-                    issue.location.map_or(0, |location| location.line),
-                    issue.message.clone(),
-                )
-            })
-            .collect()
+        error.issues().iter().map(PolicyIssue::brief).collect()
     }
 
     #[test]
@@ -225,12 +215,8 @@ rules:
 version: 2
 ";
         let found = refused(source);
-        let summary: Vec<(&str, usize)> = found
-            .iter()
-            .map(|(path, line, _)| (path.as_str(), *line))
-            .collect();
         assert_eq!(
-            summary,
+            PolicyIssue::paths_and_lines(&found),
             [
                 ("environments[0].namespaceSelector.matchLabels.env", 4),
                 ("rules[0].owners[0].id", 12),

@@ -110,6 +110,25 @@ fn describe_issues(issues: &[PolicyIssue], omitted: usize) -> String {
 }
 
 impl PolicyIssue {
+    /// Path, line (0 when not located) and message, for test tables.
+    #[cfg(test)]
+    pub(crate) fn brief(&self) -> (String, usize, String) {
+        (
+            self.path.clone(),
+            self.location.map_or(0, |location| location.line),
+            self.message.clone(),
+        )
+    }
+
+    /// Path and line of each of `briefs`, for test tables.
+    #[cfg(test)]
+    pub(crate) fn paths_and_lines(briefs: &[(String, usize, String)]) -> Vec<(&str, usize)> {
+        briefs
+            .iter()
+            .map(|(path, line, _)| (path.as_str(), *line))
+            .collect()
+    }
+
     /// Turns a serde_yaml error into an issue, keeping its location apart from its text.
     pub(crate) fn from_yaml_error(error: &serde_yaml::Error) -> PolicyIssue {
         let location = error.location().map(|location| SourceLocation {

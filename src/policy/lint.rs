@@ -499,17 +499,7 @@ mod tests {
 
     fn warnings_of(source: &str) -> Vec<(String, usize, String)> {
         let checked = Policy::check_yaml(source).unwrap_or_else(|error| panic!("{error}"));
-        checked
-            .warnings
-            .into_iter()
-            .map(|issue| {
-                (
-                    issue.path,
-                    issue.location.map_or(0, |location| location.line),
-                    issue.message,
-                )
-            })
-            .collect()
+        checked.warnings.iter().map(PolicyIssue::brief).collect()
     }
 
     #[test]
@@ -537,12 +527,8 @@ rules:
     repositories: [{name: acme/web, id: "2"}]
 "#;
         let found = warnings_of(source);
-        let summary: Vec<(&str, usize)> = found
-            .iter()
-            .map(|(path, line, _)| (path.as_str(), *line))
-            .collect();
         assert_eq!(
-            summary,
+            PolicyIssue::paths_and_lines(&found),
             [
                 ("rules[0].repositories[2]", 9),
                 ("rules[0].owners[1]", 10),

@@ -32,6 +32,7 @@
 //! taking time from the RFC 3161 timestamp, as it must.
 
 pub mod kube;
+pub mod large_policy;
 mod pki;
 pub mod registry;
 mod spec;
