@@ -1142,6 +1142,39 @@ async fn deletes_subresources_and_other_kinds_are_admitted_untouched() {
 }
 
 #[tokio::test]
+async fn kinds_named_by_requests_cannot_grow_the_metrics() {
+    let harness = Harness::new();
+    let baseline = harness.metrics().len();
+    for index in 0..2_000 {
+        let mut review = gke_review();
+        review["request"]["uid"] = json!(format!("kind-{index}"));
+        review["request"]["kind"] =
+            json!({"group": "", "version": "v1", "kind": format!("Kind{index:04}")});
+        review["request"]["object"] = json!({"data": {}});
+        harness.post("/validate", &review).await;
+    }
+    // A custom resource named like a judged kind is not that kind either.
+    let mut impostor = gke_review();
+    impostor["request"]["kind"] = json!({"group": "example.com", "version": "v1", "kind": "Pod"});
+    impostor["request"]["object"] = json!({"data": {}});
+    harness.post("/validate", &impostor).await;
+
+    let metrics = harness.metrics();
+    assert!(
+        metrics
+            .contains(r#"provenance_gate_admissions_total{kind="other",operation="CREATE"} 2001"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("Kind0001"), "{metrics}");
+    assert!(!metrics.contains(r#"kind="Pod""#), "{metrics}");
+    assert!(
+        metrics.len() < baseline + 1024,
+        "/metrics grew from {baseline} to {} bytes",
+        metrics.len()
+    );
+}
+
+#[tokio::test]
 async fn only_post_is_served() {
     let harness = Harness::new();
     let response = router(harness.state.clone())
