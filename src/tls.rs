@@ -601,6 +601,69 @@ mod tests {
         ));
     }
 
+    /// A CA and a client certificate it signed (DER).
+    fn client_ca_and_leaf(name: &str) -> (String, CertificateDer<'static>) {
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .expect("CA");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let leaf = params
+            .signed_by(&rcgen::KeyPair::generate().unwrap(), &ca)
+            .expect("client certificate");
+        (ca.pem(), leaf.der().clone())
+    }
+
+    #[test]
+    fn the_client_ca_is_reloaded_and_a_bad_bundle_keeps_the_one_in_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client-ca.crt");
+        let (first_ca, first_leaf) = client_ca_and_leaf("first");
+        let (second_ca, second_leaf) = client_ca_and_leaf("second");
+        let accepts = |verifier: &ReloadingClientCa, leaf: &CertificateDer<'static>| {
+            verifier
+                .verify_client_cert(leaf, &[], UnixTime::now())
+                .is_ok()
+        };
+        std::fs::write(&path, &first_ca).unwrap();
+        let verifier = ReloadingClientCa::load(path.clone()).expect("valid bundle");
+        assert!(accepts(&verifier, &first_leaf));
+        assert!(!accepts(&verifier, &second_leaf));
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Unchanged
+        ));
+
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Rejected(TlsError::BadClientCa { .. })
+        ));
+        assert!(accepts(&verifier, &first_leaf));
+
+        std::fs::write(&path, &second_ca).unwrap();
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Reloaded(_)
+        ));
+        assert!(accepts(&verifier, &second_leaf));
+        assert!(!accepts(&verifier, &first_leaf));
+        assert_eq!(
+            certificate_subject(&second_leaf).as_deref(),
+            Some("CN=kube-apiserver")
+        );
+
+        std::fs::write(&path, "").unwrap();
+        assert!(ReloadingClientCa::load(path).is_err(), "an empty bundle");
+    }
+
     #[test]
     fn server_config_offers_h2_and_http11() {
         let dir = tempfile::tempdir().expect("tempdir");
