@@ -149,15 +149,8 @@ impl ReloadingCertificate {
             Err(error) => return ReloadOutcome::Rejected(error),
         };
         let seen = fingerprint(&certificate_bytes, &key_bytes);
-        {
-            let mut last_seen = self
-                .last_seen
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if *last_seen == seen {
-                return ReloadOutcome::Unchanged;
-            }
-            *last_seen = seen;
+        if !changed(&self.last_seen, seen) {
+            return ReloadOutcome::Unchanged;
         }
         match certified_key(&self.files, &self.provider, &certificate_bytes, &key_bytes) {
             Ok(key) => {
@@ -236,19 +229,12 @@ async fn watch_files<T: Reloadable>(reloadable: Arc<T>, interval: Duration) {
 /// The CA bundle that client certificates must chain to (`serve --client-ca`), swapped
 /// atomically when the file changes to a valid new bundle. The verifier in force decides
 /// each handshake; open connections are not re-checked.
+#[derive(Debug)]
 pub struct ReloadingClientCa {
     path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<Arc<dyn ClientCertVerifier>>,
     last_seen: Mutex<[u8; 32]>,
-}
-
-impl fmt::Debug for ReloadingClientCa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingClientCa")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ReloadingClientCa {
@@ -274,15 +260,8 @@ impl ReloadingClientCa {
             Err(error) => return ReloadOutcome::Rejected(error),
         };
         let seen = fingerprint(&bytes, &[]);
-        {
-            let mut last_seen = self
-                .last_seen
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if *last_seen == seen {
-                return ReloadOutcome::Unchanged;
-            }
-            *last_seen = seen;
+        if !changed(&self.last_seen, seen) {
+            return ReloadOutcome::Unchanged;
         }
         match client_verifier(&self.path, &self.provider, &bytes) {
             Ok((verifier, description)) => {
@@ -426,6 +405,16 @@ fn read_pair(files: &CertificateFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         read_limited(&files.certificate, "certificate")?,
         read_limited(&files.key, "private key")?,
     ))
+}
+
+/// Whether `seen` differs from the fingerprint last looked at, which it then becomes.
+fn changed(last_seen: &Mutex<[u8; 32]>, seen: [u8; 32]) -> bool {
+    let mut last_seen = last_seen
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let changed = *last_seen != seen;
+    *last_seen = seen;
+    changed
 }
 
 fn fingerprint(certificate: &[u8], key: &[u8]) -> [u8; 32] {
