@@ -350,12 +350,21 @@ impl Harness {
         body: Vec<u8>,
         content_type: Option<&str>,
     ) -> (StatusCode, Value) {
+        self.post_body(path, Body::from(body), content_type).await
+    }
+
+    async fn post_body(
+        &self,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method("POST").uri(path);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
         let response = router(self.state.clone())
-            .oneshot(request.body(Body::from(body)).unwrap())
+            .oneshot(request.body(body).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -1095,6 +1104,31 @@ async fn an_oversized_body_is_refused_with_413() {
         message(&answer["response"]),
         "malformed AdmissionReview: the request body is larger than the 3145728 bytes accepted"
     );
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408() {
+    let settings = WebhookSettings {
+        body_timeout: Duration::from_millis(200),
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    // The first bytes of a review, then nothing, ever.
+    let first = futures::stream::once(async { Ok::<_, std::io::Error>(b"{\"kind\":".to_vec()) });
+    let body = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+    let started = std::time::Instant::now();
+    let (status, answer) = harness
+        .post_body("/validate", body, Some("application/json"))
+        .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 408);
+    assert!(harness.records().is_empty());
 }
 
 #[tokio::test]
