@@ -576,3 +576,18 @@ fn policy_check_command(path: &Path, output: Output) -> Result<ExitCode, UsageEr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_proxy_is_an_http_or_https_url_with_a_host() {
+        for accepted in ["http://proxy.internal:3128", "https://proxy.internal"] {
+            assert!(parse_proxy(accepted).is_ok(), "{accepted}");
+        }
+        for refused in ["proxy.internal:3128", "socks5://proxy:1080", "http://", ""] {
+            assert!(parse_proxy(refused).is_err(), "{refused}");
+        }
+    }
+}
