@@ -290,6 +290,11 @@ expect_refusal 'refs: Array must have at least 1 items' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"refs":[]}]'
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
 expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
+expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true
+expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true \
+  --set webhook.clientAuth.caSecret=a --set webhook.clientAuth.caConfigMap=b
+expect_refusal 'registryProxy: Does not match pattern' --set registryProxy=proxy.internal:3128
+expect_refusal 'webhook\.limits\.maxConnections: Must be greater than or equal to 1' --set webhook.limits.maxConnections=0
 
 # --- 9: server-side dry run against a real kube-apiserver, when one is built -------------------
 # scripts/install-kube.sh builds kube-apiserver and etcd into target/tools/bin for the cluster

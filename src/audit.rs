@@ -11,6 +11,28 @@ use crate::policy::Mode;
 /// keeps every record small whatever a decision adds to them.
 pub const MAX_RECORD_REASON_BYTES: usize = 4096;
 
+/// Who sent an admission request, as far as the connection proves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The TLS client presented a certificate that chains to the configured client CA
+    /// (`serve --client-ca`). Without a client CA nobody is authenticated, and anyone who
+    /// can reach the webhook port could have sent the request.
+    pub authenticated: bool,
+    /// The verified client certificate's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl Caller {
+    /// A caller proven by a client certificate with this subject.
+    pub fn verified(subject: Option<String>) -> Self {
+        Caller {
+            authenticated: true,
+            subject,
+        }
+    }
+}
+
 /// Where a decision was asked for: an admission request, or the command line.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RequestContext {
@@ -18,6 +40,8 @@ pub struct RequestContext {
     pub namespace: Option<String>,
     pub kind: Option<String>,
     pub name: Option<String>,
+    /// `None` on the command line, where there is no request.
+    pub caller: Option<Caller>,
 }
 
 /// See the module documentation; field names as in DESIGN.md.
@@ -73,6 +97,9 @@ pub struct DecisionRecord {
     /// Who declared the break-glass, as the webhook recorded it from the request's userInfo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_glass_approved_by: Option<String>,
+    /// Who sent the admission request; unauthenticated requests say so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
 }
 
 impl DecisionRecord {
@@ -114,6 +141,7 @@ impl DecisionRecord {
             break_glass_ticket: None,
             break_glass_reason: None,
             break_glass_approved_by: None,
+            caller: context.caller.clone(),
         };
         match &check.outcome {
             ImageOutcome::Verified {

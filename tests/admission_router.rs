@@ -350,12 +350,21 @@ impl Harness {
         body: Vec<u8>,
         content_type: Option<&str>,
     ) -> (StatusCode, Value) {
+        self.post_body(path, Body::from(body), content_type).await
+    }
+
+    async fn post_body(
+        &self,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder().method("POST").uri(path);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
         let response = router(self.state.clone())
-            .oneshot(request.body(Body::from(body)).unwrap())
+            .oneshot(request.body(body).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -1157,6 +1166,31 @@ async fn an_oversized_body_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408() {
+    let settings = WebhookSettings {
+        body_timeout: Duration::from_millis(200),
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    // The first bytes of a review, then nothing, ever.
+    let first = futures::stream::once(async { Ok::<_, std::io::Error>(b"{\"kind\":".to_vec()) });
+    let body = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+    let started = std::time::Instant::now();
+    let (status, answer) = harness
+        .post_body("/validate", body, Some("application/json"))
+        .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 408);
+    assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
 async fn v1beta1_reviews_are_answered_in_v1beta1_whatever_the_content_type() {
     let harness = Harness::new();
     let mut review = pod_review("prod", &[("api", &harness.pinned(API))]);
@@ -1198,6 +1232,39 @@ async fn deletes_subresources_and_other_kinds_are_admitted_untouched() {
         );
     }
     assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
+async fn kinds_named_by_requests_cannot_grow_the_metrics() {
+    let harness = Harness::new();
+    let baseline = harness.metrics().len();
+    for index in 0..2_000 {
+        let mut review = gke_review();
+        review["request"]["uid"] = json!(format!("kind-{index}"));
+        review["request"]["kind"] =
+            json!({"group": "", "version": "v1", "kind": format!("Kind{index:04}")});
+        review["request"]["object"] = json!({"data": {}});
+        harness.post("/validate", &review).await;
+    }
+    // A custom resource named like a judged kind is not that kind either.
+    let mut impostor = gke_review();
+    impostor["request"]["kind"] = json!({"group": "example.com", "version": "v1", "kind": "Pod"});
+    impostor["request"]["object"] = json!({"data": {}});
+    harness.post("/validate", &impostor).await;
+
+    let metrics = harness.metrics();
+    assert!(
+        metrics
+            .contains(r#"provenance_gate_admissions_total{kind="other",operation="CREATE"} 2001"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("Kind0001"), "{metrics}");
+    assert!(!metrics.contains(r#"kind="Pod""#), "{metrics}");
+    assert!(
+        metrics.len() < baseline + 1024,
+        "/metrics grew from {baseline} to {} bytes",
+        metrics.len()
+    );
 }
 
 #[tokio::test]

@@ -331,6 +331,7 @@ fn subject_of(request: &AdmissionRequest, object: &Value) -> Subject {
             namespace: Some(namespace.clone()),
             kind: Some(request.kind.kind.clone()),
             name: Some(name.clone()),
+            caller: Some(request.caller.clone()),
         },
         regarding: ObjectRef {
             api_version: request.kind.api_version(),
