@@ -22,11 +22,12 @@ use kube::core::ObjectMeta;
 use kube::{Client, Config, ResourceExt};
 use prometheus_client::registry::Registry;
 use provenance_gate::cluster::kube::{
-    watch_namespaces, watch_policy, KubeEvents, POLICY_CONFIGMAP, POLICY_KEY,
+    watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
+    POLICY_CONFIGMAP, POLICY_KEY,
 };
 use provenance_gate::cluster::{
-    ClusterEvent, EventRecorder, EventType, NamespaceDirectory, NamespaceMap, ObjectRef,
-    PolicyCell, PolicySource,
+    ClusterEvent, EventRecorder, EventType, NamespaceDirectory, NamespaceLookupError, NamespaceMap,
+    ObjectRef, PolicyCell, PolicySource,
 };
 use provenance_gate::metrics::{Metrics, ReloadLabels};
 use provenance_gate_testkit::kube::KubeApiServer;
@@ -51,6 +52,7 @@ async fn cluster_side_works_against_a_real_api_server_as_admin() {
 
     policy_watch_scenario(&admin, &admin, RELEASE_NAMESPACE).await;
     namespace_watch_scenario(&admin, &admin, "admin").await;
+    namespace_lookup_scenario(&admin, &admin, "admin").await;
     events_scenario(&admin, &admin, RELEASE_NAMESPACE).await;
     stop_server(server).await;
 }
@@ -71,6 +73,7 @@ async fn cluster_side_works_with_exactly_the_charts_rbac() {
 
     policy_watch_scenario(&admin, &webhook, RELEASE_NAMESPACE).await;
     namespace_watch_scenario(&admin, &webhook, "rbac").await;
+    namespace_lookup_scenario(&admin, &webhook, "rbac").await;
     events_scenario(&admin, &webhook, RELEASE_NAMESPACE).await;
 
     // Nothing beyond what the scenarios use.
@@ -438,6 +441,53 @@ async fn namespace_watch_scenario(admin: &Client, actor: &Client, prefix: &str) 
     assert!(map.namespace(&after).is_some());
     assert!(!watch.is_finished(), "the namespace watch never ends");
     watch.abort();
+}
+
+/// (b') A namespace the watch has not delivered (a pod applied in one file with it): read
+/// from the API server on the review's path, and kept; one that does not exist is not
+/// found, which the webhook answers with enforce.
+async fn namespace_lookup_scenario(admin: &Client, actor: &Client, prefix: &str) {
+    let name = format!("{prefix}-unwatched");
+    create_namespace(
+        admin,
+        &name,
+        BTreeMap::from([("env".to_owned(), "production".to_owned())]),
+        BTreeMap::from([
+            (
+                "provenance-gate.dev/break-glass-ticket".to_owned(),
+                "INC-9".to_owned(),
+            ),
+            ("example.com/unrelated".to_owned(), "x".to_owned()),
+        ]),
+    )
+    .await;
+    // No watch runs: the map has never heard of it, as right after the namespace's creation.
+    let map = Arc::new(NamespaceMap::default());
+    let directory = KubeNamespaces::new(actor.clone(), Arc::clone(&map), NAMESPACE_LOOKUP_TIMEOUT);
+    assert_eq!(directory.namespace(&name), None);
+    let info = directory
+        .lookup(&name)
+        .await
+        .expect("read from the API server");
+    assert_eq!(
+        info.labels.get("env").map(String::as_str),
+        Some("production")
+    );
+    assert_eq!(
+        info.annotations,
+        BTreeMap::from([(
+            "provenance-gate.dev/break-glass-ticket".to_owned(),
+            "INC-9".to_owned()
+        )])
+    );
+    assert_eq!(map.namespace(&name), Some(info), "kept for the next review");
+
+    let missing = format!("{prefix}-missing");
+    assert_eq!(
+        directory.lookup(&missing).await,
+        Err(NamespaceLookupError::NotFound { name: missing })
+    );
+    delete_namespace(admin, &name).await;
 }
 
 /// (c) Events: an Event about a Pod (its namespace), its repeat (a series, by patch), and
