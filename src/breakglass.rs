@@ -533,6 +533,17 @@ mod tests {
         "2026-11-28T18:00:00Z".parse().unwrap()
     }
 
+    /// The approval of the [`declared`] break-glass expiring at [`expires`].
+    fn approved(approver: &str, groups: Option<&str>, recorded: bool) -> NamespaceWrite {
+        NamespaceWrite::Approved {
+            approver: approver.into(),
+            groups: groups.map(str::to_owned),
+            ticket: "INC-4711".into(),
+            expires: expires(),
+            recorded,
+        }
+    }
+
     fn eight_hours() -> BreakGlassDuration {
         BreakGlassDuration::parse("8h").unwrap()
     }
@@ -728,13 +739,6 @@ mod tests {
             ],
         );
         let labels_only = annotations(&[("team", "payments")]);
-        let approved = |approver: &str, groups: Option<&str>, recorded| NamespaceWrite::Approved {
-            approver: approver.into(),
-            groups: groups.map(str::to_owned),
-            ticket: "INC-4711".into(),
-            expires: expires(),
-            recorded,
-        };
         type Case<'a> = (
             &'a str,
             Option<&'a BTreeMap<String, String>>,
@@ -789,15 +793,37 @@ mod tests {
         ];
         for (name, old, new, who, config, expected) in cases {
             let verdict = review_namespace_write(old, new, who, config, now(), None);
-            match expected {
-                Ok(expected) => assert_eq!(verdict, expected, "{name}"),
-                Err(why) => match &verdict {
-                    NamespaceWrite::Denied { why: actual } => {
-                        assert!(actual.contains(why), "{name}: {actual}")
-                    }
-                    other => panic!("{name}: expected a denial, got {other:?}"),
-                },
-            }
+            assert_verdict(name, verdict, expected, write_denial);
+        }
+    }
+
+    /// Asserts `verdict` is `expected`, or (`Err`) a denial whose reason contains the text.
+    fn assert_verdict<V: PartialEq + std::fmt::Debug>(
+        name: &str,
+        verdict: V,
+        expected: Result<V, &str>,
+        denial: fn(&V) -> Option<&str>,
+    ) {
+        match expected {
+            Ok(expected) => assert_eq!(verdict, expected, "{name}"),
+            Err(why) => match denial(&verdict) {
+                Some(actual) => assert!(actual.contains(why), "{name}: {actual}"),
+                None => panic!("{name}: expected a denial with {why:?}, got {verdict:?}"),
+            },
+        }
+    }
+
+    fn write_denial(verdict: &NamespaceWrite) -> Option<&str> {
+        match verdict {
+            NamespaceWrite::Denied { why } => Some(why),
+            _ => None,
+        }
+    }
+
+    fn mode_denial(verdict: &ModeVerdict) -> Option<&str> {
+        match verdict {
+            ModeVerdict::Denied { why } => Some(why),
+            _ => None,
         }
     }
 
@@ -824,10 +850,7 @@ mod tests {
         let judge = |old: &BTreeMap<String, String>, new, who| {
             review_namespace_write(Some(old), new, who, Some(&config), now(), None)
         };
-        let denied = |verdict: NamespaceWrite, want: &str| match verdict {
-            NamespaceWrite::Denied { why } => assert!(why.contains(want), "{why}"),
-            other => panic!("expected a denial with {want:?}, got {other:?}"),
-        };
+        let denied = |verdict, want| assert_verdict("refused", verdict, Err(want), write_denial);
         // A non-approver may not add a group; an approver may not list one they are not
         // recorded in by the webhook.
         denied(
@@ -849,13 +872,7 @@ mod tests {
         );
         assert_eq!(
             judge(&alice_recorded, &bob_named, &bob),
-            NamespaceWrite::Approved {
-                approver: "bob@example.com".into(),
-                groups: None,
-                ticket: "INC-4711".into(),
-                expires: expires(),
-                recorded: false,
-            }
+            approved("bob@example.com", None, false)
         );
         // Dropping the groups alone is a removal, which anybody may make.
         let without_groups = with(
@@ -962,15 +979,7 @@ mod tests {
         ];
         for (name, change, who, config, expected) in cases {
             let verdict = review_mode_change(&change, who, config);
-            match expected {
-                Ok(expected) => assert_eq!(verdict, expected, "{name}"),
-                Err(why) => match &verdict {
-                    ModeVerdict::Denied { why: actual } => {
-                        assert!(actual.contains(why), "{name}: {actual}")
-                    }
-                    other => panic!("{name}: expected a denial, got {other:?}"),
-                },
-            }
+            assert_verdict(name, verdict, expected, mode_denial);
         }
     }
 
@@ -1012,13 +1021,7 @@ mod tests {
         // An approver may raise it, and becomes the recorded approver.
         assert_eq!(
             judge(&bob, Some(&raise), &forged),
-            NamespaceWrite::Approved {
-                approver: "bob@example.com".into(),
-                groups: None,
-                ticket: "INC-4711".into(),
-                expires: expires(),
-                recorded: false,
-            }
+            approved("bob@example.com", None, false)
         );
         // An expired leftover must go first, even for an approver.
         let stale = with(&declared("2026-11-28T09:00:00Z"), &[]);

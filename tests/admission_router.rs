@@ -1626,6 +1626,16 @@ fn relabel_review(user: &str, groups: &[&str], from: &str, to: &str, annotations
     review
 }
 
+/// Both endpoints refuse `review` with 403 and `expected` as the message.
+async fn refused_at_both_endpoints(harness: &Harness, review: &Value, expected: &str) {
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, review).await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert_eq!(response["status"]["code"], 403);
+        assert_eq!(message(&response), expected, "{endpoint}");
+    }
+}
+
 #[tokio::test]
 async fn lowering_a_namespace_mode_is_for_break_glass_approvers_only() {
     let harness = Harness::new();
@@ -1636,15 +1646,12 @@ async fn lowering_a_namespace_mode_is_for_break_glass_approvers_only() {
         "dev",
         json!({"team": "payments"}),
     );
-    for endpoint in ["/mutate", "/validate"] {
-        let response = harness.post(endpoint, &by_mallory).await;
-        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
-        assert_eq!(response["status"]["code"], 403);
-        assert_eq!(
-            message(&response),
-            "mode change of namespace payments refused: user \"mallory@example.com\" may not: lowering the mode from enforce (environment production) to observe (environment development) is for the policy's break-glass approvers only (groups: sre-oncall; users: none)"
-        );
-    }
+    refused_at_both_endpoints(
+        &harness,
+        &by_mallory,
+        "mode change of namespace payments refused: user \"mallory@example.com\" may not: lowering the mode from enforce (environment production) to observe (environment development) is for the policy's break-glass approvers only (groups: sre-oncall; users: none)",
+    )
+    .await;
     let events = harness.events.events();
     assert_eq!(events.len(), 2);
     assert_eq!(
@@ -1772,14 +1779,12 @@ async fn raising_the_mode_re_judges_a_break_glass_written_unreviewed() {
         "production",
         forged.clone(),
     );
-    for endpoint in ["/mutate", "/validate"] {
-        let response = harness.post(endpoint, &by_mallory).await;
-        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
-        assert_eq!(
-            message(&response),
-            "break-glass on namespace payments refused: raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass annotations present: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups); remove them first, or have a break-glass approver make the change"
-        );
-    }
+    refused_at_both_endpoints(
+        &harness,
+        &by_mallory,
+        "break-glass on namespace payments refused: raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass annotations present: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups); remove them first, or have a break-glass approver make the change",
+    )
+    .await;
     assert_eq!(harness.events.events()[0].reason, "BreakGlassRefused");
 
     // An approver may raise it, and is recorded as the break-glass's approver.
