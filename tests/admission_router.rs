@@ -1703,7 +1703,7 @@ async fn lowering_a_namespace_mode_is_for_break_glass_approvers_only() {
     let event = harness.events.events().pop().unwrap();
     assert_eq!(
         (event.reason.as_str(), event.type_, event.note.as_str()),
-        ("NamespaceModeLowered", EventType::Warning, lowered)
+        ("NamespaceModeLowered", EventType::Normal, lowered)
     );
     let record = harness.records().pop().unwrap();
     assert_eq!(

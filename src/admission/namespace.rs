@@ -189,7 +189,8 @@ pub(super) fn review_namespace<R>(
             evidence::emit_namespace_event(
                 state,
                 &review.name,
-                EventType::Warning,
+                // Normal, like BreakGlassDeclared: an approver's act, admitted.
+                EventType::Normal,
                 "NamespaceModeLowered",
                 &message,
             );
