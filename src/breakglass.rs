@@ -392,7 +392,7 @@ pub enum NamespaceWrite {
 /// its labels make, if any. Only approvers may set or change the break-glass annotations,
 /// with an expiry within the policy's `maxDuration`; the approver annotations may name
 /// nobody but the requester; removal is always allowed. A write that raises the mode while
-/// break-glass annotations are present is judged as declaring them.
+/// a break-glass is in force is judged as declaring it.
 pub fn review_namespace_write(
     old: Option<&BTreeMap<String, String>>,
     new: &BTreeMap<String, String>,
@@ -418,9 +418,11 @@ pub fn review_namespace_write(
     }
     let groups_set = set_or_changed(APPROVER_GROUPS_ANNOTATION);
     let declares = DECLARED.iter().any(|key| set_or_changed(key));
+    // Only a break-glass that would be in force in the stricter mode is judged again:
+    // expired or incomplete annotations admit nothing, and completing them is a change.
     let raised_under_break_glass = mode_change
         .filter(|change| change.raises())
-        .filter(|_| DECLARED.iter().any(|key| after(key).is_some()));
+        .filter(|_| config.is_some_and(|config| in_force(new, config, now).is_active()));
     if !declares && !approval_set && !groups_set && raised_under_break_glass.is_none() {
         let removed = DECLARED
             .iter()
@@ -439,7 +441,7 @@ pub fn review_namespace_write(
     match (verdict, raised_under_break_glass) {
         (NamespaceWrite::Denied { why }, Some(change)) if !declares => NamespaceWrite::Denied {
             why: format!(
-                "raising the mode from {} to {} re-judges the break-glass annotations present: {why}; remove them first, or have a break-glass approver make the change",
+                "raising the mode from {} to {} re-judges the break-glass in force: {why}; remove them first, or have a break-glass approver make the change",
                 change.from, change.to
             ),
         },
@@ -1013,7 +1015,7 @@ mod tests {
         };
         match judge(&mallory, Some(&raise), &forged) {
             NamespaceWrite::Denied { why } => assert!(
-                why.starts_with("raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass annotations present: user \"mallory@example.com\" may not declare break-glass"),
+                why.starts_with("raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass in force: user \"mallory@example.com\" may not declare break-glass"),
                 "{why}"
             ),
             other => panic!("expected a denial, got {other:?}"),
@@ -1023,12 +1025,23 @@ mod tests {
             judge(&bob, Some(&raise), &forged),
             approved("bob@example.com", None, false)
         );
-        // An expired leftover must go first, even for an approver.
-        let stale = with(&declared("2026-11-28T09:00:00Z"), &[]);
-        assert!(matches!(
-            judge(&bob, Some(&raise), &stale),
-            NamespaceWrite::Denied { why } if why.contains("has already passed")
-        ));
+        // An expired or unapproved leftover would admit nothing: it is left alone.
+        let expired = with(
+            &declared("2026-11-28T09:00:00Z"),
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
+        );
+        assert_eq!(
+            judge(&mallory, Some(&raise), &expired),
+            NamespaceWrite::Untouched
+        );
+        let unapproved = with(&declared("2026-11-28T18:00:00Z"), &[]);
+        assert_eq!(
+            judge(&mallory, Some(&raise), &unapproved),
+            NamespaceWrite::Untouched
+        );
         // Lowering, or raising without break-glass, leaves break-glass alone.
         assert_eq!(
             judge(&mallory, Some(&lower), &forged),

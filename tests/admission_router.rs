@@ -1782,7 +1782,7 @@ async fn raising_the_mode_re_judges_a_break_glass_written_unreviewed() {
     refused_at_both_endpoints(
         &harness,
         &by_mallory,
-        "break-glass on namespace payments refused: raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass annotations present: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups); remove them first, or have a break-glass approver make the change",
+        "break-glass on namespace payments refused: raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass in force: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups); remove them first, or have a break-glass approver make the change",
     )
     .await;
     assert_eq!(harness.events.events()[0].reason, "BreakGlassRefused");
