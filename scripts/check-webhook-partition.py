@@ -10,7 +10,10 @@ absent labels) and for every resource the webhooks handle, that:
   - every other namespace is matched by exactly one entry per resource and configuration
     (no double calls, no gaps), and that entry's failurePolicy is the one of the namespace's
     mode under the policy's first-match rule (Fail for enforce, else Ignore, unless the
-    values say otherwise: --enforce-policy / --other-policy);
+    values say otherwise: --enforce-policy / --other-policy), except for the Namespace
+    entries, which are Fail in every mode and tier (a Namespace write admitted unreviewed
+    could forge a break-glass approval or lower a namespace's mode);
+  - the Namespace entries' matchConditions, when there are any, send label changes too;
 
 and a few invariants of every entry (admissionReviewVersions, sideEffects, timeoutSeconds,
 matchPolicy, reinvocationPolicy, caBundle or the cert-manager annotation). With
@@ -191,15 +194,25 @@ def main():
                 failures.append(f"{where}: caBundle differs from the TLS Secret's ca.crt")
             if w.get("objectSelector"):
                 failures.append(f"{where}: unexpected objectSelector")
+            if any(rule_covers(r, "", "namespaces") for r in w.get("rules") or []):
+                conditions = w.get("matchConditions") or []
+                # Conditions are ANDed: a single one must let label changes through.
+                if conditions and not (
+                    len(conditions) == 1 and "object.metadata.labels != oldObject.metadata.labels" in conditions[0]["expression"]
+                ):
+                    failures.append(f"{where}: matchConditions do not send Namespace label changes")
 
     excluded = set([args.namespace, "kube-system"] + args.exclude)
     checked = 0
     for labels in namespaces_to_try(policy.get("environments") or [], args.namespace, excluded):
         name = labels["kubernetes.io/metadata.name"]
         mode, env = expected_mode(policy, labels)
-        want = args.enforce_policy if mode == "enforce" else args.other_policy
         for kind, config in configs.items():
             for group, resource in RESOURCES[kind]:
+                if resource == "namespaces":
+                    want = "Fail"
+                else:
+                    want = args.enforce_policy if mode == "enforce" else args.other_policy
                 hits = [
                     w
                     for w in config["webhooks"]

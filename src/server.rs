@@ -27,7 +27,10 @@ use tracing::Instrument as _;
 
 use crate::admission::{WebhookSettings, WebhookState};
 use crate::audit::JsonLinesSink;
-use crate::cluster::kube::{watch_namespaces, watch_policy, KubeEvents, POLICY_KEY};
+use crate::cluster::kube::{
+    watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
+    POLICY_KEY,
+};
 use crate::cluster::{
     EventRecorder, LogEvents, NamespaceDirectory, NamespaceMap, PolicyCell, PolicySource,
     StaticNamespaces,
@@ -292,11 +295,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             );
             tasks.spawn(
                 tracing::info_span!("namespace_watch"),
-                watch_namespaces(client, Arc::clone(&namespaces)),
+                watch_namespaces(client.clone(), Arc::clone(&namespaces)),
             );
             ClusterView {
                 policy: cell,
-                namespaces,
+                namespaces: Arc::new(KubeNamespaces::new(
+                    client,
+                    namespaces,
+                    NAMESPACE_LOOKUP_TIMEOUT,
+                )),
                 events,
             }
         }

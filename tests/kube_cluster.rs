@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
@@ -22,11 +23,12 @@ use kube::core::ObjectMeta;
 use kube::{Client, Config, ResourceExt};
 use prometheus_client::registry::Registry;
 use provenance_gate::cluster::kube::{
-    watch_namespaces, watch_policy, KubeEvents, POLICY_CONFIGMAP, POLICY_KEY,
+    watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
+    POLICY_CONFIGMAP, POLICY_KEY,
 };
 use provenance_gate::cluster::{
-    ClusterEvent, EventRecorder, EventType, NamespaceDirectory, NamespaceMap, ObjectRef,
-    PolicyCell, PolicySource,
+    ClusterEvent, EventRecorder, EventType, NamespaceDirectory, NamespaceLookupError, NamespaceMap,
+    ObjectRef, PolicyCell, PolicySource,
 };
 use provenance_gate::metrics::{Metrics, ReloadLabels};
 use provenance_gate_testkit::kube::KubeApiServer;
@@ -51,6 +53,7 @@ async fn cluster_side_works_against_a_real_api_server_as_admin() {
 
     policy_watch_scenario(&admin, &admin, RELEASE_NAMESPACE).await;
     namespace_watch_scenario(&admin, &admin, "admin").await;
+    namespace_lookup_scenario(&admin, &admin, "admin").await;
     events_scenario(&admin, &admin, RELEASE_NAMESPACE).await;
     stop_server(server).await;
 }
@@ -71,6 +74,7 @@ async fn cluster_side_works_with_exactly_the_charts_rbac() {
 
     policy_watch_scenario(&admin, &webhook, RELEASE_NAMESPACE).await;
     namespace_watch_scenario(&admin, &webhook, "rbac").await;
+    namespace_lookup_scenario(&admin, &webhook, "rbac").await;
     events_scenario(&admin, &webhook, RELEASE_NAMESPACE).await;
 
     // Nothing beyond what the scenarios use.
@@ -129,6 +133,108 @@ async fn cluster_side_works_with_exactly_the_charts_rbac() {
         "delete an event",
     );
     stop_server(server).await;
+}
+
+/// The plain manifests' Namespace entries (tier 0, where every pod entry fails open) with the
+/// webhook unreachable: label changes and break-glass annotations are refused, everything
+/// else on namespaces goes through (issue 8, item 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_entries_fail_closed_on_label_and_break_glass_writes() {
+    let server = start_server().await;
+    let admin = client(server.kubeconfig_path()).await;
+    Api::<ValidatingWebhookConfiguration>::all(admin.clone())
+        .create(&PostParams::default(), &unreachable_namespace_entries())
+        .await
+        .expect("the admin creates the Namespace entries");
+    create_namespace(
+        &admin,
+        "guarded",
+        BTreeMap::from([("env".to_owned(), "production".to_owned())]),
+        BTreeMap::new(),
+    )
+    .await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let patch = |name: &'static str, metadata: serde_json::Value| {
+        let namespaces = namespaces.clone();
+        async move {
+            namespaces
+                .patch(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+                )
+                .await
+        }
+    };
+    let lowered = serde_json::json!({"labels": {"env": "dev"}});
+    // The API server picks the configuration up within moments.
+    eventually(
+        "a relabelling is refused while the webhook is unreachable",
+        || async { patch("guarded", lowered.clone()).await.is_err() },
+    )
+    .await;
+    let error = patch("guarded", lowered).await.unwrap_err().to_string();
+    assert!(
+        error.contains("failed calling webhook \"namespaces-soft-1.validate.provenance-gate.dev\""),
+        "{error}"
+    );
+    let break_glass = serde_json::json!({"annotations": {
+        "provenance-gate.dev/break-glass-ticket": "INC-1",
+        "provenance-gate.dev/break-glass-approved-by": "alice",
+    }});
+    assert!(patch("guarded", break_glass).await.is_err());
+
+    // Other namespace writes never depend on the webhook.
+    patch(
+        "guarded",
+        serde_json::json!({"annotations": {"team": "payments"}}),
+    )
+    .await
+    .expect("an unrelated annotation");
+    patch(
+        "guarded",
+        serde_json::json!({"labels": {"env": "production"}}),
+    )
+    .await
+    .expect("a label set to the value it has");
+    create_namespace(
+        &admin,
+        "created-soft",
+        BTreeMap::from([("env".to_owned(), "dev".to_owned())]),
+        BTreeMap::new(),
+    )
+    .await;
+    patch("kube-system", serde_json::json!({"labels": {"env": "dev"}}))
+        .await
+        .expect("kube-system is never sent to the webhook");
+    stop_server(server).await;
+}
+
+/// The Namespace entries of `manifests/provenance-gate.yaml`, pointed at a port where
+/// nothing listens.
+fn unreachable_namespace_entries() -> ValidatingWebhookConfiguration {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/provenance-gate.yaml");
+    let manifests = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+    let mut configuration: serde_yaml::Value = manifests
+        .split("\n---\n")
+        .filter_map(|document| serde_yaml::from_str::<serde_yaml::Value>(document).ok())
+        .find(|document| document["kind"] == "ValidatingWebhookConfiguration")
+        .expect("the manifests hold a ValidatingWebhookConfiguration");
+    configuration["metadata"] = serde_yaml::from_str("name: namespace-entries").unwrap();
+    let entries = configuration["webhooks"]
+        .as_sequence_mut()
+        .expect("webhooks");
+    entries.retain(|entry| {
+        entry["name"]
+            .as_str()
+            .is_some_and(|name| name.starts_with("namespaces-"))
+    });
+    assert!(!entries.is_empty(), "the manifests have Namespace entries");
+    for entry in entries.iter_mut() {
+        entry["clientConfig"] = serde_yaml::from_str("url: https://127.0.0.1:9/validate").unwrap();
+    }
+    serde_yaml::from_value(configuration).expect("a ValidatingWebhookConfiguration")
 }
 
 /// The real binary, `provenance-gate serve` in cluster mode (kubeconfig from `KUBECONFIG`,
@@ -438,6 +544,53 @@ async fn namespace_watch_scenario(admin: &Client, actor: &Client, prefix: &str) 
     assert!(map.namespace(&after).is_some());
     assert!(!watch.is_finished(), "the namespace watch never ends");
     watch.abort();
+}
+
+/// (b') A namespace the watch has not delivered (a pod applied in one file with it): read
+/// from the API server on the review's path, and kept; one that does not exist is not
+/// found, which the webhook answers with enforce.
+async fn namespace_lookup_scenario(admin: &Client, actor: &Client, prefix: &str) {
+    let name = format!("{prefix}-unwatched");
+    create_namespace(
+        admin,
+        &name,
+        BTreeMap::from([("env".to_owned(), "production".to_owned())]),
+        BTreeMap::from([
+            (
+                "provenance-gate.dev/break-glass-ticket".to_owned(),
+                "INC-9".to_owned(),
+            ),
+            ("example.com/unrelated".to_owned(), "x".to_owned()),
+        ]),
+    )
+    .await;
+    // No watch runs: the map has never heard of it, as right after the namespace's creation.
+    let map = Arc::new(NamespaceMap::default());
+    let directory = KubeNamespaces::new(actor.clone(), Arc::clone(&map), NAMESPACE_LOOKUP_TIMEOUT);
+    assert_eq!(directory.namespace(&name), None);
+    let info = directory
+        .lookup(&name)
+        .await
+        .expect("read from the API server");
+    assert_eq!(
+        info.labels.get("env").map(String::as_str),
+        Some("production")
+    );
+    assert_eq!(
+        info.annotations,
+        BTreeMap::from([(
+            "provenance-gate.dev/break-glass-ticket".to_owned(),
+            "INC-9".to_owned()
+        )])
+    );
+    assert_eq!(map.namespace(&name), Some(info), "kept for the next review");
+
+    let missing = format!("{prefix}-missing");
+    assert_eq!(
+        directory.lookup(&missing).await,
+        Err(NamespaceLookupError::NotFound { name: missing })
+    );
+    delete_namespace(admin, &name).await;
 }
 
 /// (c) Events: an Event about a Pod (its namespace), its repeat (a series, by patch), and
