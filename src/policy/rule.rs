@@ -2,9 +2,12 @@
 //!
 //! Every check runs, so a denial lists everything that is wrong at once. A claim the rule
 //! needs but the certificate lacks is a failure: this is a security gate, doubt denies.
+//! Time is an input (`now`, the review's clock), so a decision is a function of its arguments.
 
 use super::config::{Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
-use super::github::{parse_repository_uri, parse_workflow_uri, RepositoryUri, WorkflowUri};
+use super::github::{
+    parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, WorkflowUri,
+};
 use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
 
@@ -30,6 +33,10 @@ pub enum Check {
     Runner,
     /// The SLSA predicate against the certificate.
     PredicateAgreement,
+    /// The time since signing, against the rule's `maxAge`.
+    Age,
+    /// The policy's revoked commits, runs and signer digests.
+    Revoked,
 }
 
 impl Check {
@@ -45,6 +52,8 @@ impl Check {
             Check::Trigger => "trigger",
             Check::Runner => "runner",
             Check::PredicateAgreement => "predicate_agreement",
+            Check::Age => "age",
+            Check::Revoked => "revoked",
         }
     }
 }
@@ -97,8 +106,13 @@ impl RuleViolation {
 
 impl std::error::Error for RuleViolation {}
 
-/// Checks an attestation's certificate claims and SLSA predicate against a rule.
-pub fn evaluate(rule: &Rule, attestation: &VerifiedAttestation) -> Result<(), RuleViolation> {
+/// Checks an attestation's certificate claims and SLSA predicate against a rule and the
+/// policy's revocations, as reviewed at `now`.
+pub fn evaluate(
+    rule: &Rule,
+    attestation: &VerifiedAttestation,
+    now: jiff::Timestamp,
+) -> Result<(), RuleViolation> {
     let mut evaluation = Evaluation {
         rule,
         claims: &attestation.certificate,
@@ -113,6 +127,8 @@ pub fn evaluate(rule: &Rule, attestation: &VerifiedAttestation) -> Result<(), Ru
     evaluation.trigger();
     evaluation.runner();
     evaluation.predicate(attestation, calling);
+    evaluation.age(attestation.signed_at.as_deref(), now);
+    evaluation.revocation();
     if evaluation.failures.is_empty() {
         Ok(())
     } else {
@@ -196,28 +212,37 @@ impl<'a> Evaluation<'a> {
             );
             return None;
         };
-        // A repository entry is the more specific statement: when one names the repository,
-        // its ID pin decides, even if the owner is trusted as well.
+        // Every entry that names the source applies, and each pins what it pins: an owner's ID
+        // pin still holds for a repository also listed without one, or a freed owner login
+        // re-registered by someone else would bring that repository back in.
         let named = self.rule.repositories.iter().find(|entry| {
             entry.owner.eq_ignore_ascii_case(source.owner)
                 && entry.repo.eq_ignore_ascii_case(source.repo)
         });
-        if let Some(entry) = named {
-            if let Some(pinned) = entry.id.as_deref() {
-                self.pinned_id(
-                    self.claims.source_repository_identifier.as_deref(),
-                    pinned,
-                    ("repository", &format!("{}/{}", source.owner, source.repo)),
-                    "source repository ID",
-                    "deleted and re-created, or renamed and its name taken by someone else",
-                );
-            }
-        } else if let Some(owner) = self
+        let owner = self
             .rule
             .owners
             .iter()
-            .find(|entry| entry.name.eq_ignore_ascii_case(source.owner))
-        {
+            .find(|entry| entry.name.eq_ignore_ascii_case(source.owner));
+        if named.is_none() && owner.is_none() {
+            self.fail(
+                Check::SourceRepository,
+                format!(
+                    "source repository {uri} is not trusted; rule {:?} trusts {trusted}",
+                    self.rule.name
+                ),
+            );
+        }
+        if let Some(pinned) = named.and_then(|entry| entry.id.as_deref()) {
+            self.pinned_id(
+                self.claims.source_repository_identifier.as_deref(),
+                pinned,
+                ("repository", &format!("{}/{}", source.owner, source.repo)),
+                "source repository ID",
+                "deleted and re-created, or renamed and its name taken by someone else",
+            );
+        }
+        if let Some(owner) = owner {
             let expected = format!("https://github.com/{}", source.owner);
             match self.claims.source_repository_owner_uri.as_deref() {
                 Some(owner_uri) if owner_uri.eq_ignore_ascii_case(&expected) => {}
@@ -242,14 +267,6 @@ impl<'a> Evaluation<'a> {
                     "deleted or renamed and its name taken by someone else",
                 );
             }
-        } else {
-            self.fail(
-                Check::SourceRepository,
-                format!(
-                    "source repository {uri} is not trusted; rule {:?} trusts {trusted}",
-                    self.rule.name
-                ),
-            );
         }
         Some(source)
     }
@@ -317,6 +334,7 @@ impl<'a> Evaluation<'a> {
                 );
             }
         }
+        self.build_config_digest(calling.path);
         if let Some(source_ref) = self.claims.source_repository_ref.as_deref() {
             if calling.git_ref != source_ref {
                 self.fail(
@@ -331,17 +349,37 @@ impl<'a> Evaluation<'a> {
         Some(calling)
     }
 
+    /// The rule's content pin on the calling workflow: the Build Config Digest names the
+    /// commit its file was read from.
+    fn build_config_digest(&mut self, calling_path: &str) {
+        let pinned = &self.rule.build_config_digests;
+        if pinned.is_empty() {
+            return;
+        }
+        let allowed = self.allows("build config digests", pinned.join(", "));
+        match self.claims.build_config_digest.as_deref() {
+            Some(digest) if pinned.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => {}
+            Some(digest) => self.fail(
+                Check::CallingWorkflow,
+                format!("calling workflow {calling_path} has build config digest {digest}; {allowed}"),
+            ),
+            None => self.fail(
+                Check::CallingWorkflow,
+                format!("certificate has no build config digest; {allowed}"),
+            ),
+        }
+    }
+
     fn signer_workflow(&mut self, calling: Option<WorkflowUri<'a>>) {
-        let allowed = if self.rule.signer_workflows.is_empty() {
-            self.allows("signer workflows", "(the calling workflow only)")
-        } else {
-            self.allows(
+        let self_signed_allowed = self.rule.allow_self_signed();
+        let listed = join(&self.rule.signer_workflows);
+        let allowed = match (self.rule.signer_workflows.is_empty(), self_signed_allowed) {
+            (true, _) => self.allows("signer workflows", "(the calling workflow only)"),
+            (false, true) => self.allows(
                 "signer workflows",
-                format!(
-                    "(the calling workflow), {}",
-                    join(&self.rule.signer_workflows)
-                ),
-            )
+                format!("(the calling workflow), {listed}"),
+            ),
+            (false, false) => self.allows("signer workflows", listed),
         };
         let Some(signer) = self.claims.build_signer_uri.as_deref() else {
             self.fail(
@@ -358,27 +396,33 @@ impl<'a> Evaluation<'a> {
                 );
             }
         }
-        if Some(signer) == self.claims.build_config_uri.as_deref() {
+        let self_signed = Some(signer) == self.claims.build_config_uri.as_deref();
+        if self_signed && self_signed_allowed {
             return;
         }
         let digest = self.claims.build_signer_digest.as_deref();
-        let reusable_allowed = parse_workflow_uri(signer).is_some_and(|workflow| {
+        let listed_signer = parse_workflow_uri(signer).is_some_and(|workflow| {
             self.rule
                 .signer_workflows
                 .iter()
                 .any(|entry| entry.allows(&workflow, digest))
         });
-        if !reusable_allowed {
-            let calling = match (calling, self.claims.build_config_uri.as_deref()) {
-                (Some(calling), _) => calling.path,
-                (None, Some(uri)) => uri,
-                (None, None) => "(unknown)",
-            };
-            self.fail(
-                Check::SignerWorkflow,
-                format!("signed by {signer}, not by the calling workflow {calling}; {allowed}"),
-            );
+        if listed_signer {
+            return;
         }
+        let calling = match (calling, self.claims.build_config_uri.as_deref()) {
+            (Some(calling), _) => calling.path,
+            (None, Some(uri)) => uri,
+            (None, None) => "(unknown)",
+        };
+        let message = if self_signed {
+            format!("signed by the calling workflow {calling} itself, not by a signer workflow; {allowed} (allowSelfSigned is false)")
+        } else if self_signed_allowed {
+            format!("signed by {signer}, not by the calling workflow {calling}; {allowed}")
+        } else {
+            format!("signed by {signer}, not by a listed signer workflow; {allowed}")
+        };
+        self.fail(Check::SignerWorkflow, message);
     }
 
     fn source_ref(&mut self) {
@@ -554,6 +598,94 @@ impl<'a> Evaluation<'a> {
             }
         }
     }
+
+    /// The rule's `maxAge`, from the proven signing time (the log entry's or the RFC 3161
+    /// timestamp's, never a claim) to the review.
+    fn age(&mut self, signed_at: Option<&str>, now: jiff::Timestamp) {
+        let Some(max_age) = self.rule.max_age else {
+            return;
+        };
+        let allowed = format!(
+            "rule {:?} allows builds signed at most {max_age} before review",
+            self.rule.name
+        );
+        match signed_at.and_then(|text| text.parse::<jiff::Timestamp>().ok()) {
+            Some(signed) if now.duration_since(signed) <= max_age.as_signed_duration() => {}
+            Some(signed) => self.fail(
+                Check::Age,
+                format!("signed at {signed}, longer ago than maxAge {max_age} at review time {now}; {allowed}"),
+            ),
+            None => self.fail(
+                Check::Age,
+                format!("the attestation has no proven signing time; {allowed}"),
+            ),
+        }
+    }
+
+    /// The policy's deny-lists. A deny-list that cannot be checked (the claim is missing)
+    /// denies: nothing proves the build is not the revoked one.
+    fn revocation(&mut self) {
+        let rule = self.rule;
+        let revoked = &rule.revoked;
+        let claims = self.claims;
+        if !revoked.commits.is_empty() {
+            match claims.source_repository_digest.as_deref() {
+                Some(commit) if revoked.commits.iter().any(|entry| entry.eq_ignore_ascii_case(commit)) => self.fail(
+                    Check::Revoked,
+                    format!("commit {commit} is revoked by the policy (revoked.commits)"),
+                ),
+                Some(_) => {}
+                None => self.fail(
+                    Check::Revoked,
+                    "certificate has no source commit, so it cannot be told apart from the policy's revoked commits".to_string(),
+                ),
+            }
+        }
+        if !revoked.runs.is_empty() {
+            match claims.run_invocation_uri.as_deref() {
+                Some(uri) => {
+                    let run = parse_run_uri(uri);
+                    let hit = revoked.runs.iter().find(|entry| {
+                        run.is_some_and(|run| {
+                            entry.run_id == run.run_id
+                                && entry.repository.as_ref().is_none_or(|(owner, repo)| {
+                                    owner.eq_ignore_ascii_case(run.repository.owner)
+                                        && repo.eq_ignore_ascii_case(run.repository.repo)
+                                })
+                        })
+                    });
+                    match (run, hit) {
+                        (_, Some(entry)) => self.fail(
+                            Check::Revoked,
+                            format!("run {uri} is revoked by the policy (revoked.runs: {entry})"),
+                        ),
+                        (Some(_), None) => {}
+                        (None, None) => self.fail(
+                            Check::Revoked,
+                            format!("run invocation URI {uri} is not a GitHub Actions run URL, so it cannot be told apart from the policy's revoked runs"),
+                        ),
+                    }
+                }
+                None => self.fail(
+                    Check::Revoked,
+                    "certificate has no run invocation URI, so it cannot be told apart from the policy's revoked runs".to_string(),
+                ),
+            }
+        }
+        if !revoked.signer_digests.is_empty() {
+            match claims.build_signer_digest.as_deref() {
+                Some(digest) if revoked.signer_digests.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => self.fail(
+                    Check::Revoked,
+                    format!("signer digest {digest} is revoked by the policy (revoked.signerDigests)"),
+                ),
+                Some(_) => {}
+                None => self.fail(
+                    Check::Revoked,
+                    "certificate has no build signer digest, so it cannot be told apart from the policy's revoked signer digests".to_string(),
+                ),
+            }
+        }
+    }
 }
 
 impl SignerWorkflow {
@@ -643,6 +775,11 @@ mod tests {
     use super::*;
     use crate::policy::Policy;
     use crate::verify::claims::{Instance, Subject};
+
+    /// The review time of these tests: a week after the demo bundles were signed.
+    fn now() -> jiff::Timestamp {
+        "2024-06-01T00:00:00Z".parse().expect("valid timestamp")
+    }
 
     const SIGNER: &str = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
     const SIGNER_COMMIT: &str = "09b495c3f12c7881b3cc17209a327792065c1a1d";
@@ -753,7 +890,7 @@ mod tests {
         "    repositories: [{name: actions/attest-demo, id: \"763287532\"}]\n";
 
     fn failures(rule: &Rule, attestation: &VerifiedAttestation) -> Vec<(Check, String)> {
-        match evaluate(rule, attestation) {
+        match evaluate(rule, attestation, now()) {
             Ok(()) => Vec::new(),
             Err(violation) => {
                 assert_eq!(violation.rule, rule.name());
@@ -793,11 +930,11 @@ mod tests {
 
     #[test]
     fn ordinary_build_is_allowed() {
-        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &actions_demo()), Ok(()));
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &actions_demo(), now()), Ok(()));
         let example =
             Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
         let actions_rule = example.rule("actions-attest-demo").expect("rule exists");
-        assert_eq!(evaluate(actions_rule, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(actions_rule, &actions_demo(), now()), Ok(()));
     }
 
     #[test]
@@ -816,13 +953,13 @@ mod tests {
     fn reusable_signer_is_allowed_when_listed() {
         let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
         assert_eq!(
-            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo()),
+            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo(), now()),
             Ok(())
         );
         let example =
             Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
         let attest_rule = example.rule("attest-demo").expect("rule exists");
-        assert_eq!(evaluate(attest_rule, &attest_demo()), Ok(()));
+        assert_eq!(evaluate(attest_rule, &attest_demo(), now()), Ok(()));
     }
 
     #[test]
@@ -836,14 +973,14 @@ mod tests {
         assert_eq!(
             evaluate(
                 &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
-                &attest_demo()
+                &attest_demo(), now()
             ),
             Ok(())
         );
         assert_eq!(
             evaluate(
                 &pinned("GitHub/Artifact-Attestations-Workflows/.github/workflows/attest.yml"),
-                &attest_demo()
+                &attest_demo(), now()
             ),
             Ok(())
         );
@@ -853,11 +990,11 @@ mod tests {
         tagged.certificate.build_signer_uri = Some(tag_uri.clone());
         tagged.certificate.subject_alternative_name = Some(tag_uri);
         assert_eq!(
-            evaluate(&pinned(&format!("{workflow}@{SIGNER_COMMIT}")), &tagged),
+            evaluate(&pinned(&format!("{workflow}@{SIGNER_COMMIT}")), &tagged, now()),
             Ok(())
         );
         assert_eq!(
-            evaluate(&pinned(&format!("{workflow}@refs/tags/v1")), &tagged),
+            evaluate(&pinned(&format!("{workflow}@refs/tags/v1")), &tagged, now()),
             Ok(())
         );
         assert_single_failure(
@@ -865,10 +1002,8 @@ mod tests {
             &tagged,
             Check::SignerWorkflow,
             &[
-                "not by the calling workflow .github/workflows/shared.yml",
-                &format!(
-                    "allows signer workflows: (the calling workflow), {workflow}@refs/tags/v2"
-                ),
+                "not by a listed signer workflow",
+                &format!("allows signer workflows: {workflow}@refs/tags/v2"),
             ],
         );
         assert_single_failure(
@@ -903,15 +1038,15 @@ mod tests {
             [
                 (
                     Check::Ref,
-                    "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*".to_string()
+                    "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main".to_string()
                 ),
                 (
                     Check::Trigger,
-                    "trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target".to_string()
+                    "trigger pull_request is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule".to_string()
                 ),
             ]
         );
-        let violation = evaluate(&rule(ACTIONS_DEMO), &pull_request_build()).expect_err("denied");
+        let violation = evaluate(&rule(ACTIONS_DEMO), &pull_request_build(), now()).expect_err("denied");
         assert_eq!(
             violation.reasons(),
             found
@@ -921,8 +1056,8 @@ mod tests {
         );
         assert_eq!(
             violation.to_string(),
-            "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*; \
-             trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target"
+            "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main; \
+             trigger pull_request is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule"
         );
     }
 
@@ -931,7 +1066,7 @@ mod tests {
         let permissive = rule(&format!(
             "{ACTIONS_DEMO}    refs: [\"refs/pull/**\"]\n    triggers: [pull_request]\n"
         ));
-        assert_eq!(evaluate(&permissive, &pull_request_build()), Ok(()));
+        assert_eq!(evaluate(&permissive, &pull_request_build(), now()), Ok(()));
         let strict = rule(&format!("{ACTIONS_DEMO}    triggers: [push, release]\n"));
         assert_single_failure(
             &strict,
@@ -961,7 +1096,7 @@ mod tests {
         let allowing = rule(&format!(
             "{ACTIONS_DEMO}    runners: [github-hosted, self-hosted]\n"
         ));
-        assert_eq!(evaluate(&allowing, &attestation), Ok(()));
+        assert_eq!(evaluate(&allowing, &attestation, now()), Ok(()));
     }
 
     #[test]
@@ -992,7 +1127,7 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: actions/attest-demo}]\n"),
-                &attestation
+                &attestation, now()
             ),
             Ok(())
         );
@@ -1031,7 +1166,7 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: ACTIONS/attest-demo, id: \"763287532\"}]\n"),
-                &attestation
+                &attestation, now()
             ),
             Ok(())
         );
@@ -1116,7 +1251,7 @@ mod tests {
             predicate.event_name = None;
             predicate.resolved_commit = Some("A6C23B9806C593664F68637C8F9D45DFCF98B2DB".into());
         }
-        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation), Ok(()));
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation, now()), Ok(()));
         let mut attestation = actions_demo();
         attestation.predicate = None;
         assert_single_failure(
@@ -1130,7 +1265,7 @@ mod tests {
     #[test]
     fn owner_trust_checks_owner_uri_and_id() {
         let by_owner = rule("    owners: [{name: actions, id: \"44036562\"}]\n");
-        assert_eq!(evaluate(&by_owner, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(&by_owner, &actions_demo(), now()), Ok(()));
 
         let mut wrong_id = actions_demo();
         wrong_id.certificate.source_repository_owner_identifier = Some("1".to_string());
@@ -1187,7 +1322,7 @@ mod tests {
         let by_glob = rule(&format!(
             "{ACTIONS_DEMO}    workflows: [\".github/workflows/build-*.yml\"]\n"
         ));
-        assert_eq!(evaluate(&by_glob, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(&by_glob, &actions_demo(), now()), Ok(()));
 
         // A calling workflow from another repository, signing itself.
         let foreign =
@@ -1229,7 +1364,7 @@ mod tests {
             predicate.workflow_ref = Some("refs/tags/v1".to_string());
         }
         assert_single_failure(
-            &rule(ACTIONS_DEMO),
+            &rule(&format!("{ACTIONS_DEMO}    refs: [\"refs/tags/v*\"]\n")),
             &attestation,
             Check::CallingWorkflow,
             &["calling workflow .github/workflows/build-python.yml ran at refs/heads/main, but the source ref is refs/tags/v1"],
