@@ -1412,6 +1412,226 @@ mod tests {
         assert!(runner.1.ends_with('…'));
     }
 
+    /// `actions_demo` with the owner ID `owner_id` in the certificate and the predicate.
+    fn with_owner_id(owner_id: &str) -> VerifiedAttestation {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_owner_identifier = Some(owner_id.to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.repository_owner_id = Some(owner_id.to_string());
+        }
+        attestation
+    }
+
+    #[test]
+    fn every_pin_that_applies_holds() {
+        // (repositories, owners, owner ID in the bundle, expected failure)
+        let cases: [(&str, &str, &str, Option<&str>); 6] = [
+            // An unpinned repository entry does not switch the owner's pin off.
+            ("{name: actions/attest-demo}", "{name: actions, id: \"222\"}", "333", Some("owner ID differs: owner actions has ID 333, rule \"r\" pins ID 222")),
+            ("{name: actions/attest-demo}", "{name: actions, id: \"222\"}", "222", None),
+            // Both pins, from both entries.
+            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions, id: \"222\"}", "333", Some("owner ID differs")),
+            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions, id: \"222\"}", "222", None),
+            // The repository's pin without an owner pin, and no pin at all.
+            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions}", "333", None),
+            ("{name: actions/attest-demo}", "{name: other}", "333", None),
+        ];
+        for (repositories, owners, owner_id, expected) in cases {
+            let trusted = rule(&format!(
+                "    repositories: [{repositories}]\n    owners: [{owners}]\n"
+            ));
+            let attestation = with_owner_id(owner_id);
+            match expected {
+                None => assert_eq!(
+                    evaluate(&trusted, &attestation, now()),
+                    Ok(()),
+                    "{repositories} {owners} {owner_id}"
+                ),
+                Some(fragment) => assert_single_failure(
+                    &trusted,
+                    &attestation,
+                    Check::SourceRepository,
+                    &[fragment],
+                ),
+            }
+        }
+    }
+
+    /// `actions_demo` started by `trigger`, on the default branch.
+    fn triggered_by(trigger: &str) -> VerifiedAttestation {
+        let mut attestation = actions_demo();
+        attestation.certificate.build_trigger = Some(trigger.to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.event_name = Some(trigger.to_string());
+        }
+        attestation
+    }
+
+    #[test]
+    fn default_triggers_are_an_allow_list() {
+        for trigger in crate::policy::DEFAULT_TRIGGERS {
+            assert_eq!(
+                evaluate(&rule(ACTIONS_DEMO), &triggered_by(trigger), now()),
+                Ok(()),
+                "{trigger}"
+            );
+        }
+        let refused = crate::policy::RISKY_TRIGGERS
+            .into_iter()
+            .chain(["merge_group", "deployment", "some_future_event"]);
+        for trigger in refused {
+            assert_single_failure(
+                &rule(ACTIONS_DEMO),
+                &triggered_by(trigger),
+                Check::Trigger,
+                &[&format!("trigger {trigger} is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule")],
+            );
+        }
+        // Listing a trigger is the way to accept it.
+        let listed = rule(&format!("{ACTIONS_DEMO}    triggers: [push, workflow_run]\n"));
+        assert_eq!(evaluate(&listed, &triggered_by("workflow_run"), now()), Ok(()));
+    }
+
+    #[test]
+    fn tags_need_listing() {
+        let mut tagged = actions_demo();
+        let workflow = "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/tags/v1.2.0";
+        tagged.certificate.source_repository_ref = Some("refs/tags/v1.2.0".to_string());
+        tagged.certificate.build_config_uri = Some(workflow.to_string());
+        tagged.certificate.build_signer_uri = Some(workflow.to_string());
+        tagged.certificate.subject_alternative_name = Some(workflow.to_string());
+        if let Some(predicate) = tagged.predicate.as_mut() {
+            predicate.workflow_ref = Some("refs/tags/v1.2.0".to_string());
+        }
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &tagged,
+            Check::Ref,
+            &["built from refs/tags/v1.2.0 (trigger workflow_dispatch); rule \"r\" allows refs: refs/heads/main"],
+        );
+        let releases = rule(&format!(
+            "{ACTIONS_DEMO}    refs: [refs/heads/main, \"refs/tags/v*\"]\n"
+        ));
+        assert_eq!(evaluate(&releases, &tagged, now()), Ok(()));
+    }
+
+    #[test]
+    fn build_config_digests_pin_the_calling_workflow() {
+        let commit = "a6c23b9806c593664f68637c8f9d45dfcf98b2db";
+        let other = "1111111111111111111111111111111111111111";
+        let pinned = |digests: &str| {
+            rule(&format!(
+                "{ACTIONS_DEMO}    buildConfigDigests: [{digests}]\n"
+            ))
+        };
+        assert_eq!(evaluate(&pinned(commit), &actions_demo(), now()), Ok(()));
+        assert_eq!(
+            evaluate(&pinned(&format!("{other}, {}", commit.to_uppercase())), &actions_demo(), now()),
+            Ok(())
+        );
+        assert_single_failure(
+            &pinned(other),
+            &actions_demo(),
+            Check::CallingWorkflow,
+            &[&format!("calling workflow .github/workflows/build-python.yml has build config digest {commit}; rule \"r\" allows build config digests: {other}")],
+        );
+        let mut no_digest = actions_demo();
+        no_digest.certificate.build_config_digest = None;
+        assert_single_failure(
+            &pinned(commit),
+            &no_digest,
+            Check::CallingWorkflow,
+            &["certificate has no build config digest"],
+        );
+    }
+
+    #[test]
+    fn signer_workflows_require_a_listed_signer() {
+        let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
+        // The calling workflow signing itself is no longer enough.
+        assert_single_failure(
+            &rule(&format!("{ACTIONS_DEMO}{listed}")),
+            &actions_demo(),
+            Check::SignerWorkflow,
+            &["signed by the calling workflow .github/workflows/build-python.yml itself, not by a signer workflow; rule \"r\" allows signer workflows: github/artifact-attestations-workflows/.github/workflows/attest.yml (allowSelfSigned is false)"],
+        );
+        let lenient = rule(&format!("{ACTIONS_DEMO}{listed}    allowSelfSigned: true\n"));
+        assert_eq!(evaluate(&lenient, &actions_demo(), now()), Ok(()));
+        // The listed signer passes either way.
+        assert_eq!(
+            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo(), now()),
+            Ok(())
+        );
+        let lenient_attest = rule(&format!("{ATTEST_DEMO}{listed}    allowSelfSigned: true\n"));
+        assert_eq!(evaluate(&lenient_attest, &attest_demo(), now()), Ok(()));
+    }
+
+    #[test]
+    fn max_age_counts_from_the_proven_signing_time() {
+        // actions_demo was signed 2024-05-24T13:59:50Z; now() is 2024-06-01T00:00:00Z.
+        let aged = |max_age: &str| rule(&format!("{ACTIONS_DEMO}    maxAge: {max_age}\n"));
+        assert_eq!(evaluate(&aged("8d"), &actions_demo(), now()), Ok(()));
+        assert_single_failure(
+            &aged("7d"),
+            &actions_demo(),
+            Check::Age,
+            &["signed at 2024-05-24T13:59:50Z, longer ago than maxAge 7d at review time 2024-06-01T00:00:00Z; rule \"r\" allows builds signed at most 7d before review"],
+        );
+        // The same rule, reviewed earlier, admits: the clock is an input.
+        let earlier: jiff::Timestamp = "2024-05-30T00:00:00Z".parse().expect("timestamp");
+        assert_eq!(evaluate(&aged("7d"), &actions_demo(), earlier), Ok(()));
+        let mut unproven = actions_demo();
+        unproven.signed_at = None;
+        assert_single_failure(
+            &aged("90d"),
+            &unproven,
+            Check::Age,
+            &["the attestation has no proven signing time"],
+        );
+        // Without maxAge, age is no concern.
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &unproven, now()), Ok(()));
+    }
+
+    /// The actions-demo rule under a policy whose top-level `revoked` block is `revoked`.
+    fn revoking(revoked: &str) -> Rule {
+        let source = format!(
+            "version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/x/*\"]\n{ACTIONS_DEMO}revoked:\n{revoked}"
+        );
+        let policy = Policy::from_yaml(&source).unwrap_or_else(|error| panic!("{source}\n{error}"));
+        policy.rules()[0].clone()
+    }
+
+    #[test]
+    fn revoked_builds_are_denied_by_every_rule() {
+        let cases: [(&str, Option<&str>); 9] = [
+            ("  commits: [A6C23B9806C593664F68637C8F9D45DFCF98B2DB]\n", Some("commit a6c23b9806c593664f68637c8f9d45dfcf98b2db is revoked by the policy (revoked.commits)")),
+            ("  commits: [\"1111111111111111111111111111111111111111\"]\n", None),
+            ("  runs: [\"8788389601\"]\n", Some("run https://github.com/actions/attest-demo/actions/runs/8788389601/attempts/1 is revoked by the policy (revoked.runs: 8788389601)")),
+            ("  runs: [8788389601]\n", Some("is revoked by the policy (revoked.runs: 8788389601)")),
+            ("  runs: [\"https://github.com/Actions/attest-demo/actions/runs/8788389601/attempts/2\"]\n", Some("(revoked.runs: https://github.com/Actions/attest-demo/actions/runs/8788389601)")),
+            // The same run ID under another repository's URL is another run.
+            ("  runs: [\"https://github.com/evil/attest-demo/actions/runs/8788389601\"]\n", None),
+            ("  runs: [\"8788389602\"]\n", None),
+            ("  signerDigests: [a6c23b9806c593664f68637c8f9d45dfcf98b2db]\n", Some("signer digest a6c23b9806c593664f68637c8f9d45dfcf98b2db is revoked by the policy (revoked.signerDigests)")),
+            ("  signerDigests: [\"09b495c3f12c7881b3cc17209a327792065c1a1d\"]\n", None),
+        ];
+        for (revoked, expected) in cases {
+            match expected {
+                None => assert_eq!(evaluate(&revoking(revoked), &actions_demo(), now()), Ok(()), "{revoked}"),
+                Some(fragment) => assert_single_failure(&revoking(revoked), &actions_demo(), Check::Revoked, &[fragment]),
+            }
+        }
+        // A claim a deny-list needs but the certificate lacks denies.
+        let mut unknown = actions_demo();
+        unknown.certificate.run_invocation_uri = None;
+        assert_single_failure(
+            &revoking("  runs: [\"1\"]\n"),
+            &unknown,
+            Check::Revoked,
+            &["certificate has no run invocation URI"],
+        );
+    }
+
     #[test]
     fn missing_claims_fail_every_check() {
         let mut attestation = actions_demo();

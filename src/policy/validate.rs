@@ -1243,6 +1243,11 @@ registries:
                 "registries[1].host", 4, "already configured at registries[0]",
             ),
         ];
+        assert_issues(cases);
+    }
+
+    /// Each source's first problem has this path, line and message fragment.
+    fn assert_issues(cases: Vec<(String, &str, usize, &str)>) {
         for (source, path, line, fragment) in cases {
             let issue = first_issue(&source);
             assert_eq!(issue.path, path, "{source}\n  got: {issue}");
@@ -1256,6 +1261,45 @@ registries:
                 "{source}\n  got: {issue}\n  expected: {fragment}"
             );
         }
+    }
+
+    #[test]
+    fn content_pins_ages_and_revocations_are_checked_at_load() {
+        let rule = |extra: &str| format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}");
+        let revoked = |block: &str| format!("version: 1\nrevoked:\n{block}");
+        let sha1 = "7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f";
+        let cases: Vec<(String, &str, usize, &str)> = vec![
+            (rule("    buildConfigDigests: [abc123]\n"), "rules[0].buildConfigDigests[0]", 6, "build config digest `abc123` must be a full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits"),
+            (rule(&format!("    buildConfigDigests: [\"sha1:{sha1}\"]\n")), "rules[0].buildConfigDigests[0]", 6, "must be a full commit hash"),
+            (rule("    buildConfigDigests: []\n"), "rules[0].buildConfigDigests", 6, "must not be empty; leave it out for the default (any Build Config Digest)"),
+            (rule("    maxAge: 3 months\n"), "rules[0].maxAge", 6, "maxAge: invalid duration `3 months`"),
+            (rule("    maxAge: 4000d\n"), "rules[0].maxAge", 6, "longer than the maximum of 3650 days"),
+            (revoked("  commits: [main]\n"), "revoked.commits[0]", 3, "revoked commit `main` must be a full commit hash"),
+            (revoked("  signerDigests: [\"xyz\"]\n"), "revoked.signerDigests[0]", 3, "revoked signer digest `xyz`"),
+            (revoked("  runs: [\"https://github.com/acme/api/actions/workflows/1\"]\n"), "revoked.runs[0]", 3, "must be a run ID or a run URL https://github.com/OWNER/REPO/actions/runs/ID"),
+            (revoked("  runs: [\"run-12\"]\n"), "revoked.runs[0]", 3, "must be a run ID"),
+        ];
+        assert_issues(cases);
+
+        let policy = Policy::from_yaml(&format!(
+            "{}    maxAge: 90d\n    allowSelfSigned: true\n    signerWorkflows: [\"acme/builder/.github/workflows/build.yml@{sha1}\"]\n    buildConfigDigests: [\"{}\"]\nrevoked:\n  commits: [\"{}\"]\n  runs: [\"https://github.com/acme/api/actions/runs/42/attempts/3\", 43]\n",
+            rule(""),
+            sha1.to_uppercase(),
+            sha1.to_uppercase()
+        ))
+        .expect("policy parses");
+        let rule = &policy.rules()[0];
+        assert_eq!(rule.max_age().map(|age| age.to_string()).as_deref(), Some("90d"));
+        assert!(rule.allow_self_signed());
+        assert_eq!(rule.build_config_digests(), [sha1]);
+        assert_eq!(policy.revoked().commits, [sha1]);
+        let runs: Vec<String> = policy.revoked().runs.iter().map(ToString::to_string).collect();
+        assert_eq!(runs, ["https://github.com/acme/api/actions/runs/42", "43"]);
+        let json = serde_json::to_value(&policy).expect("serializes");
+        assert_eq!(json["revoked"]["runs"][1], "43");
+        assert_eq!(json["rules"][0]["maxAge"], "90d");
+        assert_eq!(json["rules"][0]["allowSelfSigned"], true);
+        assert_eq!(json["rules"][0]["revoked"], serde_json::Value::Null);
     }
 
     #[test]
