@@ -145,7 +145,10 @@ fn tag_builds_pass_only_where_tags_are_listed() {
     // The default is the default branch only: anyone with write access can tag any commit.
     assert_denied(
         harness.decide("acme", &release),
-        &["built from refs/tags/v1.2.3", "allows refs: refs/heads/main"],
+        &[
+            "built from refs/tags/v1.2.3",
+            "allows refs: refs/heads/main",
+        ],
     );
     harness.decide("acme-releases", &release).unwrap();
     assert_denied(

@@ -25,9 +25,7 @@ pub use config::{
     DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, RISKY_TRIGGERS,
     SLSA_PROVENANCE_V1,
 };
-pub use duration::{
-    BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS,
-};
+pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError};
 pub use rule::{evaluate, Check, Failure, RuleViolation};

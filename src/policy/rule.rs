@@ -358,10 +358,15 @@ impl<'a> Evaluation<'a> {
         }
         let allowed = self.allows("build config digests", pinned.join(", "));
         match self.claims.build_config_digest.as_deref() {
-            Some(digest) if pinned.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => {}
+            Some(digest)
+                if pinned
+                    .iter()
+                    .any(|entry| entry.eq_ignore_ascii_case(digest)) => {}
             Some(digest) => self.fail(
                 Check::CallingWorkflow,
-                format!("calling workflow {calling_path} has build config digest {digest}; {allowed}"),
+                format!(
+                    "calling workflow {calling_path} has build config digest {digest}; {allowed}"
+                ),
             ),
             None => self.fail(
                 Check::CallingWorkflow,
@@ -930,7 +935,10 @@ mod tests {
 
     #[test]
     fn ordinary_build_is_allowed() {
-        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &actions_demo(), now()), Ok(()));
+        assert_eq!(
+            evaluate(&rule(ACTIONS_DEMO), &actions_demo(), now()),
+            Ok(())
+        );
         let example =
             Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
         let actions_rule = example.rule("actions-attest-demo").expect("rule exists");
@@ -953,7 +961,11 @@ mod tests {
     fn reusable_signer_is_allowed_when_listed() {
         let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
         assert_eq!(
-            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo(), now()),
+            evaluate(
+                &rule(&format!("{ATTEST_DEMO}{listed}")),
+                &attest_demo(),
+                now()
+            ),
             Ok(())
         );
         let example =
@@ -973,14 +985,16 @@ mod tests {
         assert_eq!(
             evaluate(
                 &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
-                &attest_demo(), now()
+                &attest_demo(),
+                now()
             ),
             Ok(())
         );
         assert_eq!(
             evaluate(
                 &pinned("GitHub/Artifact-Attestations-Workflows/.github/workflows/attest.yml"),
-                &attest_demo(), now()
+                &attest_demo(),
+                now()
             ),
             Ok(())
         );
@@ -990,7 +1004,11 @@ mod tests {
         tagged.certificate.build_signer_uri = Some(tag_uri.clone());
         tagged.certificate.subject_alternative_name = Some(tag_uri);
         assert_eq!(
-            evaluate(&pinned(&format!("{workflow}@{SIGNER_COMMIT}")), &tagged, now()),
+            evaluate(
+                &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
+                &tagged,
+                now()
+            ),
             Ok(())
         );
         assert_eq!(
@@ -1046,7 +1064,8 @@ mod tests {
                 ),
             ]
         );
-        let violation = evaluate(&rule(ACTIONS_DEMO), &pull_request_build(), now()).expect_err("denied");
+        let violation =
+            evaluate(&rule(ACTIONS_DEMO), &pull_request_build(), now()).expect_err("denied");
         assert_eq!(
             violation.reasons(),
             found
@@ -1127,7 +1146,8 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: actions/attest-demo}]\n"),
-                &attestation, now()
+                &attestation,
+                now()
             ),
             Ok(())
         );
@@ -1166,7 +1186,8 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: ACTIONS/attest-demo, id: \"763287532\"}]\n"),
-                &attestation, now()
+                &attestation,
+                now()
             ),
             Ok(())
         );
@@ -1427,13 +1448,38 @@ mod tests {
         // (repositories, owners, owner ID in the bundle, expected failure)
         let cases: [(&str, &str, &str, Option<&str>); 6] = [
             // An unpinned repository entry does not switch the owner's pin off.
-            ("{name: actions/attest-demo}", "{name: actions, id: \"222\"}", "333", Some("owner ID differs: owner actions has ID 333, rule \"r\" pins ID 222")),
-            ("{name: actions/attest-demo}", "{name: actions, id: \"222\"}", "222", None),
+            (
+                "{name: actions/attest-demo}",
+                "{name: actions, id: \"222\"}",
+                "333",
+                Some("owner ID differs: owner actions has ID 333, rule \"r\" pins ID 222"),
+            ),
+            (
+                "{name: actions/attest-demo}",
+                "{name: actions, id: \"222\"}",
+                "222",
+                None,
+            ),
             // Both pins, from both entries.
-            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions, id: \"222\"}", "333", Some("owner ID differs")),
-            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions, id: \"222\"}", "222", None),
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions, id: \"222\"}",
+                "333",
+                Some("owner ID differs"),
+            ),
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions, id: \"222\"}",
+                "222",
+                None,
+            ),
             // The repository's pin without an owner pin, and no pin at all.
-            ("{name: actions/attest-demo, id: \"763287532\"}", "{name: actions}", "333", None),
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions}",
+                "333",
+                None,
+            ),
             ("{name: actions/attest-demo}", "{name: other}", "333", None),
         ];
         for (repositories, owners, owner_id, expected) in cases {
@@ -1476,9 +1522,11 @@ mod tests {
                 "{trigger}"
             );
         }
-        let refused = crate::policy::RISKY_TRIGGERS
-            .into_iter()
-            .chain(["merge_group", "deployment", "some_future_event"]);
+        let refused = crate::policy::RISKY_TRIGGERS.into_iter().chain([
+            "merge_group",
+            "deployment",
+            "some_future_event",
+        ]);
         for trigger in refused {
             assert_single_failure(
                 &rule(ACTIONS_DEMO),
@@ -1488,8 +1536,13 @@ mod tests {
             );
         }
         // Listing a trigger is the way to accept it.
-        let listed = rule(&format!("{ACTIONS_DEMO}    triggers: [push, workflow_run]\n"));
-        assert_eq!(evaluate(&listed, &triggered_by("workflow_run"), now()), Ok(()));
+        let listed = rule(&format!(
+            "{ACTIONS_DEMO}    triggers: [push, workflow_run]\n"
+        ));
+        assert_eq!(
+            evaluate(&listed, &triggered_by("workflow_run"), now()),
+            Ok(())
+        );
     }
 
     #[test]
@@ -1526,7 +1579,11 @@ mod tests {
         };
         assert_eq!(evaluate(&pinned(commit), &actions_demo(), now()), Ok(()));
         assert_eq!(
-            evaluate(&pinned(&format!("{other}, {}", commit.to_uppercase())), &actions_demo(), now()),
+            evaluate(
+                &pinned(&format!("{other}, {}", commit.to_uppercase())),
+                &actions_demo(),
+                now()
+            ),
             Ok(())
         );
         assert_single_failure(
@@ -1555,11 +1612,17 @@ mod tests {
             Check::SignerWorkflow,
             &["signed by the calling workflow .github/workflows/build-python.yml itself, not by a signer workflow; rule \"r\" allows signer workflows: github/artifact-attestations-workflows/.github/workflows/attest.yml (allowSelfSigned is false)"],
         );
-        let lenient = rule(&format!("{ACTIONS_DEMO}{listed}    allowSelfSigned: true\n"));
+        let lenient = rule(&format!(
+            "{ACTIONS_DEMO}{listed}    allowSelfSigned: true\n"
+        ));
         assert_eq!(evaluate(&lenient, &actions_demo(), now()), Ok(()));
         // The listed signer passes either way.
         assert_eq!(
-            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo(), now()),
+            evaluate(
+                &rule(&format!("{ATTEST_DEMO}{listed}")),
+                &attest_demo(),
+                now()
+            ),
             Ok(())
         );
         let lenient_attest = rule(&format!("{ATTEST_DEMO}{listed}    allowSelfSigned: true\n"));
@@ -1617,8 +1680,17 @@ mod tests {
         ];
         for (revoked, expected) in cases {
             match expected {
-                None => assert_eq!(evaluate(&revoking(revoked), &actions_demo(), now()), Ok(()), "{revoked}"),
-                Some(fragment) => assert_single_failure(&revoking(revoked), &actions_demo(), Check::Revoked, &[fragment]),
+                None => assert_eq!(
+                    evaluate(&revoking(revoked), &actions_demo(), now()),
+                    Ok(()),
+                    "{revoked}"
+                ),
+                Some(fragment) => assert_single_failure(
+                    &revoking(revoked),
+                    &actions_demo(),
+                    Check::Revoked,
+                    &[fragment],
+                ),
             }
         }
         // A claim a deny-list needs but the certificate lacks denies.

@@ -514,12 +514,18 @@ impl Checker {
         }
     }
 
-    fn build_config_digests(&mut self, rule_path: &FieldPath, texts: Option<&[String]>) -> Vec<String> {
+    fn build_config_digests(
+        &mut self,
+        rule_path: &FieldPath,
+        texts: Option<&[String]>,
+    ) -> Vec<String> {
         self.optional_list(
             &rule_path.key("buildConfigDigests"),
             texts,
             "any Build Config Digest",
-            |this, entry_path, text: &String| this.hex_digest(entry_path, text, "build config digest"),
+            |this, entry_path, text: &String| {
+                this.hex_digest(entry_path, text, "build config digest")
+            },
         )
         .unwrap_or_default()
     }
@@ -538,7 +544,9 @@ impl Checker {
         }
         self.report(
             path,
-            format!("{what} `{text}` must be a full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits"),
+            format!(
+                "{what} `{text}` must be a full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits"
+            ),
         );
         None
     }
@@ -547,12 +555,16 @@ impl Checker {
         let Some(document) = document else {
             return Revocations::default();
         };
-        let commits = self.list(&path.key("commits"), &document.commits, |this, entry_path, text| {
-            this.hex_digest(entry_path, text, "revoked commit")
-        });
-        let runs = self.list(&path.key("runs"), &document.runs, |this, entry_path, text| {
-            this.revoked_run(entry_path, text)
-        });
+        let commits = self.list(
+            &path.key("commits"),
+            &document.commits,
+            |this, entry_path, text| this.hex_digest(entry_path, text, "revoked commit"),
+        );
+        let runs = self.list(
+            &path.key("runs"),
+            &document.runs,
+            |this, entry_path, text| this.revoked_run(entry_path, text),
+        );
         let signer_digests = self.list(
             &path.key("signerDigests"),
             &document.signer_digests,
@@ -582,7 +594,10 @@ impl Checker {
             return None;
         };
         Some(RevokedRun {
-            repository: Some((run.repository.owner.to_string(), run.repository.repo.to_string())),
+            repository: Some((
+                run.repository.owner.to_string(),
+                run.repository.repo.to_string(),
+            )),
             run_id: run.run_id.to_string(),
         })
     }
@@ -1289,11 +1304,19 @@ registries:
         ))
         .expect("policy parses");
         let rule = &policy.rules()[0];
-        assert_eq!(rule.max_age().map(|age| age.to_string()).as_deref(), Some("90d"));
+        assert_eq!(
+            rule.max_age().map(|age| age.to_string()).as_deref(),
+            Some("90d")
+        );
         assert!(rule.allow_self_signed());
         assert_eq!(rule.build_config_digests(), [sha1]);
         assert_eq!(policy.revoked().commits, [sha1]);
-        let runs: Vec<String> = policy.revoked().runs.iter().map(ToString::to_string).collect();
+        let runs: Vec<String> = policy
+            .revoked()
+            .runs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(runs, ["https://github.com/acme/api/actions/runs/42", "43"]);
         let json = serde_json::to_value(&policy).expect("serializes");
         assert_eq!(json["revoked"]["runs"][1], "43");
