@@ -618,7 +618,8 @@ impl<'a> Evaluation<'a> {
             Some(signed) if now.duration_since(signed) <= max_age.as_signed_duration() => {}
             Some(signed) => self.fail(
                 Check::Age,
-                format!("signed at {signed}, longer ago than maxAge {max_age} at review time {now}; {allowed}"),
+                // Whole seconds: the review clock's nanoseconds only add noise to the reason.
+                format!("signed at {signed:.0}, longer ago than maxAge {max_age} at review time {now:.0}; {allowed}"),
             ),
             None => self.fail(
                 Check::Age,
