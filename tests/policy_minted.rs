@@ -2,7 +2,7 @@
 //! chain and RFC 3161 timestamp verification (the test kit's private instance), then the
 //! policy engine. Nothing here builds claims by hand.
 
-use provenance_gate::policy::Policy;
+use provenance_gate::policy::{Policy, RISKY_TRIGGERS};
 use provenance_gate::provenance::{check_bundles, check_bundles_at};
 use provenance_gate::verify::{read_bundles, ArtifactInput, Instance, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, ReusableWorkflow, TestInstance};
@@ -181,17 +181,8 @@ fn default_triggers_are_push_release_dispatch_and_schedule() {
             .decide("acme", &build().with_trigger(trigger))
             .unwrap_or_else(|reasons| panic!("{trigger}: {reasons}"));
     }
-    let refused = [
-        "workflow_run",
-        "issue_comment",
-        "issues",
-        "repository_dispatch",
-        "discussion",
-        "discussion_comment",
-        "pull_request_review",
-        "pull_request_review_comment",
-        "merge_group",
-    ];
+    // Even on the default branch, and merge_group too.
+    let refused = RISKY_TRIGGERS.into_iter().chain(["merge_group"]);
     for trigger in refused {
         assert_denied(
             harness.decide("acme", &build().with_trigger(trigger)),

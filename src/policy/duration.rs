@@ -72,6 +72,19 @@ fn parse_seconds(text: &str, units: &[(char, u64)]) -> Result<Option<u64>, Durat
     Ok(Some(seconds))
 }
 
+/// [`parse_seconds`], refusing durations beyond `limit` with `too_long`.
+fn parse_bounded(
+    text: &str,
+    units: &[(char, u64)],
+    limit: std::time::Duration,
+    too_long: fn(String) -> DurationError,
+) -> Result<std::time::Duration, DurationError> {
+    match parse_seconds(text, units)?.map(std::time::Duration::from_secs) {
+        Some(duration) if duration <= limit => Ok(duration),
+        _ => Err(too_long(text.to_string())),
+    }
+}
+
 /// A positive duration of at most [`MAX_BREAK_GLASS`], in whole seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BreakGlassDuration(std::time::Duration);
@@ -80,13 +93,13 @@ impl BreakGlassDuration {
     /// Parses `<n>h`, `<n>m`, `<n>s` parts in that order, each at most once (Go style,
     /// without fractions): `8h`, `30m`, `1h30m`, `90s`.
     pub fn parse(text: &str) -> Result<BreakGlassDuration, DurationError> {
-        let too_long = || DurationError::TooLong(text.to_string());
-        let seconds = parse_seconds(text, &HOURS_MINUTES_SECONDS)?.ok_or_else(too_long)?;
-        let duration = std::time::Duration::from_secs(seconds);
-        if duration > MAX_BREAK_GLASS {
-            return Err(too_long());
-        }
-        Ok(BreakGlassDuration(duration))
+        parse_bounded(
+            text,
+            &HOURS_MINUTES_SECONDS,
+            MAX_BREAK_GLASS,
+            DurationError::TooLong,
+        )
+        .map(BreakGlassDuration)
     }
 
     /// As a standard library duration.
@@ -132,13 +145,13 @@ pub struct MaxAge(std::time::Duration);
 impl MaxAge {
     /// Parses `<n>d`, `<n>h`, `<n>m`, `<n>s` parts in that order, each at most once.
     pub fn parse(text: &str) -> Result<MaxAge, DurationError> {
-        let too_long = || DurationError::AgeTooLong(text.to_string());
-        let seconds = parse_seconds(text, &DAYS_HOURS_MINUTES_SECONDS)?.ok_or_else(too_long)?;
-        let duration = std::time::Duration::from_secs(seconds);
-        if duration > MAX_AGE_LIMIT {
-            return Err(too_long());
-        }
-        Ok(MaxAge(duration))
+        parse_bounded(
+            text,
+            &DAYS_HOURS_MINUTES_SECONDS,
+            MAX_AGE_LIMIT,
+            DurationError::AgeTooLong,
+        )
+        .map(MaxAge)
     }
 
     /// As a jiff duration, to compare with timestamps.

@@ -4,9 +4,9 @@
 //! needs but the certificate lacks is a failure: this is a security gate, doubt denies.
 //! Time is an input (`now`, the review's clock), so a decision is a function of its arguments.
 
-use super::config::{Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
+use super::config::{RevokedRun, Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
 use super::github::{
-    parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, WorkflowUri,
+    parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, RunUri, WorkflowUri,
 };
 use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
@@ -628,69 +628,83 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// One hex deny-list against its claim: `(what, list key, claim name)` word the reason.
+    fn revoked_digest(
+        &mut self,
+        revoked: &[String],
+        claim: Option<&str>,
+        (what, key, claim_name): (&str, &str, &str),
+    ) {
+        if revoked.is_empty() {
+            return;
+        }
+        match claim {
+            Some(digest) if revoked.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => self
+                .fail(
+                    Check::Revoked,
+                    format!("{what} {digest} is revoked by the policy (revoked.{key})"),
+                ),
+            Some(_) => {}
+            None => self.fail(
+                Check::Revoked,
+                format!("certificate has no {claim_name}, so it cannot be told apart from the policy's revoked {key}"),
+            ),
+        }
+    }
+
+    fn revoked_run(&mut self, runs: &[RevokedRun]) {
+        if runs.is_empty() {
+            return;
+        }
+        let Some(uri) = self.claims.run_invocation_uri.as_deref() else {
+            self.fail(
+                Check::Revoked,
+                "certificate has no run invocation URI, so it cannot be told apart from the policy's revoked runs".to_string(),
+            );
+            return;
+        };
+        let Some(run) = parse_run_uri(uri) else {
+            self.fail(
+                Check::Revoked,
+                format!("run invocation URI {uri} is not a GitHub Actions run URL, so it cannot be told apart from the policy's revoked runs"),
+            );
+            return;
+        };
+        if let Some(entry) = runs.iter().find(|entry| entry.matches(&run)) {
+            self.fail(
+                Check::Revoked,
+                format!("run {uri} is revoked by the policy (revoked.runs: {entry})"),
+            );
+        }
+    }
+
     /// The policy's deny-lists. A deny-list that cannot be checked (the claim is missing)
     /// denies: nothing proves the build is not the revoked one.
     fn revocation(&mut self) {
-        let rule = self.rule;
-        let revoked = &rule.revoked;
-        let claims = self.claims;
-        if !revoked.commits.is_empty() {
-            match claims.source_repository_digest.as_deref() {
-                Some(commit) if revoked.commits.iter().any(|entry| entry.eq_ignore_ascii_case(commit)) => self.fail(
-                    Check::Revoked,
-                    format!("commit {commit} is revoked by the policy (revoked.commits)"),
-                ),
-                Some(_) => {}
-                None => self.fail(
-                    Check::Revoked,
-                    "certificate has no source commit, so it cannot be told apart from the policy's revoked commits".to_string(),
-                ),
-            }
-        }
-        if !revoked.runs.is_empty() {
-            match claims.run_invocation_uri.as_deref() {
-                Some(uri) => {
-                    let run = parse_run_uri(uri);
-                    let hit = revoked.runs.iter().find(|entry| {
-                        run.is_some_and(|run| {
-                            entry.run_id == run.run_id
-                                && entry.repository.as_ref().is_none_or(|(owner, repo)| {
-                                    owner.eq_ignore_ascii_case(run.repository.owner)
-                                        && repo.eq_ignore_ascii_case(run.repository.repo)
-                                })
-                        })
-                    });
-                    match (run, hit) {
-                        (_, Some(entry)) => self.fail(
-                            Check::Revoked,
-                            format!("run {uri} is revoked by the policy (revoked.runs: {entry})"),
-                        ),
-                        (Some(_), None) => {}
-                        (None, None) => self.fail(
-                            Check::Revoked,
-                            format!("run invocation URI {uri} is not a GitHub Actions run URL, so it cannot be told apart from the policy's revoked runs"),
-                        ),
-                    }
-                }
-                None => self.fail(
-                    Check::Revoked,
-                    "certificate has no run invocation URI, so it cannot be told apart from the policy's revoked runs".to_string(),
-                ),
-            }
-        }
-        if !revoked.signer_digests.is_empty() {
-            match claims.build_signer_digest.as_deref() {
-                Some(digest) if revoked.signer_digests.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => self.fail(
-                    Check::Revoked,
-                    format!("signer digest {digest} is revoked by the policy (revoked.signerDigests)"),
-                ),
-                Some(_) => {}
-                None => self.fail(
-                    Check::Revoked,
-                    "certificate has no build signer digest, so it cannot be told apart from the policy's revoked signer digests".to_string(),
-                ),
-            }
-        }
+        let (revoked, claims) = (&self.rule.revoked, self.claims);
+        self.revoked_digest(
+            &revoked.commits,
+            claims.source_repository_digest.as_deref(),
+            ("commit", "commits", "source commit"),
+        );
+        self.revoked_run(&revoked.runs);
+        self.revoked_digest(
+            &revoked.signer_digests,
+            claims.build_signer_digest.as_deref(),
+            ("signer digest", "signerDigests", "build signer digest"),
+        );
+    }
+}
+
+impl RevokedRun {
+    /// Whether this entry is `run`: the same run ID, in the same repository when the entry
+    /// names one. Every attempt of a run is covered.
+    pub(crate) fn matches(&self, run: &RunUri<'_>) -> bool {
+        self.run_id == run.run_id
+            && self.repository.as_ref().is_none_or(|(owner, repo)| {
+                owner.eq_ignore_ascii_case(run.repository.owner)
+                    && repo.eq_ignore_ascii_case(run.repository.repo)
+            })
     }
 }
 
