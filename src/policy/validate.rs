@@ -979,8 +979,8 @@ rules:
     owners: [{name: acme, id: "16248153"}]               # or trust a whole owner
     workflows: [".github/workflows/release.yml"]         # calling workflow path(s)
     signerWorkflows: ["github/artifact-attestations-workflows/.github/workflows/attest.yml"]
-    refs: ["refs/heads/main", "refs/tags/v*"]            # default: refs/heads/main, refs/tags/*
-    triggers: [push, workflow_dispatch, release]         # default: all but pull_request*
+    refs: ["refs/heads/main", "refs/tags/v*"]            # default: refs/heads/main
+    triggers: [push, workflow_dispatch, release]         # default: push, release, workflow_dispatch, schedule
     runners: [github-hosted]                             # default
     predicateTypes: ["https://slsa.dev/provenance/v1"]   # default
     issuers: ["https://token.actions.githubusercontent.com"]  # default
