@@ -288,6 +288,10 @@ expect_refusal 'id: Invalid type\. Expected: string, given: integer' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"repositories":[{"name":"a/b","id":804070735}]}]'
 expect_refusal 'refs: Array must have at least 1 items' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"refs":[]}]'
+expect_refusal 'buildConfigDigests\.0: Does not match pattern' \
+  --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"buildConfigDigests":["v1"]}]'
+expect_refusal 'policy\.revoked\.runs\.0: Invalid type\. Expected: string, given: integer' \
+  --set-json 'policy.revoked={"runs":[9876543210]}'
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
 expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
 expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true

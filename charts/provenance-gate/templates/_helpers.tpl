@@ -103,6 +103,9 @@ policy.defaultMode / policy.environments.
 {{- $_ := set $doc "breakGlass" (dict "maxDuration" $p.breakGlass.maxDuration "approvers" $p.breakGlass.approvers) -}}
 {{- end -}}
 {{- $_ := set $doc "registries" $p.registries -}}
+{{- with $p.revoked }}
+{{- $_ := set $doc "revoked" . -}}
+{{- end }}
 {{- toJson $doc -}}
 {{- end -}}
 
@@ -131,7 +134,7 @@ unmatchedImages: {{ $doc.unmatchedImages }}
 rules:
 {{- range $rule := $doc.rules }}
   - name: {{ $rule.name | toJson }}
-    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "refs" "triggers" "runners" "predicateTypes" "issuers" }}
+    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "allowSelfSigned" "refs" "buildConfigDigests" "triggers" "runners" "predicateTypes" "issuers" "maxAge" }}
     {{- if hasKey $rule $field }}
     {{ $field }}: {{ index $rule $field | toJson }}
     {{- end }}
@@ -139,6 +142,12 @@ rules:
 {{- end }}
 {{- else }}
 rules: []
+{{- end }}
+{{- with $doc.revoked }}
+revoked:
+  commits: {{ .commits | default list | toJson }}
+  runs: {{ .runs | default list | toJson }}
+  signerDigests: {{ .signerDigests | default list | toJson }}
 {{- end }}
 {{- with $doc.breakGlass }}
 breakGlass:
