@@ -304,151 +304,33 @@ async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
     )
     .await;
 
-    let merge = |value: serde_json::Value| Patch::Merge(value);
-    let strategic = |value: serde_json::Value| Patch::Strategic(value);
-    let pod_mutation = Some("pods-soft-1.mutate.provenance-gate.dev");
-    let workload_validation = Some("workloads-soft-1.validate.provenance-gate.dev");
-    let new_image = serde_json::json!([{"name": "app", "image": "ghcr.io/acme/app:2"}]);
-    // (what, objects, name, subresource, patch, the entry that refuses it: None = admitted).
-    // Image volumes are compared too, but this API server runs without the ImageVolume
-    // feature gate (off by default in 1.33), which drops `volumes[].image` before validation.
-    let cases = [
-        (
-            "a Pod label",
-            &pods,
-            "app",
-            None,
-            merge(serde_json::json!({"metadata": {"labels": {"team": "payments"}}})),
-            None,
-        ),
-        (
-            "a Pod finalizer",
-            &pods,
-            "app",
-            None,
-            merge(serde_json::json!({"metadata": {"finalizers": ["example.com/hold"]}})),
-            None,
-        ),
-        (
-            "the finalizer removed",
-            &pods,
-            "app",
-            None,
-            merge(serde_json::json!({"metadata": {"finalizers": null}})),
-            None,
-        ),
-        (
-            "an unrelated Pod annotation",
-            &pods,
-            "app",
-            None,
-            merge(serde_json::json!({"metadata": {"annotations": {"team": "payments"}}})),
-            None,
-        ),
-        (
-            "a Deployment scaled",
-            &deployments,
-            "app",
-            Some("scale"),
-            merge(serde_json::json!({"spec": {"replicas": 3}})),
-            None,
-        ),
-        (
-            "a Deployment's replicas",
-            &deployments,
-            "app",
-            None,
-            merge(serde_json::json!({"spec": {"replicas": 2}})),
-            None,
-        ),
-        (
-            "a rollout restart",
-            &deployments,
-            "app",
-            None,
-            merge(
-                serde_json::json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}}),
-            ),
-            None,
-        ),
-        (
-            "a CronJob suspended",
-            &cronjobs,
-            "nightly",
-            None,
-            merge(serde_json::json!({"spec": {"suspend": true}})),
-            None,
-        ),
-        (
-            "a Pod's image",
-            &pods,
-            "app",
-            None,
-            strategic(serde_json::json!({"spec": {"containers": new_image}})),
-            pod_mutation,
-        ),
-        (
-            "the provenance annotation",
-            &pods,
-            "app",
-            None,
-            merge(
-                serde_json::json!({"metadata": {"annotations": {"provenance-gate.dev/provenance": "{}"}}}),
-            ),
-            pod_mutation,
-        ),
-        (
-            "an ephemeral container",
-            &pods,
-            "app",
-            Some("ephemeralcontainers"),
-            strategic(
-                serde_json::json!({"spec": {"ephemeralContainers": [{"name": "debug", "image": "ghcr.io/acme/app:1"}]}}),
-            ),
-            pod_mutation,
-        ),
-        (
-            "a Deployment's image",
-            &deployments,
-            "app",
-            None,
-            strategic(
-                serde_json::json!({"spec": {"template": {"spec": {"containers": new_image}}}}),
-            ),
-            workload_validation,
-        ),
-        (
-            "a CronJob's image",
-            &cronjobs,
-            "nightly",
-            None,
-            strategic(
-                serde_json::json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": new_image}}}}}}),
-            ),
-            workload_validation,
-        ),
-    ];
-    for (what, objects, name, subresource, patch, refused_by) in cases {
+    for (what, resource, name, subresource, patch, refused_by) in OUTAGE_UPDATES {
+        let objects = match *resource {
+            "pods" => &pods,
+            "deployments" => &deployments,
+            _ => &cronjobs,
+        };
+        let patch = Patch::Strategic(serde_json::from_str::<serde_json::Value>(patch).unwrap());
         let params = PatchParams::default();
-        let result = match subresource {
-            Some(subresource) => {
+        let result = match *subresource {
+            "" => objects.patch(name, &params, &patch).await,
+            subresource => {
                 objects
                     .patch_subresource(subresource, name, &params, &patch)
                     .await
             }
-            None => objects.patch(name, &params, &patch).await,
         };
-        match (refused_by, result) {
-            (None, Ok(_)) => {}
-            (Some(entry), Err(error)) => {
+        match (*refused_by, result) {
+            ("", Ok(_)) => {}
+            ("", Err(error)) => panic!("{what}: refused while the webhook is down: {error}"),
+            (entry, Ok(_)) => panic!("{what}: admitted without {entry}"),
+            (entry, Err(error)) => {
                 let error = error.to_string();
                 assert!(
                     error.contains(&format!("failed calling webhook \"{entry}\"")),
                     "{what}: refused, but not by {entry}: {error}"
                 );
             }
-            (None, Err(error)) => panic!("{what}: refused while the webhook is down: {error}"),
-            (Some(entry), Ok(_)) => panic!("{what}: admitted without {entry}"),
         }
     }
     let stored = pods.get("app").await.expect("the admin reads the Pod");
@@ -459,6 +341,37 @@ async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
     assert!(stored.data["spec"]["ephemeralContainers"].is_null());
     stop_server(server).await;
 }
+
+/// UPDATEs while the webhook is unreachable: (what, resource, name, subresource, strategic
+/// merge patch, the entry that refuses it; empty: admitted). Image volumes are compared too,
+/// but the test API server runs without the ImageVolume feature gate (off by default in 1.33),
+/// which drops `volumes[].image` before the validating entries see it.
+#[rustfmt::skip]
+const OUTAGE_UPDATES: &[(&str, &str, &str, &str, &str, &str)] = &[
+    ("a Pod label", "pods", "app", "", r#"{"metadata": {"labels": {"team": "payments"}}}"#, ""),
+    ("a Pod finalizer", "pods", "app", "", r#"{"metadata": {"finalizers": ["example.com/hold"]}}"#, ""),
+    ("the finalizer removed", "pods", "app", "", r#"{"metadata": {"finalizers": null}}"#, ""),
+    ("an unrelated Pod annotation", "pods", "app", "", r#"{"metadata": {"annotations": {"team": "payments"}}}"#, ""),
+    ("a Deployment scaled", "deployments", "app", "scale", r#"{"spec": {"replicas": 3}}"#, ""),
+    ("a Deployment's replicas", "deployments", "app", "", r#"{"spec": {"replicas": 2}}"#, ""),
+    ("a rollout restart", "deployments", "app", "",
+        r#"{"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}}"#, ""),
+    ("a CronJob suspended", "cronjobs", "nightly", "", r#"{"spec": {"suspend": true}}"#, ""),
+    ("a Pod's image", "pods", "app", "",
+        r#"{"spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:2"}]}}"#, POD_MUTATION),
+    ("the provenance annotation", "pods", "app", "",
+        r#"{"metadata": {"annotations": {"provenance-gate.dev/provenance": "{}"}}}"#, POD_MUTATION),
+    ("an ephemeral container", "pods", "app", "ephemeralcontainers",
+        r#"{"spec": {"ephemeralContainers": [{"name": "debug", "image": "ghcr.io/acme/app:1"}]}}"#, POD_MUTATION),
+    ("a Deployment's image", "deployments", "app", "",
+        r#"{"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:2"}]}}}}"#, WORKLOAD_VALIDATION),
+    ("a Deployment's init container", "deployments", "app", "",
+        r#"{"spec": {"template": {"spec": {"initContainers": [{"name": "init", "image": "ghcr.io/acme/app:1"}]}}}}"#, WORKLOAD_VALIDATION),
+    ("a CronJob's image", "cronjobs", "nightly", "",
+        r#"{"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:2"}]}}}}}}"#, WORKLOAD_VALIDATION),
+];
+const POD_MUTATION: &str = "pods-soft-1.mutate.provenance-gate.dev";
+const WORKLOAD_VALIDATION: &str = "workloads-soft-1.validate.provenance-gate.dev";
 
 /// The Namespace entries of `manifests/provenance-gate.yaml`, pointed at a port where
 /// nothing listens.
