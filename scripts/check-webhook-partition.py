@@ -21,7 +21,8 @@ absent labels) and for every resource the webhooks handle, that:
     scale) must not fail while the webhook is down;
 
 and a few invariants of every entry (admissionReviewVersions, sideEffects, timeoutSeconds,
-matchPolicy, reinvocationPolicy, caBundle or the cert-manager annotation). With
+matchPolicy, reinvocationPolicy, caBundle or the cert-manager annotation, the Service or an
+https URL with the configuration's path). With
 --tls-generated, also that the caBundle is the ca.crt of the rendered TLS Secret.
 
 Usage: check-webhook-partition.py RENDER.yaml --namespace NS [--exclude NS ...]
@@ -204,7 +205,15 @@ def main():
                 failures.append(f"{where}: timeoutSeconds {w.get('timeoutSeconds')}")
             if kind == "MutatingWebhookConfiguration" and w.get("reinvocationPolicy") != "IfNeeded":
                 failures.append(f"{where}: reinvocationPolicy {w.get('reinvocationPolicy')}")
-            ca = (w.get("clientConfig") or {}).get("caBundle")
+            client = w.get("clientConfig") or {}
+            path = "/mutate" if kind == "MutatingWebhookConfiguration" else "/validate"
+            if ("service" in client) == ("url" in client):
+                failures.append(f"{where}: clientConfig needs exactly one of service and url")
+            elif "url" in client and not (client["url"].startswith("https://") and client["url"].endswith(path)):
+                failures.append(f"{where}: clientConfig.url {client['url']} is not https://...{path}")
+            elif "service" in client and client["service"].get("path") != path:
+                failures.append(f"{where}: clientConfig.service.path {client['service'].get('path')}, want {path}")
+            ca = client.get("caBundle")
             if not ca and "cert-manager.io/inject-ca-from" not in annotations:
                 failures.append(f"{where}: neither a caBundle nor cert-manager CA injection")
             if ca:
