@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
@@ -219,8 +219,8 @@ async fn namespace_entries_fail_closed_on_label_and_break_glass_writes() {
 /// The pod and workload entries of the plain manifests with the webhook unreachable, made to
 /// fail closed as the enforce entries are (the manifests are tier 0, whose entries fail open;
 /// every tier's entries carry the same `matchConditions`). An UPDATE reaches them only when it
-/// changes an image or the provenance annotation: label, finalizer, scale and template
-/// annotation edits go through during an outage, while image changes, an added ephemeral
+/// changes an image or the provenance annotation: label, finalizer (the garbage collector's
+/// too), scale and template annotation edits go through during an outage, while image changes, an added ephemeral
 /// container and an edited provenance record wait for the webhook (issue 10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
@@ -240,6 +240,7 @@ async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
     let pods = api(ApiResource::erase::<Pod>(&()));
     let deployments = api(ApiResource::erase::<Deployment>(&()));
     let cronjobs = api(ApiResource::erase::<CronJob>(&()));
+    let replicasets = api(ApiResource::erase::<ReplicaSet>(&()));
     let template = serde_json::json!({
         "metadata": {"labels": {"app": "app"}},
         "spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:1"}]},
@@ -260,6 +261,11 @@ async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
         (
             deployments.clone(),
             serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "app"},
+                "spec": {"selector": {"matchLabels": {"app": "app"}}, "template": template}}),
+        ),
+        (
+            replicasets.clone(),
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "app"},
                 "spec": {"selector": {"matchLabels": {"app": "app"}}, "template": template}}),
         ),
         (
@@ -308,6 +314,7 @@ async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
         let objects = match *resource {
             "pods" => &pods,
             "deployments" => &deployments,
+            "replicasets" => &replicasets,
             _ => &cronjobs,
         };
         let patch = Patch::Strategic(serde_json::from_str::<serde_json::Value>(patch).unwrap());
@@ -357,6 +364,8 @@ const OUTAGE_UPDATES: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("a rollout restart", "deployments", "app", "",
         r#"{"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}}}}}"#, ""),
     ("a CronJob suspended", "cronjobs", "nightly", "", r#"{"spec": {"suspend": true}}"#, ""),
+    // What the garbage collector writes in a foreground deletion of the Deployment.
+    ("a ReplicaSet's deletion finalizer", "replicasets", "app", "", r#"{"metadata": {"finalizers": ["foregroundDeletion"]}}"#, ""),
     ("a Pod's image", "pods", "app", "",
         r#"{"spec": {"containers": [{"name": "app", "image": "ghcr.io/acme/app:2"}]}}"#, POD_MUTATION),
     ("the provenance annotation", "pods", "app", "",
