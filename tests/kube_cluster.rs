@@ -220,8 +220,9 @@ async fn namespace_entries_fail_closed_on_label_and_break_glass_writes() {
 /// fail closed as the enforce entries are (the manifests are tier 0, whose entries fail open;
 /// every tier's entries carry the same `matchConditions`). An UPDATE reaches them only when it
 /// changes an image or the provenance annotation: label, finalizer (the garbage collector's
-/// too), scale and template annotation edits go through during an outage, while image changes, an added ephemeral
-/// container and an edited provenance record wait for the webhook (issue 10).
+/// too), scale and template annotation edits go through during an outage, while image
+/// changes, an added ephemeral container and an edited provenance record wait for the
+/// webhook (issue 10).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_and_workload_entries_fail_closed_only_on_image_changes() {
     const NAMESPACE: &str = "guarded";
