@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::breakglass::ModeChange;
 use crate::decision::Decision;
 use crate::image_check::{bounded, ImageCheck, ImageOutcome};
 use crate::policy::Mode;
@@ -11,6 +12,28 @@ use crate::policy::Mode;
 /// keeps every record small whatever a decision adds to them.
 pub const MAX_RECORD_REASON_BYTES: usize = 4096;
 
+/// Who sent an admission request, as far as the connection proves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The TLS client presented a certificate that chains to the configured client CA
+    /// (`serve --client-ca`). Without a client CA nobody is authenticated, and anyone who
+    /// can reach the webhook port could have sent the request.
+    pub authenticated: bool,
+    /// The verified client certificate's subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+impl Caller {
+    /// A caller proven by a client certificate with this subject.
+    pub fn verified(subject: Option<String>) -> Self {
+        Caller {
+            authenticated: true,
+            subject,
+        }
+    }
+}
+
 /// Where a decision was asked for: an admission request, or the command line.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RequestContext {
@@ -18,6 +41,8 @@ pub struct RequestContext {
     pub namespace: Option<String>,
     pub kind: Option<String>,
     pub name: Option<String>,
+    /// `None` on the command line, where there is no request.
+    pub caller: Option<Caller>,
 }
 
 /// See the module documentation; field names as in DESIGN.md.
@@ -29,10 +54,24 @@ pub struct DecisionRecord {
     pub namespace: Option<String>,
     pub kind: Option<String>,
     pub name: Option<String>,
+    /// Empty in the record of a Namespace write (a mode change), which is about no image.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub image: String,
     pub digest: Option<String>,
     pub mode: Mode,
     pub environment: Option<String>,
+    /// Set when `mode` is not the namespace's own but the strictest, because its labels
+    /// could not be known (not yet watched, and the API server's answer missing): why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode_fallback: Option<String>,
+    /// A Namespace write's mode change: the mode before (`mode` is the mode after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_environment: Option<String>,
+    /// Who made the request, where the record is about a person's act (a mode change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
     pub result: &'static str,
     pub reason: String,
     pub rule: Option<String>,
@@ -73,6 +112,9 @@ pub struct DecisionRecord {
     /// Who declared the break-glass, as the webhook recorded it from the request's userInfo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_glass_approved_by: Option<String>,
+    /// Who sent the admission request; unauthenticated requests say so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
 }
 
 impl DecisionRecord {
@@ -84,37 +126,10 @@ impl DecisionRecord {
         environment: Option<&str>,
         time: jiff::Timestamp,
     ) -> Self {
-        let mut record = DecisionRecord {
-            time: time.to_string(),
-            uid: context.uid.clone(),
-            namespace: context.namespace.clone(),
-            kind: context.kind.clone(),
-            name: context.name.clone(),
-            image: check.image.clone(),
-            digest: None,
-            mode,
-            environment: environment.map(str::to_owned),
-            result: decision.result.as_str(),
-            reason: bounded(&decision.reason, MAX_RECORD_REASON_BYTES),
-            rule: None,
-            source_repository: None,
-            source_repository_id: None,
-            git_ref: None,
-            commit: None,
-            workflow: None,
-            signer_workflow: None,
-            trigger: None,
-            runner: None,
-            run_url: None,
-            predicate_type: None,
-            instance: None,
-            bundle_digest: None,
-            signed_at: None,
-            dry_run: false,
-            break_glass_ticket: None,
-            break_glass_reason: None,
-            break_glass_approved_by: None,
-        };
+        let mut record = DecisionRecord::bare(context, mode, environment, time);
+        record.image = check.image.clone();
+        record.result = decision.result.as_str();
+        record.reason = bounded(&decision.reason, MAX_RECORD_REASON_BYTES);
         match &check.outcome {
             ImageOutcome::Verified {
                 rule,
@@ -147,6 +162,70 @@ impl DecisionRecord {
             ImageOutcome::Exempt | ImageOutcome::Unmatched { .. } => {}
         }
         record
+    }
+
+    /// The record of a Namespace write that changes its mode: `mode`/`environment` after,
+    /// `previous_*` before, `requested_by` who asked, `result` `allowed` or `denied`.
+    pub fn mode_change(
+        context: &RequestContext,
+        change: &ModeChange,
+        requested_by: &str,
+        result: &'static str,
+        reason: &str,
+        time: jiff::Timestamp,
+    ) -> Self {
+        let to = &change.to;
+        let mut record = DecisionRecord::bare(context, to.mode, to.environment.as_deref(), time);
+        record.previous_mode = Some(change.from.mode);
+        record.previous_environment = change.from.environment.clone();
+        record.requested_by = Some(requested_by.to_owned());
+        record.result = result;
+        record.reason = reason.to_owned();
+        record
+    }
+
+    fn bare(
+        context: &RequestContext,
+        mode: Mode,
+        environment: Option<&str>,
+        time: jiff::Timestamp,
+    ) -> Self {
+        DecisionRecord {
+            time: time.to_string(),
+            uid: context.uid.clone(),
+            namespace: context.namespace.clone(),
+            kind: context.kind.clone(),
+            name: context.name.clone(),
+            image: String::new(),
+            digest: None,
+            mode,
+            environment: environment.map(str::to_owned),
+            mode_fallback: None,
+            previous_mode: None,
+            previous_environment: None,
+            requested_by: None,
+            result: "",
+            reason: String::new(),
+            rule: None,
+            source_repository: None,
+            source_repository_id: None,
+            git_ref: None,
+            commit: None,
+            workflow: None,
+            signer_workflow: None,
+            trigger: None,
+            runner: None,
+            run_url: None,
+            predicate_type: None,
+            instance: None,
+            bundle_digest: None,
+            signed_at: None,
+            dry_run: false,
+            break_glass_ticket: None,
+            break_glass_reason: None,
+            break_glass_approved_by: None,
+            caller: context.caller.clone(),
+        }
     }
 }
 

@@ -9,15 +9,23 @@
 //! provenance-gate.dev/break-glass-approved-by:  alice@example.com   (set by the webhook)
 //! ```
 //!
-//! The approver annotation is written by the webhook's mutating endpoint from the request's
-//! userInfo, never taken from the requester: a break-glass without it was not approved
-//! through the webhook and does not take effect.
+//! The approver annotations are written by the webhook's mutating endpoint from the
+//! request's userInfo, never taken from the requester: a break-glass without them was not
+//! approved through the webhook and does not take effect. The approver is checked again
+//! whenever the break-glass is used, against the policy's approvers of that moment.
+//!
+//! The same approvers guard a namespace's mode: a label change that lowers it (the first
+//! environment whose selector matches, else `defaultMode`) is theirs alone, and one that
+//! raises it while break-glass annotations are present re-judges the break-glass as if it
+//! were declared anew (an approver must make the change, and is recorded as its approver),
+//! since a break-glass declared where it did nothing must not take effect unexamined where
+//! it does.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use crate::policy::{self, Approvers, BreakGlassDuration};
+use crate::policy::{self, Approvers, BreakGlassDuration, Mode, Policy};
 
 /// The incident or change ticket that justifies the break-glass.
 pub const TICKET_ANNOTATION: &str = "provenance-gate.dev/break-glass-ticket";
@@ -27,6 +35,13 @@ pub const REASON_ANNOTATION: &str = "provenance-gate.dev/break-glass-reason";
 pub const EXPIRES_ANNOTATION: &str = "provenance-gate.dev/break-glass-expires";
 /// Who declared it; set by the webhook only.
 pub const APPROVED_BY_ANNOTATION: &str = "provenance-gate.dev/break-glass-approved-by";
+/// The policy's approver groups the approver was in when declaring it (a JSON list of
+/// strings), so that the approval can be checked again without the request's userInfo;
+/// set by the webhook only, absent when the approver is listed by name alone.
+pub const APPROVER_GROUPS_ANNOTATION: &str = "provenance-gate.dev/break-glass-approver-groups";
+
+/// Most approver names shown in a message.
+const MAX_NAMES_SHOWN: usize = 10;
 
 /// The annotations a person declares; the approver annotation is the webhook's.
 const DECLARED: [&str; 3] = [TICKET_ANNOTATION, REASON_ANNOTATION, EXPIRES_ANNOTATION];
@@ -125,6 +140,176 @@ impl BreakGlassState {
     }
 }
 
+/// The break-glass of a namespace as it applies now: as declared ([`BreakGlassState::from_annotations`]),
+/// and only while the recorded approver is still among `config`'s approvers, by name or by
+/// one of the groups recorded with the approval.
+pub fn in_force(
+    annotations: &BTreeMap<String, String>,
+    config: &policy::BreakGlass,
+    now: Timestamp,
+) -> BreakGlassState {
+    let state = BreakGlassState::from_annotations(annotations, config.max_duration, now);
+    let BreakGlassState::Active { approved_by, .. } = &state else {
+        return state;
+    };
+    let approvers = &config.approvers;
+    let by_name = approvers.users.contains(approved_by);
+    let by_group = recorded_groups(annotations)
+        .iter()
+        .any(|group| approvers.groups.contains(group));
+    if by_name || by_group {
+        return state;
+    }
+    BreakGlassState::Malformed {
+        why: format!(
+            "its recorded approver {approved_by:?} is no longer among the policy's break-glass approvers ({})",
+            describe_approvers(approvers)
+        ),
+    }
+}
+
+/// The groups recorded in [`APPROVER_GROUPS_ANNOTATION`]; none when absent or unreadable.
+fn recorded_groups(annotations: &BTreeMap<String, String>) -> Vec<String> {
+    annotations
+        .get(APPROVER_GROUPS_ANNOTATION)
+        .and_then(|text| serde_json::from_str::<Vec<String>>(text).ok())
+        .unwrap_or_default()
+}
+
+/// The value of [`APPROVER_GROUPS_ANNOTATION`] for `requester`: the policy's approver groups
+/// they are in, or `None` when in none (approved by name).
+fn approver_groups_value(approvers: &Approvers, requester: &Requester) -> Option<String> {
+    let mut groups: Vec<&String> = requester
+        .groups
+        .iter()
+        .filter(|group| approvers.groups.contains(group))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&groups).ok()
+}
+
+/// "groups sre-oncall; users bob@example.com", at most [`MAX_NAMES_SHOWN`] of each.
+pub fn describe_approvers(approvers: &Approvers) -> String {
+    let list = |names: &[String]| {
+        let mut shown = names
+            .iter()
+            .take(MAX_NAMES_SHOWN)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > MAX_NAMES_SHOWN {
+            shown.push_str(&format!(" and {} more", names.len() - MAX_NAMES_SHOWN));
+        }
+        if shown.is_empty() {
+            "none".to_owned()
+        } else {
+            shown
+        }
+    };
+    format!(
+        "groups: {}; users: {}",
+        list(&approvers.groups),
+        list(&approvers.users)
+    )
+}
+
+/// A namespace's mode under a policy, and the environment that gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceMode {
+    pub mode: Mode,
+    /// `None`: no environment matches; the policy's `defaultMode`.
+    pub environment: Option<String>,
+}
+
+impl NamespaceMode {
+    pub fn of(policy: &Policy, labels: &BTreeMap<String, String>) -> NamespaceMode {
+        let (environment, mode) = policy.mode_for_namespace(labels);
+        NamespaceMode {
+            mode,
+            environment: environment.map(str::to_owned),
+        }
+    }
+
+    /// Observe < warn < enforce.
+    fn strictness(&self) -> u8 {
+        match self.mode {
+            Mode::Observe => 0,
+            Mode::Warn => 1,
+            Mode::Enforce => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for NamespaceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.environment {
+            Some(environment) => write!(f, "{} (environment {environment})", self.mode),
+            None => write!(f, "{} (defaultMode)", self.mode),
+        }
+    }
+}
+
+/// A Namespace UPDATE that changes its labels: the mode before and after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeChange {
+    pub from: NamespaceMode,
+    pub to: NamespaceMode,
+}
+
+impl ModeChange {
+    pub fn lowers(&self) -> bool {
+        self.to.strictness() < self.from.strictness()
+    }
+
+    pub fn raises(&self) -> bool {
+        self.to.strictness() > self.from.strictness()
+    }
+}
+
+/// The verdict on a label change, as far as the namespace's mode is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeVerdict {
+    /// The mode stays, or becomes stricter: anybody may.
+    Allowed,
+    /// Lowered by a break-glass approver: allowed, and evidence of who did it is owed.
+    Lowered { approver: String },
+    /// Refused; `why` names both modes and who may lower it.
+    Denied { why: String },
+}
+
+/// Judges a label change: only break-glass approvers may lower a namespace's mode.
+pub fn review_mode_change(
+    change: &ModeChange,
+    requester: &Requester,
+    config: Option<&policy::BreakGlass>,
+) -> ModeVerdict {
+    if !change.lowers() {
+        return ModeVerdict::Allowed;
+    }
+    let lowering = format!("lowering the mode from {} to {}", change.from, change.to);
+    match config {
+        Some(config) if is_approver(&config.approvers, requester) => ModeVerdict::Lowered {
+            approver: requester.username.clone(),
+        },
+        Some(config) => ModeVerdict::Denied {
+            why: format!(
+                "user {:?} may not: {lowering} is for the policy's break-glass approvers only ({})",
+                requester.username,
+                describe_approvers(&config.approvers)
+            ),
+        },
+        None => ModeVerdict::Denied {
+            why: format!(
+                "{lowering} is for the policy's break-glass approvers only, and the policy names none (no breakGlass section); change the policy instead"
+            ),
+        },
+    }
+}
+
 /// "the ticket and reason annotations" for the declared values that are missing.
 fn missing(declared: &[Option<&str>]) -> String {
     let names: Vec<_> = DECLARED
@@ -186,12 +371,15 @@ pub enum NamespaceWrite {
     /// The write leaves the break-glass annotations as they were.
     Untouched,
     /// The write only removes break-glass annotations: always allowed. `clear_approval`
-    /// when nothing is declared any more but the approver annotation is still there.
+    /// when nothing is declared any more but approver annotations are still there.
     Removal { clear_approval: bool },
-    /// The write sets or changes the break-glass, by an approver. `recorded` when the
-    /// approver annotation already names `approver` (the mutating endpoint has run).
+    /// The write sets or changes the break-glass (or raises the mode under it), by an
+    /// approver. `recorded` when the approver annotations already name `approver` and
+    /// `groups` (the mutating endpoint has run).
     Approved {
         approver: String,
+        /// The value for [`APPROVER_GROUPS_ANNOTATION`]; `None`: the annotation is absent.
+        groups: Option<String>,
         ticket: String,
         expires: Timestamp,
         recorded: bool,
@@ -200,15 +388,18 @@ pub enum NamespaceWrite {
     Denied { why: String },
 }
 
-/// Judges a Namespace write: `old` is `None` on CREATE. Only approvers may set or change
-/// the break-glass annotations, with an expiry within the policy's `maxDuration`; the
-/// approver annotation may name nobody but the requester; removal is always allowed.
+/// Judges a Namespace write: `old` is `None` on CREATE; `mode_change` is the change of mode
+/// its labels make, if any. Only approvers may set or change the break-glass annotations,
+/// with an expiry within the policy's `maxDuration`; the approver annotations may name
+/// nobody but the requester; removal is always allowed. A write that raises the mode while
+/// a break-glass is in force is judged as declaring it.
 pub fn review_namespace_write(
     old: Option<&BTreeMap<String, String>>,
     new: &BTreeMap<String, String>,
     requester: &Requester,
     config: Option<&policy::BreakGlass>,
     now: Timestamp,
+    mode_change: Option<&ModeChange>,
 ) -> NamespaceWrite {
     let before = |key: &str| old.and_then(|old| old.get(key));
     let after = |key: &str| new.get(key);
@@ -225,21 +416,47 @@ pub fn review_namespace_write(
             ),
         };
     }
+    let groups_set = set_or_changed(APPROVER_GROUPS_ANNOTATION);
     let declares = DECLARED.iter().any(|key| set_or_changed(key));
-    if !declares && !approval_set {
+    // Only a break-glass that would be in force in the stricter mode is judged again:
+    // expired or incomplete annotations admit nothing, and completing them is a change.
+    let raised_under_break_glass = mode_change
+        .filter(|change| change.raises())
+        .filter(|_| config.is_some_and(|config| in_force(new, config, now).is_active()));
+    if !declares && !approval_set && !groups_set && raised_under_break_glass.is_none() {
         let removed = DECLARED
             .iter()
-            .chain([&APPROVED_BY_ANNOTATION])
+            .chain([&APPROVED_BY_ANNOTATION, &APPROVER_GROUPS_ANNOTATION])
             .any(|key| before(key).is_some() && after(key).is_none());
         if !removed {
             return NamespaceWrite::Untouched;
         }
         let nothing_declared = DECLARED.iter().all(|key| after(key).is_none());
+        let approval_left = approval.is_some() || after(APPROVER_GROUPS_ANNOTATION).is_some();
         return NamespaceWrite::Removal {
-            clear_approval: nothing_declared && approval.is_some(),
+            clear_approval: nothing_declared && approval_left,
         };
     }
+    let verdict = judge_declaration(new, requester, config, now, groups_set);
+    match (verdict, raised_under_break_glass) {
+        (NamespaceWrite::Denied { why }, Some(change)) if !declares => NamespaceWrite::Denied {
+            why: format!(
+                "raising the mode from {} to {} re-judges the break-glass in force: {why}; remove them first, or have a break-glass approver make the change",
+                change.from, change.to
+            ),
+        },
+        (verdict, _) => verdict,
+    }
+}
 
+/// Judges the break-glass annotations of `new` as declared by `requester`.
+fn judge_declaration(
+    new: &BTreeMap<String, String>,
+    requester: &Requester,
+    config: Option<&policy::BreakGlass>,
+    now: Timestamp,
+    groups_set: bool,
+) -> NamespaceWrite {
     let Some(config) = config else {
         return NamespaceWrite::Denied {
             why: "break-glass is not enabled in the policy (no breakGlass section)".into(),
@@ -253,8 +470,18 @@ pub fn review_namespace_write(
             ),
         };
     }
+    let groups = approver_groups_value(&config.approvers, requester);
+    let recorded_groups = new.get(APPROVER_GROUPS_ANNOTATION);
+    if groups_set && recorded_groups != groups.as_ref() {
+        return NamespaceWrite::Denied {
+            why: format!(
+                "{APPROVER_GROUPS_ANNOTATION} is recorded by the webhook and may only list the requesting user's approver groups ({})",
+                groups.as_deref().unwrap_or("none")
+            ),
+        };
+    }
     let value = |key: &str| {
-        after(key)
+        new.get(key)
             .map(|value| value.trim())
             .filter(|value| !value.is_empty())
     };
@@ -280,11 +507,15 @@ pub fn review_namespace_write(
     if let Err(why) = within_limit(expires, config.max_duration, now) {
         return NamespaceWrite::Denied { why };
     }
+    let recorded = new.get(APPROVED_BY_ANNOTATION).map(String::as_str)
+        == Some(requester.username.as_str())
+        && recorded_groups == groups.as_ref();
     NamespaceWrite::Approved {
         approver: requester.username.clone(),
+        groups,
         ticket: ticket.to_owned(),
         expires,
-        recorded: approval.map(String::as_str) == Some(requester.username.as_str()),
+        recorded,
     }
 }
 
@@ -293,9 +524,26 @@ mod tests {
     use super::*;
 
     const NOW: &str = "2026-11-28T10:00:00Z";
+    /// The approver groups annotation of an approval through group `sre-oncall`.
+    const SRE: &str = r#"["sre-oncall"]"#;
 
     fn now() -> Timestamp {
         NOW.parse().unwrap()
+    }
+
+    fn expires() -> Timestamp {
+        "2026-11-28T18:00:00Z".parse().unwrap()
+    }
+
+    /// The approval of the [`declared`] break-glass expiring at [`expires`].
+    fn approved(approver: &str, groups: Option<&str>, recorded: bool) -> NamespaceWrite {
+        NamespaceWrite::Approved {
+            approver: approver.into(),
+            groups: groups.map(str::to_owned),
+            ticket: "INC-4711".into(),
+            expires: expires(),
+            recorded,
+        }
     }
 
     fn eight_hours() -> BreakGlassDuration {
@@ -487,16 +735,12 @@ mod tests {
         let set = with(&declared("2026-11-28T18:00:00Z"), &[]);
         let set_recorded = with(
             &declared("2026-11-28T18:00:00Z"),
-            &[(APPROVED_BY_ANNOTATION, "alice@example.com")],
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
         );
         let labels_only = annotations(&[("team", "payments")]);
-        let expires = || "2026-11-28T18:00:00Z".parse::<Timestamp>().unwrap();
-        let approved = |approver: &str, recorded| NamespaceWrite::Approved {
-            approver: approver.into(),
-            ticket: "INC-4711".into(),
-            expires: expires(),
-            recorded,
-        };
         type Case<'a> = (
             &'a str,
             Option<&'a BTreeMap<String, String>>,
@@ -533,9 +777,9 @@ mod tests {
             ("no break-glass at all", None, &labels_only, &mallory, Some(&config), Ok(NamespaceWrite::Untouched)),
             ("unrelated update", Some(&set_recorded), &set_recorded, &mallory, Some(&config), Ok(NamespaceWrite::Untouched)),
             ("non-approver denied", None, &set, &mallory, Some(&config), Err("\"mallory@example.com\" may not declare break-glass")),
-            ("approver via group", Some(&labels_only), &set, &alice_sre, Some(&config), Ok(approved("alice@example.com", false))),
-            ("approver via group, recorded", Some(&labels_only), &set_recorded, &alice_sre, Some(&config), Ok(approved("alice@example.com", true))),
-            ("approver by name", None, &set, &bob, Some(&config), Ok(approved("bob@example.com", false))),
+            ("approver via group", Some(&labels_only), &set, &alice_sre, Some(&config), Ok(approved("alice@example.com", Some(SRE), false))),
+            ("approver via group, recorded", Some(&labels_only), &set_recorded, &alice_sre, Some(&config), Ok(approved("alice@example.com", Some(SRE), true))),
+            ("approver by name", None, &set, &bob, Some(&config), Ok(approved("bob@example.com", None, false))),
             ("self-declared approver denied", None, &self_declared, &mallory, Some(&config), Err("may only name the requesting user (\"mallory@example.com\"), not \"bob@example.com\"")),
             ("approver naming someone else denied", None, &self_declared, &alice_sre, Some(&config), Err("may only name the requesting user")),
             ("change by a non-approver denied", Some(&set_recorded), &changed_reason, &mallory, Some(&config), Err("may not declare break-glass")),
@@ -550,17 +794,265 @@ mod tests {
             ("past expiry", None, &past, &alice_sre, Some(&config), Err("has already passed")),
         ];
         for (name, old, new, who, config, expected) in cases {
-            let verdict = review_namespace_write(old, new, who, config, now());
+            let verdict = review_namespace_write(old, new, who, config, now(), None);
+            assert_verdict(name, verdict, expected, write_denial);
+        }
+    }
+
+    /// Asserts `verdict` is `expected`, or (`Err`) a denial whose reason contains the text.
+    fn assert_verdict<V: PartialEq + std::fmt::Debug>(
+        name: &str,
+        verdict: V,
+        expected: Result<V, &str>,
+        denial: fn(&V) -> Option<&str>,
+    ) {
+        match expected {
+            Ok(expected) => assert_eq!(verdict, expected, "{name}"),
+            Err(why) => match denial(&verdict) {
+                Some(actual) => assert!(actual.contains(why), "{name}: {actual}"),
+                None => panic!("{name}: expected a denial with {why:?}, got {verdict:?}"),
+            },
+        }
+    }
+
+    fn write_denial(verdict: &NamespaceWrite) -> Option<&str> {
+        match verdict {
+            NamespaceWrite::Denied { why } => Some(why),
+            _ => None,
+        }
+    }
+
+    fn mode_denial(verdict: &ModeVerdict) -> Option<&str> {
+        match verdict {
+            ModeVerdict::Denied { why } => Some(why),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn approver_groups_are_recorded_by_the_webhook_only() {
+        let config = policy_break_glass();
+        let alice_sre = requester("alice@example.com", &["sre-oncall", "sre-oncall", "dev"]);
+        let bob = requester("bob@example.com", &[]);
+        let mallory = requester("mallory@example.com", &[]);
+        let alice_recorded = with(
+            &declared("2026-11-28T18:00:00Z"),
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
+        );
+        let widened = with(
+            &declared("2026-11-28T18:00:00Z"),
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, r#"["sre-oncall","dev"]"#),
+            ],
+        );
+        let judge = |old: &BTreeMap<String, String>, new, who| {
+            review_namespace_write(Some(old), new, who, Some(&config), now(), None)
+        };
+        let denied = |verdict, want| assert_verdict("refused", verdict, Err(want), write_denial);
+        // A non-approver may not add a group; an approver may not list one they are not
+        // recorded in by the webhook.
+        denied(
+            judge(&alice_recorded, &widened, &mallory),
+            "may not declare break-glass",
+        );
+        denied(
+            judge(&alice_recorded, &widened, &alice_sre),
+            "may only list the requesting user's approver groups ([\"sre-oncall\"])",
+        );
+        // Bob (approved by name) taking over: the mutating endpoint must drop alice's groups.
+        let bob_named = with(
+            &declared("2026-11-28T18:00:00Z"),
+            &[
+                (REASON_ANNOTATION, "still down"),
+                (APPROVED_BY_ANNOTATION, "bob@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
+        );
+        assert_eq!(
+            judge(&alice_recorded, &bob_named, &bob),
+            approved("bob@example.com", None, false)
+        );
+        // Dropping the groups alone is a removal, which anybody may make.
+        let without_groups = with(
+            &declared("2026-11-28T18:00:00Z"),
+            &[(APPROVED_BY_ANNOTATION, "alice@example.com")],
+        );
+        assert_eq!(
+            judge(&alice_recorded, &without_groups, &mallory),
+            NamespaceWrite::Removal {
+                clear_approval: false
+            }
+        );
+    }
+
+    #[test]
+    fn the_approver_is_checked_again_whenever_break_glass_is_used() {
+        let approved_via = |groups: Option<&str>, approver: &str| {
+            let mut annotations = with(
+                &declared("2026-11-28T18:00:00Z"),
+                &[(APPROVED_BY_ANNOTATION, approver)],
+            );
+            if let Some(groups) = groups {
+                annotations.insert(APPROVER_GROUPS_ANNOTATION.into(), groups.into());
+            }
+            annotations
+        };
+        let config = policy_break_glass();
+        let mut without_sre = policy_break_glass();
+        without_sre.approvers.groups.clear();
+        let mut without_bob = policy_break_glass();
+        without_bob.approvers.users.clear();
+        type Case<'a> = (
+            &'a str,
+            BTreeMap<String, String>,
+            &'a policy::BreakGlass,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            ("through a listed group", approved_via(Some(SRE), "alice"), &config, None),
+            ("by name", approved_via(None, "bob@example.com"), &config, None),
+            ("group removed from the policy", approved_via(Some(SRE), "alice"), &without_sre, Some("its recorded approver \"alice\" is no longer among the policy's break-glass approvers (groups: none; users: bob@example.com)")),
+            ("user removed from the policy", approved_via(None, "bob@example.com"), &without_bob, Some("\"bob@example.com\" is no longer among")),
+            ("no groups recorded", approved_via(None, "alice"), &config, Some("no longer among")),
+            ("groups unreadable", approved_via(Some("sre-oncall"), "alice"), &config, Some("no longer among")),
+        ];
+        for (name, annotations, config, expected) in cases {
+            let state = in_force(&annotations, config, now());
             match expected {
-                Ok(expected) => assert_eq!(verdict, expected, "{name}"),
-                Err(why) => match &verdict {
-                    NamespaceWrite::Denied { why: actual } => {
-                        assert!(actual.contains(why), "{name}: {actual}")
-                    }
-                    other => panic!("{name}: expected a denial, got {other:?}"),
-                },
+                None => assert!(state.is_active(), "{name}: {state:?}"),
+                Some(why) => {
+                    let warning = state.ignored_warning("payments", "enforcing");
+                    assert!(
+                        warning
+                            .as_deref()
+                            .is_some_and(|warning| warning.contains(why)),
+                        "{name}: {warning:?}"
+                    );
+                }
             }
         }
+        // Expired and malformed states are left as they are.
+        let expired = with(&declared("2026-11-28T09:00:00Z"), &[]);
+        assert!(matches!(
+            in_force(&expired, &config, now()),
+            BreakGlassState::Expired { .. }
+        ));
+    }
+
+    fn mode(mode: Mode, environment: Option<&str>) -> NamespaceMode {
+        NamespaceMode {
+            mode,
+            environment: environment.map(str::to_owned),
+        }
+    }
+
+    fn change(from: NamespaceMode, to: NamespaceMode) -> ModeChange {
+        ModeChange { from, to }
+    }
+
+    #[test]
+    fn only_approvers_lower_a_namespace_mode() {
+        let config = policy_break_glass();
+        let production = || mode(Mode::Enforce, Some("production"));
+        let staging = || mode(Mode::Warn, Some("staging"));
+        let development = || mode(Mode::Observe, Some("development"));
+        let default = || mode(Mode::Observe, None);
+        let alice_sre = requester("alice@example.com", &["sre-oncall"]);
+        let mallory = requester("mallory@example.com", &["system:authenticated"]);
+        type Case<'a> = (
+            &'a str,
+            ModeChange,
+            &'a Requester,
+            Option<&'a policy::BreakGlass>,
+            Result<ModeVerdict, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            ("lowered by a non-approver", change(production(), development()), &mallory, Some(&config),
+             Err("user \"mallory@example.com\" may not: lowering the mode from enforce (environment production) to observe (environment development) is for the policy's break-glass approvers only (groups: sre-oncall; users: bob@example.com)")),
+            ("lowered to the default", change(staging(), default()), &mallory, Some(&config), Err("from warn (environment staging) to observe (defaultMode)")),
+            ("lowered without break-glass approvers", change(production(), staging()), &alice_sre, None, Err("the policy names none")),
+            ("lowered by an approver", change(production(), development()), &alice_sre, Some(&config), Ok(ModeVerdict::Lowered { approver: "alice@example.com".into() })),
+            ("raised by anybody", change(development(), production()), &mallory, Some(&config), Ok(ModeVerdict::Allowed)),
+            ("another environment, same mode", change(development(), default()), &mallory, None, Ok(ModeVerdict::Allowed)),
+        ];
+        for (name, change, who, config, expected) in cases {
+            let verdict = review_mode_change(&change, who, config);
+            assert_verdict(name, verdict, expected, mode_denial);
+        }
+    }
+
+    #[test]
+    fn raising_the_mode_re_judges_break_glass() {
+        let config = policy_break_glass();
+        let raise = change(
+            mode(Mode::Observe, Some("development")),
+            mode(Mode::Enforce, Some("production")),
+        );
+        let lower = change(raise.to.clone(), raise.from.clone());
+        // Written in full, approver and all, while nothing judged it.
+        let forged = with(
+            &declared("2026-11-28T18:00:00Z"),
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
+        );
+        let mallory = requester("mallory@example.com", &[]);
+        let bob = requester("bob@example.com", &[]);
+        let judge = |who, change: Option<&ModeChange>, annotations| {
+            review_namespace_write(
+                Some(annotations),
+                annotations,
+                who,
+                Some(&config),
+                now(),
+                change,
+            )
+        };
+        match judge(&mallory, Some(&raise), &forged) {
+            NamespaceWrite::Denied { why } => assert!(
+                why.starts_with("raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass in force: user \"mallory@example.com\" may not declare break-glass"),
+                "{why}"
+            ),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        // An approver may raise it, and becomes the recorded approver.
+        assert_eq!(
+            judge(&bob, Some(&raise), &forged),
+            approved("bob@example.com", None, false)
+        );
+        // An expired or unapproved leftover would admit nothing: it is left alone.
+        let expired = with(
+            &declared("2026-11-28T09:00:00Z"),
+            &[
+                (APPROVED_BY_ANNOTATION, "alice@example.com"),
+                (APPROVER_GROUPS_ANNOTATION, SRE),
+            ],
+        );
+        assert_eq!(
+            judge(&mallory, Some(&raise), &expired),
+            NamespaceWrite::Untouched
+        );
+        let unapproved = with(&declared("2026-11-28T18:00:00Z"), &[]);
+        assert_eq!(
+            judge(&mallory, Some(&raise), &unapproved),
+            NamespaceWrite::Untouched
+        );
+        // Lowering, or raising without break-glass, leaves break-glass alone.
+        assert_eq!(
+            judge(&mallory, Some(&lower), &forged),
+            NamespaceWrite::Untouched
+        );
+        let plain = annotations(&[("team", "payments")]);
+        assert_eq!(
+            judge(&mallory, Some(&raise), &plain),
+            NamespaceWrite::Untouched
+        );
+        assert_eq!(judge(&mallory, None, &forged), NamespaceWrite::Untouched);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::image_check::ImageOutcome;
@@ -84,6 +85,10 @@ struct VerifyImagesArgs {
     /// Seconds allowed for each image (registry round trips and verification).
     #[arg(long, value_name = "SECONDS", default_value_t = 8.0)]
     timeout: f64,
+    /// Send registry requests through this http(s) proxy; without it they go direct
+    /// (HTTPS_PROXY and the other proxy variables are ignored).
+    #[arg(long, value_name = "URL", value_parser = parse_proxy)]
+    registry_proxy: Option<reqwest::Url>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -190,6 +195,38 @@ struct ServeArgs {
     /// Log lines (stderr) as JSON or text; decision records (stdout) are always JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// CA bundle (PEM) that client certificates must chain to: with it, only clients
+    /// presenting such a certificate (the API server) complete the TLS handshake, and
+    /// decision records name the certificate's subject. Reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// Seconds a client has to send a request body once its headers are in (408 after).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    body_timeout: f64,
+    /// Open webhook connections at most; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
+    max_connections: usize,
+    /// Concurrent HTTP/2 requests per webhook connection at most.
+    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_streams_per_connection: u32,
+    /// Reviews read or decided at once at most; more wait before their body is read.
+    #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_IN_FLIGHT,
+          value_parser = clap::value_parser!(u32).range(1..=4096).map(|n| n as usize))]
+    max_in_flight: usize,
+    /// Send registry requests through this http(s) proxy; without it they go direct
+    /// (HTTPS_PROXY and the other proxy variables are ignored).
+    #[arg(long, value_name = "URL", value_parser = parse_proxy)]
+    registry_proxy: Option<reqwest::Url>,
+}
+
+fn parse_proxy(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some() => Ok(url),
+        _ => Err("expected http://HOST:PORT or https://HOST:PORT".to_owned()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -296,6 +333,7 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
     // The user names the images here; which of them reach a registry is still decided by
     // the policy (exempt and unmatched images are never fetched).
     let mut options = RegistryOptions::new(AllowedRegistries::Any);
+    options.proxy = args.registry_proxy.clone();
     for registry in policy.registries() {
         options.hosts.push(HostOptions::from_policy(registry)?);
     }
@@ -554,6 +592,11 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
             "--review-budget must be between 0 and 30 seconds".into(),
         ));
     }
+    if !(args.body_timeout.is_finite() && args.body_timeout > 0.0 && args.body_timeout <= 30.0) {
+        return Err(UsageError(
+            "--body-timeout must be between 0 and 30 seconds".into(),
+        ));
+    }
     let policy = match args.policy {
         Some(path) => PolicyConfig::File {
             path,
@@ -570,6 +613,12 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.docker_config = args.docker_config;
     config.trusted_roots = args.trusted_roots;
     config.review_budget = std::time::Duration::from_secs_f64(args.review_budget);
+    config.body_timeout = std::time::Duration::from_secs_f64(args.body_timeout);
+    config.client_ca = args.client_ca;
+    config.max_connections = args.max_connections;
+    config.max_streams_per_connection = args.max_streams_per_connection;
+    config.max_in_flight = args.max_in_flight;
+    config.registry_proxy = args.registry_proxy;
     config.log_format = match args.log_format {
         LogFormat::Json => crate::server::LogFormat::Json,
         LogFormat::Text => crate::server::LogFormat::Text,
@@ -620,6 +669,21 @@ fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<Exi
                 serde_json::json!({"valid": false, "error": error.to_string(), "issues": error.issues()})
             );
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_proxy_is_an_http_or_https_url_with_a_host() {
+        for accepted in ["http://proxy.internal:3128", "https://proxy.internal"] {
+            assert!(parse_proxy(accepted).is_ok(), "{accepted}");
+        }
+        for refused in ["proxy.internal:3128", "socks5://proxy:1080", "http://", ""] {
+            assert!(parse_proxy(refused).is_err(), "{refused}");
         }
     }
 }

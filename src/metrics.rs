@@ -1,23 +1,142 @@
 //! Prometheus metrics of DESIGN.md, registered into a caller-owned registry (no globals).
+//!
+//! Every label value is bounded: values that come from requests are typed ([`KindLabel`],
+//! [`OperationLabel`]) with `other` for the rest, decision labels are compiled-in strings,
+//! and the series keyed by names from the cluster are capped ([`BreakGlassGauges`]).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AdmissionLabels {
-    pub kind: String,
-    pub operation: String,
+/// `kind` of `provenance_gate_admissions_total`: the kinds the webhook judges, `other` for
+/// any other kind a request names (a review can claim any kind, so the label cannot be it).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum KindLabel {
+    Pod,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+    Namespace,
+    Other,
+    /// The review could not be decoded, so it has no kind.
+    Malformed,
+}
+
+impl KindLabel {
+    const JUDGED: [KindLabel; 8] = [
+        KindLabel::Pod,
+        KindLabel::Deployment,
+        KindLabel::ReplicaSet,
+        KindLabel::StatefulSet,
+        KindLabel::DaemonSet,
+        KindLabel::Job,
+        KindLabel::CronJob,
+        KindLabel::Namespace,
+    ];
+
+    /// The label of a request's `kind` in API `group`; a kind of another group (a custom
+    /// resource named `Pod`) is `other`.
+    pub fn of(group: &str, kind: &str) -> KindLabel {
+        KindLabel::JUDGED
+            .into_iter()
+            .find(|label| label.group() == group && label.as_str() == kind)
+            .unwrap_or(KindLabel::Other)
+    }
+
+    fn group(self) -> &'static str {
+        match self {
+            KindLabel::Deployment
+            | KindLabel::ReplicaSet
+            | KindLabel::StatefulSet
+            | KindLabel::DaemonSet => "apps",
+            KindLabel::Job | KindLabel::CronJob => "batch",
+            _ => "",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KindLabel::Pod => "Pod",
+            KindLabel::Deployment => "Deployment",
+            KindLabel::ReplicaSet => "ReplicaSet",
+            KindLabel::StatefulSet => "StatefulSet",
+            KindLabel::DaemonSet => "DaemonSet",
+            KindLabel::Job => "Job",
+            KindLabel::CronJob => "CronJob",
+            KindLabel::Namespace => "Namespace",
+            KindLabel::Other => "other",
+            KindLabel::Malformed => "(malformed)",
+        }
+    }
+}
+
+/// `operation` of `provenance_gate_admissions_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum OperationLabel {
+    Create,
+    Update,
+    Delete,
+    Connect,
+    Malformed,
+}
+
+impl OperationLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationLabel::Create => "CREATE",
+            OperationLabel::Update => "UPDATE",
+            OperationLabel::Delete => "DELETE",
+            OperationLabel::Connect => "CONNECT",
+            OperationLabel::Malformed => "(malformed)",
+        }
+    }
+}
+
+impl From<crate::admission::review::Operation> for OperationLabel {
+    fn from(operation: crate::admission::review::Operation) -> Self {
+        use crate::admission::review::Operation;
+        match operation {
+            Operation::Create => OperationLabel::Create,
+            Operation::Update => OperationLabel::Update,
+            Operation::Delete => OperationLabel::Delete,
+            Operation::Connect => OperationLabel::Connect,
+        }
+    }
+}
+
+impl EncodeLabelValue for KindLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+impl EncodeLabelValue for OperationLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: KindLabel,
+    pub operation: OperationLabel,
+}
+
+/// Compiled-in values only: the type keeps request text out of these labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
-    pub mode: String,
-    pub result: String,
-    pub reason: String,
+    pub mode: &'static str,
+    pub result: &'static str,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,7 +180,50 @@ pub struct Metrics {
     /// `provenance_gate_policy_reloads_total{result}`
     pub policy_reloads: Family<ReloadLabels, Counter>,
     /// `provenance_gate_break_glass_active{namespace}`: 1 while a break-glass is active.
-    pub break_glass_active: Family<NamespaceLabels, Gauge>,
+    pub break_glass_active: BreakGlassGauges,
+    /// `provenance_gate_connections_refused_total`: webhook connections closed at accept
+    /// because the connection limit was reached.
+    pub connections_refused: Counter,
+}
+
+/// Namespaces with a `break_glass_active` series at most. Series are only made for
+/// namespaces whose break-glass is active in the cluster, but a long-lived process in a
+/// large cluster must still not grow without end.
+pub const MAX_BREAK_GLASS_SERIES: usize = 256;
+
+/// `provenance_gate_break_glass_active{namespace}` with at most [`MAX_BREAK_GLASS_SERIES`]
+/// namespaces: past that, a new namespace's gauge is not exported (and a warning says so).
+#[derive(Clone, Debug, Default)]
+pub struct BreakGlassGauges {
+    family: Family<NamespaceLabels, Gauge>,
+    exported: Arc<Mutex<HashSet<String>>>,
+}
+
+impl BreakGlassGauges {
+    /// The namespace's gauge; a detached one when the cap is reached.
+    pub fn get_or_create(&self, labels: &NamespaceLabels) -> Gauge {
+        let mut exported = self
+            .exported
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !exported.contains(&labels.namespace) {
+            if exported.len() >= MAX_BREAK_GLASS_SERIES {
+                tracing::warn!(
+                    namespace = %labels.namespace,
+                    limit = MAX_BREAK_GLASS_SERIES,
+                    "break_glass_active has reached its series limit; this namespace is not exported"
+                );
+                return Gauge::default();
+            }
+            exported.insert(labels.namespace.clone());
+        }
+        self.family.get_or_create_owned(labels)
+    }
+
+    /// The namespace's gauge if it has a series.
+    pub fn get(&self, labels: &NamespaceLabels) -> Option<Gauge> {
+        self.family.get(labels).map(|gauge| gauge.clone())
+    }
 }
 
 /// Buckets from 5 ms to about 10 s: cached answers take milliseconds, cold registry round
@@ -81,7 +243,8 @@ impl Metrics {
             registry_requests: Family::default(),
             cache_requests: Family::default(),
             policy_reloads: Family::default(),
-            break_glass_active: Family::default(),
+            break_glass_active: BreakGlassGauges::default(),
+            connections_refused: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("provenance_gate");
         registry.register(
@@ -122,18 +285,23 @@ impl Metrics {
         registry.register(
             "break_glass_active",
             "1 while a namespace has an active break-glass",
-            metrics.break_glass_active.clone(),
+            metrics.break_glass_active.family.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Webhook connections closed at accept because the connection limit was reached",
+            metrics.connections_refused.clone(),
         );
         metrics
     }
 
     /// Counts one image decision.
-    pub fn record_decision(&self, mode: &str, result: &str, reason: &str) {
+    pub fn record_decision(&self, mode: &'static str, result: &'static str, reason: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                mode: mode.to_owned(),
-                result: result.to_owned(),
-                reason: reason.to_owned(),
+                mode,
+                result,
+                reason,
             })
             .inc();
     }
@@ -158,8 +326,8 @@ mod tests {
         metrics
             .admissions
             .get_or_create(&AdmissionLabels {
-                kind: "Pod".into(),
-                operation: "CREATE".into(),
+                kind: KindLabel::of("", "Pod"),
+                operation: OperationLabel::Create,
             })
             .inc();
         metrics.record_decision("enforce", "denied", "no_attestation");
@@ -205,5 +373,42 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected} in\n{text}");
         }
+    }
+
+    #[test]
+    fn kinds_of_other_groups_and_unknown_kinds_are_other() {
+        assert_eq!(KindLabel::of("apps", "Deployment"), KindLabel::Deployment);
+        assert_eq!(KindLabel::of("", "Namespace"), KindLabel::Namespace);
+        assert_eq!(KindLabel::of("batch", "CronJob"), KindLabel::CronJob);
+        assert_eq!(KindLabel::of("example.com", "Pod"), KindLabel::Other);
+        assert_eq!(KindLabel::of("", "Deployment"), KindLabel::Other);
+        assert_eq!(KindLabel::of("", "Kind0001"), KindLabel::Other);
+    }
+
+    #[test]
+    fn break_glass_series_stop_at_the_limit() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        for index in 0..MAX_BREAK_GLASS_SERIES + 10 {
+            let labels = NamespaceLabels {
+                namespace: format!("ns-{index}"),
+            };
+            metrics.break_glass_active.get_or_create(&labels).set(1);
+        }
+        let text = encode(&registry);
+        let series = text
+            .lines()
+            .filter(|line| line.starts_with("provenance_gate_break_glass_active{"))
+            .count();
+        assert_eq!(series, MAX_BREAK_GLASS_SERIES, "{text}");
+        // A namespace that has a series keeps it.
+        let first = NamespaceLabels {
+            namespace: "ns-0".into(),
+        };
+        metrics.break_glass_active.get_or_create(&first).set(0);
+        assert_eq!(
+            metrics.break_glass_active.get(&first).map(|g| g.get()),
+            Some(0)
+        );
     }
 }

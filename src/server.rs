@@ -7,6 +7,7 @@
 //! then stops accepting, lets in-flight reviews finish within [`ServeConfig::drain_timeout`]
 //! and returns.
 
+mod connections;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,10 @@ use tracing::Instrument as _;
 
 use crate::admission::{WebhookSettings, WebhookState};
 use crate::audit::JsonLinesSink;
-use crate::cluster::kube::{watch_namespaces, watch_policy, KubeEvents, POLICY_KEY};
+use crate::cluster::kube::{
+    watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
+    POLICY_KEY,
+};
 use crate::cluster::{
     EventRecorder, LogEvents, NamespaceDirectory, NamespaceMap, PolicyCell, PolicySource,
     StaticNamespaces,
@@ -35,7 +39,7 @@ use crate::image_check::{CheckSettings, ImageChecker};
 use crate::metrics::{CacheLabels, Metrics};
 use crate::policy_file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
-use crate::tls::{CertificateFiles, ReloadingCertificate};
+use crate::tls::{CertificateFiles, ReloadingCertificate, ReloadingClientCa};
 use crate::verify::TrustedRoots;
 
 pub use registry::{PolicyRegistry, RegistryMetrics};
@@ -60,9 +64,14 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client has to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent HTTP/2 streams per connection: the API server multiplexes reviews over few
-/// connections, so this bounds the reviews one connection can have in flight.
-const MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Open webhook connections by default; more are refused at accept. The API servers hold
+/// a few each.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// Concurrent HTTP/2 streams per connection by default: the API server multiplexes reviews
+/// over few connections, so this bounds the reviews one connection can have in flight.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 32;
+/// Reviews past the body read at once by default; more wait, unread.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// How log lines are written (to stderr; stdout carries the decision records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -114,6 +123,19 @@ pub struct ServeConfig {
     pub policy_poll: Duration,
     /// How long in-flight reviews may take to finish after SIGTERM.
     pub drain_timeout: Duration,
+    /// CA bundle that API server client certificates must chain to; `None`: no client
+    /// certificate is asked for and every caller is unauthenticated.
+    pub client_ca: Option<PathBuf>,
+    /// Time to receive a request body once its headers are in.
+    pub body_timeout: Duration,
+    /// Open webhook connections at most; more are refused.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per webhook connection.
+    pub max_streams_per_connection: u32,
+    /// Reviews being read or decided at once; more wait.
+    pub max_in_flight: usize,
+    /// Proxy for every registry request; `None`: direct, whatever the environment says.
+    pub registry_proxy: Option<reqwest::Url>,
 }
 
 impl ServeConfig {
@@ -132,6 +154,12 @@ impl ServeConfig {
             certificate_poll: Duration::from_secs(2),
             policy_poll: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(15),
+            client_ca: None,
+            body_timeout: WebhookSettings::default().body_timeout,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            registry_proxy: None,
         }
     }
 }
@@ -207,6 +235,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         })
         .context("cannot serve TLS")?,
     );
+    let client_ca = match &config.client_ca {
+        Some(path) => Some(Arc::new(
+            ReloadingClientCa::load(path.clone()).context("cannot authenticate clients")?,
+        )),
+        None => None,
+    };
     let view = match &config.policy {
         PolicyConfig::File {
             path,
@@ -261,11 +295,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             );
             tasks.spawn(
                 tracing::info_span!("namespace_watch"),
-                watch_namespaces(client, Arc::clone(&namespaces)),
+                watch_namespaces(client.clone(), Arc::clone(&namespaces)),
             );
             ClusterView {
                 policy: cell,
-                namespaces,
+                namespaces: Arc::new(KubeNamespaces::new(
+                    client,
+                    namespaces,
+                    NAMESPACE_LOOKUP_TIMEOUT,
+                )),
                 events,
             }
         }
@@ -278,6 +316,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
     let mut options = RegistryOptions::new(AllowedRegistries::Any);
     options.observer = Arc::new(RegistryMetrics::new(metrics.registry_requests.clone()));
+    options.proxy = config.registry_proxy.clone();
     if let Some(path) = &config.docker_config {
         let bytes = read_limited(path, MAX_DOCKER_CONFIG_BYTES)
             .with_context(|| format!("cannot read docker config {}", path.display()))?;
@@ -320,6 +359,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         readiness: Arc::clone(&readiness),
         cache_metrics,
     });
+    let connection_limit = connections::ConnectionLimit::new(
+        config.max_connections,
+        metrics.connections_refused.clone(),
+    );
     let webhook = webhook_router(checker, view, metrics, &config);
 
     let webhook_listener = bind(config.listen, "webhook")?;
@@ -334,16 +377,30 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::info_span!("certificate_watch"),
         Arc::clone(&certificate).watch(config.certificate_poll),
     );
+    if let Some(client_ca) = &client_ca {
+        tasks.spawn(
+            tracing::info_span!("client_ca_watch"),
+            Arc::clone(client_ca).watch(config.certificate_poll),
+        );
+    }
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
-        crate::tls::server_config(certificate)?,
+        crate::tls::server_config(certificate, client_ca)?,
     ));
     let webhook_handle = axum_server::Handle::new();
+    // The limit is taken before the handshake, so that handshakes count too.
     let mut webhook_server = axum_server::from_tcp_rustls(webhook_listener, tls)
         .context("webhook listener")?
-        .map(|acceptor| acceptor.handshake_timeout(HANDSHAKE_TIMEOUT))
+        .map(|acceptor| {
+            acceptor
+                .handshake_timeout(HANDSHAKE_TIMEOUT)
+                .acceptor(connection_limit)
+        })
         .handle(webhook_handle.clone())
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    limit_http(webhook_server.http_builder());
+    limit_http(
+        webhook_server.http_builder(),
+        config.max_streams_per_connection,
+    );
     let mut webhook_task = tokio::spawn(
         async move { webhook_server.serve(webhook.into_make_service()).await }
             .instrument(tracing::info_span!("webhook_server")),
@@ -354,7 +411,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("metrics listener")?
         .handle(metrics_handle.clone())
         .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    limit_http(metrics_server.http_builder());
+    limit_http(
+        metrics_server.http_builder(),
+        DEFAULT_MAX_STREAMS_PER_CONNECTION,
+    );
     let mut metrics_task = tokio::spawn(
         async move { metrics_server.serve(probes.into_make_service()).await }
             .instrument(tracing::info_span!("metrics_server")),
@@ -416,11 +476,20 @@ fn webhook_router(
         metrics,
         settings: WebhookSettings {
             review_budget: config.review_budget,
+            body_timeout: config.body_timeout,
             ..WebhookSettings::default()
         },
         clock: WebhookState::<PolicyRegistry>::system_clock(),
     });
-    crate::admission::router(state).layer(axum::middleware::from_fn(request_span))
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
+    // Outermost last: the span covers the wait for a place, and the caller is known before.
+    crate::admission::router(state)
+        .layer(axum::middleware::from_fn_with_state(
+            in_flight,
+            connections::limit_in_flight,
+        ))
+        .layer(axum::middleware::from_fn(connections::identify_caller))
+        .layer(axum::middleware::from_fn(request_span))
 }
 
 /// Runs each webhook request in a span, so that everything logged on its behalf names it.
@@ -442,9 +511,10 @@ fn bind(address: SocketAddr, which: &str) -> anyhow::Result<std::net::TcpListene
     Ok(listener)
 }
 
-/// Header size and timeouts of both servers; bodies are limited by the routers.
+/// Header size, timeouts and streams of both servers; bodies are limited by the routers.
 fn limit_http(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    max_streams_per_connection: u32,
 ) {
     builder
         .http1()
@@ -453,7 +523,7 @@ fn limit_http(
     builder
         .http2()
         .max_header_list_size(MAX_HEADER_BYTES as u32)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(max_streams_per_connection);
 }
 
 fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {

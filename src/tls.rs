@@ -1,5 +1,6 @@
-//! The webhook's serving certificate: read from PEM files and reloaded when they change on
-//! disk, so that cert-manager renewals and Secret rotations need no restart.
+//! The webhook's serving certificate, and the CA that client certificates must chain to
+//! when the API server is authenticated: read from PEM files and reloaded when they change
+//! on disk, so that cert-manager renewals and Secret rotations need no restart.
 //!
 //! Kubernetes updates a mounted Secret by swapping a `..data` symlink, which file-event APIs
 //! report unreliably (the watched path itself never changes), so the files are re-read on a
@@ -15,11 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest as _, Sha256};
 
 /// Certificate chains and keys are a few KiB; anything near this is not one.
@@ -44,6 +48,8 @@ pub enum TlsError {
     BadKey { path: PathBuf, reason: String },
     #[error("the private key in {key} does not belong to the certificate in {cert}")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{path} is not a usable client CA bundle: {reason}")]
+    BadClientCa { path: PathBuf, reason: String },
     #[error("TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -54,15 +60,20 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A rustls server configuration: TLS 1.2 and 1.3 only, no client certificates, HTTP/2 and
-/// HTTP/1.1 by ALPN (the API server speaks either), certificates from `resolver`.
+/// A rustls server configuration: TLS 1.2 and 1.3 only, HTTP/2 and HTTP/1.1 by ALPN (the API
+/// server speaks either), certificates from `resolver`. With `client_ca`, every handshake
+/// must present a client certificate chaining to it; without, none is asked for.
 pub fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
+    client_ca: Option<Arc<ReloadingClientCa>>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -138,15 +149,8 @@ impl ReloadingCertificate {
             Err(error) => return ReloadOutcome::Rejected(error),
         };
         let seen = fingerprint(&certificate_bytes, &key_bytes);
-        {
-            let mut last_seen = self
-                .last_seen
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if *last_seen == seen {
-                return ReloadOutcome::Unchanged;
-            }
-            *last_seen = seen;
+        if !changed(&self.last_seen, seen) {
+            return ReloadOutcome::Unchanged;
         }
         match certified_key(&self.files, &self.provider, &certificate_bytes, &key_bytes) {
             Ok(key) => {
@@ -160,43 +164,214 @@ impl ReloadingCertificate {
 
     /// Looks at the files every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        watch_files(self, interval).await
+    }
+}
+
+/// Files re-read on a timer and swapped in when valid.
+trait Reloadable: Send + Sync + 'static {
+    /// What is reloaded, for the log ("serving certificate").
+    const WHAT: &'static str;
+    fn path(&self) -> &Path;
+    fn reload_if_changed(&self) -> ReloadOutcome;
+}
+
+impl Reloadable for ReloadingCertificate {
+    const WHAT: &'static str = "serving certificate";
+    fn path(&self) -> &Path {
+        &self.files.certificate
+    }
+    fn reload_if_changed(&self) -> ReloadOutcome {
+        ReloadingCertificate::reload_if_changed(self)
+    }
+}
+
+async fn watch_files<T: Reloadable>(reloadable: Arc<T>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    // A missing file is logged once per stretch, not at every poll.
+    let mut failing = false;
+    loop {
         ticker.tick().await;
-        // A missing file is logged once per stretch, not at every poll.
-        let mut failing = false;
-        loop {
-            ticker.tick().await;
-            let this = Arc::clone(&self);
-            let outcome = match tokio::task::spawn_blocking(move || this.reload_if_changed()).await
-            {
-                Ok(outcome) => outcome,
-                Err(error) => {
-                    tracing::error!(%error, "certificate reload task failed");
-                    continue;
-                }
-            };
-            match outcome {
-                ReloadOutcome::Unchanged => failing = false,
-                ReloadOutcome::Reloaded(description) => {
-                    failing = false;
-                    tracing::info!(
-                        certificate = %self.files.certificate.display(),
-                        "serving certificate reloaded: {description}"
+        let this = Arc::clone(&reloadable);
+        let outcome = match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                tracing::error!(%error, what = T::WHAT, "reload task failed");
+                continue;
+            }
+        };
+        match outcome {
+            ReloadOutcome::Unchanged => failing = false,
+            ReloadOutcome::Reloaded(description) => {
+                failing = false;
+                tracing::info!(
+                    path = %reloadable.path().display(),
+                    "{} reloaded: {description}",
+                    T::WHAT
+                );
+            }
+            ReloadOutcome::Rejected(error) => {
+                if !failing {
+                    tracing::error!(
+                        %error,
+                        "new {} refused; the previous one stays in use",
+                        T::WHAT
                     );
                 }
-                ReloadOutcome::Rejected(error) => {
-                    if !failing {
-                        tracing::error!(
-                            %error,
-                            "new serving certificate refused; the previous one stays in use"
-                        );
-                    }
-                    failing = matches!(error, TlsError::Read { .. });
-                }
+                failing = matches!(error, TlsError::Read { .. });
             }
         }
     }
+}
+
+/// The CA bundle that client certificates must chain to (`serve --client-ca`), swapped
+/// atomically when the file changes to a valid new bundle. The verifier in force decides
+/// each handshake; open connections are not re-checked.
+#[derive(Debug)]
+pub struct ReloadingClientCa {
+    path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+    last_seen: Mutex<[u8; 32]>,
+}
+
+impl ReloadingClientCa {
+    /// Loads the bundle; fails when it holds no usable CA certificate.
+    pub fn load(path: PathBuf) -> Result<Self, TlsError> {
+        let provider = crypto_provider();
+        let bytes = read_limited(&path, "client CA")?;
+        let (verifier, description) = client_verifier(&path, &provider, &bytes)?;
+        tracing::info!(path = %path.display(), "client CA loaded: {description}");
+        Ok(ReloadingClientCa {
+            last_seen: Mutex::new(fingerprint(&bytes, &[])),
+            path,
+            provider,
+            current: ArcSwap::from_pointee(verifier),
+        })
+    }
+
+    /// Re-reads the file and, when its content changed and is a valid bundle, uses it.
+    /// Blocking file I/O: call from a blocking context.
+    pub fn reload_if_changed(&self) -> ReloadOutcome {
+        let bytes = match read_limited(&self.path, "client CA") {
+            Ok(bytes) => bytes,
+            Err(error) => return ReloadOutcome::Rejected(error),
+        };
+        let seen = fingerprint(&bytes, &[]);
+        if !changed(&self.last_seen, seen) {
+            return ReloadOutcome::Unchanged;
+        }
+        match client_verifier(&self.path, &self.provider, &bytes) {
+            Ok((verifier, description)) => {
+                self.current.store(Arc::new(verifier));
+                ReloadOutcome::Reloaded(description)
+            }
+            Err(error) => ReloadOutcome::Rejected(error),
+        }
+    }
+
+    /// Looks at the file every `interval`, forever; logs each change and each refusal.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        watch_files(self, interval).await
+    }
+}
+
+impl Reloadable for ReloadingClientCa {
+    const WHAT: &'static str = "client CA";
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn reload_if_changed(&self) -> ReloadOutcome {
+        ReloadingClientCa::reload_if_changed(self)
+    }
+}
+
+/// A verifier requiring a client certificate chaining to the bundle in `pem`, and how many
+/// CA certificates it holds.
+fn client_verifier(
+    path: &Path,
+    provider: &Arc<CryptoProvider>,
+    pem: &[u8],
+) -> Result<(Arc<dyn ClientCertVerifier>, String), TlsError> {
+    let bad = |reason: String| TlsError::BadClientCa {
+        path: path.to_owned(),
+        reason,
+    };
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| bad(error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(bad("no CERTIFICATE block found".to_owned()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in &certificates {
+        roots
+            .add(certificate.clone())
+            .map_err(|error| bad(error.to_string()))?;
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+            .build()
+            .map_err(|error| bad(error.to_string()))?;
+    Ok((
+        verifier,
+        format!("{} CA certificate(s)", certificates.len()),
+    ))
+}
+
+impl ClientCertVerifier for ReloadingClientCa {
+    /// No CA names are sent: they would have to outlive a reload. Clients (the API server's
+    /// kubeconfig) present their one certificate regardless.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current
+            .load()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().supported_verify_schemes()
+    }
+}
+
+/// The subject of a DER certificate (`CN=kube-apiserver,O=…`), for the decision records;
+/// `None` when it does not parse (the handshake already verified it).
+pub fn certificate_subject(der: &[u8]) -> Option<String> {
+    <x509_cert::Certificate as der::Decode>::from_der(der)
+        .ok()
+        .map(|certificate| certificate.tbs_certificate.subject.to_string())
 }
 
 impl ResolvesServerCert for ReloadingCertificate {
@@ -230,6 +405,16 @@ fn read_pair(files: &CertificateFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         read_limited(&files.certificate, "certificate")?,
         read_limited(&files.key, "private key")?,
     ))
+}
+
+/// Whether `seen` differs from the fingerprint last looked at, which it then becomes.
+fn changed(last_seen: &Mutex<[u8; 32]>, seen: [u8; 32]) -> bool {
+    let mut last_seen = last_seen
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let changed = *last_seen != seen;
+    *last_seen = seen;
+    changed
 }
 
 fn fingerprint(certificate: &[u8], key: &[u8]) -> [u8; 32] {
@@ -405,13 +590,76 @@ mod tests {
         ));
     }
 
+    /// A CA and a client certificate it signed (DER).
+    fn client_ca_and_leaf(name: &str) -> (String, CertificateDer<'static>) {
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .expect("CA");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let leaf = params
+            .signed_by(&rcgen::KeyPair::generate().unwrap(), &ca)
+            .expect("client certificate");
+        (ca.pem(), leaf.der().clone())
+    }
+
+    #[test]
+    fn the_client_ca_is_reloaded_and_a_bad_bundle_keeps_the_one_in_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("client-ca.crt");
+        let (first_ca, first_leaf) = client_ca_and_leaf("first");
+        let (second_ca, second_leaf) = client_ca_and_leaf("second");
+        let accepts = |verifier: &ReloadingClientCa, leaf: &CertificateDer<'static>| {
+            verifier
+                .verify_client_cert(leaf, &[], UnixTime::now())
+                .is_ok()
+        };
+        std::fs::write(&path, &first_ca).unwrap();
+        let verifier = ReloadingClientCa::load(path.clone()).expect("valid bundle");
+        assert!(accepts(&verifier, &first_leaf));
+        assert!(!accepts(&verifier, &second_leaf));
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Unchanged
+        ));
+
+        std::fs::write(&path, "not a certificate").unwrap();
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Rejected(TlsError::BadClientCa { .. })
+        ));
+        assert!(accepts(&verifier, &first_leaf));
+
+        std::fs::write(&path, &second_ca).unwrap();
+        assert!(matches!(
+            verifier.reload_if_changed(),
+            ReloadOutcome::Reloaded(_)
+        ));
+        assert!(accepts(&verifier, &second_leaf));
+        assert!(!accepts(&verifier, &first_leaf));
+        assert_eq!(
+            certificate_subject(&second_leaf).as_deref(),
+            Some("CN=kube-apiserver")
+        );
+
+        std::fs::write(&path, "").unwrap();
+        assert!(ReloadingClientCa::load(path).is_err(), "an empty bundle");
+    }
+
     #[test]
     fn server_config_offers_h2_and_http11() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (certificate, key) = pair("config");
         let files = write_pair(dir.path(), &certificate, &key);
         let served = Arc::new(ReloadingCertificate::load(files).expect("valid pair"));
-        let config = server_config(served).expect("config");
+        let config = server_config(served, None).expect("config");
         assert_eq!(
             config.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]

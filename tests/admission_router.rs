@@ -23,15 +23,17 @@ use tower::ServiceExt;
 use provenance_gate::admission::{router, WebhookSettings, WebhookState};
 use provenance_gate::audit::{DecisionRecord, MemorySink};
 use provenance_gate::breakglass::{
-    APPROVED_BY_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION, TICKET_ANNOTATION,
+    APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION,
+    TICKET_ANNOTATION,
 };
 use provenance_gate::cluster::{
-    EventType, NamespaceInfo, NamespaceMap, ObjectRef, PolicyCell, RecordedEvents,
+    EventType, NamespaceDirectory, NamespaceInfo, NamespaceLookupError, NamespaceMap, ObjectRef,
+    PolicyCell, RecordedEvents,
 };
 use provenance_gate::image::{Digest, ImageReference};
 use provenance_gate::image_check::{CheckSettings, ImageChecker};
 use provenance_gate::metrics::{encode, Metrics};
-use provenance_gate::policy::Policy;
+use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     Descriptor, FetchedManifest, Registry, RegistryError, OCI_MANIFEST,
 };
@@ -267,8 +269,12 @@ fn break_glass(expires: &str) -> Vec<(&'static str, String)> {
         (REASON_ANNOTATION, "hotfix while CI is down".into()),
         (EXPIRES_ANNOTATION, expires.into()),
         (APPROVED_BY_ANNOTATION, "alice@example.com".into()),
+        (APPROVER_GROUPS_ANNOTATION, SRE_ONCALL.into()),
     ]
 }
+
+/// The approver groups annotation of an approval through group `sre-oncall`.
+const SRE_ONCALL: &str = r#"["sre-oncall"]"#;
 
 impl Harness {
     fn new() -> Harness {
@@ -344,10 +350,35 @@ impl Harness {
         }
     }
 
+    /// The same harness, its namespaces answered by `directory` instead of the map.
+    fn with_directory(mut self, directory: Arc<dyn NamespaceDirectory>) -> Harness {
+        let state = &self.state;
+        self.state = Arc::new(WebhookState {
+            checker: Arc::clone(&state.checker),
+            policy: Arc::clone(&state.policy),
+            namespaces: directory,
+            events: Arc::clone(&state.events),
+            records: Arc::clone(&state.records),
+            metrics: state.metrics.clone(),
+            settings: state.settings.clone(),
+            clock: Arc::clone(&state.clock),
+        });
+        self
+    }
+
     async fn post_raw(
         &self,
         path: &str,
         body: Vec<u8>,
+        content_type: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.post_body(path, Body::from(body), content_type).await
+    }
+
+    async fn post_body(
+        &self,
+        path: &str,
+        body: Body,
         content_type: Option<&str>,
     ) -> (StatusCode, Value) {
         let mut request = Request::builder().method("POST").uri(path);
@@ -355,7 +386,7 @@ impl Harness {
             request = request.header("content-type", content_type);
         }
         let response = router(self.state.clone())
-            .oneshot(request.body(Body::from(body)).unwrap())
+            .oneshot(request.body(body).unwrap())
             .await
             .unwrap();
         let status = response.status();
@@ -797,6 +828,35 @@ async fn a_denial_names_every_failing_image_its_rule_and_why() {
     assert_eq!(harness.records().len(), 3, "one record per distinct image");
 }
 
+/// Issue 9, item 5: `maxAge` runs from the bundle's proven signing time to the webhook's own
+/// clock (here NOW, 2026-11-28T10:00Z; the minted bundles were timestamped 2025-06-01T12:01Z,
+/// 544d22h earlier). 545d admits under that clock, though the wall clock is days later.
+#[tokio::test]
+async fn max_age_is_measured_to_the_review_clock() {
+    let rule_line = "    workflows: [\".github/workflows/release.yml\"]\n";
+    for (max_age, admitted) in [("545d", true), ("544d", false)] {
+        let policy = POLICY.replace(rule_line, &format!("{rule_line}    maxAge: {max_age}\n"));
+        assert_ne!(policy, POLICY);
+        let harness = Harness::with(WebhookSettings::default(), Some(&policy));
+        let response = harness
+            .post(
+                "/validate",
+                &pod_review("prod", &[("api", &harness.pinned(API))]),
+            )
+            .await;
+        assert_eq!(response["allowed"], admitted, "{max_age}: {response}");
+        if !admitted {
+            let text = message(&response);
+            assert!(
+                text.contains(&format!(
+                    "longer ago than maxAge {max_age} at review time {NOW}"
+                )),
+                "{text}"
+            );
+        }
+    }
+}
+
 /// Issue 8, item 3: a covered registry spelled another way (case, `:443`) is the same registry;
 /// its images are verified under the rule, never admitted as unmatched.
 #[tokio::test]
@@ -1157,6 +1217,31 @@ async fn an_oversized_body_is_refused_with_413() {
 }
 
 #[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408() {
+    let settings = WebhookSettings {
+        body_timeout: Duration::from_millis(200),
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    // The first bytes of a review, then nothing, ever.
+    let first = futures::stream::once(async { Ok::<_, std::io::Error>(b"{\"kind\":".to_vec()) });
+    let body = Body::from_stream(futures::StreamExt::chain(first, futures::stream::pending()));
+    let started = std::time::Instant::now();
+    let (status, answer) = harness
+        .post_body("/validate", body, Some("application/json"))
+        .await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 408);
+    assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
 async fn v1beta1_reviews_are_answered_in_v1beta1_whatever_the_content_type() {
     let harness = Harness::new();
     let mut review = pod_review("prod", &[("api", &harness.pinned(API))]);
@@ -1198,6 +1283,39 @@ async fn deletes_subresources_and_other_kinds_are_admitted_untouched() {
         );
     }
     assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
+async fn kinds_named_by_requests_cannot_grow_the_metrics() {
+    let harness = Harness::new();
+    let baseline = harness.metrics().len();
+    for index in 0..2_000 {
+        let mut review = gke_review();
+        review["request"]["uid"] = json!(format!("kind-{index}"));
+        review["request"]["kind"] =
+            json!({"group": "", "version": "v1", "kind": format!("Kind{index:04}")});
+        review["request"]["object"] = json!({"data": {}});
+        harness.post("/validate", &review).await;
+    }
+    // A custom resource named like a judged kind is not that kind either.
+    let mut impostor = gke_review();
+    impostor["request"]["kind"] = json!({"group": "example.com", "version": "v1", "kind": "Pod"});
+    impostor["request"]["object"] = json!({"data": {}});
+    harness.post("/validate", &impostor).await;
+
+    let metrics = harness.metrics();
+    assert!(
+        metrics
+            .contains(r#"provenance_gate_admissions_total{kind="other",operation="CREATE"} 2001"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("Kind0001"), "{metrics}");
+    assert!(!metrics.contains(r#"kind="Pod""#), "{metrics}");
+    assert!(
+        metrics.len() < baseline + 1024,
+        "/metrics grew from {baseline} to {} bytes",
+        metrics.len()
+    );
 }
 
 #[tokio::test]
@@ -1401,7 +1519,10 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(
         patch_of(&response).unwrap(),
-        json!([{"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approved-by", "value": "alice@example.com"}])
+        json!([
+            {"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approved-by", "value": "alice@example.com"},
+            {"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approver-groups", "value": SRE_ONCALL},
+        ])
     );
     // ... and /validate then sees the recorded approver and admits, with a warning.
     let recorded = namespace_review(
@@ -1409,7 +1530,10 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
         "alice@example.com",
         &["sre-oncall"],
         Some(before.clone()),
-        declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")]),
+        declared(&[
+            (APPROVED_BY_ANNOTATION, "alice@example.com"),
+            (APPROVER_GROUPS_ANNOTATION, SRE_ONCALL),
+        ]),
     );
     let response = harness.post("/validate", &recorded).await;
     assert_eq!(response["allowed"], true, "{response}");
@@ -1946,4 +2070,334 @@ async fn a_pod_update_may_not_change_the_provenance_annotation_on_its_own() {
         .filter(|event| event.note.contains("this UPDATE"))
         .count();
     assert_eq!(refused, 3 * 3 * 2, "one Event per refusal");
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 8, items 5, 6, 7 and 12b: unknown namespaces, mode downgrades by relabelling,
+// break-glass written while unreviewed, and approvers removed from the policy.
+
+/// A namespace the watch has not delivered, which the API server knows: what
+/// `KubeNamespaces` answers after its read.
+struct DeliveredLate(NamespaceInfo);
+
+impl NamespaceDirectory for DeliveredLate {
+    fn namespace(&self, _name: &str) -> Option<NamespaceInfo> {
+        None
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<NamespaceInfo, NamespaceLookupError>> {
+        let found = Some(self.0.clone())
+            .filter(|info| info.name == name)
+            .ok_or_else(|| NamespaceLookupError::NotFound {
+                name: name.to_owned(),
+            });
+        Box::pin(std::future::ready(found))
+    }
+}
+
+#[tokio::test]
+async fn a_pod_in_a_namespace_not_yet_seen_is_judged_in_enforce_mode() {
+    let soft_default = POLICY.replace("defaultMode: enforce", "defaultMode: observe");
+    let harness = Harness::with(WebhookSettings::default(), Some(&soft_default));
+    // Applied in one file with its new env=production namespace, ahead of the watch.
+    let review = pod_review("payments-new", &[("worker", WORKER)]);
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    let record = &harness.records()[0];
+    assert_eq!(
+        (record.mode, record.environment.as_deref()),
+        (Mode::Enforce, None)
+    );
+    assert_eq!(
+        record.mode_fallback.as_deref(),
+        Some("namespace \"payments-new\" has not been seen by the namespace watch; judged in enforce mode")
+    );
+    assert_eq!(
+        serde_json::to_value(record).unwrap()["modeFallback"],
+        json!(record.mode_fallback)
+    );
+
+    // Once the namespace is known its own mode applies, and nothing is said of a fallback.
+    harness
+        .namespaces
+        .upsert(namespace("payments-new", "dev", &[]));
+    let response = harness.post("/validate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let record = harness.records().pop().unwrap();
+    assert_eq!((record.mode, record.mode_fallback), (Mode::Observe, None));
+    assert!(!serde_json::to_string(&harness.records()[1])
+        .unwrap()
+        .contains("modeFallback"));
+}
+
+#[tokio::test]
+async fn a_namespace_read_on_a_cache_miss_decides_the_mode() {
+    let late = DeliveredLate(namespace("payments-new", "staging", &[]));
+    let harness = Harness::new().with_directory(Arc::new(late));
+    let response = harness
+        .post(
+            "/validate",
+            &pod_review("payments-new", &[("worker", WORKER)]),
+        )
+        .await;
+    assert_eq!(
+        response["allowed"], true,
+        "warn mode, from the labels read: {response}"
+    );
+    let record = &harness.records()[0];
+    assert_eq!(
+        (record.mode, record.environment.as_deref(), record.result),
+        (Mode::Warn, Some("staging"), "warned")
+    );
+    assert_eq!(record.mode_fallback, None);
+    // Another unknown namespace: the read fails, so enforce.
+    let response = harness
+        .post("/validate", &pod_review("elsewhere", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(
+        harness.records()[1].mode_fallback.as_deref(),
+        Some("namespace \"elsewhere\" does not exist; judged in enforce mode")
+    );
+}
+
+/// A Namespace UPDATE from `env=<from>` to `env=<to>`, annotations as given (the same
+/// before and after).
+fn relabel_review(user: &str, groups: &[&str], from: &str, to: &str, annotations: Value) -> Value {
+    let mut review = namespace_review(
+        "UPDATE",
+        user,
+        groups,
+        Some(annotations.clone()),
+        annotations,
+    );
+    review["request"]["oldObject"]["metadata"]["labels"]["env"] = json!(from);
+    review["request"]["object"]["metadata"]["labels"]["env"] = json!(to);
+    review
+}
+
+/// Both endpoints refuse `review` with 403 and `expected` as the message.
+async fn refused_at_both_endpoints(harness: &Harness, review: &Value, expected: &str) {
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, review).await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert_eq!(response["status"]["code"], 403);
+        assert_eq!(message(&response), expected, "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn lowering_a_namespace_mode_is_for_break_glass_approvers_only() {
+    let harness = Harness::new();
+    let by_mallory = relabel_review(
+        "mallory@example.com",
+        &["system:authenticated"],
+        "production",
+        "dev",
+        json!({"team": "payments"}),
+    );
+    refused_at_both_endpoints(
+        &harness,
+        &by_mallory,
+        "mode change of namespace payments refused: user \"mallory@example.com\" may not: lowering the mode from enforce (environment production) to observe (environment development) is for the policy's break-glass approvers only (groups: sre-oncall; users: none)",
+    )
+    .await;
+    let events = harness.events.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (
+            events[0].reason.as_str(),
+            events[0].type_,
+            events[0].regarding.name.as_str()
+        ),
+        ("NamespaceModeChangeRefused", EventType::Warning, "payments")
+    );
+    let record = &harness.records()[0];
+    assert_eq!(
+        (
+            record.result,
+            record.kind.as_deref(),
+            record.requested_by.as_deref()
+        ),
+        ("denied", Some("Namespace"), Some("mallory@example.com"))
+    );
+    assert_eq!(
+        (record.previous_mode, record.mode),
+        (Some(Mode::Enforce), Mode::Observe)
+    );
+    assert_eq!(record.environment.as_deref(), Some("development"));
+    assert!(!serde_json::to_value(record)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .contains_key("image"));
+
+    // An approver may; /validate leaves the evidence of who did it.
+    let by_alice = relabel_review(
+        "alice@example.com",
+        &["sre-oncall"],
+        "production",
+        "dev",
+        json!({"team": "payments"}),
+    );
+    let response = harness.post("/mutate", &by_alice).await;
+    assert_eq!(
+        response,
+        json!({"uid": by_alice["request"]["uid"], "allowed": true})
+    );
+    let response = harness.post("/validate", &by_alice).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let lowered = "namespace payments lowered from enforce (environment production) to observe (environment development) by break-glass approver alice@example.com";
+    assert_eq!(warnings(&response), [lowered]);
+    assert_eq!(response["auditAnnotations"]["mode-change"], lowered);
+    let event = harness.events.events().pop().unwrap();
+    assert_eq!(
+        (event.reason.as_str(), event.type_, event.note.as_str()),
+        ("NamespaceModeLowered", EventType::Normal, lowered)
+    );
+    let record = harness.records().pop().unwrap();
+    assert_eq!(
+        (
+            record.result,
+            record.requested_by.as_deref(),
+            record.previous_mode
+        ),
+        ("allowed", Some("alice@example.com"), Some(Mode::Enforce))
+    );
+
+    // Raising, relabelling within a mode and creating with a soft label are open to all.
+    let before = harness.records().len();
+    for (from, to) in [("dev", "production"), ("staging", "production")] {
+        let raised = relabel_review("mallory@example.com", &[], from, to, json!({}));
+        assert_eq!(
+            harness.post("/validate", &raised).await["allowed"],
+            true,
+            "{from} -> {to}"
+        );
+    }
+    let mut created = namespace_review("CREATE", "mallory@example.com", &[], None, json!({}));
+    created["request"]["object"]["metadata"]["labels"]["env"] = json!("dev");
+    assert_eq!(harness.post("/validate", &created).await["allowed"], true);
+    assert_eq!(
+        harness.records().len(),
+        before,
+        "only lowering leaves a record"
+    );
+}
+
+#[tokio::test]
+async fn lowering_needs_approvers_and_a_policy_to_name_them() {
+    let without = POLICY.split("breakGlass:").next().unwrap();
+    let harness = Harness::with(WebhookSettings::default(), Some(without));
+    let by_alice = relabel_review(
+        "alice@example.com",
+        &["sre-oncall"],
+        "production",
+        "staging",
+        json!({}),
+    );
+    let response = harness.post("/validate", &by_alice).await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("the policy names none (no breakGlass section)"),
+        "{}",
+        message(&response)
+    );
+
+    let harness = Harness::with(WebhookSettings::default(), None);
+    let response = harness.post("/validate", &by_alice).await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("no policy loaded yet"),
+        "{}",
+        message(&response)
+    );
+}
+
+#[tokio::test]
+async fn raising_the_mode_re_judges_a_break_glass_written_unreviewed() {
+    let harness = Harness::new();
+    // Written in full by a non-approver while the dev namespace's entry failed open.
+    let forged = declared(&[
+        (APPROVED_BY_ANNOTATION, "alice@example.com"),
+        (APPROVER_GROUPS_ANNOTATION, SRE_ONCALL),
+    ]);
+    let by_mallory = relabel_review(
+        "mallory@example.com",
+        &["system:authenticated"],
+        "dev",
+        "production",
+        forged.clone(),
+    );
+    refused_at_both_endpoints(
+        &harness,
+        &by_mallory,
+        "break-glass on namespace payments refused: raising the mode from observe (environment development) to enforce (environment production) re-judges the break-glass in force: user \"mallory@example.com\" may not declare break-glass: not among the policy's break-glass approvers (users or groups); remove them first, or have a break-glass approver make the change",
+    )
+    .await;
+    assert_eq!(harness.events.events()[0].reason, "BreakGlassRefused");
+
+    // An approver may raise it, and is recorded as the break-glass's approver.
+    let by_carol = relabel_review(
+        "carol@example.com",
+        &["sre-oncall"],
+        "dev",
+        "production",
+        forged.clone(),
+    );
+    let response = harness.post("/mutate", &by_carol).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        patch_of(&response).unwrap()[0],
+        json!({"op": "add", "path": "/metadata/annotations/provenance-gate.dev~1break-glass-approved-by", "value": "carol@example.com"})
+    );
+    let mut recorded = by_carol.clone();
+    recorded["request"]["object"]["metadata"]["annotations"][APPROVED_BY_ANNOTATION] =
+        json!("carol@example.com");
+    let response = harness.post("/validate", &recorded).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(
+        harness.events.events().last().unwrap().reason,
+        "BreakGlassDeclared"
+    );
+}
+
+#[tokio::test]
+async fn a_break_glass_whose_approver_left_the_policy_no_longer_admits() {
+    let moved = POLICY.replace(r#"groups: ["sre-oncall"]"#, r#"groups: ["platform-leads"]"#);
+    let harness = Harness::with(WebhookSettings::default(), Some(&moved));
+    let response = harness
+        .post("/validate", &pod_review("payments", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(
+        warnings(&response),
+        ["break-glass on namespace payments ignored (its recorded approver \"alice@example.com\" is no longer among the policy's break-glass approvers (groups: platform-leads; users: none)); enforcing"]
+    );
+    let record = &harness.records()[0];
+    assert_eq!(
+        (record.result, record.break_glass_ticket.as_deref()),
+        ("denied", None)
+    );
+    assert!(harness
+        .events
+        .events()
+        .iter()
+        .all(|event| event.reason != "BreakGlassAdmission"));
+
+    // Listed by name, the same approver keeps it open.
+    let by_name = moved.replace("users: []", r#"users: ["alice@example.com"]"#);
+    let harness = Harness::with(WebhookSettings::default(), Some(&by_name));
+    let response = harness
+        .post("/validate", &pod_review("payments", &[("worker", WORKER)]))
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(harness.records()[0].result, "break_glass");
 }

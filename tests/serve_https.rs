@@ -6,7 +6,7 @@
 //! The registry tests push attested and unattested images to Debian's `docker-registry`
 //! (started by the test kit) and fail, not skip, when it is missing.
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -22,6 +22,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SerialNumber,
 };
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 
@@ -82,6 +83,20 @@ impl Pki {
 
     /// A certificate for 127.0.0.1 and localhost, named `common_name`, with `serial`.
     fn issue(&self, common_name: &str, serial: u64) -> ServingCertificate {
+        self.issue_for(common_name, serial, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate, as the API server presents to webhooks.
+    fn issue_client(&self, common_name: &str) -> ServingCertificate {
+        self.issue_for(common_name, 100, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue_for(
+        &self,
+        common_name: &str,
+        serial: u64,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> ServingCertificate {
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
                 .expect("subject alternative names");
@@ -90,7 +105,7 @@ impl Pki {
             .push(DnType::CommonName, common_name);
         params.serial_number = Some(SerialNumber::from(serial));
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().expect("serving key");
         let certificate = params
             .signed_by(&key, &self.ca)
@@ -359,6 +374,34 @@ fn client_config(ca: &CertificateDer<'static>) -> rustls::ClientConfig {
     .expect("TLS versions")
     .with_root_certificates(roots)
     .with_no_client_auth()
+}
+
+/// Like [`client_config`], presenting `identity` as the client certificate.
+fn client_config_with_identity(
+    ca: &CertificateDer<'static>,
+    identity: &ServingCertificate,
+) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).expect("CA certificate");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())
+        .expect("client key");
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_client_auth_cert(vec![identity.der.clone()], key)
+    .expect("client certificate")
+}
+
+fn https_client_with(config: rustls::ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTPS client")
 }
 
 /// An HTTPS client trusting `ca` that reports the server's certificate of each response.
@@ -951,4 +994,349 @@ fn start_up_refuses_an_invalid_policy_or_certificate_with_exit_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("missing.crt"), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow clients, connection limits and client certificates.
+
+/// A serving certificate, its CA and the test policy in a temporary directory.
+struct Fixture {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    volume: SecretVolume,
+    policy: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::new();
+        let volume = SecretVolume::new(dir.path(), &pki.issue("provenance-gate.test", 1));
+        let policy = write_policy(dir.path(), POLICY);
+        Fixture {
+            dir,
+            pki,
+            volume,
+            policy,
+        }
+    }
+
+    fn start(&self, extra: Vec<String>) -> Gate {
+        Gate::start(GateSetup {
+            volume: &self.volume,
+            policy: &self.policy,
+            namespace_labels: "env=production",
+            extra,
+        })
+    }
+
+    fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::new(client_config(&self.pki.ca_der()))
+    }
+}
+
+/// `serve`'s default `--body-timeout`.
+const BODY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slack for scheduling on a loaded machine; the behaviour under test is "closed", not "fast".
+const MARGIN: Duration = Duration::from_secs(4);
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+/// A TLS connection with the handshake done, for sending bytes at any pace. A connection the
+/// server refuses fails here.
+fn tls_connect(
+    address: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream> {
+    let socket = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+    socket.set_read_timeout(Some(Duration::from_secs(5)))?;
+    socket.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
+    let connection =
+        rustls::ClientConnection::new(Arc::clone(config), name).map_err(std::io::Error::other)?;
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// The head of a POST /validate announcing `length` body bytes.
+fn post_head(length: usize) -> String {
+    format!(
+        "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         content-length: {length}\r\n\r\n"
+    )
+}
+
+/// What one look at a connection found.
+enum Peek {
+    Nothing,
+    Data,
+    Closed,
+}
+
+/// Reads what has arrived within `wait` into `received`.
+fn peek(stream: &mut TlsStream, received: &mut Vec<u8>, wait: Duration) -> Peek {
+    stream
+        .sock
+        .set_read_timeout(Some(wait))
+        .expect("read timeout");
+    let mut buffer = [0u8; 4096];
+    match stream.read(&mut buffer) {
+        Ok(0) => Peek::Closed,
+        Ok(read) => {
+            received.extend_from_slice(&buffer[..read]);
+            Peek::Data
+        }
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Peek::Nothing
+        }
+        // A reset or an EOF without close_notify: closed too.
+        Err(_) => Peek::Closed,
+    }
+}
+
+/// Sends a complete request with `connection: close` and returns the status line and body.
+fn post_once(stream: &mut TlsStream, review: &Value) -> (String, Value) {
+    let body = review.to_string();
+    let request = format!(
+        "POST /validate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("send the review");
+    let mut received = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < START_TIMEOUT {
+        if let Peek::Closed = peek(stream, &mut received, Duration::from_millis(200)) {
+            break;
+        }
+    }
+    split_response(&received)
+}
+
+/// Status line and JSON body of an HTTP/1.1 response.
+fn split_response(received: &[u8]) -> (String, Value) {
+    let text = String::from_utf8_lossy(received);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn a_body_trickled_byte_by_byte_is_cut_off_with_408() {
+    let fixture = Fixture::new();
+    let gate = fixture.start(Vec::new());
+    let mut stream = tls_connect(gate.webhook, &fixture.tls_config()).expect("handshake");
+    stream
+        .write_all(post_head(10_000).as_bytes())
+        .expect("send the head");
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut closed = false;
+    // JSON whitespace, one byte every 250 ms, until the server answers; then read to the end.
+    while started.elapsed() < BODY_TIMEOUT + MARGIN {
+        match peek(&mut stream, &mut received, Duration::from_millis(250)) {
+            Peek::Closed => {
+                closed = true;
+                break;
+            }
+            Peek::Data => {}
+            Peek::Nothing if received.is_empty() => {
+                let _ = stream.write_all(b" ");
+            }
+            Peek::Nothing => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    let (status, body) = split_response(&received);
+    assert!(
+        status.starts_with("HTTP/1.1 408"),
+        "after {elapsed:?}: {:?}\n{}",
+        String::from_utf8_lossy(&received),
+        gate.logs()
+    );
+    assert_eq!(body["response"]["status"]["code"], 408, "{body}");
+    assert!(closed, "the connection is still open after {elapsed:?}");
+    eprintln!("trickled body cut off after {elapsed:?}");
+}
+
+#[test]
+fn three_hundred_slow_connections_are_capped_and_memory_stays_bounded() {
+    const ATTEMPTS: usize = 300;
+    let cap = provenance_gate::server::DEFAULT_MAX_CONNECTIONS;
+    let fixture = Fixture::new();
+    let gate = fixture.start(Vec::new());
+    let config = fixture.tls_config();
+    let pid = gate.child.id();
+    let review = pod_review(
+        "registry.k8s.io/pause:3.9",
+        "5105-0000-4000-8000-000000000001",
+    );
+    let (status, _) = post_once(
+        &mut tls_connect(gate.webhook, &config).expect("handshake"),
+        &review,
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let baseline = resident_kib(pid);
+
+    // Each connection announces a 3 MB body, sends 512 KiB of it at once, then trickles.
+    let started = Instant::now();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    let chunk = vec![b' '; 512 * 1024];
+    for _ in 0..ATTEMPTS {
+        let Ok(mut stream) = tls_connect(gate.webhook, &config) else {
+            refused += 1;
+            continue;
+        };
+        // A connection waiting for its turn is not read: do not wait long on a full buffer.
+        let _ = stream
+            .sock
+            .set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = stream
+            .write_all(post_head(3_000_000).as_bytes())
+            .and_then(|()| stream.write_all(&chunk));
+        held.push((stream, Vec::new(), false));
+    }
+    let while_held = resident_kib(pid);
+    let accepted = held.len();
+
+    // Trickle to every open connection until the server has closed them all.
+    let bound = started.elapsed() + BODY_TIMEOUT + MARGIN;
+    while started.elapsed() < bound && held.iter().any(|(_, _, closed)| !closed) {
+        for (stream, received, closed) in held.iter_mut().filter(|(_, _, closed)| !closed) {
+            match peek(stream, received, Duration::from_millis(2)) {
+                Peek::Closed => *closed = true,
+                Peek::Nothing if received.is_empty() => {
+                    let _ = stream.write_all(b" ");
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let still_open = held.iter().filter(|(_, _, closed)| !closed).count();
+    let not_408 = held
+        .iter()
+        .filter(|(_, received, _)| {
+            !received.is_empty() && !split_response(received).0.starts_with("HTTP/1.1 408")
+        })
+        .count();
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    let after = resident_kib(pid);
+    eprintln!(
+        "{ATTEMPTS} slow connections: {accepted} accepted, {refused} refused; RSS {baseline} KiB \
+         before, {while_held} KiB while held, {after} KiB after"
+    );
+
+    assert!(
+        accepted <= cap,
+        "{accepted} connections accepted, cap {cap}"
+    );
+    assert_eq!(accepted + refused, ATTEMPTS);
+    assert_eq!(still_open, 0, "connections still open after {bound:?}");
+    assert_eq!(not_408, 0, "answers other than 408");
+    assert!(
+        while_held.saturating_sub(baseline) < 128 * 1024,
+        "RSS grew from {baseline} KiB to {while_held} KiB"
+    );
+    // Places are given back: a review is answered again.
+    let (status, _) = post_once(
+        &mut tls_connect(gate.webhook, &config).expect("handshake after the slow clients"),
+        &review,
+    );
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "{status}\n{}",
+        gate.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_clients_with_its_certificates_are_answered() {
+    let fixture = Fixture::new();
+    let api_servers = Pki::new();
+    let client_ca = fixture.dir.path().join("client-ca.crt");
+    std::fs::write(&client_ca, api_servers.ca.pem()).expect("client CA");
+    let gate = fixture.start(vec![
+        "--client-ca".to_owned(),
+        client_ca.display().to_string(),
+    ]);
+    let open = fixture.start(Vec::new());
+    let url = gate.url("/validate");
+    let review = |uid: &str| pod_review("jmalloc/echo-server", uid);
+
+    // No certificate, or one from another CA: the handshake fails.
+    let anonymous = https_client(&fixture.pki.ca_der());
+    let stranger = https_client_with(client_config_with_identity(
+        &fixture.pki.ca_der(),
+        &Pki::new().issue_client("kube-apiserver"),
+    ));
+    for (client, who) in [
+        (&anonymous, "without a client certificate"),
+        (&stranger, "with a certificate of another CA"),
+    ] {
+        let result = client
+            .post(&url)
+            .body(review("c11e0000-0000-4000-8000-000000000001").to_string())
+            .send()
+            .await;
+        assert!(result.is_err(), "answered {who}: {result:?}");
+    }
+
+    // The API server's certificate: answered, and the records name it.
+    let identity = api_servers.issue_client("kube-apiserver-webhook-client");
+    let api_server = https_client_with(client_config_with_identity(
+        &fixture.pki.ca_der(),
+        &identity,
+    ));
+    let authenticated = review("c11e0000-0000-4000-8000-000000000003");
+    let answer = post_review(&api_server, &url, &authenticated).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+
+    // Without a client CA, anyone is answered and the records say so.
+    let unauthenticated = review("c11e0000-0000-4000-8000-000000000004");
+    post_review(&anonymous, &open.url("/validate"), &unauthenticated).await;
+
+    let caller_of = |gate: &Gate, uid: &str| {
+        gate.records()
+            .into_iter()
+            .find(|record| record["uid"] == uid)
+            .map(|record| record["caller"].clone())
+    };
+    wait_for("both decision records", RELOAD_TIMEOUT, || async {
+        caller_of(&gate, "c11e0000-0000-4000-8000-000000000003").is_some()
+            && caller_of(&open, "c11e0000-0000-4000-8000-000000000004").is_some()
+    })
+    .await;
+    let caller = caller_of(&gate, "c11e0000-0000-4000-8000-000000000003").unwrap_or_default();
+    assert_eq!(caller["authenticated"], true, "{caller}");
+    assert!(
+        caller["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("CN=kube-apiserver-webhook-client"),
+        "{caller}"
+    );
+    let caller = caller_of(&open, "c11e0000-0000-4000-8000-000000000004").unwrap_or_default();
+    assert_eq!(caller, json!({"authenticated": false}));
 }

@@ -56,6 +56,8 @@ pub(super) struct Subject {
     pub regarding: ObjectRef,
     pub namespace: String,
     pub dry_run: bool,
+    /// Why the namespace's labels were not known and the strictest mode applied.
+    pub mode_fallback: Option<String>,
 }
 
 /// Records and counts each image's decision.
@@ -79,6 +81,7 @@ pub(super) fn write_decisions<R>(
         );
         record.result = verdict.result;
         record.dry_run = subject.dry_run;
+        record.mode_fallback = subject.mode_fallback.clone();
         if let (
             true,
             BreakGlassState::Active {

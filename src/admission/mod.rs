@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::audit::DecisionSink;
+use crate::audit::{Caller, DecisionSink};
 use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
 use crate::image_check::ImageChecker;
-use crate::metrics::{AdmissionLabels, Metrics};
+use crate::metrics::{AdmissionLabels, KindLabel, Metrics, OperationLabel};
 use crate::registry::Registry;
 
 mod evidence;
@@ -35,6 +35,8 @@ pub use evidence::record_break_glass_state;
 pub use response::{AdmissionResponse, AdmissionReviewResponse, Status};
 pub use router::router;
 
+use review::AdmissionRequest;
+
 /// Limits of one review.
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -46,6 +48,9 @@ pub struct WebhookSettings {
     /// Most container images checked in one review; an object with more is refused in
     /// enforce mode rather than checked partially.
     pub max_images: usize,
+    /// Time to receive a request's whole body once its headers are in; the API server sends
+    /// it at once, so only a stalling client needs longer, and it gets a 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for WebhookSettings {
@@ -54,6 +59,7 @@ impl Default for WebhookSettings {
             review_budget: Duration::from_secs(8),
             max_body_bytes: 3 * 1024 * 1024,
             max_images: 256,
+            body_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -91,25 +97,30 @@ impl<R> WebhookState<R> {
     }
 }
 
-/// Answers one AdmissionReview. Never fails: a malformed review gets a 400 answer that says
-/// what is malformed.
+/// Answers one AdmissionReview sent by `caller`. Never fails: a malformed review gets a 400
+/// answer that says what is malformed.
 pub async fn handle_review<R: Registry + 'static>(
     state: &WebhookState<R>,
     body: &[u8],
     endpoint: Endpoint,
+    caller: Caller,
 ) -> AdmissionReviewResponse {
     let started = Instant::now();
     let request = match review::decode(body) {
-        Ok(request) => request,
+        Ok(request) => AdmissionRequest { caller, ..request },
         Err(malformed) => {
             tracing::warn!(uid = %malformed.uid, error = %malformed.error, "malformed admission review");
-            count_admission(state, "(malformed)", "(malformed)");
+            count_admission(state, KindLabel::Malformed, OperationLabel::Malformed);
             let message = format!("malformed AdmissionReview: {}", malformed.error);
             let response = AdmissionResponse::deny(&malformed.uid, 400, &message);
             return AdmissionReviewResponse::new(malformed.api_version, response);
         }
     };
-    count_admission(state, &request.kind.kind, request.operation.as_str());
+    count_admission(
+        state,
+        KindLabel::of(&request.kind.group, &request.kind.kind),
+        request.operation.into(),
+    );
     let response = if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
         namespace::review_namespace(state, &request, endpoint)
     } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
@@ -126,13 +137,10 @@ pub async fn handle_review<R: Registry + 'static>(
     AdmissionReviewResponse::new(request.api_version, response)
 }
 
-fn count_admission<R>(state: &WebhookState<R>, kind: &str, operation: &str) {
+fn count_admission<R>(state: &WebhookState<R>, kind: KindLabel, operation: OperationLabel) {
     state
         .metrics
         .admissions
-        .get_or_create(&AdmissionLabels {
-            kind: kind.to_owned(),
-            operation: operation.to_owned(),
-        })
+        .get_or_create(&AdmissionLabels { kind, operation })
         .inc();
 }

@@ -1,11 +1,16 @@
-//! Namespace writes that declare, change or remove break-glass: only approvers may declare
-//! it, and `/mutate` records who did from the request's userInfo.
+//! Namespace writes that declare, change or remove break-glass, or change the labels that
+//! pick the namespace's mode: only approvers may declare break-glass or lower a mode, and
+//! `/mutate` records who approved from the request's userInfo.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::breakglass::{self, BreakGlassState, NamespaceWrite, APPROVED_BY_ANNOTATION};
+use crate::audit::{DecisionRecord, RequestContext};
+use crate::breakglass::{
+    self, BreakGlassState, ModeChange, ModeVerdict, NamespaceMode, NamespaceWrite,
+    APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION,
+};
 use crate::cluster::EventType;
 
 use super::evidence;
@@ -13,6 +18,68 @@ use super::patch;
 use super::response::AdmissionResponse;
 use super::review::{AdmissionRequest, Operation, ReviewError};
 use super::{Endpoint, WebhookState};
+
+/// What a Namespace review reads of an object.
+#[derive(Debug, Default)]
+struct Metadata {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    fn of(object: &Value) -> Result<Metadata, String> {
+        Ok(Metadata {
+            labels: string_map_of(object, "labels")?,
+            annotations: string_map_of(object, "annotations")?,
+        })
+    }
+}
+
+/// The namespace write under review, and how to refuse it.
+struct NamespaceReview<'a, R> {
+    state: &'a WebhookState<R>,
+    request: &'a AdmissionRequest,
+    name: String,
+}
+
+impl<R> NamespaceReview<'_, R> {
+    /// A refusal is always evidence (no validation follows a refusing /mutate); an
+    /// admission is /validate's to record. Dry runs send no Events.
+    fn refuse(&self, event_reason: &str, message: String) -> AdmissionResponse {
+        let request = self.request;
+        if !request.dry_run {
+            evidence::emit_namespace_event(
+                self.state,
+                &self.name,
+                EventType::Warning,
+                event_reason,
+                &message,
+            );
+        }
+        tracing::warn!(uid = %request.uid, namespace = %self.name, user = %request.user.username, %message, "namespace write refused");
+        AdmissionResponse::deny(&request.uid, 403, &message)
+    }
+
+    fn record_mode_change(&self, change: &ModeChange, result: &'static str, reason: &str) {
+        let context = RequestContext {
+            uid: Some(self.request.uid.clone()),
+            namespace: Some(self.name.clone()),
+            kind: Some("Namespace".into()),
+            name: Some(self.name.clone()),
+            caller: Some(self.request.caller.clone()),
+        };
+        let mut record = DecisionRecord::mode_change(
+            &context,
+            change,
+            &self.request.user.username,
+            result,
+            reason,
+            (self.state.clock)(),
+        );
+        record.dry_run = self.request.dry_run;
+        self.state.records.write(&record);
+    }
+}
 
 pub(super) fn review_namespace<R>(
     state: &WebhookState<R>,
@@ -25,8 +92,8 @@ pub(super) fn review_namespace<R>(
     else {
         return AdmissionResponse::allow(uid);
     };
-    let new = match annotations_of(object) {
-        Ok(annotations) => annotations,
+    let new = match Metadata::of(object) {
+        Ok(metadata) => metadata,
         Err(why) => {
             let error = ReviewError::Undecodable {
                 kind: "Namespace".into(),
@@ -40,13 +107,13 @@ pub(super) fn review_namespace<R>(
         }
     };
     // The stored object was valid when stored; an undecodable one counts as empty, which
-    // makes every break-glass annotation in the new object a change to be judged.
+    // makes every break-glass annotation and label in the new object a change to be judged.
     let old = match request.operation {
         Operation::Update => Some(
             request
                 .old_object
                 .as_ref()
-                .and_then(|old| annotations_of(old).ok())
+                .and_then(|old| Metadata::of(old).ok())
                 .unwrap_or_default(),
         ),
         _ => None,
@@ -61,66 +128,149 @@ pub(super) fn review_namespace<R>(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    let review = NamespaceReview {
+        state,
+        request,
+        name,
+    };
     let policy = state.policy.current();
     let config = policy.as_deref().and_then(|policy| policy.break_glass());
-    let now = (state.clock)();
-    let verdict =
-        breakglass::review_namespace_write(old.as_ref(), &new, &request.user, config, now);
-    // A refusal is always evidence (no validation follows a refusing /mutate); an admission
-    // is /validate's to record. Dry runs send no Events.
-    let deny = |why: &str| {
-        let message = format!("break-glass on namespace {name} refused: {why}");
+
+    // The mode first: a CREATE lowers nothing, an UPDATE that keeps the labels neither.
+    let mode_change = match (&old, policy.as_deref()) {
+        (None, _) => None,
+        (Some(old), _) if old.labels == new.labels => None,
+        (Some(_), None) => {
+            return review.refuse(
+                "NamespaceModeChangeRefused",
+                format!(
+                    "label change on namespace {} refused: no policy loaded yet, so whether it lowers the namespace's mode cannot be told",
+                    review.name
+                ),
+            )
+        }
+        (Some(old), Some(policy)) => Some(ModeChange {
+            from: NamespaceMode::of(policy, &old.labels),
+            to: NamespaceMode::of(policy, &new.labels),
+        }),
+    };
+    let lowered_by = match &mode_change {
+        None => None,
+        Some(change) => match breakglass::review_mode_change(change, &request.user, config) {
+            ModeVerdict::Allowed => None,
+            ModeVerdict::Lowered { approver } => Some((change, approver)),
+            ModeVerdict::Denied { why } => {
+                review.record_mode_change(change, "denied", &why);
+                return review.refuse(
+                    "NamespaceModeChangeRefused",
+                    format!("mode change of namespace {} refused: {why}", review.name),
+                );
+            }
+        },
+    };
+
+    let verdict = breakglass::review_namespace_write(
+        old.as_ref().map(|old| &old.annotations),
+        &new.annotations,
+        &request.user,
+        config,
+        (state.clock)(),
+        mode_change.as_ref(),
+    );
+    let mut response = judge_break_glass(&review, object, verdict, policy.is_some(), endpoint);
+    if let (true, Endpoint::Validate, Some((change, approver))) =
+        (response.allowed, endpoint, lowered_by)
+    {
+        let message = format!(
+            "namespace {} lowered from {} to {} by break-glass approver {approver}",
+            review.name, change.from, change.to
+        );
+        review.record_mode_change(change, "allowed", &message);
         if !request.dry_run {
             evidence::emit_namespace_event(
                 state,
-                &name,
-                EventType::Warning,
-                "BreakGlassRefused",
+                &review.name,
+                // Normal, like BreakGlassDeclared: an approver's act, admitted.
+                EventType::Normal,
+                "NamespaceModeLowered",
                 &message,
             );
         }
-        tracing::warn!(uid, namespace = %name, user = %request.user.username, %why, "break-glass refused");
-        AdmissionResponse::deny(uid, 403, &message)
+        tracing::warn!(uid, namespace = %review.name, %approver, from = %change.from, to = %change.to, "namespace mode lowered");
+        response
+            .audit_annotations
+            .insert("mode-change".to_owned(), message.clone());
+        response = response.with_warnings([message]);
+    }
+    response
+}
+
+/// The answer to a Namespace write as far as its break-glass annotations go.
+fn judge_break_glass<R>(
+    review: &NamespaceReview<'_, R>,
+    object: &Value,
+    verdict: NamespaceWrite,
+    policy_loaded: bool,
+    endpoint: Endpoint,
+) -> AdmissionResponse {
+    let (state, request, name) = (review.state, review.request, &review.name);
+    let uid = request.uid.as_str();
+    let deny = |why: &str| {
+        review.refuse(
+            "BreakGlassRefused",
+            format!("break-glass on namespace {name} refused: {why}"),
+        )
     };
     match verdict {
         NamespaceWrite::Untouched => AdmissionResponse::allow(uid),
         NamespaceWrite::Removal { clear_approval } => {
             // Whatever was removed, what remains is no active break-glass.
             if endpoint == Endpoint::Validate && !request.dry_run {
-                evidence::record_break_glass_state(&state.metrics, &name, &BreakGlassState::Absent);
+                evidence::record_break_glass_state(&state.metrics, name, &BreakGlassState::Absent);
             }
             let mut response = AdmissionResponse::allow(uid);
             if endpoint == Endpoint::Mutate && clear_approval {
-                let operations: Vec<Value> =
-                    patch::remove_annotation(object, APPROVED_BY_ANNOTATION).into_iter().collect();
+                let operations: Vec<Value> = [APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION]
+                    .iter()
+                    .filter_map(|key| patch::remove_annotation(object, key))
+                    .collect();
                 response = response.with_patch(&operations);
             }
             response
         }
         // Lifting a break-glass never waits for a policy; declaring one does.
-        _ if policy.is_none() => deny("no policy loaded yet"),
+        _ if !policy_loaded => deny("no policy loaded yet"),
         NamespaceWrite::Denied { why } => deny(&why),
         NamespaceWrite::Approved {
             approver,
+            groups,
             ticket,
             expires,
             recorded,
         } => match (endpoint, recorded) {
             (Endpoint::Mutate, true) => AdmissionResponse::allow(uid),
-            (Endpoint::Mutate, false) => AdmissionResponse::allow(uid).with_patch(&[
-                patch::set_annotation(object, APPROVED_BY_ANNOTATION, &approver),
-            ]),
+            (Endpoint::Mutate, false) => {
+                let mut operations =
+                    vec![patch::set_annotation(object, APPROVED_BY_ANNOTATION, &approver)];
+                operations.extend(match &groups {
+                    Some(groups) => {
+                        Some(patch::set_annotation(object, APPROVER_GROUPS_ANNOTATION, groups))
+                    }
+                    None => patch::remove_annotation(object, APPROVER_GROUPS_ANNOTATION),
+                });
+                AdmissionResponse::allow(uid).with_patch(&operations)
+            }
             // Only the mutating endpoint can record the approver; without it the
             // break-glass would never take effect, so say so now rather than at the outage.
             (Endpoint::Validate, false) => deny(&format!(
-                "the approver was not recorded in {APPROVED_BY_ANNOTATION}; is the mutating webhook (/mutate) configured for namespaces?"
+                "the approver was not recorded in {APPROVED_BY_ANNOTATION} and {APPROVER_GROUPS_ANNOTATION}; is the mutating webhook (/mutate) configured for namespaces?"
             )),
             (Endpoint::Validate, true) => {
                 let message = format!(
                     "break-glass {ticket} declared on namespace {name} by {approver} until {expires}: unverified images will be admitted with a warning"
                 );
                 if !request.dry_run {
-                    evidence::emit_namespace_event(state, &name, EventType::Normal, "BreakGlassDeclared", &message);
+                    evidence::emit_namespace_event(state, name, EventType::Normal, "BreakGlassDeclared", &message);
                 }
                 tracing::info!(uid, namespace = %name, %approver, %ticket, %expires, "break-glass declared");
                 let mut response = AdmissionResponse::allow(uid).with_warnings([message]);
@@ -134,18 +284,22 @@ pub(super) fn review_namespace<R>(
     }
 }
 
-/// `metadata.annotations` of an object: absent is empty; values must be strings.
-fn annotations_of(object: &Value) -> Result<BTreeMap<String, String>, String> {
-    match object.pointer("/metadata/annotations") {
+/// `metadata.<field>` of an object (labels, annotations): absent is empty; values must be
+/// strings.
+fn string_map_of(object: &Value, field: &str) -> Result<BTreeMap<String, String>, String> {
+    match object
+        .get("metadata")
+        .and_then(|metadata| metadata.get(field))
+    {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(annotations)) => annotations
+        Some(Value::Object(map)) => map
             .iter()
             .map(|(key, value)| match value {
                 Value::String(value) => Ok((key.clone(), value.clone())),
-                _ => Err(format!("/metadata/annotations/{key} is not a string")),
+                _ => Err(format!("/metadata/{field}/{key} is not a string")),
             })
             .collect(),
-        Some(_) => Err("/metadata/annotations is not an object".into()),
+        Some(_) => Err(format!("/metadata/{field} is not an object")),
     }
 }
 
@@ -155,19 +309,35 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn annotations_are_read_strictly() {
-        assert!(annotations_of(&json!({})).unwrap().is_empty());
+    fn labels_and_annotations_are_read_strictly() {
+        assert!(string_map_of(&json!({}), "annotations").unwrap().is_empty());
         assert_eq!(
-            annotations_of(&json!({"metadata": {"annotations": {"a": "b"}}})).unwrap(),
+            string_map_of(
+                &json!({"metadata": {"annotations": {"a": "b"}}}),
+                "annotations"
+            )
+            .unwrap(),
             BTreeMap::from([("a".to_owned(), "b".to_owned())])
         );
         assert_eq!(
-            annotations_of(&json!({"metadata": {"annotations": {"a": 1}}})).unwrap_err(),
+            string_map_of(
+                &json!({"metadata": {"annotations": {"a": 1}}}),
+                "annotations"
+            )
+            .unwrap_err(),
             "/metadata/annotations/a is not a string"
         );
         assert_eq!(
-            annotations_of(&json!({"metadata": {"annotations": []}})).unwrap_err(),
-            "/metadata/annotations is not an object"
+            string_map_of(&json!({"metadata": {"labels": []}}), "labels").unwrap_err(),
+            "/metadata/labels is not an object"
         );
+        let metadata =
+            Metadata::of(&json!({"metadata": {"labels": {"env": "dev"}, "annotations": null}}))
+                .unwrap();
+        assert_eq!(
+            metadata.labels,
+            BTreeMap::from([("env".to_owned(), "dev".to_owned())])
+        );
+        assert!(metadata.annotations.is_empty());
     }
 }

@@ -95,6 +95,8 @@ pub struct AdmissionRequest {
     /// The object as it was (UPDATE, DELETE).
     pub old_object: Option<Value>,
     pub dry_run: bool,
+    /// Not part of the review: who sent it, from the connection (set by the router).
+    pub caller: crate::audit::Caller,
 }
 
 /// What is wrong with a review.
@@ -262,6 +264,7 @@ fn parse_request(
         object,
         old_object,
         dry_run,
+        caller: crate::audit::Caller::default(),
     })
 }
 

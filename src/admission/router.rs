@@ -1,16 +1,18 @@
 //! `POST /validate` and `POST /mutate`, for the server to mount. Any content type is
-//! accepted (the body is parsed as JSON whatever it claims), and the body is size-limited.
+//! accepted (the body is parsed as JSON whatever it claims), and the body is limited in size
+//! and in the time it may take to arrive. Who sent the request is the [`Caller`] the server
+//! put in the request's extensions (unauthenticated when there is none).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest as _, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 
+use crate::audit::Caller;
 use crate::registry::Registry;
 
 use super::response::{AdmissionResponse, AdmissionReviewResponse};
@@ -29,25 +31,53 @@ pub fn router<R: Registry + 'static>(state: Arc<WebhookState<R>>) -> Router {
 
 async fn validate<R: Registry + 'static>(
     State(state): State<Arc<WebhookState<R>>>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    answer(&state, body, Endpoint::Validate).await
+    answer(&state, request, Endpoint::Validate).await
 }
 
 async fn mutate<R: Registry + 'static>(
     State(state): State<Arc<WebhookState<R>>>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    answer(&state, body, Endpoint::Mutate).await
+    answer(&state, request, Endpoint::Mutate).await
 }
 
 async fn answer<R: Registry + 'static>(
     state: &WebhookState<R>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
     endpoint: Endpoint,
 ) -> Response {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    let http1 = request.version() < Version::HTTP_2;
+    let timeout = state.settings.body_timeout;
+    // A client trickling its body would otherwise hold the connection and its buffers for
+    // as long as it likes.
+    let Ok(body) = tokio::time::timeout(timeout, Bytes::from_request(request, &())).await else {
+        tracing::warn!(?timeout, "admission review body not received in time");
+        let message = format!(
+            "malformed AdmissionReview: the request body did not arrive within {timeout:?}"
+        );
+        let mut response = unreadable(StatusCode::REQUEST_TIMEOUT, 408, &message);
+        if http1 {
+            // The rest of the body may still be on its way: do not read it as a next request.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
+    };
     match body {
-        Ok(body) => Json(handle_review(state, &body, endpoint).await.to_json()).into_response(),
+        Ok(body) => Json(
+            handle_review(state, &body, endpoint, caller)
+                .await
+                .to_json(),
+        )
+        .into_response(),
         // The API server never sends more than 3 MiB, so this is somebody else; the status
         // says what happened and the body still says it as an AdmissionReview.
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::audit::RequestContext;
 use crate::breakglass::{self, BreakGlassState};
-use crate::cluster::ObjectRef;
+use crate::cluster::{NamespaceInfo, ObjectRef};
 use crate::decision::{decide_admission, Pinning, UnpinnedCause};
 use crate::image::ImageReference;
 use crate::image_check::{FailureKind, ImageCheck, ImageOutcome};
@@ -106,13 +106,19 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         );
     };
     let now = (state.clock)();
-    let subject = subject_of(request, object);
-    let namespace = state
-        .namespaces
-        .namespace(&subject.namespace)
-        .unwrap_or_default();
-    // An unknown namespace (not seen by the watch yet) has no labels: the default mode.
-    let (environment, mode) = policy.mode_for_namespace(&namespace.labels);
+    let mut subject = subject_of(request, object);
+    // A namespace whose labels cannot be known is judged in the strictest mode: its own
+    // could be enforce, and the API server may have sent it to a Fail entry.
+    let (namespace, (environment, mode)) = match state.namespaces.lookup(&subject.namespace).await {
+        Ok(namespace) => {
+            let mode = policy.mode_for_namespace(&namespace.labels);
+            (namespace, mode)
+        }
+        Err(error) => {
+            subject.mode_fallback = Some(format!("{error}; judged in enforce mode"));
+            (NamespaceInfo::default(), (None, Mode::Enforce))
+        }
+    };
     let break_glass = break_glass_of(&policy, &namespace.annotations, now);
     evidence::record_break_glass_state(&state.metrics, &subject.namespace, &break_glass);
     let mut warnings: Vec<String> = break_glass
@@ -141,7 +147,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             .map(|image| image.image.clone())
             .collect()
     };
-    let checks = check_all(state, &policy, &distinct).await;
+    let checks = check_all(state, &policy, &distinct, now).await;
     let pinned_here = pinned_in_this_request(object, old_object, ephemeral_update);
     let verdicts: Vec<ImageVerdict> = checks
         .into_iter()
@@ -331,6 +337,7 @@ fn subject_of(request: &AdmissionRequest, object: &Value) -> Subject {
             namespace: Some(namespace.clone()),
             kind: Some(request.kind.kind.clone()),
             name: Some(name.clone()),
+            caller: Some(request.caller.clone()),
         },
         regarding: ObjectRef {
             api_version: request.kind.api_version(),
@@ -341,18 +348,20 @@ fn subject_of(request: &AdmissionRequest, object: &Value) -> Subject {
         },
         namespace,
         dry_run: request.dry_run,
+        mode_fallback: None,
     }
 }
 
-/// The namespace's break-glass under the current policy. Without `breakGlass` in the
-/// policy, declared annotations are ignored, with the reason.
+/// The namespace's break-glass under the current policy, its approver checked against the
+/// current approvers. Without `breakGlass` in the policy, declared annotations are ignored,
+/// with the reason.
 fn break_glass_of(
     policy: &Policy,
     annotations: &BTreeMap<String, String>,
     now: jiff::Timestamp,
 ) -> BreakGlassState {
     match policy.break_glass() {
-        Some(config) => BreakGlassState::from_annotations(annotations, config.max_duration, now),
+        Some(config) => breakglass::in_force(annotations, config, now),
         None if [
             breakglass::TICKET_ANNOTATION,
             breakglass::REASON_ANNOTATION,
@@ -384,6 +393,7 @@ async fn check_all<R: Registry + 'static>(
     state: &WebhookState<R>,
     policy: &Arc<Policy>,
     images: &[String],
+    now: jiff::Timestamp,
 ) -> Vec<ImageCheck> {
     let budget = state.settings.review_budget;
     let deadline = tokio::time::Instant::now() + budget;
@@ -399,7 +409,7 @@ async fn check_all<R: Registry + 'static>(
             // server's retry is answered at once.
             tokio::spawn(async move {
                 let started = Instant::now();
-                let check = checker.check(&policy, &image).await;
+                let check = checker.check_at(&policy, &image, now).await;
                 let covered = matches!(
                     &check.outcome,
                     ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }

@@ -1,7 +1,7 @@
 //! The cluster through kube-rs: the policy ConfigMap and the Namespaces are watched into
 //! in-memory state ([`PolicyCell`](super::PolicyCell), [`NamespaceMap`](super::NamespaceMap)),
-//! and Events are sent in the background ([`KubeEvents`]). Nothing here runs on a
-//! request's path.
+//! and Events are sent in the background ([`KubeEvents`]). Only [`KubeNamespaces`] runs on
+//! a request's path, and only for a namespace the watch has not delivered yet.
 //!
 //! - [`watch_policy`]: the ConfigMap holding `policy.yaml` ([`policy_watch`](super::policy_watch)).
 //! - [`watch_namespaces`]: Namespace labels and `provenance-gate.dev/` annotations
@@ -22,7 +22,8 @@
 //! # ClusterRole, bound with a ClusterRoleBinding
 //! rules:
 //!   # watch_namespaces: labels pick the mode, annotations carry break-glass.
-//!   # (The watcher lists and watches; get is for diagnostics and future use.)
+//!   # (The watcher lists and watches; KubeNamespaces gets a namespace the watch has
+//!   # not delivered yet.)
 //!   - apiGroups: [""]
 //!     resources: ["namespaces"]
 //!     verbs: ["get", "list", "watch"]
@@ -44,7 +45,9 @@
 //! ```
 
 pub use super::events::{KubeEvents, DEFAULT_QUEUE_CAPACITY, POD_NAME_ENV, REPORTER};
-pub use super::namespace_watch::{watch_namespaces, ANNOTATION_PREFIX};
+pub use super::namespace_watch::{
+    watch_namespaces, KubeNamespaces, ANNOTATION_PREFIX, NAMESPACE_LOOKUP_TIMEOUT,
+};
 pub use super::policy_watch::{
     apply_policy_source, watch_policy, PolicySourceError, POLICY_CONFIGMAP, POLICY_KEY,
 };

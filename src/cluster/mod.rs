@@ -1,6 +1,7 @@
 //! The cluster, behind narrow traits: the current policy, the namespaces (labels pick the
 //! environment, annotations carry break-glass), and Kubernetes Events. The webhook reads
-//! only from watched in-memory state, never from the API server on a request's path.
+//! from watched in-memory state; the one exception is a namespace the watch has not
+//! delivered yet, read once from the API server under a short timeout and then cached.
 //!
 //! Static implementations serve `serve --policy FILE --namespace-labels …` (no cluster)
 //! and tests; the kube-rs implementations watch the API server.
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use futures::future::BoxFuture;
 
 use crate::policy::Policy;
 
@@ -25,12 +27,49 @@ pub struct NamespaceInfo {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Why a namespace's labels and annotations are not known. The caller judges such a
+/// namespace in the strictest mode, never in `defaultMode`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NamespaceLookupError {
+    /// Not delivered by the watch, and there is no API server to ask.
+    #[error("namespace {name:?} has not been seen by the namespace watch")]
+    NotSeen { name: String },
+    /// The API server says there is no such namespace (or the name cannot be one).
+    #[error("namespace {name:?} does not exist")]
+    NotFound { name: String },
+    /// The API server did not answer within the lookup's time (or too many reads were
+    /// already waiting for it).
+    #[error("failed to read namespace {name:?} from the API server within {timeout:?}")]
+    TimedOut {
+        name: String,
+        timeout: std::time::Duration,
+    },
+    /// The API server refused or failed the read.
+    #[error("failed to read namespace {name:?} from the API server: {why}")]
+    Api { name: String, why: String },
+}
+
 /// The namespaces, as last seen.
 pub trait NamespaceDirectory: Send + Sync {
     /// `None` when the namespace is unknown (not yet seen, or deleted).
     fn namespace(&self, name: &str) -> Option<NamespaceInfo>;
     /// Whether the initial list has been received.
     fn is_ready(&self) -> bool;
+    /// The namespace as last seen or, when it has not been seen yet, as read from where the
+    /// namespaces come from, within a bounded time. A pod may arrive before the watch has
+    /// delivered its new namespace (both applied from one file), and judging it without the
+    /// namespace's labels would pick the default mode, softer than its environment's.
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<NamespaceInfo, NamespaceLookupError>> {
+        let found = self
+            .namespace(name)
+            .ok_or_else(|| NamespaceLookupError::NotSeen {
+                name: name.to_owned(),
+            });
+        Box::pin(std::future::ready(found))
+    }
 }
 
 /// The policy in force: the last valid one seen.
@@ -117,6 +156,18 @@ impl NamespaceMap {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         namespaces.insert(namespace.name.clone(), namespace);
+    }
+
+    /// Adds `namespace` unless the map already has it: a namespace read from the API server
+    /// never overwrites what the watch delivered meanwhile, which is at least as new.
+    pub fn insert_if_absent(&self, namespace: NamespaceInfo) {
+        let mut namespaces = self
+            .namespaces
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        namespaces
+            .entry(namespace.name.clone())
+            .or_insert(namespace);
     }
 
     pub fn remove(&self, name: &str) {

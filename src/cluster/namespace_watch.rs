@@ -5,20 +5,27 @@
 //! `provenance-gate.dev/` annotations are kept, so memory stays proportional to what the
 //! webhook reads. A (re-)list replaces the whole map at once when it completes; until the
 //! first list completes the map is not ready.
+//!
+//! [`KubeNamespaces`] answers from that map and, for a namespace the watch has not
+//! delivered yet, reads its metadata from the API server once (bounded in time and in
+//! concurrent reads) and keeps it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ::kube::api::Api;
 use ::kube::core::{ObjectMeta, PartialObjectMeta};
 use ::kube::runtime::watcher::{self, watcher};
 use ::kube::runtime::WatchStreamExt;
 use ::kube::Resource;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
+use tokio::sync::Semaphore;
 
-use super::{NamespaceDirectory, NamespaceInfo, NamespaceMap};
+use super::{NamespaceDirectory, NamespaceInfo, NamespaceLookupError, NamespaceMap};
 
 /// Annotations kept on a [`NamespaceInfo`]: the webhook's own (break-glass).
 pub const ANNOTATION_PREFIX: &str = "provenance-gate.dev/";
@@ -46,6 +53,138 @@ pub fn watch_namespaces(
         }
         tracing::error!("namespace watch ended");
     }
+}
+
+/// Time for one namespace read on a review's path. The API server answers a GET in
+/// milliseconds; the review's own budget (8 s of the webhook's 10 s) follows it.
+pub const NAMESPACE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Namespace reads in flight at once; more wait (within the timeout) rather than pile up.
+const MAX_CONCURRENT_LOOKUPS: usize = 4;
+/// How long a failed read is remembered, so that a burst of reviews for one unknown
+/// namespace costs one read; meanwhile they are judged in the strictest mode.
+const FAILED_LOOKUP_TTL: Duration = Duration::from_secs(5);
+/// Failed reads remembered at most (the memory is cleared when full).
+const MAX_FAILED_LOOKUPS: usize = 1024;
+
+/// The watched namespaces, with a bounded read from the API server on a cache miss.
+pub struct KubeNamespaces {
+    map: Arc<NamespaceMap>,
+    api: Api<Namespace>,
+    timeout: Duration,
+    permits: Semaphore,
+    failed: Mutex<BTreeMap<String, (Instant, NamespaceLookupError)>>,
+}
+
+impl KubeNamespaces {
+    /// `map` is the one [`watch_namespaces`] fills; namespaces read on a miss go into it.
+    pub fn new(client: ::kube::Client, map: Arc<NamespaceMap>, timeout: Duration) -> Self {
+        KubeNamespaces {
+            map,
+            api: Api::all(client),
+            timeout,
+            permits: Semaphore::new(MAX_CONCURRENT_LOOKUPS),
+            failed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn read(&self, name: &str) -> Result<NamespaceInfo, NamespaceLookupError> {
+        if !is_namespace_name(name) {
+            return Err(NamespaceLookupError::NotFound {
+                name: name.to_owned(),
+            });
+        }
+        if let Some(error) = self.recently_failed(name) {
+            return Err(error);
+        }
+        let read = async {
+            let _permit = self.permits.acquire().await;
+            self.api.get_metadata_opt(name).await
+        };
+        let result = match tokio::time::timeout(self.timeout, read).await {
+            Err(_) => Err(NamespaceLookupError::TimedOut {
+                name: name.to_owned(),
+                timeout: self.timeout,
+            }),
+            Ok(Err(error)) => Err(NamespaceLookupError::Api {
+                name: name.to_owned(),
+                why: error.to_string(),
+            }),
+            Ok(Ok(None)) => Err(NamespaceLookupError::NotFound {
+                name: name.to_owned(),
+            }),
+            Ok(Ok(Some(object))) => {
+                namespace_info(&object.metadata).ok_or_else(|| NamespaceLookupError::NotFound {
+                    name: name.to_owned(),
+                })
+            }
+        };
+        match &result {
+            Ok(info) => {
+                tracing::info!(namespace = %name, "namespace read from the API server ahead of the watch");
+                self.map.insert_if_absent(info.clone());
+            }
+            Err(error) => {
+                tracing::warn!(namespace = %name, %error, "namespace lookup failed; judging in enforce mode");
+                self.remember_failure(name, error.clone());
+            }
+        }
+        result
+    }
+
+    fn recently_failed(&self, name: &str) -> Option<NamespaceLookupError> {
+        let failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        failed
+            .get(name)
+            .filter(|(at, _)| at.elapsed() < FAILED_LOOKUP_TTL)
+            .map(|(_, error)| error.clone())
+    }
+
+    fn remember_failure(&self, name: &str, error: NamespaceLookupError) {
+        let mut failed = self
+            .failed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if failed.len() >= MAX_FAILED_LOOKUPS {
+            failed.clear();
+        }
+        failed.insert(name.to_owned(), (Instant::now(), error));
+    }
+}
+
+impl NamespaceDirectory for KubeNamespaces {
+    fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
+        self.map.namespace(name)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.map.is_ready()
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<NamespaceInfo, NamespaceLookupError>> {
+        Box::pin(async move {
+            match self.map.namespace(name) {
+                Some(info) => Ok(info),
+                None => self.read(name).await,
+            }
+        })
+    }
+}
+
+/// An RFC 1123 label, as every namespace name is: anything else is not asked for.
+fn is_namespace_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || *byte == b'-')
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// What the webhook keeps of a Namespace; `None` for an object without a name.
@@ -144,6 +283,75 @@ mod tests {
 
     fn labels_of(map: &NamespaceMap, name: &str) -> Option<BTreeMap<String, String>> {
         map.namespace(name).map(|info| info.labels)
+    }
+
+    /// A client whose API server accepts connections and never answers.
+    async fn silent_api_server() -> ::kube::Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = ::kube::Config::new(format!("http://{address}").parse().unwrap());
+        ::kube::Client::try_from(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_silent_api_server_costs_one_bounded_wait() {
+        let map = Arc::new(NamespaceMap::default());
+        let timeout = Duration::from_millis(200);
+        let directory = KubeNamespaces::new(silent_api_server().await, Arc::clone(&map), timeout);
+        let started = Instant::now();
+        let error = directory.lookup("payments").await.unwrap_err();
+        assert_eq!(
+            error,
+            NamespaceLookupError::TimedOut {
+                name: "payments".into(),
+                timeout
+            }
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The failure is remembered for a while: the next review is not held again.
+        let started = Instant::now();
+        assert_eq!(directory.lookup("payments").await.unwrap_err(), error);
+        assert!(started.elapsed() < timeout);
+        // What the watch delivers meanwhile is answered at once.
+        map.upsert(NamespaceInfo {
+            name: "payments".into(),
+            ..NamespaceInfo::default()
+        });
+        assert!(directory.lookup("payments").await.is_ok());
+        // A name no namespace can have is never asked for.
+        let started = Instant::now();
+        assert_eq!(
+            directory.lookup("../secrets").await.unwrap_err(),
+            NamespaceLookupError::NotFound {
+                name: "../secrets".into()
+            }
+        );
+        assert!(started.elapsed() < timeout);
+    }
+
+    #[test]
+    fn only_namespace_names_are_looked_up() {
+        for name in ["payments", "a", "team-1", &"x".repeat(63)] {
+            assert!(is_namespace_name(name), "{name}");
+        }
+        for name in [
+            "",
+            "-a",
+            "a-",
+            "Payments",
+            "a.b",
+            "a/b",
+            "../x",
+            &"x".repeat(64),
+        ] {
+            assert!(!is_namespace_name(name), "{name}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::manifest::{announced_digest, manifest_media_type, MANIFEST_ACCEPT};
 use super::observer::{IgnoreRequests, RegistryOperation, RequestObserver};
 use super::referrers::{matching_referrers, referrers_path, referrers_tag, NotAnIndex};
 use super::transport::{
-    error_chain, HostOptions, HostTransport, RegistryConfigError, TransportLimits,
+    error_chain, redacted_proxy, HostOptions, HostTransport, RegistryConfigError, TransportLimits,
 };
 use super::{Descriptor, FetchedManifest, Registry, RegistryError, OCI_INDEX};
 
@@ -102,6 +102,9 @@ pub struct RegistryOptions {
     pub max_referrers: usize,
     pub max_redirects: usize,
     pub observer: Arc<dyn RequestObserver>,
+    /// Proxy for every registry request (http or https URL); `None`: direct connections.
+    /// The `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` environment is never read.
+    pub proxy: Option<reqwest::Url>,
 }
 
 impl RegistryOptions {
@@ -118,6 +121,7 @@ impl RegistryOptions {
             max_referrers: DEFAULT_MAX_REFERRERS,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             observer: Arc::new(IgnoreRequests),
+            proxy: None,
         }
     }
 }
@@ -133,6 +137,7 @@ impl fmt::Debug for RegistryOptions {
             .field("max_manifest_bytes", &self.max_manifest_bytes)
             .field("max_referrers", &self.max_referrers)
             .field("max_redirects", &self.max_redirects)
+            .field("proxy", &self.proxy.as_ref().map(redacted_proxy))
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +194,7 @@ impl HttpRegistry {
             connect_timeout: options.connect_timeout,
             request_timeout: options.request_timeout,
             max_redirects: options.max_redirects,
+            proxy: options.proxy.clone(),
         };
         let mut hosts = HashMap::new();
         for host in &options.hosts {
@@ -204,10 +210,10 @@ impl HttpRegistry {
                 });
             }
             let transport =
-                HostTransport::build(&host.host, host.insecure, host.ca_pem.as_deref(), limits)?;
+                HostTransport::build(&host.host, host.insecure, host.ca_pem.as_deref(), &limits)?;
             hosts.insert(key, transport);
         }
-        let default_transport = HostTransport::build("(default)", false, None, limits)?;
+        let default_transport = HostTransport::build("(default)", false, None, &limits)?;
         Ok(Self {
             allowed_registries: options.allowed_registries,
             hosts,

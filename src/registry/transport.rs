@@ -1,6 +1,8 @@
 //! How the client reaches one registry host: https with Mozilla's roots plus the host's own
 //! CA bundle, or plain HTTP when the policy marks the host `insecure`; connect and request
-//! timeouts; and which redirects are followed.
+//! timeouts; which redirects are followed; and the proxy, only when one is configured
+//! (`serve --registry-proxy`): the proxy environment variables are ignored, so that where
+//! registry requests go is decided by the configuration alone.
 //!
 //! TLS is rustls with the aws-lc-rs provider, configured here rather than by reqwest, so that
 //! the trusted roots are exactly the compiled-in webpki roots plus what the policy adds (no
@@ -94,12 +96,24 @@ pub enum RegistryConfigError {
     Client { host: String, reason: String },
 }
 
-/// Timeouts and limits shared by every host's HTTP client.
-#[derive(Debug, Clone, Copy)]
+/// Timeouts, limits and the proxy shared by every host's HTTP client.
+#[derive(Debug, Clone)]
 pub(crate) struct TransportLimits {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_redirects: usize,
+    pub proxy: Option<Url>,
+}
+
+/// The proxy URL without its credentials, for logs and debug output.
+pub(crate) fn redacted_proxy(proxy: &Url) -> String {
+    let mut shown = proxy.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        return format!("{shown} (with credentials)");
+    }
+    shown.to_string()
 }
 
 /// The HTTP client for one host, with its scheme.
@@ -123,14 +137,27 @@ impl HostTransport {
         host: &str,
         insecure: bool,
         ca_pem: Option<&[u8]>,
-        limits: TransportLimits,
+        limits: &TransportLimits,
     ) -> Result<Self, RegistryConfigError> {
         let extra_roots = match ca_pem {
             Some(pem) => parse_ca_bundle(host, pem)?,
             None => Vec::new(),
         };
         let tls = tls_config(host, &extra_roots)?;
-        let client = reqwest::Client::builder()
+        let client_error = |reason: String| RegistryConfigError::Client {
+            host: host.to_owned(),
+            reason,
+        };
+        // reqwest would pick up HTTPS_PROXY and friends on its own; only the configured
+        // proxy is used.
+        let mut builder = reqwest::Client::builder().no_proxy();
+        if let Some(proxy) = &limits.proxy {
+            let proxy = reqwest::Proxy::all(proxy.clone()).map_err(|error| {
+                client_error(format!("proxy {}: {error}", redacted_proxy(proxy)))
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .tls_backend_preconfigured(tls)
             // A secure host's client cannot send plain HTTP at all, redirects and token realms
             // included; an insecure host's client still refuses https → http redirects.
@@ -140,10 +167,7 @@ impl HostTransport {
             .redirect(redirect_policy(limits.max_redirects))
             .user_agent(concat!("provenance-gate/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|error| RegistryConfigError::Client {
-                host: host.to_owned(),
-                reason: error_chain(&error),
-            })?;
+            .map_err(|error| client_error(error_chain(&error)))?;
         Ok(Self { client, insecure })
     }
 }
@@ -352,14 +376,13 @@ ArDWBAGH8EPKWOmL6X95XRGIFg0hKVi21liSGAvs0g==
         assert_eq!(options[0].ca_pem.as_deref(), Some(TEST_CA_PEM.as_bytes()));
         let roots = parse_ca_bundle(&entry.host, TEST_CA_PEM.as_bytes()).expect("one certificate");
         assert_eq!(roots.len(), 1);
-        let limits = TransportLimits {
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            max_redirects: 3,
-        };
-        let transport =
-            HostTransport::build(&entry.host, false, options[0].ca_pem.as_deref(), limits)
-                .expect("client with the extra root");
+        let transport = HostTransport::build(
+            &entry.host,
+            false,
+            options[0].ca_pem.as_deref(),
+            &test_limits(None),
+        )
+        .expect("client with the extra root");
         assert_eq!(transport.scheme(), "https");
     }
 
@@ -384,16 +407,136 @@ ArDWBAGH8EPKWOmL6X95XRGIFg0hKVi21liSGAvs0g==
         ));
     }
 
+    fn test_limits(proxy: Option<Url>) -> TransportLimits {
+        TransportLimits {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            max_redirects: 3,
+            proxy,
+        }
+    }
+
     #[test]
     fn builds_secure_and_insecure_transports() {
-        let limits = TransportLimits {
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            max_redirects: 3,
-        };
-        let secure = HostTransport::build("ghcr.io", false, None, limits).expect("client");
+        let limits = test_limits(None);
+        let secure = HostTransport::build("ghcr.io", false, None, &limits).expect("client");
         assert_eq!(secure.scheme(), "https");
-        let insecure = HostTransport::build("r:5000", true, None, limits).expect("client");
+        let insecure = HostTransport::build("r:5000", true, None, &limits).expect("client");
         assert_eq!(insecure.scheme(), "http");
+    }
+
+    #[test]
+    fn proxy_credentials_are_not_shown() {
+        let proxy = Url::parse("http://user:secret@proxy.internal:3128/").unwrap();
+        let shown = redacted_proxy(&proxy);
+        assert!(
+            !shown.contains("secret") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert!(shown.contains("proxy.internal:3128"), "{shown}");
+    }
+
+    /// A one-shot HTTP server on loopback answering 200 to the first request; its request
+    /// line comes back through the handle.
+    async fn answer_once() -> (std::net::SocketAddr, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let served = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).await.unwrap();
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&request).into_owned();
+            text.lines().next().unwrap_or_default().to_owned()
+        });
+        (address, served)
+    }
+
+    /// Set by [`proxy_environment_is_ignored`] for the copy of itself it runs.
+    const PROXY_CHILD: &str = "PROVENANCE_GATE_TEST_PROXY_CHILD";
+
+    /// The proxy variables are process-wide, so the check runs in a child process of this
+    /// test binary with them set (pointing at a port nobody listens on); the child asserts.
+    #[test]
+    fn proxy_environment_is_ignored() {
+        if std::env::var_os(PROXY_CHILD).is_some() {
+            return registry_requests_go_direct_and_through_the_configured_proxy();
+        }
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_proxy = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "registry::transport::tests::proxy_environment_is_ignored",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PROXY_CHILD, "1")
+            .env("HTTPS_PROXY", &dead_proxy)
+            .env("HTTP_PROXY", &dead_proxy)
+            .env("ALL_PROXY", &dead_proxy)
+            .env("https_proxy", &dead_proxy)
+            .env("http_proxy", &dead_proxy)
+            .env("all_proxy", &dead_proxy)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn registry_requests_go_direct_and_through_the_configured_proxy() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // Direct, although the environment names a proxy.
+            let (registry, served) = answer_once().await;
+            let transport =
+                HostTransport::build("registry", true, None, &test_limits(None)).unwrap();
+            let response = transport
+                .client
+                .get(format!("http://{registry}/v2/"))
+                .send()
+                .await
+                .expect("a direct request, not one through the environment's proxy");
+            assert_eq!(response.status(), 200);
+            assert_eq!(served.await.unwrap(), "GET /v2/ HTTP/1.1");
+
+            // Through the configured proxy, which sees the absolute URL.
+            let (proxy, proxied) = answer_once().await;
+            let proxy = Url::parse(&format!("http://{proxy}")).unwrap();
+            let transport =
+                HostTransport::build("registry", true, None, &test_limits(Some(proxy))).unwrap();
+            let response = transport
+                .client
+                .get("http://registry.invalid/v2/")
+                .send()
+                .await
+                .expect("a request through the configured proxy");
+            assert_eq!(response.status(), 200);
+            assert_eq!(
+                proxied.await.unwrap(),
+                "GET http://registry.invalid/v2/ HTTP/1.1"
+            );
+        });
     }
 }

@@ -30,16 +30,40 @@ use crate::registry::{
     RegistryError, RegistryOperation, RegistryOptions, RequestObserver,
 };
 
+/// Distinct `registry` label values at most; later hosts are counted as `other`. The hosts
+/// come from pod specs (within what the policy routes to a rule), so they are bounded here
+/// too rather than trusted to the policy's globs.
+const MAX_REGISTRY_LABELS: usize = 64;
+
 /// Feeds `provenance_gate_registry_requests_total{registry,operation,code}`; `code` is the
 /// final HTTP status, `0` when no response arrived.
 #[derive(Debug, Clone)]
 pub struct RegistryMetrics {
     requests: Family<RegistryRequestLabels, Counter>,
+    hosts: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl RegistryMetrics {
     pub fn new(requests: Family<RegistryRequestLabels, Counter>) -> Self {
-        RegistryMetrics { requests }
+        RegistryMetrics {
+            requests,
+            hosts: Arc::default(),
+        }
+    }
+
+    fn label(&self, registry: &str) -> String {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if hosts.contains(registry) {
+            return registry.to_owned();
+        }
+        if hosts.len() >= MAX_REGISTRY_LABELS {
+            return "other".to_owned();
+        }
+        hosts.insert(registry.to_owned());
+        registry.to_owned()
     }
 }
 
@@ -47,7 +71,7 @@ impl RequestObserver for RegistryMetrics {
     fn request_finished(&self, registry: &str, operation: RegistryOperation, status: Option<u16>) {
         self.requests
             .get_or_create(&RegistryRequestLabels {
-                registry: registry.to_owned(),
+                registry: self.label(registry),
                 operation: operation.as_str().to_owned(),
                 code: status.unwrap_or(0).to_string(),
             })
@@ -202,6 +226,32 @@ mod tests {
     use crate::cluster::PolicyCell;
     use crate::policy::Policy;
     use crate::registry::AllowedRegistries;
+
+    #[test]
+    fn registry_labels_past_the_limit_are_other() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = crate::metrics::Metrics::register(&mut registry);
+        let observer = RegistryMetrics::new(metrics.registry_requests.clone());
+        for index in 0..MAX_REGISTRY_LABELS + 20 {
+            let host = format!("registry-{index}.example");
+            observer.request_finished(&host, RegistryOperation::Resolve, Some(200));
+        }
+        observer.request_finished("registry-0.example", RegistryOperation::Resolve, Some(200));
+        let text = crate::metrics::encode(&registry);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("provenance_gate_registry_requests_total{"))
+            .collect();
+        assert_eq!(series.len(), MAX_REGISTRY_LABELS + 1, "{text}");
+        assert!(
+            text.contains(r#"registry="other",operation="resolve",code="200"} 20"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"registry="registry-0.example",operation="resolve",code="200"} 2"#),
+            "{text}"
+        );
+    }
 
     const POLICY: &str = r#"
 version: 1
