@@ -2,7 +2,7 @@
 //! carry them (called from validation, so the webhook refuses them too), and warnings about
 //! sound policies that trust more than their author probably means.
 
-use super::config::Policy;
+use super::config::{Policy, RISKY_TRIGGERS};
 use super::document::{PolicyDocument, RuleDocument};
 use super::error::{PolicyError, PolicyIssue};
 use super::glob::has_glob_syntax;
@@ -52,21 +52,6 @@ pub const GITHUB_ACTIONS_EVENTS: [&str; 36] = [
     "watch",
     "workflow_dispatch",
     "workflow_run",
-];
-
-/// Triggers that run code or input from forks, pull requests, issues or comments with the
-/// base repository's identity: `policy check` warns when a rule lists one.
-pub const RISKY_TRIGGERS: [&str; 10] = [
-    "pull_request",
-    "pull_request_target",
-    "workflow_run",
-    "issue_comment",
-    "issues",
-    "repository_dispatch",
-    "discussion",
-    "discussion_comment",
-    "pull_request_review",
-    "pull_request_review_comment",
 ];
 
 /// Glob comparisons the shadowing check may make before it gives up (and says so).
