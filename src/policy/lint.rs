@@ -54,6 +54,8 @@ pub const GITHUB_ACTIONS_EVENTS: [&str; 36] = [
     "workflow_run",
 ];
 
+/// The most warnings listed; a large policy written one way could otherwise give thousands.
+const MAX_WARNINGS: usize = 200;
 /// Glob comparisons the shadowing check may make before it gives up (and says so).
 const MAX_SHADOW_COMPARISONS: usize = 2_000_000;
 
@@ -72,8 +74,11 @@ impl Policy {
     pub fn check_yaml(source: &str) -> Result<CheckedPolicy, PolicyError> {
         let (document, policy) = parse_with_document(source)?;
         let located_count = (LOCATE_BUDGET_BYTES / source.len().max(1)).max(1);
-        let mut warnings: Vec<PolicyIssue> = warnings(&document)
+        let found = warnings(&document);
+        let omitted = found.len().saturating_sub(MAX_WARNINGS);
+        let mut warnings: Vec<PolicyIssue> = found
             .into_iter()
+            .take(MAX_WARNINGS)
             .enumerate()
             .map(|(position, (path, message))| PolicyIssue {
                 location: (position < located_count)
@@ -88,6 +93,13 @@ impl Policy {
                 .location
                 .map_or((1, 0, 0), |location| (0, location.line, location.column))
         });
+        if omitted > 0 {
+            warnings.push(PolicyIssue {
+                location: None,
+                path: String::new(),
+                message: format!("... and {omitted} more warnings"),
+            });
+        }
         Ok(CheckedPolicy { policy, warnings })
     }
 }
@@ -661,6 +673,23 @@ rules:
             Policy::from_yaml(&rule_with(accepted))
                 .unwrap_or_else(|error| panic!("{accepted}: {error}"));
         }
+    }
+
+    #[test]
+    fn bounds_the_warnings() {
+        let mut source = String::from("version: 1\nrules:\n");
+        for rule in 0..MAX_WARNINGS + 5 {
+            source.push_str(&format!(
+                "  - {{name: r{rule}, images: [\"ghcr.io/a/r{rule}\"], owners: [{{name: a}}]}}\n"
+            ));
+        }
+        let found = warnings_of(&source);
+        assert_eq!(found.len(), MAX_WARNINGS + 1);
+        assert_eq!(
+            found[MAX_WARNINGS - 1].0,
+            format!("rules[{}].owners[0]", MAX_WARNINGS - 1)
+        );
+        assert_eq!(found[MAX_WARNINGS].2, "... and 5 more warnings");
     }
 
     #[test]
