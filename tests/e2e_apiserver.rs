@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -194,8 +194,11 @@ impl Cluster {
         run.stdout
     }
 
-    /// `kubectl get KIND NAME -n NS -o json`.
+    /// `kubectl get KIND NAME -n NS -o json` (cluster-scoped with an empty `namespace`).
     fn get(&self, namespace: &str, kind: &str, name: &str) -> Value {
+        if namespace.is_empty() {
+            return json(&self.ok(&["get", kind, name, "-o", "json"]));
+        }
         json(&self.ok(&["get", kind, name, "-n", namespace, "-o", "json"]))
     }
 
@@ -907,8 +910,80 @@ fn pod_images(pod: &Value) -> Vec<String> {
         .collect()
 }
 
-#[allow(dead_code)]
-fn unused(_: Ipv4Addr) {}
+/// Every `events.k8s.io/v1` Event in the cluster with `reason` about an object named `name`.
+fn events_about(cluster: &Cluster, reason: &str, name: &str) -> Vec<Value> {
+    json(&cluster.ok(&["get", "events.v1.events.k8s.io", "-A", "-o", "json"]))["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|event| event["reason"] == reason && event["regarding"]["name"] == name)
+        .collect()
+}
+
+/// RFC 3339 (seconds, UTC) `seconds` from now, as a break-glass expiry.
+fn expiry_in(seconds: i64) -> String {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `kubectl annotate namespace NS` with break-glass annotations expiring at `expires`, as
+/// `user` in `group` (impersonated by the admin).
+fn declare_break_glass(
+    cluster: &Cluster,
+    namespace: &str,
+    ticket: &str,
+    expires: &str,
+    user: &str,
+    group: &str,
+) -> Kubectl {
+    cluster.kubectl(&[
+        "annotate",
+        "namespace",
+        namespace,
+        "--overwrite",
+        &format!("provenance-gate.dev/break-glass-ticket={ticket}"),
+        "provenance-gate.dev/break-glass-reason=hotfix while CI is down",
+        &format!("provenance-gate.dev/break-glass-expires={expires}"),
+        &format!("--as={user}"),
+        &format!("--as-group={group}"),
+    ])
+}
+
+/// A ClusterRole that may edit Namespaces, bound to `groups`: what RBAC lets through, the
+/// webhook then judges.
+fn grant_namespace_editing(cluster: &Cluster, groups: &[&str]) {
+    let subjects: Vec<Value> = groups
+        .iter()
+        .map(|group| {
+            serde_json::json!({"kind": "Group", "name": group, "apiGroup": "rbac.authorization.k8s.io"})
+        })
+        .collect();
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "namespace-editor"},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "patch", "update"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "namespace-editor"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "namespace-editor"},
+            "subjects": subjects,
+        },
+    ]});
+    let run = cluster.kubectl_with_input(&["apply", "-f", "-"], Some(&objects.to_string()));
+    assert!(run.success, "{run}");
+}
+
+fn annotations(cluster: &Cluster, namespace: &str) -> serde_json::Map<String, Value> {
+    cluster.get("", "namespace", namespace)["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
 
 // --- scenarios ----------------------------------------------------------------------------------
 
@@ -1074,4 +1149,167 @@ fn warn_and_observe_namespaces_admit_with_a_warning_or_a_record() {
     let record = cluster.record(OBSERVE_NS, "unattested");
     assert_eq!(record["result"], "would_deny", "{record}");
     assert_eq!(record["mode"], "observe", "{record}");
+}
+
+/// Break-glass through the real API server: a non-approver's declaration is refused, an
+/// approver's (impersonated with `--as`/`--as-group`) is stored with the approver the webhook
+/// saw, an unattested Pod is then admitted with a `BreakGlassAdmission` Event, and once the
+/// break-glass has expired enforcement is back.
+#[test]
+fn break_glass_needs_an_approver_and_expires() {
+    let cluster = Cluster::start();
+    let unattested = cluster.images.unattested.reference.clone();
+    grant_namespace_editing(&cluster, &["sre", "developers"]);
+
+    let run = declare_break_glass(
+        &cluster,
+        ENFORCE_NS,
+        "INC-1",
+        &expiry_in(3600),
+        "bob",
+        "developers",
+    );
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr.starts_with(
+            "Error from server (Forbidden): admission webhook \"namespaces-enforce-1.mutate.provenance-gate.dev\" \
+             denied the request: break-glass on namespace payments refused: user \"bob\" may not declare \
+             break-glass: not among the policy's break-glass approvers"
+        ),
+        "{run}"
+    );
+    assert!(
+        !annotations(&cluster, ENFORCE_NS)
+            .keys()
+            .any(|key| key.starts_with("provenance-gate.dev/break-glass")),
+        "a refused declaration is not stored"
+    );
+
+    // Declared for 20 seconds by an approver: stored with who approved it.
+    let run = declare_break_glass(
+        &cluster,
+        ENFORCE_NS,
+        "INC-2",
+        &expiry_in(20),
+        "alice",
+        "sre",
+    );
+    assert!(run.success, "{run}");
+    let stored = annotations(&cluster, ENFORCE_NS);
+    assert_eq!(
+        stored["provenance-gate.dev/break-glass-approved-by"], "alice",
+        "{stored:?}"
+    );
+    assert_eq!(
+        stored["provenance-gate.dev/break-glass-approver-groups"], r#"["sre"]"#,
+        "{stored:?}"
+    );
+
+    let run = cluster.run_pod(ENFORCE_NS, "hotfix", &unattested, &[]);
+    assert!(run.success, "{run}");
+    assert_eq!(
+        pod_images(&cluster.get(ENFORCE_NS, "pod", "hotfix")),
+        [unattested.clone()]
+    );
+    eventually("a BreakGlassAdmission Event on the Namespace", || {
+        events_about(&cluster, "BreakGlassAdmission", ENFORCE_NS)
+            .iter()
+            .any(|event| {
+                event["note"]
+                    .as_str()
+                    .is_some_and(|note| note.contains("INC-2") && note.contains("alice"))
+            })
+    });
+
+    // Expired: enforcement is back.
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(21);
+    while jiff::Timestamp::now() < expires {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let run = cluster.run_pod(ENFORCE_NS, "after-expiry", &unattested, &[]);
+    assert!(!run.success, "{run}");
+    assert!(run.stderr.contains("denied the request: image"), "{run}");
+}
+
+/// provenance-gate stopped: the API server applies the chart's failure policies. Enforce
+/// namespaces refuse new Pods, warn namespaces admit them, `kube-system` and the release
+/// namespace are never sent to the webhook; Namespace label changes and break-glass
+/// annotations are refused (issue 8, item 7, replayed), other Namespace writes go through.
+/// Started again, the webhook judges again.
+#[test]
+fn webhook_outage_applies_the_charts_failure_policies() {
+    let mut cluster = Cluster::start();
+    let attested = cluster.images.attested.reference.clone();
+    let unattested = cluster.images.unattested.reference.clone();
+    grant_namespace_editing(&cluster, &["sre"]);
+
+    // Never sent, even while the webhook is up: stored as written, no record.
+    for namespace in ["kube-system", RELEASE] {
+        cluster.wait_for_default_service_account(namespace);
+        let run = cluster.run_pod(namespace, "unattested-up", &unattested, &[]);
+        assert!(run.success, "{run}");
+        assert_eq!(
+            pod_images(&cluster.get(namespace, "pod", "unattested-up")),
+            [unattested.clone()]
+        );
+    }
+
+    let records = cluster.stop_gate();
+    assert!(
+        !records
+            .iter()
+            .any(|record| record["namespace"] == "kube-system" || record["namespace"] == RELEASE),
+        "kube-system and the release namespace were sent to the webhook: {records:?}"
+    );
+
+    let run = cluster.run_pod(ENFORCE_NS, "attested-down", &attested, &[]);
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr
+            .contains("failed calling webhook \"pods-enforce-1.mutate.provenance-gate.dev\""),
+        "{run}"
+    );
+    let run = cluster.run_pod(WARN_NS, "unattested-down", &unattested, &[]);
+    assert!(run.success, "{run}");
+    for namespace in ["kube-system", RELEASE] {
+        let run = cluster.run_pod(namespace, "unattested-down", &unattested, &[]);
+        assert!(run.success, "{run}");
+    }
+
+    // Namespace writes: only label changes and break-glass wait for the webhook.
+    let run = cluster.kubectl(&["label", "namespace", ENFORCE_NS, "--overwrite", "env=dev"]);
+    assert!(!run.success, "{run}");
+    // The entry whose selector matches the new labels is called; every Namespace entry is Fail.
+    assert!(
+        run.stderr
+            .contains("failed calling webhook \"namespaces-soft-1.mutate"),
+        "{run}"
+    );
+    let run = declare_break_glass(
+        &cluster,
+        ENFORCE_NS,
+        "INC-3",
+        &expiry_in(3600),
+        "alice",
+        "sre",
+    );
+    assert!(!run.success, "{run}");
+    assert!(run.stderr.contains("failed calling webhook"), "{run}");
+    let stored = cluster.get("", "namespace", ENFORCE_NS);
+    assert_eq!(
+        stored["metadata"]["labels"]["env"], "production",
+        "{stored}"
+    );
+    cluster.ok(&["annotate", "namespace", ENFORCE_NS, "team=payments"]);
+    cluster.create_namespace("created-during-outage", &[("env", "production")]);
+    cluster.ok(&["label", "namespace", "kube-system", "env=dev"]);
+
+    // Back: judged again.
+    cluster.start_gate();
+    let run = cluster.run_pod(ENFORCE_NS, "attested-back", &attested, &[]);
+    assert!(run.success, "{run}");
+    assert_eq!(
+        pod_images(&cluster.get(ENFORCE_NS, "pod", "attested-back")),
+        [pinned(&cluster.images.attested)]
+    );
 }
