@@ -81,6 +81,12 @@ struct Images {
     pull_request: PushedImage,
     /// Under the rule's image path, built by another repository.
     foreign: PushedImage,
+    /// Attested like `attested`, under a tag no test reviews before the registry stops.
+    fresh: PushedImage,
+    /// Attested, under a tag a test re-points to an unattested image.
+    moving: PushedImage,
+    /// Unattested, under a path no rule covers (`unmatchedImages` decides).
+    uncovered: PushedImage,
 }
 
 impl Cluster {
@@ -849,6 +855,9 @@ fn push_images(registry: &DistributionRegistry, instance: &TestInstance) -> Imag
             spec.with_repository("mallory/api")
                 .with_repository_ids("666", "667")
         }),
+        fresh: push_attested_image(&client, "acme/api", "v2", instance, |spec| spec),
+        moving: push_attested_image(&client, "acme/api", "moving", instance, |spec| spec),
+        uncovered: push_unattested_image(&client, "tools/debug", "v1"),
     }
 }
 
@@ -1312,4 +1321,172 @@ fn webhook_outage_applies_the_charts_failure_policies() {
         pod_images(&cluster.get(ENFORCE_NS, "pod", "attested-back")),
         [pinned(&cluster.images.attested)]
     );
+}
+
+/// The policy ConfigMap edited with `kubectl`: a new rule applies within seconds; an invalid
+/// edit keeps the last good policy and a `PolicyInvalid` Event says why. Then the registry
+/// stops: enforce refuses an image it has not verified yet with a clear reason, within the
+/// API server's timeout, and warn admits it with a warning.
+#[test]
+fn policy_edits_apply_live_and_a_registry_outage_fails_closed_only_in_enforce() {
+    let mut cluster = Cluster::start();
+    let uncovered = cluster.images.uncovered.reference.clone();
+
+    let run = cluster.run_pod(ENFORCE_NS, "debug", &uncovered, &[]);
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("denied the request: image {uncovered} denied")),
+        "{run}"
+    );
+
+    // unmatchedImages: deny → allow.
+    let policy = policy_text(&cluster);
+    assert!(policy.contains("unmatchedImages: deny"), "{policy}");
+    replace_policy(
+        &cluster,
+        &policy.replace("unmatchedImages: deny", "unmatchedImages: allow"),
+    );
+    let edited = Instant::now();
+    let mut last = String::new();
+    eventually("the edited policy admits the uncovered image", || {
+        let run = cluster.run_pod(ENFORCE_NS, "debug", &uncovered, &[]);
+        last = run.to_string();
+        run.success
+    });
+    eprintln!(
+        "policy edit in force after {:.1}s",
+        edited.elapsed().as_secs_f64()
+    );
+    assert!(edited.elapsed() < Duration::from_secs(15), "{last}");
+
+    // An invalid edit: reported, and the last good policy stays in force.
+    replace_policy(
+        &cluster,
+        "version: 1\nrules:\n  - name: broken\n    images: [\"\"]\n",
+    );
+    eventually("a PolicyInvalid Event on the ConfigMap", || {
+        !events_about(&cluster, "PolicyInvalid", &format!("{RELEASE}-policy")).is_empty()
+    });
+    let run = cluster.run_pod(ENFORCE_NS, "debug-2", &uncovered, &[]);
+    assert!(run.success, "{run}");
+
+    // The registry stops.
+    drop(cluster.registry.take());
+    let fresh = cluster.images.fresh.reference.clone();
+    let asked = Instant::now();
+    let run = cluster.run_pod(ENFORCE_NS, "fresh", &fresh, &[]);
+    let took = asked.elapsed();
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr
+            .contains(&format!("denied the request: image {fresh}")),
+        "the webhook, not the failure policy, refuses: {run}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "refused after {took:?}: {run}"
+    );
+    let run = cluster.run_pod(WARN_NS, "fresh", &fresh, &[]);
+    assert!(run.success, "{run}");
+    assert!(
+        run.stderr.starts_with("Warning: ") && run.stderr.contains(&fresh),
+        "{run}"
+    );
+}
+
+/// An attested Deployment whose tag is re-pointed to an unattested image before its ReplicaSet
+/// scales up: every new Pod is pinned to the verified digest or refused (FailedCreate with the
+/// webhook's reason), never stored with the unverified digest.
+#[test]
+fn a_tag_repointed_before_scale_up_never_admits_the_new_digest() {
+    let cluster = Cluster::start();
+    let moving = &cluster.images.moving;
+    let run = cluster.apply_deployment(ENFORCE_NS, "moving", &moving.reference, 1, &[]);
+    assert!(run.success, "{run}");
+    eventually("the first Pod", || {
+        cluster
+            .list(ENFORCE_NS, "pods", &["-l", "app=moving"])
+            .len()
+            == 1
+    });
+
+    let repository = moving
+        .reference
+        .split_once('/')
+        .and_then(|(_, path)| path.split_once(':'))
+        .map(|(repository, _)| repository.to_owned())
+        .expect("HOST/REPOSITORY:TAG");
+    let tag = moving
+        .reference
+        .rsplit(':')
+        .next()
+        .expect("a tag")
+        .to_owned();
+    let client = cluster
+        .registry
+        .as_ref()
+        .expect("the registry runs")
+        .client();
+    let repointed = push_unattested_image(&client, &repository, &tag);
+    assert_eq!(repointed.reference, moving.reference);
+    assert_ne!(repointed.manifest_digest, moving.manifest_digest);
+
+    cluster.ok(&[
+        "scale",
+        "deployment",
+        "moving",
+        "-n",
+        ENFORCE_NS,
+        "--replicas=3",
+    ]);
+    let mut pods = Vec::new();
+    let mut refusals = Vec::new();
+    eventually("three Pods, or the ReplicaSet's FailedCreate", || {
+        pods = cluster.list(ENFORCE_NS, "pods", &["-l", "app=moving"]);
+        refusals = cluster
+            .list(ENFORCE_NS, "events", &[])
+            .into_iter()
+            .filter(|event| event["reason"] == "FailedCreate")
+            .collect();
+        pods.len() == 3 || !refusals.is_empty()
+    });
+    for pod in &pods {
+        assert_eq!(pod_images(pod), [pinned(moving)], "{pod}");
+    }
+    for event in &refusals {
+        assert_eq!(event["involvedObject"]["kind"], "ReplicaSet", "{event}");
+        let message = event["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("denied the request")
+                && message.contains(&repointed.manifest_digest.replace("sha256:", "")[..12]),
+            "{event}"
+        );
+    }
+    eprintln!(
+        "after the re-point: {} Pods pinned to the verified digest, {} FailedCreate Events",
+        pods.len(),
+        refusals.len()
+    );
+}
+
+fn policy_text(cluster: &Cluster) -> String {
+    cluster.get(RELEASE, "configmap", &format!("{RELEASE}-policy"))["data"]["policy.yaml"]
+        .as_str()
+        .expect("the policy ConfigMap holds policy.yaml")
+        .to_owned()
+}
+
+fn replace_policy(cluster: &Cluster, text: &str) {
+    let patch = serde_json::json!({"data": {"policy.yaml": text}}).to_string();
+    cluster.ok(&[
+        "patch",
+        "configmap",
+        &format!("{RELEASE}-policy"),
+        "-n",
+        RELEASE,
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
 }
