@@ -1490,3 +1490,158 @@ fn replace_policy(cluster: &Cluster, text: &str) {
         &patch,
     ]);
 }
+
+/// The outage found by hand (issue 10): with the webhook down, UPDATEs that change no image
+/// (a Pod's labels, a Deployment's annotations, the garbage collector's finalizer writes of a
+/// foreground deletion) must not wait for it; an image change still does, in enforce.
+#[test]
+fn image_neutral_updates_do_not_wait_for_the_webhook() {
+    let mut cluster = Cluster::start();
+    let attested = cluster.images.attested.reference.clone();
+    for name in ["api", "web"] {
+        let run = cluster.apply_deployment(ENFORCE_NS, name, &attested, 1, &[]);
+        assert!(run.success, "{run}");
+        eventually(&format!("the Pod of {name}"), || {
+            cluster
+                .list(ENFORCE_NS, "pods", &["-l", &format!("app={name}")])
+                .len()
+                == 1
+        });
+    }
+    let pod = cluster.list(ENFORCE_NS, "pods", &["-l", "app=api"])[0]["metadata"]["name"]
+        .as_str()
+        .expect("a Pod name")
+        .to_owned();
+    cluster.stop_gate();
+
+    cluster.ok(&["label", "pod", &pod, "-n", ENFORCE_NS, "team=payments"]);
+    cluster.ok(&[
+        "annotate",
+        "deployment",
+        "api",
+        "-n",
+        ENFORCE_NS,
+        "owner=payments",
+    ]);
+    cluster.ok(&[
+        "scale",
+        "deployment",
+        "web",
+        "-n",
+        ENFORCE_NS,
+        "--replicas=0",
+    ]);
+    let started = Instant::now();
+    cluster.ok(&[
+        "delete",
+        "deployment",
+        "api",
+        "-n",
+        ENFORCE_NS,
+        "--cascade=foreground",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    eventually(
+        "the foreground deletion removes the ReplicaSet and its Pod",
+        || {
+            cluster
+                .list(ENFORCE_NS, "replicasets", &["-l", "app=api"])
+                .is_empty()
+                && cluster
+                    .list(ENFORCE_NS, "pods", &["-l", "app=api"])
+                    .is_empty()
+        },
+    );
+    eprintln!(
+        "foreground deletion during the outage took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // An image change is still judged, so it fails closed while the webhook is down.
+    let run = cluster.kubectl(&[
+        "set",
+        "image",
+        "deployment/web",
+        "-n",
+        ENFORCE_NS,
+        &format!("app={}", cluster.images.unattested.reference),
+    ]);
+    assert!(!run.success, "{run}");
+    assert!(
+        run.stderr.contains(
+            "failed calling webhook \"workloads-enforce-1.validate.provenance-gate.dev\""
+        ),
+        "{run}"
+    );
+}
+
+/// A second release of the chart in another namespace (enforced by the first, tier 2 having
+/// no `env` label there) runs its own image: the chart exempts it by default.
+#[test]
+fn a_second_release_runs_its_own_image_where_the_first_enforces() {
+    let cluster = Cluster::start();
+    let helm = chart_tool("helm");
+    let second = "second-gate";
+    cluster.create_namespace(second, &[]);
+    cluster.wait_for_default_service_account(second);
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/provenance-gate");
+    let output = Command::new(&helm)
+        .args(["template", second])
+        .arg(&chart)
+        .args(["--namespace", second])
+        .output()
+        .expect("run helm");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Its Deployment and what the Deployment's pods need; its webhook configurations would
+    // only add a second, unreachable webhook. Applied as rendered (YAML 1.1: `defaultMode:
+    // 0440` is octal to kubectl).
+    let rendered = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut image = None;
+    let mut kinds = Vec::new();
+    let documents: Vec<&str> = rendered
+        .split("\n---\n")
+        .filter(|document| {
+            let value: serde_yaml::Value = serde_yaml::from_str(document).unwrap_or_default();
+            let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+            if kind == "Deployment" {
+                image = value["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .map(str::to_owned);
+            }
+            let keep = ["Deployment", "ServiceAccount", "ResourceQuota"].contains(&kind.as_str());
+            if keep {
+                kinds.push(kind);
+            }
+            keep
+        })
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    let image = image.expect("the second release's Deployment names its image");
+    let run = cluster.kubectl_with_input(&["apply", "-f", "-"], Some(&documents.join("\n---\n")));
+    assert!(run.success, "{run}");
+    let mut pods = Vec::new();
+    let mut refusals = Vec::new();
+    eventually("the second release's Pods, or a FailedCreate", || {
+        pods = cluster.list(second, "pods", &[]);
+        refusals = cluster
+            .list(second, "events", &[])
+            .into_iter()
+            .filter(|event| event["reason"] == "FailedCreate")
+            .collect();
+        pods.len() == 2 || !refusals.is_empty()
+    });
+    assert!(
+        refusals.is_empty(),
+        "the second release's pods were refused: {refusals:?}"
+    );
+    for pod in &pods {
+        assert_eq!(pod_images(pod), [image.clone()], "{pod}");
+    }
+    let record = cluster.record(second, pods[0]["metadata"]["name"].as_str().expect("name"));
+    assert_eq!(record["result"], "exempt", "{record}");
+}
