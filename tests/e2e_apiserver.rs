@@ -208,6 +208,11 @@ impl Cluster {
         json(&self.ok(&["get", kind, name, "-n", namespace, "-o", "json"]))
     }
 
+    /// Whether the API server stores KIND NAME in `namespace`.
+    fn exists(&self, namespace: &str, kind: &str, name: &str) -> bool {
+        self.kubectl(&["get", kind, name, "-n", namespace]).success
+    }
+
     /// The items of `kubectl get KIND -n NS -o json` (with `extra` arguments).
     fn list(&self, namespace: &str, kind: &str, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["get", kind, "-n", namespace, "-o", "json"];
@@ -278,10 +283,7 @@ impl Cluster {
     fn wait_for_default_service_account(&self, namespace: &str) {
         eventually(
             &format!("the default ServiceAccount of {namespace}"),
-            || {
-                self.kubectl(&["get", "serviceaccount", "default", "-n", namespace])
-                    .success
-            },
+            || self.exists(namespace, "serviceaccount", "default"),
         );
     }
 
@@ -1036,9 +1038,7 @@ fn enforce_namespace_pins_attested_pods_and_refuses_the_rest() {
             "{run}"
         );
         assert!(
-            !cluster
-                .kubectl(&["get", "pod", name, "-n", ENFORCE_NS])
-                .success,
+            !cluster.exists(ENFORCE_NS, "pod", name),
             "a refused Pod {name} is not stored"
         );
     }
@@ -1072,7 +1072,18 @@ fn enforce_namespace_pins_attested_pods_and_refuses_the_rest() {
         [pinned(&images.attested)],
         "{run}"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // A real refusal after the dry runs: once its Event is there, theirs would be too.
+    let run = cluster.run_pod(ENFORCE_NS, "after-dry", &images.unattested.reference, &[]);
+    assert!(!run.success, "{run}");
+    eventually(
+        "the ImageDenied Event of the refusal after the dry runs",
+        || {
+            cluster
+                .events(ENFORCE_NS, "ImageDenied")
+                .iter()
+                .any(|event| event["regarding"]["name"] == "after-dry")
+        },
+    );
     let events: Vec<Value> = cluster
         .list(ENFORCE_NS, "events.v1.events.k8s.io", &[])
         .into_iter()
@@ -1083,11 +1094,7 @@ fn enforce_namespace_pins_attested_pods_and_refuses_the_rest() {
         })
         .collect();
     assert!(events.is_empty(), "a dry run wrote Events: {events:?}");
-    assert!(
-        !cluster
-            .kubectl(&["get", "pod", "dry-attested", "-n", ENFORCE_NS])
-            .success
-    );
+    assert!(!cluster.exists(ENFORCE_NS, "pod", "dry-attested"));
 }
 
 /// A Deployment with an attested tag: the Deployment is stored as written (tag), and the Pods
@@ -1128,11 +1135,7 @@ fn deployments_get_pinned_pods_from_the_controllers() {
             && run.stderr.contains(&images.unattested.reference),
         "{run}"
     );
-    assert!(
-        !cluster
-            .kubectl(&["get", "deployment", "unsigned", "-n", ENFORCE_NS])
-            .success
-    );
+    assert!(!cluster.exists(ENFORCE_NS, "deployment", "unsigned"));
 }
 
 /// Warn namespace: an unattested Pod is created and `kubectl` prints the webhook's warning;
@@ -1150,7 +1153,7 @@ fn warn_and_observe_namespaces_admit_with_a_warning_or_a_record() {
     );
     assert_eq!(
         pod_images(&cluster.get(WARN_NS, "pod", "unattested")),
-        [images.unattested.reference.clone()]
+        [images.unattested.reference.as_str()]
     );
 
     let run = cluster.run_pod(OBSERVE_NS, "unattested", &images.unattested.reference, &[]);
@@ -1218,7 +1221,7 @@ fn break_glass_needs_an_approver_and_expires() {
     assert!(run.success, "{run}");
     assert_eq!(
         pod_images(&cluster.get(ENFORCE_NS, "pod", "hotfix")),
-        [unattested.clone()]
+        [unattested.as_str()]
     );
     eventually("a BreakGlassAdmission Event on the Namespace", || {
         events_about(&cluster, "BreakGlassAdmission", ENFORCE_NS)
@@ -1259,7 +1262,7 @@ fn webhook_outage_applies_the_charts_failure_policies() {
         assert!(run.success, "{run}");
         assert_eq!(
             pod_images(&cluster.get(namespace, "pod", "unattested-up")),
-            [unattested.clone()]
+            [unattested.as_str()]
         );
     }
 
@@ -1640,7 +1643,7 @@ fn a_second_release_runs_its_own_image_where_the_first_enforces() {
         "the second release's pods were refused: {refusals:?}"
     );
     for pod in &pods {
-        assert_eq!(pod_images(pod), [image.clone()], "{pod}");
+        assert_eq!(pod_images(pod), [image.as_str()], "{pod}");
     }
     let record = cluster.record(second, pods[0]["metadata"]["name"].as_str().expect("name"));
     assert_eq!(record["result"], "exempt", "{record}");
