@@ -1648,3 +1648,57 @@ fn a_second_release_runs_its_own_image_where_the_first_enforces() {
     let record = cluster.record(second, pods[0]["metadata"]["name"].as_str().expect("name"));
     assert_eq!(record["result"], "exempt", "{record}");
 }
+
+/// The README's cluster demo (`scripts/demo.sh --cluster`): what an operator types and what
+/// `kubectl` answers, printed (run with `--nocapture`), and checked.
+#[test]
+fn demo_kubectl_refuses_an_unattested_image_and_pins_an_attested_one() {
+    let cluster = Cluster::start();
+    let attested = cluster.images.attested.reference.clone();
+    let unattested = cluster.images.unattested.reference.clone();
+    let show = |args: &[&str]| {
+        let run = cluster.kubectl(args);
+        eprintln!("\n$ kubectl {}", run.args);
+        eprint!("{}{}", run.stdout, run.stderr);
+        run
+    };
+    eprintln!(
+        "\nA kube-apiserver {} calls provenance-gate through the chart's Service; namespace \
+         {ENFORCE_NS} enforces (env=production).",
+        cluster.server.url()
+    );
+    let run = show(&[
+        "run",
+        "unsigned",
+        &format!("--image={unattested}"),
+        "-n",
+        ENFORCE_NS,
+    ]);
+    assert!(
+        !run.success && run.stderr.contains("no attestation found"),
+        "{run}"
+    );
+    let run = show(&[
+        "run",
+        "api",
+        &format!("--image={attested}"),
+        "-n",
+        ENFORCE_NS,
+    ]);
+    assert!(run.success, "{run}");
+    let run = show(&[
+        "get",
+        "pod",
+        "api",
+        "-n",
+        ENFORCE_NS,
+        "-o",
+        "jsonpath=image: {.spec.containers[0].image}{\"\\n\"}provenance: \
+         {.metadata.annotations.provenance-gate\\.dev/provenance}{\"\\n\"}",
+    ]);
+    assert!(
+        run.stdout
+            .starts_with(&format!("image: {}\n", pinned(&cluster.images.attested))),
+        "{run}"
+    );
+}
