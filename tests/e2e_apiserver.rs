@@ -89,8 +89,22 @@ struct Images {
     uncovered: PushedImage,
 }
 
+/// How the API server reaches the webhook.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// The chart's Service, resolved to an `Endpoints` object (as in a cluster).
+    Service,
+    /// `webhook.url`: an HTTPS URL outside the cluster, with a certificate the test issues
+    /// (`tls.mode: secret`); no `Endpoints` at all.
+    Url,
+}
+
 impl Cluster {
     fn start() -> Cluster {
+        Cluster::start_reaching(Reach::Service)
+    }
+
+    fn start_reaching(reach: Reach) -> Cluster {
         let started = Instant::now();
         let kubectl = chart_tool("kubectl");
         let helm = chart_tool("helm");
@@ -128,10 +142,16 @@ impl Cluster {
             RELEASE,
             &format!("--from-file={TRUSTED_ROOT_KEY}={}", root.display()),
         ]);
-        let rendered = helm_template(&helm, cluster.dir.path(), &chart_values(&host));
+        let mut values = chart_values(&host);
+        if reach == Reach::Url {
+            values.push_str(&cluster.out_of_cluster_values());
+        }
+        let rendered = helm_template(&helm, cluster.dir.path(), &values);
         let deployment = cluster.apply_chart(&rendered);
         cluster.serve = ServeSpec::from_deployment(&deployment);
-        cluster.apply_endpoints();
+        if reach == Reach::Service {
+            cluster.apply_endpoints();
+        }
         cluster.serve.materialize(&cluster);
         // Created with their labels: a creation never waits for the webhook, a later label
         // change does (the Namespace entries fail closed).
@@ -310,8 +330,9 @@ impl Cluster {
             kinds.push(kind);
             applied.push(value);
         }
+        // The TLS Secret too, unless the operator brings it (`tls.mode: secret`): the volume
+        // of the Deployment names it either way, and starting `serve` reads it.
         for kind in [
-            "Secret",
             "ConfigMap",
             "ServiceAccount",
             "ClusterRole",
@@ -331,6 +352,35 @@ impl Cluster {
         let run = self.kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()));
         assert!(run.success, "{run}");
         deployment.expect("the chart renders a Deployment")
+    }
+
+    /// Values for a webhook outside the cluster at `https://NAMESPACE_IP:PORT`: a serving
+    /// certificate for that address from a CA of the test's in a Secret the operator made
+    /// (`tls.mode: secret`), whose CA goes into the caBundle.
+    fn out_of_cluster_values(&self) -> String {
+        use base64::Engine as _;
+        let ca = provenance_gate_testkit::registry::TestCa::new();
+        let address = self.netns.inner_ip().to_string();
+        let identity = ca.issue_server_identity_for(&[&address]);
+        let dir = self.dir.path();
+        std::fs::write(dir.join("url-tls.crt"), &identity.certificate_pem).expect("write");
+        std::fs::write(dir.join("url-tls.key"), &identity.private_key_pem).expect("write");
+        self.ok(&[
+            "create",
+            "secret",
+            "tls",
+            "webhook-tls",
+            "-n",
+            RELEASE,
+            &format!("--cert={}", dir.join("url-tls.crt").display()),
+            &format!("--key={}", dir.join("url-tls.key").display()),
+        ]);
+        // The chart's container port for the webhook (the Deployment's `https`).
+        format!(
+            "webhook:\n  url: https://{address}:8443\ntls:\n  mode: secret\n  secret:\n    \
+             name: webhook-tls\n    caBundle: {}\n",
+            base64::engine::general_purpose::STANDARD.encode(ca.certificate_pem())
+        )
     }
 
     /// The chart's Service gets one endpoint: the webhook's address in its network namespace,
@@ -1701,4 +1751,31 @@ fn demo_kubectl_refuses_an_unattested_image_and_pins_an_attested_one() {
             .starts_with(&format!("image: {}\n", pinned(&cluster.images.attested))),
         "{run}"
     );
+}
+
+/// `webhook.url`: a webhook outside the cluster, called at its URL (no Service endpoint exists)
+/// with the operator's certificate, judges as through the Service.
+#[test]
+fn an_out_of_cluster_webhook_is_called_at_its_url() {
+    let cluster = Cluster::start_reaching(Reach::Url);
+    let configuration = cluster.get("", "mutatingwebhookconfiguration", RELEASE);
+    let client = &configuration["webhooks"][0]["clientConfig"];
+    assert_eq!(
+        client["url"],
+        format!("https://{}:8443/mutate", cluster.netns.inner_ip()).as_str(),
+        "{configuration}"
+    );
+    assert!(client["service"].is_null(), "{configuration}");
+    assert!(!cluster.exists(RELEASE, "endpoints", RELEASE));
+
+    let images = &cluster.images;
+    let run = cluster.run_pod(ENFORCE_NS, "api", &images.attested.reference, &[]);
+    assert!(run.success, "{run}");
+    assert_eq!(
+        pod_images(&cluster.get(ENFORCE_NS, "pod", "api")),
+        [pinned(&images.attested)]
+    );
+    let run = cluster.run_pod(ENFORCE_NS, "unsigned", &images.unattested.reference, &[]);
+    assert!(!run.success, "{run}");
+    assert!(run.stderr.contains("no attestation found"), "{run}");
 }
