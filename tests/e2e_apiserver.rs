@@ -146,7 +146,9 @@ impl Cluster {
         if reach == Reach::Url {
             values.push_str(&cluster.out_of_cluster_values());
         }
-        let rendered = helm_template(&helm, cluster.dir.path(), &values);
+        let values_path = cluster.dir.path().join("values.yaml");
+        std::fs::write(&values_path, values).expect("write the values");
+        let rendered = helm_template(&helm, RELEASE, RELEASE, Some(&values_path));
         let deployment = cluster.apply_chart(&rendered);
         cluster.serve = ServeSpec::from_deployment(&deployment);
         if reach == Reach::Service {
@@ -556,17 +558,18 @@ trustedRoots:
     )
 }
 
-fn helm_template(helm: &Path, dir: &Path, values: &str) -> String {
-    let values_path = dir.join("values.yaml");
-    std::fs::write(&values_path, values).expect("write the values");
+/// `helm template RELEASE charts/provenance-gate --namespace NAMESPACE [--values FILE]`.
+fn helm_template(helm: &Path, release: &str, namespace: &str, values: Option<&Path>) -> String {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/provenance-gate");
-    let output = Command::new(helm)
-        .args(["template", RELEASE])
+    let mut command = Command::new(helm);
+    command
+        .args(["template", release])
         .arg(&chart)
-        .args(["--namespace", RELEASE, "--values"])
-        .arg(&values_path)
-        .output()
-        .expect("run helm");
+        .args(["--namespace", namespace]);
+    if let Some(values) = values {
+        command.arg("--values").arg(values);
+    }
+    let output = command.output().expect("run helm");
     assert!(
         output.status.success(),
         "helm template failed: {}",
@@ -595,7 +598,7 @@ fn chart_tool(name: &str) -> PathBuf {
 struct ServeSpec {
     args: Vec<String>,
     env: Vec<(String, String)>,
-    /// Mount path → (volume source kind, object name, items) as the Deployment says.
+    /// The container's volume mounts and what fills them, as the Deployment says.
     mounts: Vec<Mount>,
     ports: BTreeMap<String, u16>,
 }
@@ -1638,22 +1641,10 @@ fn a_second_release_runs_its_own_image_where_the_first_enforces() {
     let second = "second-gate";
     cluster.create_namespace(second, &[]);
     cluster.wait_for_default_service_account(second);
-    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/provenance-gate");
-    let output = Command::new(&helm)
-        .args(["template", second])
-        .arg(&chart)
-        .args(["--namespace", second])
-        .output()
-        .expect("run helm");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     // Its Deployment and what the Deployment's pods need; its webhook configurations would
     // only add a second, unreachable webhook. Applied as rendered (YAML 1.1: `defaultMode:
     // 0440` is octal to kubectl).
-    let rendered = String::from_utf8_lossy(&output.stdout).into_owned();
+    let rendered = helm_template(&helm, second, second, None);
     let mut image = None;
     let mut kinds = Vec::new();
     let documents: Vec<&str> = rendered
