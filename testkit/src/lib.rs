@@ -2,8 +2,9 @@
 //! (GitHub artifact attestations) under throwaway trust roots, and (module
 //! [`registry`]) runs real registries on loopback, a fault-injecting proxy,
 //! and pushes images with attestations into them as GitHub does.
-//! Module [`kube`] runs a real Kubernetes API server (etcd + kube-apiserver)
-//! on loopback for the cluster tests.
+//! Module [`kube`] runs a real Kubernetes control plane (etcd, kube-apiserver,
+//! kube-controller-manager) for the cluster tests, and [`netns`] a network namespace
+//! for a webhook the API server reaches as it reaches a pod.
 //!
 //! A [`TestInstance`] is a private Sigstore instance shaped like GitHub's: a
 //! Fulcio-like CA (root + intermediate) and an RFC 3161 timestamp authority,
@@ -33,6 +34,7 @@
 
 pub mod kube;
 pub mod large_policy;
+pub mod netns;
 mod pki;
 pub mod registry;
 mod spec;

@@ -3,7 +3,7 @@
 //! so attestations are found through the referrers tag schema.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,6 +92,12 @@ impl DistributionRegistry {
         DistributionRegistry::start(false, DistributionAuth::None)
     }
 
+    /// Plain HTTP, no auth, listening on `ip` instead of loopback: for a client in another
+    /// network namespace (see [`crate::netns`]), which cannot reach this one's loopback.
+    pub fn plain_on(ip: Ipv4Addr) -> DistributionRegistry {
+        DistributionRegistry::start_on(ip, false, DistributionAuth::None)
+    }
+
     /// TLS (a fresh CA, see [`TestRegistry::ca_pem`]) with Basic auth; the
     /// user is [`DistributionRegistry::credentials`].
     pub fn tls_with_basic_auth() -> DistributionRegistry {
@@ -107,6 +113,10 @@ impl DistributionRegistry {
     /// Any combination; token auth requires TLS (its realm is HTTPS under
     /// the registry's CA).
     pub fn start(tls: bool, auth: DistributionAuth) -> DistributionRegistry {
+        DistributionRegistry::start_on(Ipv4Addr::LOCALHOST, tls, auth)
+    }
+
+    fn start_on(ip: Ipv4Addr, tls: bool, auth: DistributionAuth) -> DistributionRegistry {
         assert!(
             tls || !matches!(auth, DistributionAuth::Token(_)),
             "token auth needs TLS in the kit: the realm shares the registry's CA"
@@ -134,7 +144,7 @@ impl DistributionRegistry {
         // A port picked by binding :0 may be taken again before the registry
         // binds it; try a few.
         for _attempt in 0..5 {
-            let address = SocketAddr::from(([127, 0, 0, 1], free_loopback_port()));
+            let address = SocketAddr::from((ip, free_port(ip)));
             let config_path = write_config(
                 work_dir.path(),
                 address,
@@ -376,10 +386,10 @@ fn spawn_and_wait(
     Err(failure)
 }
 
-fn free_loopback_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+fn free_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
         .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
+        .unwrap_or_else(|error| panic!("no free port on {ip}: {error}"))
         .port()
 }
 

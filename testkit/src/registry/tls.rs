@@ -75,10 +75,20 @@ impl TestCa {
     /// A server certificate for `127.0.0.1` (IP SAN) and `localhost` (DNS
     /// SAN), serverAuth, signed by this CA.
     pub fn issue_server_identity(&self) -> ServerIdentity {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("127.0.0.1 and localhost are valid subject alternative names");
-        params.distinguished_name = distinguished_name("127.0.0.1");
+        self.issue_server_identity_for(&["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate for `names` (IP addresses become IP SANs, others DNS SANs; the
+    /// first is also the common name), serverAuth, signed by this CA.
+    pub fn issue_server_identity_for(&self, names: &[&str]) -> ServerIdentity {
+        let mut params = CertificateParams::new(
+            names
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .expect("valid subject alternative names");
+        params.distinguished_name = distinguished_name(names.first().copied().unwrap_or_default());
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
