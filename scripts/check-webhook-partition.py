@@ -37,6 +37,9 @@ RESOURCES = {
         ("", "pods"),
         ("", "pods/ephemeralcontainers"),
         ("", "namespaces"),
+        # Their status and finalize subresources write labels and annotations too.
+        ("", "namespaces/status"),
+        ("", "namespaces/finalize"),
     ],
     "ValidatingWebhookConfiguration": [
         ("", "pods"),
@@ -48,6 +51,8 @@ RESOURCES = {
         ("batch", "jobs"),
         ("batch", "cronjobs"),
         ("", "namespaces"),
+        ("", "namespaces/status"),
+        ("", "namespaces/finalize"),
     ],
 }
 
@@ -209,7 +214,7 @@ def main():
         mode, env = expected_mode(policy, labels)
         for kind, config in configs.items():
             for group, resource in RESOURCES[kind]:
-                if resource == "namespaces":
+                if resource.startswith("namespaces"):
                     want = "Fail"
                 else:
                     want = args.enforce_policy if mode == "enforce" else args.other_policy

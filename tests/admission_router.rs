@@ -2372,3 +2372,28 @@ async fn a_break_glass_whose_approver_left_the_policy_no_longer_admits() {
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(harness.records()[0].result, "break_glass");
 }
+
+#[tokio::test]
+async fn namespace_status_and_finalize_writes_are_judged_like_updates() {
+    // Both subresources keep the labels and annotations they are sent, so the chart routes
+    // them here too; the review must not wave them through as "a subresource".
+    let harness = Harness::new();
+    let mallory = ("mallory@example.com", &["system:authenticated"][..]);
+    for sub_resource in ["status", "finalize"] {
+        let mut lowered = relabel_review(mallory.0, mallory.1, "production", "dev", json!({}));
+        let forged = declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")]);
+        let mut declared_by_mallory =
+            namespace_review("UPDATE", mallory.0, mallory.1, Some(json!({})), forged);
+        for review in [&mut lowered, &mut declared_by_mallory] {
+            review["request"]["subResource"] = json!(sub_resource);
+            for endpoint in ["/mutate", "/validate"] {
+                let response = harness.post(endpoint, review).await;
+                assert_eq!(
+                    response["allowed"], false,
+                    "{sub_resource} at {endpoint}: {response}"
+                );
+                assert_eq!(response["status"]["code"], 403);
+            }
+        }
+    }
+}
