@@ -2397,3 +2397,73 @@ async fn namespace_status_and_finalize_writes_are_judged_like_updates() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_trusted_tag_with_another_digest_is_judged_by_the_digest() {
+    // The tag of a verified image with the digest of an unattested one: the runtime pulls
+    // the digest, so the tag must lend it nothing.
+    let harness = Harness::new();
+    let disguised = format!("{API}@{}", harness.digest(WORKER));
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness
+            .post(endpoint, &pod_review("prod", &[("api", &disguised)]))
+            .await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert_eq!(
+            audit_images(&response)[0]["digest"],
+            json!(harness.digest(WORKER)),
+            "{endpoint}"
+        );
+    }
+    // The other way round: the verified digest behind an unattested tag is admitted as is.
+    let honest = format!("{WORKER}@{}", harness.digest(API));
+    let review = pod_review("prod", &[("worker", &honest)]);
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let operations = patch_of(&response).unwrap();
+    assert!(
+        operations
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|operation| operation["path"] != "/spec/containers/0/image"),
+        "already pinned, so left alone: {operations}"
+    );
+    assert_eq!(harness.post("/validate", &review).await["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_tag_admitted_under_break_glass_is_checked_again_where_it_is_pulled_anew() {
+    // Admitted while break-glass was in force, the unattested tag stayed a tag. Once the
+    // break-glass is over, a debug container or another container taking that tag pulls
+    // whatever it names now: that is a new image for them, not the one admitted before.
+    let harness = Harness::new();
+    let tools = format!("{TOOLS}@{}", harness.digest(TOOLS));
+    let pod = |images: &[(&str, &str)]| pod_review("payments-expired", images);
+    let old = pod(&[("api", WORKER), ("tools", &tools)])["request"]["object"].clone();
+    let mut debug = pod(&[("api", WORKER), ("tools", &tools)]);
+    debug["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": WORKER, "targetContainerName": "api"}]);
+    debug["request"]["subResource"] = json!("ephemeralcontainers");
+    let debug = as_update(debug, old.clone());
+    let moved = as_update(pod(&[("api", WORKER), ("tools", WORKER)]), old.clone());
+    for (what, review) in [("debug container", &debug), ("moved", &moved)] {
+        for endpoint in ["/mutate", "/validate"] {
+            let response = harness.post(endpoint, review).await;
+            assert_eq!(response["allowed"], false, "{what} at {endpoint}: {response}");
+            assert!(
+                message(&response).starts_with(&format!("image {WORKER} denied")),
+                "{what} at {endpoint}: {response}"
+            );
+        }
+    }
+    // A container keeping its image is not judged again, nor repinned (that would restart it).
+    let mut relabelled = pod(&[("api", WORKER), ("tools", &tools)]);
+    relabelled["request"]["object"]["metadata"]["labels"]["tier"] = json!("web");
+    let relabelled = as_update(relabelled, old);
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, &relabelled).await;
+        assert_eq!(response["allowed"], true, "{endpoint}: {response}");
+        assert!(patch_of(&response).is_none(), "{endpoint}: {response}");
+    }
+}
