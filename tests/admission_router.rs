@@ -2450,7 +2450,10 @@ async fn a_tag_admitted_under_break_glass_is_checked_again_where_it_is_pulled_an
     for (what, review) in [("debug container", &debug), ("moved", &moved)] {
         for endpoint in ["/mutate", "/validate"] {
             let response = harness.post(endpoint, review).await;
-            assert_eq!(response["allowed"], false, "{what} at {endpoint}: {response}");
+            assert_eq!(
+                response["allowed"], false,
+                "{what} at {endpoint}: {response}"
+            );
             assert!(
                 message(&response).starts_with(&format!("image {WORKER} denied")),
                 "{what} at {endpoint}: {response}"

@@ -209,7 +209,10 @@ async fn namespace_entries_fail_closed_on_label_and_break_glass_writes() {
             }
         };
         merge(&mut finalized.metadata.labels, &metadata["labels"]);
-        merge(&mut finalized.metadata.annotations, &metadata["annotations"]);
+        merge(
+            &mut finalized.metadata.annotations,
+            &metadata["annotations"],
+        );
         let through_finalize = namespaces
             .replace_subresource("finalize", "guarded", &PostParams::default(), &finalized)
             .await;

@@ -182,7 +182,11 @@ pub fn new_images(
     images
         .into_iter()
         .filter(|image| {
-            let slot = (image.source.field(), image.name.clone(), image.image.clone());
+            let slot = (
+                image.source.field(),
+                image.name.clone(),
+                image.image.clone(),
+            );
             !before.contains(&slot)
         })
         .collect()

@@ -618,8 +618,7 @@ fn pod_patch(
     let mut provenance = BTreeMap::new();
     for image in all_images {
         let checked_here = brought.iter().any(|new| new.pointer == image.pointer);
-        let Some((pinned, digest, attestation)) =
-            verified(&image.image).filter(|_| checked_here)
+        let Some((pinned, digest, attestation)) = verified(&image.image).filter(|_| checked_here)
         else {
             if let Some(entry) = carried.get(&image.image) {
                 provenance.insert(image.annotation_key(), entry.clone());
