@@ -2470,3 +2470,25 @@ async fn a_tag_admitted_under_break_glass_is_checked_again_where_it_is_pulled_an
         assert!(patch_of(&response).is_none(), "{endpoint}: {response}");
     }
 }
+
+#[tokio::test]
+async fn an_ephemeral_containers_update_cannot_smuggle_a_container_image_unchecked() {
+    // The subresource keeps only ephemeralContainers, but whatever else the object says is
+    // judged as sent: nothing in it goes unchecked on the way.
+    let harness = Harness::new();
+    let api = format!("{API}@{}", harness.digest(API));
+    let old = pod_review("prod", &[("api", &api)])["request"]["object"].clone();
+    let mut review = pod_review("prod", &[("api", WORKER)]);
+    review["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": api, "targetContainerName": "api"}]);
+    review["request"]["subResource"] = json!("ephemeralcontainers");
+    let review = as_update(review, old);
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, &review).await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert!(
+            message(&response).starts_with(&format!("image {WORKER} denied")),
+            "{endpoint}: {response}"
+        );
+    }
+}
