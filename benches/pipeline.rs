@@ -141,8 +141,9 @@ fn main() {
     let policy = Policy::from_yaml(include_str!("../examples/policy.yaml")).unwrap();
     let attestation = verify_bundle(&roots, &reusable, reusable_digest).unwrap();
     let rule = policy.rule("attest-demo").expect("example rule");
+    let now = jiff::Timestamp::now();
     let evaluation = measure("evaluate a rule over verified claims", 5000, || {
-        evaluate(rule, &attestation).unwrap();
+        evaluate(rule, &attestation, now).unwrap();
     });
 
     // Whole checks through the pipeline, over the in-memory registry.

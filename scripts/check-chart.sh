@@ -23,7 +23,12 @@
 #   8. manifests/provenance-gate.yaml is byte-for-byte a fresh render.
 #   9. When scripts/install-kube.sh has built kube-apiserver and etcd into target/tools/bin:
 #      every render applied with `kubectl apply --dry-run=server` to a throwaway API server on
-#      loopback (skipped otherwise).
+#      loopback, and the tier 2 NOTES' `kubectl get namespaces -l` commands run there (skipped
+#      otherwise).
+#  10. NOTES.txt (rendered through a copy of the chart) names the namespaces each tier
+#      enforces; a second release into another namespace neither collides with the first nor
+#      has its image judged by the first's policy (exemptImages, and `provenance-gate verify`
+#      when a built binary is there).
 #   Also: `promtool check rules` on the PrometheusRule and on every Grafana dashboard query, and
 #   `promtool test rules` with charts/provenance-gate/ci/prometheusrule.test.yaml.
 set -uo pipefail
@@ -174,6 +179,99 @@ PY
 done
 $have_bin || echo "  skipped: provenance-gate policy check (no built binary at $bin; set PROVENANCE_GATE_BIN)"
 
+# --- NOTES and a second release -----------------------------------------------------------------
+section "NOTES and a second release of the chart"
+# helm template does not render NOTES.txt: a copy of the chart renders it as a YAML document
+# (notes: "..."), from the same template text.
+notes_chart="$out/notes-chart"
+cp -r "$chart" "$notes_chart"
+{ printf '{{- define "notes-check.body" -}}\n'; cat "$chart/templates/NOTES.txt"
+  printf '\n{{- end -}}\nnotes: {{ include "notes-check.body" . | toJson }}\n'; } > "$notes_chart/templates/notes-check.yaml"
+render_notes() {
+  "$helm" template "$release" "$notes_chart" --namespace "$namespace" "$@" --show-only templates/notes-check.yaml \
+    | "$python" -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["notes"])'
+}
+notes_expect() {
+  local set="$1" want="$2"
+  if grep -qF -- "$want" "$out/$set.notes"; then
+    ok "NOTES ($set): $want"
+  else
+    fail "NOTES ($set) do not say: $want"; sed 's/^/    /' "$out/$set.notes"
+  fi
+}
+for set in default tier1 tier2; do
+  args=()
+  [ "$set" = default ] || args=(-f "$chart/ci/$set-values.yaml")
+  render_notes "${args[@]}" > "$out/$set.notes" || fail "rendering NOTES.txt ($set)"
+done
+notes_expect default "No namespace enforces"
+notes_expect tier1 "kubectl get namespaces -l 'env in (production),kubernetes.io/metadata.name notin (kube-system,$namespace)'"
+notes_expect tier2 "every other namespace, including every namespace with no env label (default, kube-public, kube-node-lease, add-on namespaces): enforce"
+notes_expect tier2 "kubectl get namespaces -l 'env notin (dev),kubernetes.io/metadata.name notin (kube-system,$namespace)'"
+notes_expect tier2 "The webhook's own image (ghcr.io/provenance-gate/provenance-gate, any tag or digest) is exempt"
+
+# A second release into another namespace: its cluster-scoped objects must not collide with
+# the first's, its partition must hold, and each release's policy must exempt the other's
+# image, since each one's pods run in a namespace the other enforces (at tier 2 every
+# namespace without an env label).
+second_release=gate-b
+second_namespace=gate-b
+if "$helm" template "$second_release" "$chart" --namespace "$second_namespace" -f "$chart/ci/tier2-values.yaml" \
+  > "$out/second-release.yaml" 2> "$out/second-release.err"; then
+  if "$python" scripts/check-webhook-partition.py "$out/second-release.yaml" --namespace "$second_namespace" \
+    --tls-generated > "$out/second-release.partition" 2>&1; then
+    ok "webhook entries (second release in $second_namespace): $(tail -n 1 "$out/second-release.partition" | sed 's/^ *webhook partition: //')"
+  else
+    fail "webhook entries (second release in $second_namespace)"; sed 's/^/    /' "$out/second-release.partition"
+  fi
+  if "$python" - "$out/tier2.yaml" "$out/second-release.yaml" "$out/second-release.policy.yaml" \
+    > "$out/second-release.images" 2> "$out/second-release.exempt" <<'PY'
+import sys, yaml
+first, second = ([d for d in yaml.safe_load_all(open(f)) if d] for f in sys.argv[1:3])
+def cluster_names(docs):
+    return {(d["kind"], d["metadata"]["name"]) for d in docs if "namespace" not in d["metadata"]}
+clash = cluster_names(first) & cluster_names(second)
+if clash:
+    sys.exit(f"cluster-scoped objects of both releases clash: {sorted(clash)}")
+def policy_text(docs):
+    return next(d["data"]["policy.yaml"] for d in docs if d["kind"] == "ConfigMap" and "policy.yaml" in (d.get("data") or {}))
+def images(docs):
+    return [c["image"] for d in docs if d["kind"] == "Deployment" for c in d["spec"]["template"]["spec"]["containers"]]
+open(sys.argv[3], "w").write(policy_text(second))
+# Every image first (the binary's check below uses them), then the verdict.
+print("\n".join(sorted(set(images(first) + images(second)))), flush=True)
+for name, policy_docs, other, image_docs in [("first", first, "second", second), ("second", second, "first", first)]:
+    exempt = yaml.safe_load(policy_text(policy_docs))["exemptImages"]
+    for image in images(image_docs):
+        name_and_tag = image.split("@")[0]
+        head, _, tail = name_and_tag.rpartition(":")
+        repository = head if head and "/" not in tail else name_and_tag
+        if repository not in exempt:
+            sys.exit(f"the {name} release's policy does not exempt the {other} release's image {image} (exemptImages {exempt})")
+PY
+  then
+    ok "each release's policy exempts the other's image ($(sort -u "$out/second-release.images" | paste -sd ' '))"
+  else
+    fail "a release's pods are judged by the other release's policy"; sed 's/^/    /' "$out/second-release.exempt"
+  fi
+  # The binary's own answer, in the namespace each release's pods run in (enforce at tier 2).
+  if $have_bin; then
+    for pair in "$out/tier2.policy.yaml:$second_namespace" "$out/second-release.policy.yaml:$namespace"; do
+      policy_file="${pair%%:*}" pod_namespace="${pair##*:}"
+      for image in $(sort -u "$out/second-release.images"); do
+        if "$bin" verify --policy "$policy_file" --namespace-labels "kubernetes.io/metadata.name=$pod_namespace" \
+          --output json "$image" 2>&1 | grep -q '"mode":"enforce".*"result":"exempt"'; then
+          ok "provenance-gate verify: $image exempt by $(basename "$policy_file") in namespace $pod_namespace (enforce)"
+        else
+          fail "provenance-gate verify: $image not exempt by $(basename "$policy_file") in namespace $pod_namespace"
+        fi
+      done
+    done
+  fi
+else
+  fail "helm template (second release in $second_namespace)"; sed 's/^/    /' "$out/second-release.err"
+fi
+
 # The committed manifest is validated too (it is also compared with a fresh render below).
 cp "$manifest" "$out/manifest.yaml" 2>/dev/null || fail "$manifest is missing (run scripts/check-chart.sh --update)"
 
@@ -288,6 +386,10 @@ expect_refusal 'id: Invalid type\. Expected: string, given: integer' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"repositories":[{"name":"a/b","id":804070735}]}]'
 expect_refusal 'refs: Array must have at least 1 items' \
   --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"refs":[]}]'
+expect_refusal 'buildConfigDigests\.0: Does not match pattern' \
+  --set-json 'policy.rules=[{"name":"a","images":["ghcr.io/a/**"],"owners":[{"name":"a"}],"buildConfigDigests":["v1"]}]'
+expect_refusal 'policy\.revoked\.runs\.0: Invalid type\. Expected: string, given: integer' \
+  --set-json 'policy.revoked={"runs":[9876543210]}'
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
 expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
 expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true
@@ -295,6 +397,10 @@ expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook
   --set webhook.clientAuth.caSecret=a --set webhook.clientAuth.caConfigMap=b
 expect_refusal 'registryProxy: Does not match pattern' --set registryProxy=proxy.internal:3128
 expect_refusal 'webhook\.limits\.maxConnections: Must be greater than or equal to 1' --set webhook.limits.maxConnections=0
+expect_refusal 'image\.repository: Does not match pattern' --set image.repository=ghcr.io/acme/provenance-gate:0.1.0
+expect_refusal 'webhook\.url: Does not match pattern' --set webhook.url=http://provenance-gate.example:8443
+expect_refusal 'webhook\.url: Does not match pattern' --set webhook.url='https://provenance-gate.example/?token=x'
+expect_refusal 'webhook\.url needs tls\.mode=secret' --set webhook.url=https://provenance-gate.example:8443
 
 # --- 9: server-side dry run against a real kube-apiserver, when one is built -------------------
 # scripts/install-kube.sh builds kube-apiserver and etcd into target/tools/bin for the cluster
@@ -353,7 +459,8 @@ EOF
     fail "kube-apiserver did not become ready (see $api/apiserver.log)"
   else
     server_version="$(kc version -o json 2>/dev/null | "$python" -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
-    kc create namespace "$namespace" >/dev/null && kc create namespace monitoring >/dev/null
+    kc create namespace "$namespace" >/dev/null && kc create namespace monitoring >/dev/null \
+      && kc create namespace "$second_namespace" >/dev/null
     for render in "${renders[@]}"; do
       "$python" - "$render" > "$api/$(basename "$render")" <<'PY'
 import sys, yaml
@@ -367,6 +474,16 @@ PY
         fail "kube-apiserver $server_version refuses $(basename "$render" .yaml)"; grep -v 'server dry run' <<< "$dry_out" | sed 's/^/    /'
       fi
     done
+    # The NOTES' commands that list the enforcing namespaces, run against this API server.
+    grep -o "kubectl get namespaces -l '.*'" "$out/tier2.notes" \
+      | sed "s/^kubectl get namespaces -l '\(.*\)'$/\1/" > "$api/selectors"
+    listed="$(while read -r selector; do kc get namespaces -l "$selector" -o name; done < "$api/selectors" | sort -u | paste -sd ' ')"
+    if [ -s "$api/selectors" ] && [[ " $listed " == *" namespace/default "* && " $listed " == *" namespace/kube-public "* ]] \
+      && [[ " $listed " != *" namespace/kube-system "* && " $listed " != *" namespace/$namespace "* ]]; then
+      ok "the tier 2 NOTES' kubectl commands list the enforcing namespaces: $listed"
+    else
+      fail "the tier 2 NOTES' kubectl commands list: ${listed:-nothing} (want default and kube-public, not kube-system or $namespace)"
+    fi
   fi
   stop_apiserver
   trap - EXIT

@@ -14,9 +14,15 @@ absent labels) and for every resource the webhooks handle, that:
     entries, which are Fail in every mode and tier (a Namespace write admitted unreviewed
     could forge a break-glass approval or lower a namespace's mode);
   - the Namespace entries' matchConditions, when there are any, send label changes too;
+  - the pod and workload entries carry the one matchCondition `create-or-image-change`, which
+    sends every CREATE and only the UPDATEs that change an image (every container list and
+    image volumes of the pod spec, for controllers their template's, for CronJobs their job
+    template's) or, for Pods, the provenance annotation: other UPDATEs (labels, finalizers,
+    scale) must not fail while the webhook is down;
 
 and a few invariants of every entry (admissionReviewVersions, sideEffects, timeoutSeconds,
-matchPolicy, reinvocationPolicy, caBundle or the cert-manager annotation). With
+matchPolicy, reinvocationPolicy, caBundle or the cert-manager annotation, the Service or an
+https URL with the configuration's path). With
 --tls-generated, also that the caBundle is the ca.crt of the rendered TLS Secret.
 
 Usage: check-webhook-partition.py RENDER.yaml --namespace NS [--exclude NS ...]
@@ -119,6 +125,25 @@ def namespaces_to_try(environments, release_ns, excluded):
             yield labels
 
 
+def image_change_condition_problems(entry, workloads):
+    """What the pod/workload entry's matchConditions miss (textual: the API server's own
+    dry run checks that the CEL compiles, and tests/kube_cluster.rs what it admits)."""
+    conditions = entry.get("matchConditions") or []
+    if [c.get("name") for c in conditions] != ["create-or-image-change"]:
+        return [f"matchConditions {[c.get('name') for c in conditions]}, want exactly [create-or-image-change]: "
+                "without it every UPDATE (labels, finalizers, scale) fails while the webhook is down"]
+    expression = conditions[0]["expression"]
+    needed = ["oldObject == null ||", "s.initContainers", "s.containers", "s.ephemeralContainers", "v.image.reference"]
+    resources = {resource for _, resource in workloads}
+    if "pods" in resources:
+        needed += ["'provenance-gate.dev/provenance'", "request.kind.kind == 'Pod'"]
+    if "cronjobs" in resources:
+        needed.append("o.spec.jobTemplate.spec.template.spec")
+    if resources & {"deployments", "replicasets", "statefulsets", "daemonsets", "jobs"}:
+        needed.append("o.spec.template.spec")
+    return [f"matchCondition create-or-image-change does not compare {n}" for n in needed if n not in expression]
+
+
 def expected_mode(policy, labels):
     for env in policy.get("environments") or []:
         if selector_matches(env.get("namespaceSelector"), labels):
@@ -185,7 +210,15 @@ def main():
                 failures.append(f"{where}: timeoutSeconds {w.get('timeoutSeconds')}")
             if kind == "MutatingWebhookConfiguration" and w.get("reinvocationPolicy") != "IfNeeded":
                 failures.append(f"{where}: reinvocationPolicy {w.get('reinvocationPolicy')}")
-            ca = (w.get("clientConfig") or {}).get("caBundle")
+            client = w.get("clientConfig") or {}
+            path = "/mutate" if kind == "MutatingWebhookConfiguration" else "/validate"
+            if ("service" in client) == ("url" in client):
+                failures.append(f"{where}: clientConfig needs exactly one of service and url")
+            elif "url" in client and not (client["url"].startswith("https://") and client["url"].endswith(path)):
+                failures.append(f"{where}: clientConfig.url {client['url']} is not https://...{path}")
+            elif "service" in client and client["service"].get("path") != path:
+                failures.append(f"{where}: clientConfig.service.path {client['service'].get('path')}, want {path}")
+            ca = client.get("caBundle")
             if not ca and "cert-manager.io/inject-ca-from" not in annotations:
                 failures.append(f"{where}: neither a caBundle nor cert-manager CA injection")
             if ca:
@@ -206,6 +239,14 @@ def main():
                     len(conditions) == 1 and "object.metadata.labels != oldObject.metadata.labels" in conditions[0]["expression"]
                 ):
                     failures.append(f"{where}: matchConditions do not send Namespace label changes")
+
+            workloads = [
+                (group, resource)
+                for group, resource in RESOURCES[kind]
+                if resource != "namespaces" and any(rule_covers(r, group, resource) for r in w.get("rules") or [])
+            ]
+            if workloads:
+                failures.extend(f"{where}: {problem}" for problem in image_change_condition_problems(w, workloads))
 
     excluded = set([args.namespace, "kube-system"] + args.exclude)
     checked = 0

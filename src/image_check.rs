@@ -232,9 +232,16 @@ impl<R: Registry> ImageChecker<R> {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// Checks one image reference under `policy`, within the per-image time bound.
+    /// Checks one image reference under `policy` as of the wall clock, within the per-image
+    /// time bound.
     pub async fn check(&self, policy: &Policy, image: &str) -> ImageCheck {
-        let mut check = self.check_unbounded(policy, image).await;
+        self.check_at(policy, image, jiff::Timestamp::now()).await
+    }
+
+    /// Checks one image reference under `policy` as reviewed at `now` (rules' `maxAge` is
+    /// measured to it), within the per-image time bound.
+    pub async fn check_at(&self, policy: &Policy, image: &str, now: jiff::Timestamp) -> ImageCheck {
+        let mut check = self.check_unbounded(policy, image, now).await;
         // Reasons quote registries, bundles and rules; one place keeps them short for
         // every reader (denial messages, Events, decision records).
         if let ImageOutcome::Failed { reason, .. } = &mut check.outcome {
@@ -243,7 +250,12 @@ impl<R: Registry> ImageChecker<R> {
         check
     }
 
-    async fn check_unbounded(&self, policy: &Policy, image: &str) -> ImageCheck {
+    async fn check_unbounded(
+        &self,
+        policy: &Policy,
+        image: &str,
+        now: jiff::Timestamp,
+    ) -> ImageCheck {
         let reference = match ImageReference::parse(image) {
             Ok(reference) => reference,
             Err(error) => {
@@ -267,7 +279,7 @@ impl<R: Registry> ImageChecker<R> {
             ImageClass::Rule(rule) => rule,
         };
         let timeout = self.settings.per_image_timeout;
-        match tokio::time::timeout(timeout, self.check_covered(&reference, rule)).await {
+        match tokio::time::timeout(timeout, self.check_covered(&reference, rule, now)).await {
             Ok((pinned, outcome)) => ImageCheck {
                 image: image.to_owned(),
                 pinned,
@@ -293,6 +305,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         reference: &ImageReference,
         rule: &Rule,
+        now: jiff::Timestamp,
     ) -> (Option<String>, ImageOutcome) {
         let failed = |digest: Option<&Digest>, kind, reason: String| ImageOutcome::Failed {
             rule: Some(rule.name().to_owned()),
@@ -314,7 +327,7 @@ impl<R: Registry> ImageChecker<R> {
                 )
             }
         };
-        let (own_kind, own_reason) = match self.judge(&facts, rule).await {
+        let (own_kind, own_reason) = match self.judge(&facts, rule, now).await {
             Ok(accepted) => {
                 let outcome = ImageOutcome::Verified {
                     rule: rule.name().to_owned(),
@@ -331,7 +344,7 @@ impl<R: Registry> ImageChecker<R> {
         let outcome = match self.index_entries(reference, &digest).await {
             Ok(entries) => match entries.as_ref() {
                 IndexEntries::Selectable(children) if !children.is_empty() => {
-                    self.check_platforms(reference, rule, &digest, children, &own_reason)
+                    self.check_platforms(reference, rule, &digest, children, &own_reason, now)
                         .await
                 }
                 IndexEntries::TooMany(listed) => failed(
@@ -358,6 +371,7 @@ impl<R: Registry> ImageChecker<R> {
         index_digest: &Digest,
         children: &[Descriptor],
         index_reason: &str,
+        now: jiff::Timestamp,
     ) -> ImageOutcome {
         let failed = |kind, reason: String| ImageOutcome::Failed {
             rule: Some(rule.name().to_owned()),
@@ -391,7 +405,7 @@ impl<R: Registry> ImageChecker<R> {
                 Ok(facts) => facts,
                 Err(error) => return failed(FailureKind::Registry, error.to_string()),
             };
-            match self.judge(&facts, rule).await {
+            match self.judge(&facts, rule, now).await {
                 Ok(accepted) => {
                     first_accepted.get_or_insert(accepted);
                 }
@@ -519,6 +533,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         facts: &DigestFacts,
         rule: &Rule,
+        now: jiff::Timestamp,
     ) -> Result<Accepted, (FailureKind, String)> {
         let mut reasons = Vec::new();
         let mut any_verified = false;
@@ -526,7 +541,7 @@ impl<R: Registry> ImageChecker<R> {
             match self.verified(facts, bundle).await {
                 Ok(attestation) => {
                     any_verified = true;
-                    match policy::evaluate(rule, attestation) {
+                    match policy::evaluate(rule, attestation, now) {
                         Ok(()) => {
                             return Ok(Accepted {
                                 bundle_digest: bundle.bundle_digest.clone(),

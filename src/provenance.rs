@@ -62,16 +62,28 @@ impl ProvenanceVerdict {
     }
 }
 
-/// Verifies every bundle for `artifact` and checks each verified one against `rules`.
+/// Verifies every bundle for `artifact` and checks each verified one against `rules`, as
+/// reviewed now by the wall clock.
 pub fn check_bundles(
     roots: &TrustedRoots,
     bundles: &[ParsedBundle],
     artifact: ArtifactInput<'_>,
     rules: &[&Rule],
 ) -> ProvenanceVerdict {
+    check_bundles_at(roots, bundles, artifact, rules, jiff::Timestamp::now())
+}
+
+/// Like [`check_bundles`], as reviewed at `now` (rules' `maxAge` is measured to it).
+pub fn check_bundles_at(
+    roots: &TrustedRoots,
+    bundles: &[ParsedBundle],
+    artifact: ArtifactInput<'_>,
+    rules: &[&Rule],
+    now: jiff::Timestamp,
+) -> ProvenanceVerdict {
     let reports: Vec<BundleReport> = bundles
         .iter()
-        .map(|bundle| check_one(roots, bundle, artifact, rules))
+        .map(|bundle| check_one(roots, bundle, artifact, rules, now))
         .collect();
     ProvenanceVerdict {
         allowed: reports.iter().any(|report| report.accepted),
@@ -84,6 +96,7 @@ fn check_one(
     bundle: &ParsedBundle,
     artifact: ArtifactInput<'_>,
     rules: &[&Rule],
+    now: jiff::Timestamp,
 ) -> BundleReport {
     let mut report = BundleReport {
         index: bundle.index,
@@ -106,7 +119,7 @@ fn check_one(
             .push("no policy rule to check the attestation against".into());
     }
     for rule in rules {
-        match policy::evaluate(rule, &attestation) {
+        match policy::evaluate(rule, &attestation, now) {
             Ok(()) => {
                 report.accepted = true;
                 report.rule = Some(rule.name().to_owned());

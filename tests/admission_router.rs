@@ -828,6 +828,35 @@ async fn a_denial_names_every_failing_image_its_rule_and_why() {
     assert_eq!(harness.records().len(), 3, "one record per distinct image");
 }
 
+/// Issue 9, item 5: `maxAge` runs from the bundle's proven signing time to the webhook's own
+/// clock (here NOW, 2026-11-28T10:00Z; the minted bundles were timestamped 2025-06-01T12:01Z,
+/// 544d22h earlier). 545d admits under that clock, though the wall clock is days later.
+#[tokio::test]
+async fn max_age_is_measured_to_the_review_clock() {
+    let rule_line = "    workflows: [\".github/workflows/release.yml\"]\n";
+    for (max_age, admitted) in [("545d", true), ("544d", false)] {
+        let policy = POLICY.replace(rule_line, &format!("{rule_line}    maxAge: {max_age}\n"));
+        assert_ne!(policy, POLICY);
+        let harness = Harness::with(WebhookSettings::default(), Some(&policy));
+        let response = harness
+            .post(
+                "/validate",
+                &pod_review("prod", &[("api", &harness.pinned(API))]),
+            )
+            .await;
+        assert_eq!(response["allowed"], admitted, "{max_age}: {response}");
+        if !admitted {
+            let text = message(&response);
+            assert!(
+                text.contains(&format!(
+                    "longer ago than maxAge {max_age} at review time {NOW}"
+                )),
+                "{text}"
+            );
+        }
+    }
+}
+
 /// Issue 8, item 3: a covered registry spelled another way (case, `:443`) is the same registry;
 /// its images are verified under the rule, never admitted as unmatched.
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! chain and RFC 3161 timestamp verification (the test kit's private instance), then the
 //! policy engine. Nothing here builds claims by hand.
 
-use provenance_gate::policy::Policy;
-use provenance_gate::provenance::check_bundles;
+use provenance_gate::policy::{Policy, RISKY_TRIGGERS};
+use provenance_gate::provenance::{check_bundles, check_bundles_at};
 use provenance_gate::verify::{read_bundles, ArtifactInput, Instance, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, ReusableWorkflow, TestInstance};
 
@@ -31,6 +31,31 @@ rules:
     images: ["ghcr.io/acme-sh/**"]
     repositories: [{name: acme/api}]
     runners: [self-hosted]
+  - name: acme-releases
+    images: ["ghcr.io/acme-releases/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    refs: ["refs/heads/main", "refs/tags/v*"]
+  - name: acme-legacy
+    images: ["ghcr.io/acme-legacy/**"]
+    owners: [{name: acme, id: "222"}]
+    repositories: [{name: acme/legacy}]
+  - name: acme-builder
+    images: ["ghcr.io/acme-builder/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    signerWorkflows: ["acme/builder/.github/workflows/build.yml@3333333333333333333333333333333333333333"]
+  - name: acme-builder-or-self
+    images: ["ghcr.io/acme-builder-or-self/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    signerWorkflows: ["acme/builder/.github/workflows/build.yml@3333333333333333333333333333333333333333"]
+    allowSelfSigned: true
+  - name: acme-pinned-workflow
+    images: ["ghcr.io/acme-pinned/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    buildConfigDigests: ["7D2F0A4C9E1B5A3F8C6D4E2B0A9F7E5D3C1B8A6F"]
+  - name: acme-fresh
+    images: ["ghcr.io/acme-fresh/**"]
+    repositories: [{name: acme/api, id: "804070735"}]
+    maxAge: 30d
 "#;
 
 struct Harness {
@@ -41,6 +66,10 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_policy(POLICY)
+    }
+
+    fn with_policy(policy: &str) -> Harness {
         let instance = TestInstance::timestamp_only();
         let roots = TrustedRoots::from_json(&[(
             Instance::Custom("test".into()),
@@ -50,17 +79,30 @@ impl Harness {
         Harness {
             instance,
             roots,
-            policy: Policy::from_yaml(POLICY).expect("test policy is valid"),
+            policy: Policy::from_yaml(policy).expect("test policy is valid"),
         }
     }
 
     /// `Ok(())` when `rule` accepts the minted bundle, else every reason.
     fn decide(&self, rule: &str, spec: &MintSpec) -> Result<(), String> {
+        self.decide_at(rule, spec, None)
+    }
+
+    /// Like [`Harness::decide`], reviewed at `now` (`None`: the wall clock).
+    fn decide_at(
+        &self,
+        rule: &str,
+        spec: &MintSpec,
+        now: Option<jiff::Timestamp>,
+    ) -> Result<(), String> {
         let bundle = self.instance.mint(spec);
         let bundles = read_bundles(bundle.as_bytes()).unwrap();
         let rule = self.policy.rule(rule).expect("rule exists");
         let digest = ArtifactInput::parse_sha256(&format!("sha256:{DIGEST}")).unwrap();
-        let verdict = check_bundles(&self.roots, &bundles, digest, &[rule]);
+        let verdict = match now {
+            Some(now) => check_bundles_at(&self.roots, &bundles, digest, &[rule], now),
+            None => check_bundles(&self.roots, &bundles, digest, &[rule]),
+        };
         // The bundle itself must always verify: these cases are about policy only.
         assert!(
             verdict.bundles[0].attestation.is_some(),
@@ -93,13 +135,156 @@ fn assert_denied(result: Result<(), String>, fragments: &[&str]) {
 fn a_consistent_main_branch_build_is_allowed() {
     let harness = Harness::new();
     harness.decide("acme", &build()).unwrap();
+    harness.decide("acme-owner", &build()).unwrap();
+}
+
+#[test]
+fn tag_builds_pass_only_where_tags_are_listed() {
+    let harness = Harness::new();
+    let release = build().with_ref("refs/tags/v1.2.3").with_trigger("release");
+    // The default is the default branch only: anyone with write access can tag any commit.
+    assert_denied(
+        harness.decide("acme", &release),
+        &[
+            "built from refs/tags/v1.2.3",
+            "allows refs: refs/heads/main",
+        ],
+    );
+    harness.decide("acme-releases", &release).unwrap();
+    assert_denied(
+        harness.decide("acme-releases", &build().with_ref("refs/tags/nightly")),
+        &["refs/tags/nightly"],
+    );
+}
+
+#[test]
+fn an_owner_id_pin_holds_for_a_repository_listed_without_an_id() {
+    let harness = Harness::new();
+    let legacy = |owner_id: &str| {
+        build()
+            .with_repository("acme/legacy")
+            .with_repository_ids("555", owner_id)
+    };
+    // Someone who registered the freed `acme` login has another owner ID.
+    assert_denied(
+        harness.decide("acme-legacy", &legacy("333")),
+        &["owner ID differs: owner acme has ID 333", "pins ID 222"],
+    );
+    harness.decide("acme-legacy", &legacy("222")).unwrap();
+}
+
+#[test]
+fn default_triggers_are_push_release_dispatch_and_schedule() {
+    let harness = Harness::new();
+    for trigger in ["push", "release", "workflow_dispatch", "schedule"] {
+        harness
+            .decide("acme", &build().with_trigger(trigger))
+            .unwrap_or_else(|reasons| panic!("{trigger}: {reasons}"));
+    }
+    // Even on the default branch, and merge_group too.
+    let refused = RISKY_TRIGGERS.into_iter().chain(["merge_group"]);
+    for trigger in refused {
+        assert_denied(
+            harness.decide("acme", &build().with_trigger(trigger)),
+            &[&format!("trigger {trigger} is not allowed")],
+        );
+    }
+}
+
+fn hardened_builder() -> ReusableWorkflow {
+    ReusableWorkflow {
+        repository: "acme/builder".into(),
+        path: ".github/workflows/build.yml".into(),
+        git_ref: "refs/tags/v3".into(),
+        commit: "3333333333333333333333333333333333333333".into(),
+    }
+}
+
+#[test]
+fn signer_workflows_are_required_once_listed() {
+    let harness = Harness::new();
+    let by_builder = build().with_signer_workflow(hardened_builder());
+    harness.decide("acme-builder", &by_builder).unwrap();
+    assert_denied(
+        harness.decide("acme-builder", &build()),
+        &[
+            "signed by the calling workflow .github/workflows/release.yml itself",
+            "(allowSelfSigned is false)",
+        ],
+    );
+    // The builder at another commit is not the pinned builder.
+    let moved = build().with_signer_workflow(ReusableWorkflow {
+        commit: "4444444444444444444444444444444444444444".into(),
+        ..hardened_builder()
+    });
+    assert_denied(
+        harness.decide("acme-builder", &moved),
+        &["not by a listed signer workflow"],
+    );
+    harness.decide("acme-builder-or-self", &build()).unwrap();
+    harness.decide("acme-builder-or-self", &by_builder).unwrap();
+}
+
+#[test]
+fn build_config_digests_pin_the_calling_workflow_commit() {
+    let harness = Harness::new();
+    harness.decide("acme-pinned-workflow", &build()).unwrap();
+    let edited = build().with_commit("5555555555555555555555555555555555555555");
+    assert_denied(
+        harness.decide("acme-pinned-workflow", &edited),
+        &["has build config digest 5555555555555555555555555555555555555555"],
+    );
+}
+
+#[test]
+fn max_age_counts_from_the_timestamp_to_the_review() {
+    let harness = Harness::new();
+    // Minted builds are timestamped on 2025-06-01.
+    let at = |text: &str| Some(text.parse::<jiff::Timestamp>().unwrap());
+    harness
+        .decide_at("acme-fresh", &build(), at("2025-06-20T00:00:00Z"))
+        .unwrap();
+    assert_denied(
+        harness.decide_at("acme-fresh", &build(), at("2025-08-01T00:00:00Z")),
+        &["longer ago than maxAge 30d at review time 2025-08-01T00:00:00Z"],
+    );
+    // The wall clock is later still; a rule without maxAge does not care.
+    assert_denied(harness.decide("acme-fresh", &build()), &["maxAge 30d"]);
+    harness.decide("acme", &build()).unwrap();
+}
+
+#[test]
+fn revoked_commits_runs_and_signers_are_denied_under_every_rule() {
+    let harness = Harness::with_policy(&format!(
+        "{POLICY}revoked:\n  commits: [\"6666666666666666666666666666666666666666\"]\n  runs: [\"https://github.com/acme/api/actions/runs/777\"]\n  signerDigests: [\"3333333333333333333333333333333333333333\"]\n"
+    ));
+    let cases = [
+        (
+            build().with_commit("6666666666666666666666666666666666666666"),
+            "commit 6666666666666666666666666666666666666666 is revoked by the policy (revoked.commits)",
+        ),
+        (
+            build().with_run(777, 2),
+            "run https://github.com/acme/api/actions/runs/777/attempts/2 is revoked by the policy",
+        ),
+        (
+            build().with_signer_workflow(hardened_builder()),
+            "signer digest 3333333333333333333333333333333333333333 is revoked by the policy (revoked.signerDigests)",
+        ),
+    ];
+    for (spec, reason) in cases {
+        for rule in ["acme", "acme-owner", "acme-builder-or-self"] {
+            assert_denied(harness.decide(rule, &spec), &[reason]);
+        }
+    }
+    harness.decide("acme", &build()).unwrap();
+    // The same run ID in another repository is another run.
     harness
         .decide(
-            "acme",
-            &build().with_ref("refs/tags/v1.2.3").with_trigger("release"),
+            "acme-owner",
+            &build().with_repository("acme/web").with_run(777, 1),
         )
         .unwrap();
-    harness.decide("acme-owner", &build()).unwrap();
 }
 
 #[test]

@@ -147,7 +147,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             .map(|image| image.image.clone())
             .collect()
     };
-    let checks = check_all(state, &policy, &distinct).await;
+    let checks = check_all(state, &policy, &distinct, now).await;
     let pinned_here = pinned_in_this_request(object, old_object, ephemeral_update);
     let verdicts: Vec<ImageVerdict> = checks
         .into_iter()
@@ -394,6 +394,7 @@ async fn check_all<R: Registry + 'static>(
     state: &WebhookState<R>,
     policy: &Arc<Policy>,
     images: &[String],
+    now: jiff::Timestamp,
 ) -> Vec<ImageCheck> {
     let budget = state.settings.review_budget;
     let deadline = tokio::time::Instant::now() + budget;
@@ -409,7 +410,7 @@ async fn check_all<R: Registry + 'static>(
             // server's retry is answered at once.
             tokio::spawn(async move {
                 let started = Instant::now();
-                let check = checker.check(&policy, &image).await;
+                let check = checker.check_at(&policy, &image, now).await;
                 let covered = matches!(
                     &check.outcome,
                     ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }

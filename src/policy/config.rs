@@ -3,11 +3,12 @@
 //! Values are only built by [`Policy::from_yaml`], so a `Policy` in hand is always sound.
 //! `Serialize` writes the effective policy (defaults filled in) for the CLI to print.
 
-use super::duration::BreakGlassDuration;
+use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::PolicyError;
 use super::glob::Glob;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The largest policy source accepted, in bytes.
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
@@ -18,10 +19,30 @@ pub const MAX_RULES: usize = 1000;
 pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// SLSA provenance v1, the predicate type trusted when a rule names none.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
-/// Refs trusted when a rule names none.
-pub const DEFAULT_REFS: [&str; 2] = ["refs/heads/main", "refs/tags/*"];
-/// Triggers refused when a rule names none: they run code proposed by anybody.
-pub const DEFAULT_EXCLUDED_TRIGGERS: [&str; 2] = ["pull_request", "pull_request_target"];
+/// Refs trusted when a rule names none: the default branch only, the branch that review and
+/// branch protection guard. Tags are pushed by anyone with write access, onto any commit, so
+/// teams that release from tags list `refs/tags/v*` and protect tags with a tag ruleset.
+pub const DEFAULT_REFS: [&str; 1] = ["refs/heads/main"];
+/// Triggers trusted when a rule names none: they run code already on a branch or tag of the
+/// repository, with no input from a fork or an issue; `schedule` always runs the default
+/// branch's latest commit. `merge_group` is left out: it builds a not-yet-merged candidate on a
+/// temporary `gh-readonly-queue/…` ref.
+pub const DEFAULT_TRIGGERS: [&str; 4] = ["push", "release", "workflow_dispatch", "schedule"];
+/// Triggers that run code or take input from outside the repository's reviewed history (forks,
+/// issues, comments, other workflows' artifacts, API callers): never trusted by default, and
+/// worth a warning when a rule lists them.
+pub const RISKY_TRIGGERS: [&str; 10] = [
+    "pull_request",
+    "pull_request_target",
+    "workflow_run",
+    "issue_comment",
+    "issues",
+    "repository_dispatch",
+    "discussion",
+    "discussion_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+];
 /// Runner environments trusted when a rule names none.
 pub const DEFAULT_RUNNERS: [&str; 1] = ["github-hosted"];
 
@@ -98,6 +119,22 @@ pub struct Policy {
     pub(crate) rules: Vec<Rule>,
     pub(crate) break_glass: Option<BreakGlass>,
     pub(crate) registries: Vec<Registry>,
+    #[serde(
+        skip_serializing_if = "revocations_are_empty",
+        serialize_with = "serialize_revocations"
+    )]
+    pub(crate) revoked: Arc<Revocations>,
+}
+
+fn revocations_are_empty(revoked: &Arc<Revocations>) -> bool {
+    revoked.is_empty()
+}
+
+fn serialize_revocations<S: Serializer>(
+    revoked: &Arc<Revocations>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    revoked.as_ref().serialize(serializer)
 }
 
 impl Policy {
@@ -150,6 +187,11 @@ impl Policy {
     /// Registry connection settings.
     pub fn registries(&self) -> &[Registry] {
         &self.registries
+    }
+
+    /// Builds no rule admits, whatever the rule says.
+    pub fn revoked(&self) -> &Revocations {
+        &self.revoked
     }
 
     /// Settings for a registry `host` (with port, if any), in any spelling of it: compared in
@@ -358,32 +400,95 @@ impl Serialize for SignerWorkflow {
     }
 }
 
-/// Which build triggers a rule accepts.
+/// Which build triggers a rule accepts: always an allow-list, the rule's own or
+/// [`DEFAULT_TRIGGERS`]. (A deny-list default let every trigger GitHub adds, and every
+/// "pwn request" trigger it did not name, through.) Kept an enum so that the effective policy
+/// prints as `{"oneOf": [...]}` as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TriggerFilter {
-    /// Only these triggers (the rule lists them).
+    /// Only these triggers.
     OneOf(Vec<String>),
-    /// Any trigger but these (the default).
-    AnyExcept(Vec<String>),
 }
 
 impl TriggerFilter {
     /// Whether `trigger` is accepted.
     pub fn allows(&self, trigger: &str) -> bool {
+        self.triggers().iter().any(|entry| entry == trigger)
+    }
+
+    /// The accepted triggers.
+    pub fn triggers(&self) -> &[String] {
         match self {
-            TriggerFilter::OneOf(allowed) => allowed.iter().any(|entry| entry == trigger),
-            TriggerFilter::AnyExcept(excluded) => !excluded.iter().any(|entry| entry == trigger),
+            TriggerFilter::OneOf(allowed) => allowed,
         }
     }
 }
 
 impl std::fmt::Display for TriggerFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TriggerFilter::OneOf(allowed) => f.write_str(&allowed.join(", ")),
-            TriggerFilter::AnyExcept(excluded) => write!(f, "any but {}", excluded.join(", ")),
+        f.write_str(&self.triggers().join(", "))
+    }
+}
+
+/// Builds revoked for every rule: "this build was compromised", without rebuilding the policy.
+/// Hex digests are kept in lower case; runs by their numeric run ID.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revocations {
+    /// Source commits (Source Repository Digest), 40 or 64 hex digits.
+    pub commits: Vec<String>,
+    /// Workflow runs: every attempt of each.
+    pub runs: Vec<RevokedRun>,
+    /// Signing workflow commits (Build Signer Digest), 40 or 64 hex digits.
+    pub signer_digests: Vec<String>,
+}
+
+impl Revocations {
+    /// Whether nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.commits.is_empty() && self.runs.is_empty() && self.signer_digests.is_empty()
+    }
+}
+
+/// A revoked workflow run: its ID, and the repository when the policy wrote the run's URL.
+/// Run IDs are unique across GitHub; the repository, when given, must match as well.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedRun {
+    pub(crate) repository: Option<(String, String)>,
+    pub(crate) run_id: String,
+}
+
+impl RevokedRun {
+    /// The numeric run ID.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// `owner/repo` when the run was written as a URL.
+    pub fn repository(&self) -> Option<String> {
+        self.repository
+            .as_ref()
+            .map(|(owner, repo)| format!("{owner}/{repo}"))
+    }
+}
+
+impl std::fmt::Display for RevokedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.repository {
+            Some((owner, repo)) => write!(
+                f,
+                "https://github.com/{owner}/{repo}/actions/runs/{}",
+                self.run_id
+            ),
+            None => f.write_str(&self.run_id),
         }
+    }
+}
+
+impl Serialize for RevokedRun {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -399,11 +504,22 @@ pub struct Rule {
     /// `None`: any workflow of a trusted repository.
     pub(crate) workflows: Option<Vec<Glob>>,
     pub(crate) signer_workflows: Vec<SignerWorkflow>,
+    /// Whether the calling workflow may sign itself even though `signer_workflows` is set.
+    pub(crate) allow_self_signed: bool,
     pub(crate) refs: Vec<Glob>,
+    /// Build Config Digests (lower-case hex) the calling workflow must have; empty: any.
+    pub(crate) build_config_digests: Vec<String>,
     pub(crate) triggers: TriggerFilter,
     pub(crate) runners: Vec<String>,
     pub(crate) predicate_types: Vec<String>,
     pub(crate) issuers: Vec<String>,
+    /// The oldest signing time admitted, as an age at review time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_age: Option<MaxAge>,
+    /// The policy's revocations: callers evaluate a rule alone, so the policy-wide deny-list
+    /// travels with every rule and no caller can leave it out. Printed once, at the top level.
+    #[serde(skip)]
+    pub(crate) revoked: Arc<Revocations>,
 }
 
 impl Rule {
@@ -433,17 +549,34 @@ impl Rule {
         self.workflows.as_deref()
     }
 
-    /// Reusable workflows allowed to sign besides the calling workflow itself.
+    /// Reusable workflows allowed to sign. When any are listed, the signer must be one of
+    /// them, unless [`Rule::allow_self_signed`].
     pub fn signer_workflows(&self) -> &[SignerWorkflow] {
         &self.signer_workflows
     }
 
-    /// Source ref globs, defaulting to `refs/heads/main`, `refs/tags/*`.
+    /// Whether the calling workflow may sign itself: always when no `signerWorkflows` are
+    /// listed, otherwise only with `allowSelfSigned: true`.
+    pub fn allow_self_signed(&self) -> bool {
+        self.signer_workflows.is_empty() || self.allow_self_signed
+    }
+
+    /// Source ref globs, defaulting to `refs/heads/main`.
     pub fn effective_refs(&self) -> &[Glob] {
         &self.refs
     }
 
-    /// Build triggers, defaulting to any but `pull_request`, `pull_request_target`.
+    /// Build Config Digests the calling workflow must have (lower-case hex); empty: any.
+    pub fn build_config_digests(&self) -> &[String] {
+        &self.build_config_digests
+    }
+
+    /// The longest time since signing that is admitted, if limited.
+    pub fn max_age(&self) -> Option<MaxAge> {
+        self.max_age
+    }
+
+    /// Build triggers, defaulting to [`DEFAULT_TRIGGERS`].
     pub fn effective_triggers(&self) -> &TriggerFilter {
         &self.triggers
     }

@@ -21,6 +21,18 @@ pub(crate) struct PolicyDocument {
     pub break_glass: Option<BreakGlassDocument>,
     #[serde(default)]
     pub registries: Vec<RegistryDocument>,
+    pub revoked: Option<RevokedDocument>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RevokedDocument {
+    #[serde(default)]
+    pub commits: Vec<String>,
+    #[serde(default)]
+    pub runs: Vec<String>,
+    #[serde(default)]
+    pub signer_digests: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +73,11 @@ pub(crate) struct RuleDocument {
     pub workflows: Option<Vec<String>>,
     #[serde(default)]
     pub signer_workflows: Vec<String>,
+    #[serde(default)]
+    pub allow_self_signed: bool,
     pub refs: Option<Vec<String>>,
+    pub build_config_digests: Option<Vec<String>>,
+    pub max_age: Option<String>,
     pub triggers: Option<Vec<String>>,
     pub runners: Option<Vec<String>>,
     pub predicate_types: Option<Vec<String>>,

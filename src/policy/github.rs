@@ -65,6 +65,32 @@ pub(crate) fn parse_workflow_uri(uri: &str) -> Option<WorkflowUri<'_>> {
     })
 }
 
+/// `https://github.com/<owner>/<repo>/actions/runs/<id>[/attempts/<n>]`, split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunUri<'a> {
+    pub repository: RepositoryUri<'a>,
+    pub run_id: &'a str,
+}
+
+/// Parses a Run Invocation URI, or a run URL copied from GitHub (without the attempt).
+pub(crate) fn parse_run_uri(uri: &str) -> Option<RunUri<'_>> {
+    let (repository, tail) = split_repository(strip_github(uri)?)?;
+    let parts: Vec<&str> = tail?.split('/').collect();
+    match parts.as_slice() {
+        ["actions", "runs", run_id] | ["actions", "runs", run_id, "attempts", _]
+            if is_run_id(run_id) && parts.get(4).is_none_or(|attempt| is_run_id(attempt)) =>
+        {
+            Some(RunUri { repository, run_id })
+        }
+        _ => None,
+    }
+}
+
+/// Workflow run IDs and attempt numbers: decimal, at most 20 digits.
+pub(crate) fn is_run_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 20 && text.bytes().all(|byte| byte.is_ascii_digit())
+}
+
 /// GitHub logins: letters, digits, hyphens, and underscores for enterprise managed users.
 pub(crate) fn is_owner_login(text: &str) -> bool {
     !text.is_empty()

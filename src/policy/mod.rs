@@ -20,11 +20,12 @@ mod validate;
 pub use classify::ImageClass;
 pub use config::{
     Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
-    Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
-    TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
-    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    Registry, Revocations, RevokedRun, Rule, SelectorOperator, SignerWorkflow, TriggerFilter,
+    TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS, DEFAULT_RUNNERS,
+    DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, RISKY_TRIGGERS,
+    SLSA_PROVENANCE_V1,
 };
-pub use duration::{BreakGlassDuration, DurationError, MAX_BREAK_GLASS};
+pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError};
 pub use rule::{evaluate, Check, Failure, RuleViolation};

@@ -2,9 +2,12 @@
 //!
 //! Every check runs, so a denial lists everything that is wrong at once. A claim the rule
 //! needs but the certificate lacks is a failure: this is a security gate, doubt denies.
+//! Time is an input (`now`, the review's clock), so a decision is a function of its arguments.
 
-use super::config::{Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
-use super::github::{parse_repository_uri, parse_workflow_uri, RepositoryUri, WorkflowUri};
+use super::config::{RevokedRun, Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
+use super::github::{
+    parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, RunUri, WorkflowUri,
+};
 use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
 
@@ -30,6 +33,10 @@ pub enum Check {
     Runner,
     /// The SLSA predicate against the certificate.
     PredicateAgreement,
+    /// The time since signing, against the rule's `maxAge`.
+    Age,
+    /// The policy's revoked commits, runs and signer digests.
+    Revoked,
 }
 
 impl Check {
@@ -45,6 +52,8 @@ impl Check {
             Check::Trigger => "trigger",
             Check::Runner => "runner",
             Check::PredicateAgreement => "predicate_agreement",
+            Check::Age => "age",
+            Check::Revoked => "revoked",
         }
     }
 }
@@ -97,8 +106,13 @@ impl RuleViolation {
 
 impl std::error::Error for RuleViolation {}
 
-/// Checks an attestation's certificate claims and SLSA predicate against a rule.
-pub fn evaluate(rule: &Rule, attestation: &VerifiedAttestation) -> Result<(), RuleViolation> {
+/// Checks an attestation's certificate claims and SLSA predicate against a rule and the
+/// policy's revocations, as reviewed at `now`.
+pub fn evaluate(
+    rule: &Rule,
+    attestation: &VerifiedAttestation,
+    now: jiff::Timestamp,
+) -> Result<(), RuleViolation> {
     let mut evaluation = Evaluation {
         rule,
         claims: &attestation.certificate,
@@ -113,6 +127,8 @@ pub fn evaluate(rule: &Rule, attestation: &VerifiedAttestation) -> Result<(), Ru
     evaluation.trigger();
     evaluation.runner();
     evaluation.predicate(attestation, calling);
+    evaluation.age(attestation.signed_at.as_deref(), now);
+    evaluation.revocation();
     if evaluation.failures.is_empty() {
         Ok(())
     } else {
@@ -196,28 +212,37 @@ impl<'a> Evaluation<'a> {
             );
             return None;
         };
-        // A repository entry is the more specific statement: when one names the repository,
-        // its ID pin decides, even if the owner is trusted as well.
+        // Every entry that names the source applies, and each pins what it pins: an owner's ID
+        // pin still holds for a repository also listed without one, or a freed owner login
+        // re-registered by someone else would bring that repository back in.
         let named = self.rule.repositories.iter().find(|entry| {
             entry.owner.eq_ignore_ascii_case(source.owner)
                 && entry.repo.eq_ignore_ascii_case(source.repo)
         });
-        if let Some(entry) = named {
-            if let Some(pinned) = entry.id.as_deref() {
-                self.pinned_id(
-                    self.claims.source_repository_identifier.as_deref(),
-                    pinned,
-                    ("repository", &format!("{}/{}", source.owner, source.repo)),
-                    "source repository ID",
-                    "deleted and re-created, or renamed and its name taken by someone else",
-                );
-            }
-        } else if let Some(owner) = self
+        let owner = self
             .rule
             .owners
             .iter()
-            .find(|entry| entry.name.eq_ignore_ascii_case(source.owner))
-        {
+            .find(|entry| entry.name.eq_ignore_ascii_case(source.owner));
+        if named.is_none() && owner.is_none() {
+            self.fail(
+                Check::SourceRepository,
+                format!(
+                    "source repository {uri} is not trusted; rule {:?} trusts {trusted}",
+                    self.rule.name
+                ),
+            );
+        }
+        if let Some(pinned) = named.and_then(|entry| entry.id.as_deref()) {
+            self.pinned_id(
+                self.claims.source_repository_identifier.as_deref(),
+                pinned,
+                ("repository", &format!("{}/{}", source.owner, source.repo)),
+                "source repository ID",
+                "deleted and re-created, or renamed and its name taken by someone else",
+            );
+        }
+        if let Some(owner) = owner {
             let expected = format!("https://github.com/{}", source.owner);
             match self.claims.source_repository_owner_uri.as_deref() {
                 Some(owner_uri) if owner_uri.eq_ignore_ascii_case(&expected) => {}
@@ -242,14 +267,6 @@ impl<'a> Evaluation<'a> {
                     "deleted or renamed and its name taken by someone else",
                 );
             }
-        } else {
-            self.fail(
-                Check::SourceRepository,
-                format!(
-                    "source repository {uri} is not trusted; rule {:?} trusts {trusted}",
-                    self.rule.name
-                ),
-            );
         }
         Some(source)
     }
@@ -317,6 +334,7 @@ impl<'a> Evaluation<'a> {
                 );
             }
         }
+        self.build_config_digest(calling.path);
         if let Some(source_ref) = self.claims.source_repository_ref.as_deref() {
             if calling.git_ref != source_ref {
                 self.fail(
@@ -331,17 +349,42 @@ impl<'a> Evaluation<'a> {
         Some(calling)
     }
 
-    fn signer_workflow(&mut self, calling: Option<WorkflowUri<'a>>) {
-        let allowed = if self.rule.signer_workflows.is_empty() {
-            self.allows("signer workflows", "(the calling workflow only)")
-        } else {
-            self.allows(
-                "signer workflows",
+    /// The rule's content pin on the calling workflow: the Build Config Digest names the
+    /// commit its file was read from.
+    fn build_config_digest(&mut self, calling_path: &str) {
+        let pinned = &self.rule.build_config_digests;
+        if pinned.is_empty() {
+            return;
+        }
+        let allowed = self.allows("build config digests", pinned.join(", "));
+        match self.claims.build_config_digest.as_deref() {
+            Some(digest)
+                if pinned
+                    .iter()
+                    .any(|entry| entry.eq_ignore_ascii_case(digest)) => {}
+            Some(digest) => self.fail(
+                Check::CallingWorkflow,
                 format!(
-                    "(the calling workflow), {}",
-                    join(&self.rule.signer_workflows)
+                    "calling workflow {calling_path} has build config digest {digest}; {allowed}"
                 ),
-            )
+            ),
+            None => self.fail(
+                Check::CallingWorkflow,
+                format!("certificate has no build config digest; {allowed}"),
+            ),
+        }
+    }
+
+    fn signer_workflow(&mut self, calling: Option<WorkflowUri<'a>>) {
+        let self_signed_allowed = self.rule.allow_self_signed();
+        let listed = join(&self.rule.signer_workflows);
+        let allowed = match (self.rule.signer_workflows.is_empty(), self_signed_allowed) {
+            (true, _) => self.allows("signer workflows", "(the calling workflow only)"),
+            (false, true) => self.allows(
+                "signer workflows",
+                format!("(the calling workflow), {listed}"),
+            ),
+            (false, false) => self.allows("signer workflows", listed),
         };
         let Some(signer) = self.claims.build_signer_uri.as_deref() else {
             self.fail(
@@ -358,27 +401,33 @@ impl<'a> Evaluation<'a> {
                 );
             }
         }
-        if Some(signer) == self.claims.build_config_uri.as_deref() {
+        let self_signed = Some(signer) == self.claims.build_config_uri.as_deref();
+        if self_signed && self_signed_allowed {
             return;
         }
         let digest = self.claims.build_signer_digest.as_deref();
-        let reusable_allowed = parse_workflow_uri(signer).is_some_and(|workflow| {
+        let listed_signer = parse_workflow_uri(signer).is_some_and(|workflow| {
             self.rule
                 .signer_workflows
                 .iter()
                 .any(|entry| entry.allows(&workflow, digest))
         });
-        if !reusable_allowed {
-            let calling = match (calling, self.claims.build_config_uri.as_deref()) {
-                (Some(calling), _) => calling.path,
-                (None, Some(uri)) => uri,
-                (None, None) => "(unknown)",
-            };
-            self.fail(
-                Check::SignerWorkflow,
-                format!("signed by {signer}, not by the calling workflow {calling}; {allowed}"),
-            );
+        if listed_signer {
+            return;
         }
+        let calling = match (calling, self.claims.build_config_uri.as_deref()) {
+            (Some(calling), _) => calling.path,
+            (None, Some(uri)) => uri,
+            (None, None) => "(unknown)",
+        };
+        let message = if self_signed {
+            format!("signed by the calling workflow {calling} itself, not by a signer workflow; {allowed} (allowSelfSigned is false)")
+        } else if self_signed_allowed {
+            format!("signed by {signer}, not by the calling workflow {calling}; {allowed}")
+        } else {
+            format!("signed by {signer}, not by a listed signer workflow; {allowed}")
+        };
+        self.fail(Check::SignerWorkflow, message);
     }
 
     fn source_ref(&mut self) {
@@ -554,6 +603,109 @@ impl<'a> Evaluation<'a> {
             }
         }
     }
+
+    /// The rule's `maxAge`, from the proven signing time (the log entry's or the RFC 3161
+    /// timestamp's, never a claim) to the review.
+    fn age(&mut self, signed_at: Option<&str>, now: jiff::Timestamp) {
+        let Some(max_age) = self.rule.max_age else {
+            return;
+        };
+        let allowed = format!(
+            "rule {:?} allows builds signed at most {max_age} before review",
+            self.rule.name
+        );
+        match signed_at.and_then(|text| text.parse::<jiff::Timestamp>().ok()) {
+            Some(signed) if now.duration_since(signed) <= max_age.as_signed_duration() => {}
+            Some(signed) => self.fail(
+                Check::Age,
+                // Whole seconds: the review clock's nanoseconds only add noise to the reason.
+                format!("signed at {signed:.0}, longer ago than maxAge {max_age} at review time {now:.0}; {allowed}"),
+            ),
+            None => self.fail(
+                Check::Age,
+                format!("the attestation has no proven signing time; {allowed}"),
+            ),
+        }
+    }
+
+    /// One hex deny-list against its claim: `(what, list key, claim name)` word the reason.
+    fn revoked_digest(
+        &mut self,
+        revoked: &[String],
+        claim: Option<&str>,
+        (what, key, claim_name): (&str, &str, &str),
+    ) {
+        if revoked.is_empty() {
+            return;
+        }
+        match claim {
+            Some(digest) if revoked.iter().any(|entry| entry.eq_ignore_ascii_case(digest)) => self
+                .fail(
+                    Check::Revoked,
+                    format!("{what} {digest} is revoked by the policy (revoked.{key})"),
+                ),
+            Some(_) => {}
+            None => self.fail(
+                Check::Revoked,
+                format!("certificate has no {claim_name}, so it cannot be told apart from the policy's revoked {key}"),
+            ),
+        }
+    }
+
+    fn revoked_run(&mut self, runs: &[RevokedRun]) {
+        if runs.is_empty() {
+            return;
+        }
+        let Some(uri) = self.claims.run_invocation_uri.as_deref() else {
+            self.fail(
+                Check::Revoked,
+                "certificate has no run invocation URI, so it cannot be told apart from the policy's revoked runs".to_string(),
+            );
+            return;
+        };
+        let Some(run) = parse_run_uri(uri) else {
+            self.fail(
+                Check::Revoked,
+                format!("run invocation URI {uri} is not a GitHub Actions run URL, so it cannot be told apart from the policy's revoked runs"),
+            );
+            return;
+        };
+        if let Some(entry) = runs.iter().find(|entry| entry.matches(&run)) {
+            self.fail(
+                Check::Revoked,
+                format!("run {uri} is revoked by the policy (revoked.runs: {entry})"),
+            );
+        }
+    }
+
+    /// The policy's deny-lists. A deny-list that cannot be checked (the claim is missing)
+    /// denies: nothing proves the build is not the revoked one.
+    fn revocation(&mut self) {
+        let (revoked, claims) = (&self.rule.revoked, self.claims);
+        self.revoked_digest(
+            &revoked.commits,
+            claims.source_repository_digest.as_deref(),
+            ("commit", "commits", "source commit"),
+        );
+        self.revoked_run(&revoked.runs);
+        self.revoked_digest(
+            &revoked.signer_digests,
+            claims.build_signer_digest.as_deref(),
+            ("signer digest", "signerDigests", "build signer digest"),
+        );
+    }
+}
+
+impl RevokedRun {
+    /// Whether this entry is `run`: the same run ID, in the same repository when the entry
+    /// names one. Every attempt of a run is covered.
+    pub(crate) fn matches(&self, run: &RunUri<'_>) -> bool {
+        self.run_id == run.run_id
+            && self.repository.as_ref().is_none_or(|(owner, repo)| {
+                owner.eq_ignore_ascii_case(run.repository.owner)
+                    && repo.eq_ignore_ascii_case(run.repository.repo)
+            })
+    }
 }
 
 impl SignerWorkflow {
@@ -643,6 +795,11 @@ mod tests {
     use super::*;
     use crate::policy::Policy;
     use crate::verify::claims::{Instance, Subject};
+
+    /// The review time of these tests: a week after the demo bundles were signed.
+    fn now() -> jiff::Timestamp {
+        "2024-06-01T00:00:00Z".parse().expect("valid timestamp")
+    }
 
     const SIGNER: &str = "https://github.com/github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d";
     const SIGNER_COMMIT: &str = "09b495c3f12c7881b3cc17209a327792065c1a1d";
@@ -753,7 +910,7 @@ mod tests {
         "    repositories: [{name: actions/attest-demo, id: \"763287532\"}]\n";
 
     fn failures(rule: &Rule, attestation: &VerifiedAttestation) -> Vec<(Check, String)> {
-        match evaluate(rule, attestation) {
+        match evaluate(rule, attestation, now()) {
             Ok(()) => Vec::new(),
             Err(violation) => {
                 assert_eq!(violation.rule, rule.name());
@@ -793,11 +950,14 @@ mod tests {
 
     #[test]
     fn ordinary_build_is_allowed() {
-        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &actions_demo()), Ok(()));
+        assert_eq!(
+            evaluate(&rule(ACTIONS_DEMO), &actions_demo(), now()),
+            Ok(())
+        );
         let example =
             Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
         let actions_rule = example.rule("actions-attest-demo").expect("rule exists");
-        assert_eq!(evaluate(actions_rule, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(actions_rule, &actions_demo(), now()), Ok(()));
     }
 
     #[test]
@@ -816,13 +976,17 @@ mod tests {
     fn reusable_signer_is_allowed_when_listed() {
         let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
         assert_eq!(
-            evaluate(&rule(&format!("{ATTEST_DEMO}{listed}")), &attest_demo()),
+            evaluate(
+                &rule(&format!("{ATTEST_DEMO}{listed}")),
+                &attest_demo(),
+                now()
+            ),
             Ok(())
         );
         let example =
             Policy::from_yaml(include_str!("../../examples/policy.yaml")).expect("parses");
         let attest_rule = example.rule("attest-demo").expect("rule exists");
-        assert_eq!(evaluate(attest_rule, &attest_demo()), Ok(()));
+        assert_eq!(evaluate(attest_rule, &attest_demo(), now()), Ok(()));
     }
 
     #[test]
@@ -836,14 +1000,16 @@ mod tests {
         assert_eq!(
             evaluate(
                 &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
-                &attest_demo()
+                &attest_demo(),
+                now()
             ),
             Ok(())
         );
         assert_eq!(
             evaluate(
                 &pinned("GitHub/Artifact-Attestations-Workflows/.github/workflows/attest.yml"),
-                &attest_demo()
+                &attest_demo(),
+                now()
             ),
             Ok(())
         );
@@ -853,11 +1019,15 @@ mod tests {
         tagged.certificate.build_signer_uri = Some(tag_uri.clone());
         tagged.certificate.subject_alternative_name = Some(tag_uri);
         assert_eq!(
-            evaluate(&pinned(&format!("{workflow}@{SIGNER_COMMIT}")), &tagged),
+            evaluate(
+                &pinned(&format!("{workflow}@{SIGNER_COMMIT}")),
+                &tagged,
+                now()
+            ),
             Ok(())
         );
         assert_eq!(
-            evaluate(&pinned(&format!("{workflow}@refs/tags/v1")), &tagged),
+            evaluate(&pinned(&format!("{workflow}@refs/tags/v1")), &tagged, now()),
             Ok(())
         );
         assert_single_failure(
@@ -865,10 +1035,8 @@ mod tests {
             &tagged,
             Check::SignerWorkflow,
             &[
-                "not by the calling workflow .github/workflows/shared.yml",
-                &format!(
-                    "allows signer workflows: (the calling workflow), {workflow}@refs/tags/v2"
-                ),
+                "not by a listed signer workflow",
+                &format!("allows signer workflows: {workflow}@refs/tags/v2"),
             ],
         );
         assert_single_failure(
@@ -903,15 +1071,16 @@ mod tests {
             [
                 (
                     Check::Ref,
-                    "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*".to_string()
+                    "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main".to_string()
                 ),
                 (
                     Check::Trigger,
-                    "trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target".to_string()
+                    "trigger pull_request is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule".to_string()
                 ),
             ]
         );
-        let violation = evaluate(&rule(ACTIONS_DEMO), &pull_request_build()).expect_err("denied");
+        let violation =
+            evaluate(&rule(ACTIONS_DEMO), &pull_request_build(), now()).expect_err("denied");
         assert_eq!(
             violation.reasons(),
             found
@@ -921,8 +1090,8 @@ mod tests {
         );
         assert_eq!(
             violation.to_string(),
-            "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main, refs/tags/*; \
-             trigger pull_request is not allowed; rule \"r\" allows triggers: any but pull_request, pull_request_target"
+            "built from refs/pull/31/merge (trigger pull_request); rule \"r\" allows refs: refs/heads/main; \
+             trigger pull_request is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule"
         );
     }
 
@@ -931,7 +1100,7 @@ mod tests {
         let permissive = rule(&format!(
             "{ACTIONS_DEMO}    refs: [\"refs/pull/**\"]\n    triggers: [pull_request]\n"
         ));
-        assert_eq!(evaluate(&permissive, &pull_request_build()), Ok(()));
+        assert_eq!(evaluate(&permissive, &pull_request_build(), now()), Ok(()));
         let strict = rule(&format!("{ACTIONS_DEMO}    triggers: [push, release]\n"));
         assert_single_failure(
             &strict,
@@ -961,7 +1130,7 @@ mod tests {
         let allowing = rule(&format!(
             "{ACTIONS_DEMO}    runners: [github-hosted, self-hosted]\n"
         ));
-        assert_eq!(evaluate(&allowing, &attestation), Ok(()));
+        assert_eq!(evaluate(&allowing, &attestation, now()), Ok(()));
     }
 
     #[test]
@@ -992,7 +1161,8 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: actions/attest-demo}]\n"),
-                &attestation
+                &attestation,
+                now()
             ),
             Ok(())
         );
@@ -1031,7 +1201,8 @@ mod tests {
         assert_eq!(
             evaluate(
                 &rule("    repositories: [{name: ACTIONS/attest-demo, id: \"763287532\"}]\n"),
-                &attestation
+                &attestation,
+                now()
             ),
             Ok(())
         );
@@ -1116,7 +1287,7 @@ mod tests {
             predicate.event_name = None;
             predicate.resolved_commit = Some("A6C23B9806C593664F68637C8F9D45DFCF98B2DB".into());
         }
-        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation), Ok(()));
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation, now()), Ok(()));
         let mut attestation = actions_demo();
         attestation.predicate = None;
         assert_single_failure(
@@ -1130,7 +1301,7 @@ mod tests {
     #[test]
     fn owner_trust_checks_owner_uri_and_id() {
         let by_owner = rule("    owners: [{name: actions, id: \"44036562\"}]\n");
-        assert_eq!(evaluate(&by_owner, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(&by_owner, &actions_demo(), now()), Ok(()));
 
         let mut wrong_id = actions_demo();
         wrong_id.certificate.source_repository_owner_identifier = Some("1".to_string());
@@ -1187,7 +1358,7 @@ mod tests {
         let by_glob = rule(&format!(
             "{ACTIONS_DEMO}    workflows: [\".github/workflows/build-*.yml\"]\n"
         ));
-        assert_eq!(evaluate(&by_glob, &actions_demo()), Ok(()));
+        assert_eq!(evaluate(&by_glob, &actions_demo(), now()), Ok(()));
 
         // A calling workflow from another repository, signing itself.
         let foreign =
@@ -1229,7 +1400,7 @@ mod tests {
             predicate.workflow_ref = Some("refs/tags/v1".to_string());
         }
         assert_single_failure(
-            &rule(ACTIONS_DEMO),
+            &rule(&format!("{ACTIONS_DEMO}    refs: [\"refs/tags/v*\"]\n")),
             &attestation,
             Check::CallingWorkflow,
             &["calling workflow .github/workflows/build-python.yml ran at refs/heads/main, but the source ref is refs/tags/v1"],
@@ -1275,6 +1446,277 @@ mod tests {
             .expect("runner fails");
         assert_eq!(runner.1.chars().count(), 2001);
         assert!(runner.1.ends_with('…'));
+    }
+
+    /// `actions_demo` with the owner ID `owner_id` in the certificate and the predicate.
+    fn with_owner_id(owner_id: &str) -> VerifiedAttestation {
+        let mut attestation = actions_demo();
+        attestation.certificate.source_repository_owner_identifier = Some(owner_id.to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.repository_owner_id = Some(owner_id.to_string());
+        }
+        attestation
+    }
+
+    #[test]
+    fn every_pin_that_applies_holds() {
+        // (repositories, owners, owner ID in the bundle, expected failure)
+        let cases: [(&str, &str, &str, Option<&str>); 6] = [
+            // An unpinned repository entry does not switch the owner's pin off.
+            (
+                "{name: actions/attest-demo}",
+                "{name: actions, id: \"222\"}",
+                "333",
+                Some("owner ID differs: owner actions has ID 333, rule \"r\" pins ID 222"),
+            ),
+            (
+                "{name: actions/attest-demo}",
+                "{name: actions, id: \"222\"}",
+                "222",
+                None,
+            ),
+            // Both pins, from both entries.
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions, id: \"222\"}",
+                "333",
+                Some("owner ID differs"),
+            ),
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions, id: \"222\"}",
+                "222",
+                None,
+            ),
+            // The repository's pin without an owner pin, and no pin at all.
+            (
+                "{name: actions/attest-demo, id: \"763287532\"}",
+                "{name: actions}",
+                "333",
+                None,
+            ),
+            ("{name: actions/attest-demo}", "{name: other}", "333", None),
+        ];
+        for (repositories, owners, owner_id, expected) in cases {
+            let trusted = rule(&format!(
+                "    repositories: [{repositories}]\n    owners: [{owners}]\n"
+            ));
+            let attestation = with_owner_id(owner_id);
+            match expected {
+                None => assert_eq!(
+                    evaluate(&trusted, &attestation, now()),
+                    Ok(()),
+                    "{repositories} {owners} {owner_id}"
+                ),
+                Some(fragment) => assert_single_failure(
+                    &trusted,
+                    &attestation,
+                    Check::SourceRepository,
+                    &[fragment],
+                ),
+            }
+        }
+    }
+
+    /// `actions_demo` started by `trigger`, on the default branch.
+    fn triggered_by(trigger: &str) -> VerifiedAttestation {
+        let mut attestation = actions_demo();
+        attestation.certificate.build_trigger = Some(trigger.to_string());
+        if let Some(predicate) = attestation.predicate.as_mut() {
+            predicate.event_name = Some(trigger.to_string());
+        }
+        attestation
+    }
+
+    #[test]
+    fn default_triggers_are_an_allow_list() {
+        for trigger in crate::policy::DEFAULT_TRIGGERS {
+            assert_eq!(
+                evaluate(&rule(ACTIONS_DEMO), &triggered_by(trigger), now()),
+                Ok(()),
+                "{trigger}"
+            );
+        }
+        let refused = crate::policy::RISKY_TRIGGERS.into_iter().chain([
+            "merge_group",
+            "deployment",
+            "some_future_event",
+        ]);
+        for trigger in refused {
+            assert_single_failure(
+                &rule(ACTIONS_DEMO),
+                &triggered_by(trigger),
+                Check::Trigger,
+                &[&format!("trigger {trigger} is not allowed; rule \"r\" allows triggers: push, release, workflow_dispatch, schedule")],
+            );
+        }
+        // Listing a trigger is the way to accept it.
+        let listed = rule(&format!(
+            "{ACTIONS_DEMO}    triggers: [push, workflow_run]\n"
+        ));
+        assert_eq!(
+            evaluate(&listed, &triggered_by("workflow_run"), now()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tags_need_listing() {
+        let mut tagged = actions_demo();
+        let workflow = "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/tags/v1.2.0";
+        tagged.certificate.source_repository_ref = Some("refs/tags/v1.2.0".to_string());
+        tagged.certificate.build_config_uri = Some(workflow.to_string());
+        tagged.certificate.build_signer_uri = Some(workflow.to_string());
+        tagged.certificate.subject_alternative_name = Some(workflow.to_string());
+        if let Some(predicate) = tagged.predicate.as_mut() {
+            predicate.workflow_ref = Some("refs/tags/v1.2.0".to_string());
+        }
+        assert_single_failure(
+            &rule(ACTIONS_DEMO),
+            &tagged,
+            Check::Ref,
+            &["built from refs/tags/v1.2.0 (trigger workflow_dispatch); rule \"r\" allows refs: refs/heads/main"],
+        );
+        let releases = rule(&format!(
+            "{ACTIONS_DEMO}    refs: [refs/heads/main, \"refs/tags/v*\"]\n"
+        ));
+        assert_eq!(evaluate(&releases, &tagged, now()), Ok(()));
+    }
+
+    #[test]
+    fn build_config_digests_pin_the_calling_workflow() {
+        let commit = "a6c23b9806c593664f68637c8f9d45dfcf98b2db";
+        let other = "1111111111111111111111111111111111111111";
+        let pinned = |digests: &str| {
+            rule(&format!(
+                "{ACTIONS_DEMO}    buildConfigDigests: [{digests}]\n"
+            ))
+        };
+        assert_eq!(evaluate(&pinned(commit), &actions_demo(), now()), Ok(()));
+        assert_eq!(
+            evaluate(
+                &pinned(&format!("{other}, {}", commit.to_uppercase())),
+                &actions_demo(),
+                now()
+            ),
+            Ok(())
+        );
+        assert_single_failure(
+            &pinned(other),
+            &actions_demo(),
+            Check::CallingWorkflow,
+            &[&format!("calling workflow .github/workflows/build-python.yml has build config digest {commit}; rule \"r\" allows build config digests: {other}")],
+        );
+        let mut no_digest = actions_demo();
+        no_digest.certificate.build_config_digest = None;
+        assert_single_failure(
+            &pinned(commit),
+            &no_digest,
+            Check::CallingWorkflow,
+            &["certificate has no build config digest"],
+        );
+    }
+
+    #[test]
+    fn signer_workflows_require_a_listed_signer() {
+        let listed = "    signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml\"]\n";
+        // The calling workflow signing itself is no longer enough.
+        assert_single_failure(
+            &rule(&format!("{ACTIONS_DEMO}{listed}")),
+            &actions_demo(),
+            Check::SignerWorkflow,
+            &["signed by the calling workflow .github/workflows/build-python.yml itself, not by a signer workflow; rule \"r\" allows signer workflows: github/artifact-attestations-workflows/.github/workflows/attest.yml (allowSelfSigned is false)"],
+        );
+        let lenient = rule(&format!(
+            "{ACTIONS_DEMO}{listed}    allowSelfSigned: true\n"
+        ));
+        assert_eq!(evaluate(&lenient, &actions_demo(), now()), Ok(()));
+        // The listed signer passes either way.
+        assert_eq!(
+            evaluate(
+                &rule(&format!("{ATTEST_DEMO}{listed}")),
+                &attest_demo(),
+                now()
+            ),
+            Ok(())
+        );
+        let lenient_attest = rule(&format!("{ATTEST_DEMO}{listed}    allowSelfSigned: true\n"));
+        assert_eq!(evaluate(&lenient_attest, &attest_demo(), now()), Ok(()));
+    }
+
+    #[test]
+    fn max_age_counts_from_the_proven_signing_time() {
+        // actions_demo was signed 2024-05-24T13:59:50Z; now() is 2024-06-01T00:00:00Z.
+        let aged = |max_age: &str| rule(&format!("{ACTIONS_DEMO}    maxAge: {max_age}\n"));
+        assert_eq!(evaluate(&aged("8d"), &actions_demo(), now()), Ok(()));
+        assert_single_failure(
+            &aged("7d"),
+            &actions_demo(),
+            Check::Age,
+            &["signed at 2024-05-24T13:59:50Z, longer ago than maxAge 7d at review time 2024-06-01T00:00:00Z; rule \"r\" allows builds signed at most 7d before review"],
+        );
+        // The same rule, reviewed earlier, admits: the clock is an input.
+        let earlier: jiff::Timestamp = "2024-05-30T00:00:00Z".parse().expect("timestamp");
+        assert_eq!(evaluate(&aged("7d"), &actions_demo(), earlier), Ok(()));
+        let mut unproven = actions_demo();
+        unproven.signed_at = None;
+        assert_single_failure(
+            &aged("90d"),
+            &unproven,
+            Check::Age,
+            &["the attestation has no proven signing time"],
+        );
+        // Without maxAge, age is no concern.
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &unproven, now()), Ok(()));
+    }
+
+    /// The actions-demo rule under a policy whose top-level `revoked` block is `revoked`.
+    fn revoking(revoked: &str) -> Rule {
+        let source = format!(
+            "version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/x/*\"]\n{ACTIONS_DEMO}revoked:\n{revoked}"
+        );
+        let policy = Policy::from_yaml(&source).unwrap_or_else(|error| panic!("{source}\n{error}"));
+        policy.rules()[0].clone()
+    }
+
+    #[test]
+    fn revoked_builds_are_denied_by_every_rule() {
+        let cases: [(&str, Option<&str>); 9] = [
+            ("  commits: [A6C23B9806C593664F68637C8F9D45DFCF98B2DB]\n", Some("commit a6c23b9806c593664f68637c8f9d45dfcf98b2db is revoked by the policy (revoked.commits)")),
+            ("  commits: [\"1111111111111111111111111111111111111111\"]\n", None),
+            ("  runs: [\"8788389601\"]\n", Some("run https://github.com/actions/attest-demo/actions/runs/8788389601/attempts/1 is revoked by the policy (revoked.runs: 8788389601)")),
+            ("  runs: [8788389601]\n", Some("is revoked by the policy (revoked.runs: 8788389601)")),
+            ("  runs: [\"https://github.com/Actions/attest-demo/actions/runs/8788389601/attempts/2\"]\n", Some("(revoked.runs: https://github.com/Actions/attest-demo/actions/runs/8788389601)")),
+            // The same run ID under another repository's URL is another run.
+            ("  runs: [\"https://github.com/evil/attest-demo/actions/runs/8788389601\"]\n", None),
+            ("  runs: [\"8788389602\"]\n", None),
+            ("  signerDigests: [a6c23b9806c593664f68637c8f9d45dfcf98b2db]\n", Some("signer digest a6c23b9806c593664f68637c8f9d45dfcf98b2db is revoked by the policy (revoked.signerDigests)")),
+            ("  signerDigests: [\"09b495c3f12c7881b3cc17209a327792065c1a1d\"]\n", None),
+        ];
+        for (revoked, expected) in cases {
+            match expected {
+                None => assert_eq!(
+                    evaluate(&revoking(revoked), &actions_demo(), now()),
+                    Ok(()),
+                    "{revoked}"
+                ),
+                Some(fragment) => assert_single_failure(
+                    &revoking(revoked),
+                    &actions_demo(),
+                    Check::Revoked,
+                    &[fragment],
+                ),
+            }
+        }
+        // A claim a deny-list needs but the certificate lacks denies.
+        let mut unknown = actions_demo();
+        unknown.certificate.run_invocation_uri = None;
+        assert_single_failure(
+            &revoking("  runs: [\"1\"]\n"),
+            &unknown,
+            Check::Revoked,
+            &["certificate has no run invocation URI"],
+        );
     }
 
     #[test]

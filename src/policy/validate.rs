@@ -2,21 +2,22 @@
 
 use super::config::{
     Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
-    Registry, Rule, SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner,
-    TrustedRepository, UnmatchedAction, DEFAULT_EXCLUDED_TRIGGERS, DEFAULT_REFS, DEFAULT_RUNNERS,
-    GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    Registry, Revocations, RevokedRun, Rule, SelectorOperator, SignerWorkflow, TriggerFilter,
+    TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS, DEFAULT_RUNNERS,
+    DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, OwnerDocument, PolicyDocument, RegistryDocument,
-    RepositoryDocument, RequirementDocument, RuleDocument, SelectorDocument,
+    RepositoryDocument, RequirementDocument, RevokedDocument, RuleDocument, SelectorDocument,
 };
-use super::duration::BreakGlassDuration;
+use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::{PolicyError, PolicyIssue};
-use super::github::{is_owner_login, is_repository_name};
+use super::github::{is_owner_login, is_repository_name, is_run_id, parse_run_uri};
 use super::glob::{has_glob_syntax, Glob};
 use super::locate::{locate, FieldPath};
 use crate::image::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The most entries any other list (environments, exempt images, a rule's globs, …) may have.
 const MAX_LIST_ENTRIES: usize = 1000;
@@ -125,7 +126,11 @@ impl Checker {
                 UnmatchedAction::Deny
             }
         };
-        let rules = self.rules(&root.key("rules"), &document.rules);
+        let mut rules = self.rules(&root.key("rules"), &document.rules);
+        let revoked = Arc::new(self.revocations(&root.key("revoked"), document.revoked.as_ref()));
+        for rule in &mut rules {
+            rule.revoked = Arc::clone(&revoked);
+        }
         let break_glass = document
             .break_glass
             .as_ref()
@@ -140,6 +145,7 @@ impl Checker {
             rules,
             break_glass,
             registries,
+            revoked,
         }
     }
 
@@ -433,15 +439,15 @@ impl Checker {
                 |this, entry_path, text| this.ref_glob(entry_path, text),
             )
             .unwrap_or_else(default_refs);
-        let triggers = match self.optional_list(
-            &path.key("triggers"),
-            document.triggers.as_deref(),
-            &format!("any but {}", DEFAULT_EXCLUDED_TRIGGERS.join(", ")),
-            |this, entry_path, text: &String| this.trigger(entry_path, text),
-        ) {
-            Some(triggers) => TriggerFilter::OneOf(triggers),
-            None => TriggerFilter::AnyExcept(owned(&DEFAULT_EXCLUDED_TRIGGERS)),
-        };
+        let triggers = TriggerFilter::OneOf(
+            self.optional_list(
+                &path.key("triggers"),
+                document.triggers.as_deref(),
+                &DEFAULT_TRIGGERS.join(", "),
+                |this, entry_path, text: &String| this.trigger(entry_path, text),
+            )
+            .unwrap_or_else(|| owned(&DEFAULT_TRIGGERS)),
+        );
         let runners = self
             .optional_list(
                 &path.key("runners"),
@@ -486,6 +492,9 @@ impl Checker {
                 },
             )
             .unwrap_or_else(|| vec![GITHUB_ACTIONS_ISSUER.to_string()]);
+        let build_config_digests =
+            self.build_config_digests(path, document.build_config_digests.as_deref());
+        let max_age = self.max_age(&path.key("maxAge"), document.max_age.as_deref());
         Rule {
             name: document.name.clone(),
             images,
@@ -493,12 +502,104 @@ impl Checker {
             owners,
             workflows,
             signer_workflows,
+            allow_self_signed: document.allow_self_signed,
             refs,
+            build_config_digests,
             triggers,
             runners,
             predicate_types,
             issuers,
+            max_age,
+            revoked: Arc::default(),
         }
+    }
+
+    fn build_config_digests(
+        &mut self,
+        rule_path: &FieldPath,
+        texts: Option<&[String]>,
+    ) -> Vec<String> {
+        self.optional_list(
+            &rule_path.key("buildConfigDigests"),
+            texts,
+            "any Build Config Digest",
+            |this, entry_path, text: &String| {
+                this.hex_digest(entry_path, text, "build config digest")
+            },
+        )
+        .unwrap_or_default()
+    }
+
+    fn max_age(&mut self, path: &FieldPath, text: Option<&str>) -> Option<MaxAge> {
+        MaxAge::parse(text?)
+            .map_err(|error| self.report(path, format!("maxAge: {error}")))
+            .ok()
+    }
+
+    /// A git commit or Build Signer/Config Digest: SHA-1 or SHA-256 hex, kept in lower case
+    /// because certificates may spell it in either case.
+    fn hex_digest(&mut self, path: &FieldPath, text: &str, what: &str) -> Option<String> {
+        if matches!(text.len(), 40 | 64) && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Some(text.to_ascii_lowercase());
+        }
+        self.report(
+            path,
+            format!(
+                "{what} `{text}` must be a full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits"
+            ),
+        );
+        None
+    }
+
+    fn revocations(&mut self, path: &FieldPath, document: Option<&RevokedDocument>) -> Revocations {
+        let Some(document) = document else {
+            return Revocations::default();
+        };
+        let commits = self.list(
+            &path.key("commits"),
+            &document.commits,
+            |this, entry_path, text| this.hex_digest(entry_path, text, "revoked commit"),
+        );
+        let runs = self.list(
+            &path.key("runs"),
+            &document.runs,
+            |this, entry_path, text| this.revoked_run(entry_path, text),
+        );
+        let signer_digests = self.list(
+            &path.key("signerDigests"),
+            &document.signer_digests,
+            |this, entry_path, text| this.hex_digest(entry_path, text, "revoked signer digest"),
+        );
+        Revocations {
+            commits,
+            runs,
+            signer_digests,
+        }
+    }
+
+    /// A run ID, or a run URL as GitHub shows it (`…/actions/runs/ID`, with or without
+    /// `/attempts/N`, which is dropped: a re-run builds the same commit under the same ID).
+    fn revoked_run(&mut self, path: &FieldPath, text: &str) -> Option<RevokedRun> {
+        if is_run_id(text) {
+            return Some(RevokedRun {
+                repository: None,
+                run_id: text.to_string(),
+            });
+        }
+        let Some(run) = parse_run_uri(text) else {
+            self.report(
+                path,
+                format!("revoked run `{text}` must be a run ID or a run URL https://github.com/OWNER/REPO/actions/runs/ID"),
+            );
+            return None;
+        };
+        Some(RevokedRun {
+            repository: Some((
+                run.repository.owner.to_string(),
+                run.repository.repo.to_string(),
+            )),
+            run_id: run.run_id.to_string(),
+        })
     }
 
     fn repositories(
@@ -878,8 +979,8 @@ rules:
     owners: [{name: acme, id: "16248153"}]               # or trust a whole owner
     workflows: [".github/workflows/release.yml"]         # calling workflow path(s)
     signerWorkflows: ["github/artifact-attestations-workflows/.github/workflows/attest.yml"]
-    refs: ["refs/heads/main", "refs/tags/v*"]            # default: refs/heads/main, refs/tags/*
-    triggers: [push, workflow_dispatch, release]         # default: all but pull_request*
+    refs: ["refs/heads/main", "refs/tags/v*"]            # default: refs/heads/main
+    triggers: [push, workflow_dispatch, release]         # default: push, release, workflow_dispatch, schedule
     runners: [github-hosted]                             # default
     predicateTypes: ["https://slsa.dev/provenance/v1"]   # default
     issuers: ["https://token.actions.githubusercontent.com"]  # default
@@ -976,8 +1077,12 @@ registries:
         assert_eq!(patterns(rule.effective_refs()), DEFAULT_REFS);
         assert_eq!(
             rule.effective_triggers().to_string(),
-            "any but pull_request, pull_request_target"
+            "push, release, workflow_dispatch, schedule"
         );
+        assert!(rule.allow_self_signed());
+        assert!(rule.build_config_digests().is_empty());
+        assert_eq!(rule.max_age(), None);
+        assert!(policy.revoked().is_empty());
         assert_eq!(rule.effective_runners(), ["github-hosted"]);
         assert_eq!(rule.effective_predicate_types(), [SLSA_PROVENANCE_V1]);
         assert_eq!(rule.effective_issuers(), [GITHUB_ACTIONS_ISSUER]);
@@ -1005,12 +1110,13 @@ registries:
         let json = serde_json::to_value(&minimal).expect("serializes");
         assert_eq!(
             json["rules"][0]["refs"],
-            serde_json::json!(["refs/heads/main", "refs/tags/*"])
+            serde_json::json!(["refs/heads/main"])
         );
         assert_eq!(
             json["rules"][0]["triggers"],
-            serde_json::json!({"anyExcept": ["pull_request", "pull_request_target"]})
+            serde_json::json!({"oneOf": ["push", "release", "workflow_dispatch", "schedule"]})
         );
+        assert_eq!(json["revoked"], serde_json::Value::Null);
         assert_eq!(json["rules"][0]["workflows"], serde_json::Value::Null);
         assert_eq!(
             json["rules"][0]["owners"],
@@ -1133,7 +1239,7 @@ registries:
             (rule("    signerWorkflows: [\"github/attest.yml\"]\n"), "rules[0].signerWorkflows[0]", 6, "must be written owner/repo/.github/workflows/FILE"),
             (rule("    refs: [main, \"refs/tags/v*\"]\n"), "rules[0].refs[0]", 6, "ref `main` must be a full git ref such as refs/heads/main"),
             (rule("    refs:\n      - refs/heads/main\n      - \"refs/tags/[v\"\n"), "rules[0].refs[1]", 8, "invalid glob"),
-            (rule("    refs: []\n"), "rules[0].refs", 6, "must not be empty; leave it out for the default (refs/heads/main, refs/tags/*)"),
+            (rule("    refs: []\n"), "rules[0].refs", 6, "must not be empty; leave it out for the default (refs/heads/main)"),
             (rule("    triggers: [Push]\n"), "rules[0].triggers[0]", 6, "trigger `Push` is not a GitHub Actions event name"),
             (rule("    runners: [ubuntu-latest]\n"), "rules[0].runners[0]", 6, "unknown runner environment `ubuntu-latest`"),
             (rule("    issuers: [\"http://issuer.example\"]\n"), "rules[0].issuers[0]", 6, "must be an https:// URL"),
@@ -1152,6 +1258,11 @@ registries:
                 "registries[1].host", 4, "already configured at registries[0]",
             ),
         ];
+        assert_issues(cases);
+    }
+
+    /// Each source's first problem has this path, line and message fragment.
+    fn assert_issues(cases: Vec<(String, &str, usize, &str)>) {
         for (source, path, line, fragment) in cases {
             let issue = first_issue(&source);
             assert_eq!(issue.path, path, "{source}\n  got: {issue}");
@@ -1165,6 +1276,53 @@ registries:
                 "{source}\n  got: {issue}\n  expected: {fragment}"
             );
         }
+    }
+
+    #[test]
+    fn content_pins_ages_and_revocations_are_checked_at_load() {
+        let rule = |extra: &str| format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}");
+        let revoked = |block: &str| format!("version: 1\nrevoked:\n{block}");
+        let sha1 = "7d2f0a4c9e1b5a3f8c6d4e2b0a9f7e5d3c1b8a6f";
+        let cases: Vec<(String, &str, usize, &str)> = vec![
+            (rule("    buildConfigDigests: [abc123]\n"), "rules[0].buildConfigDigests[0]", 6, "build config digest `abc123` must be a full commit hash: 40 (SHA-1) or 64 (SHA-256) hex digits"),
+            (rule(&format!("    buildConfigDigests: [\"sha1:{sha1}\"]\n")), "rules[0].buildConfigDigests[0]", 6, "must be a full commit hash"),
+            (rule("    buildConfigDigests: []\n"), "rules[0].buildConfigDigests", 6, "must not be empty; leave it out for the default (any Build Config Digest)"),
+            (rule("    maxAge: 3 months\n"), "rules[0].maxAge", 6, "maxAge: invalid duration `3 months`"),
+            (rule("    maxAge: 4000d\n"), "rules[0].maxAge", 6, "longer than the maximum of 3650 days"),
+            (revoked("  commits: [main]\n"), "revoked.commits[0]", 3, "revoked commit `main` must be a full commit hash"),
+            (revoked("  signerDigests: [\"xyz\"]\n"), "revoked.signerDigests[0]", 3, "revoked signer digest `xyz`"),
+            (revoked("  runs: [\"https://github.com/acme/api/actions/workflows/1\"]\n"), "revoked.runs[0]", 3, "must be a run ID or a run URL https://github.com/OWNER/REPO/actions/runs/ID"),
+            (revoked("  runs: [\"run-12\"]\n"), "revoked.runs[0]", 3, "must be a run ID"),
+        ];
+        assert_issues(cases);
+
+        let policy = Policy::from_yaml(&format!(
+            "{}    maxAge: 90d\n    allowSelfSigned: true\n    signerWorkflows: [\"acme/builder/.github/workflows/build.yml@{sha1}\"]\n    buildConfigDigests: [\"{}\"]\nrevoked:\n  commits: [\"{}\"]\n  runs: [\"https://github.com/acme/api/actions/runs/42/attempts/3\", 43]\n",
+            rule(""),
+            sha1.to_uppercase(),
+            sha1.to_uppercase()
+        ))
+        .expect("policy parses");
+        let rule = &policy.rules()[0];
+        assert_eq!(
+            rule.max_age().map(|age| age.to_string()).as_deref(),
+            Some("90d")
+        );
+        assert!(rule.allow_self_signed());
+        assert_eq!(rule.build_config_digests(), [sha1]);
+        assert_eq!(policy.revoked().commits, [sha1]);
+        let runs: Vec<String> = policy
+            .revoked()
+            .runs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(runs, ["https://github.com/acme/api/actions/runs/42", "43"]);
+        let json = serde_json::to_value(&policy).expect("serializes");
+        assert_eq!(json["revoked"]["runs"][1], "43");
+        assert_eq!(json["rules"][0]["maxAge"], "90d");
+        assert_eq!(json["rules"][0]["allowSelfSigned"], true);
+        assert_eq!(json["rules"][0]["revoked"], serde_json::Value::Null);
     }
 
     #[test]

@@ -58,6 +58,27 @@ app.kubernetes.io/part-of: provenance-gate
 {{- end -}}
 {{- end -}}
 
+{{/*
+image.repository as an exemptImages pattern: the canonical image name the policy matches
+(registry host in lower case, without :443, Docker Hub as docker.io with library/ for
+official images), no tag or digest, so that every tag and digest of the repository matches.
+The schema refuses a repository with a tag, digest or glob characters.
+*/}}
+{{- define "provenance-gate.imageRepositoryPattern" -}}
+{{- $repository := .Values.image.repository -}}
+{{- $parts := regexSplit "/" $repository 2 -}}
+{{- $first := first $parts -}}
+{{- $host := "docker.io" -}}
+{{- $path := $repository -}}
+{{- if and (eq (len $parts) 2) (or (contains "." $first) (contains ":" $first) (eq (lower $first) "localhost")) -}}
+{{- $host = lower $first | trimSuffix ":443" -}}
+{{- $path = last $parts -}}
+{{- end -}}
+{{- if has $host (list "index.docker.io" "registry-1.docker.io") -}}{{- $host = "docker.io" -}}{{- end -}}
+{{- if and (eq $host "docker.io") (not (contains "/" $path)) -}}{{- $path = printf "library/%s" $path -}}{{- end -}}
+{{- printf "%s/%s" $host $path -}}
+{{- end -}}
+
 {{/* DNS names of the webhook Service, for the serving certificate. */}}
 {{- define "provenance-gate.serviceDNSNames" -}}
 {{- $svc := include "provenance-gate.fullname" . -}}
@@ -96,13 +117,20 @@ policy.defaultMode / policy.environments.
 {{- $doc := dict "version" 1 -}}
 {{- $_ := set $doc "defaultMode" (ternary $p.defaultMode $preset.defaultMode (hasKey $p "defaultMode")) -}}
 {{- $_ := set $doc "environments" (ternary $p.environments $preset.environments (hasKey $p "environments")) -}}
-{{- $_ := set $doc "exemptImages" $p.exemptImages -}}
+{{- $exempt := $p.exemptImages | default list -}}
+{{- if $p.exemptChartImage -}}
+{{- $exempt = append $exempt (include "provenance-gate.imageRepositoryPattern" .) | uniq -}}
+{{- end -}}
+{{- $_ := set $doc "exemptImages" $exempt -}}
 {{- $_ := set $doc "unmatchedImages" $p.unmatchedImages -}}
 {{- $_ := set $doc "rules" $p.rules -}}
 {{- if $p.breakGlass.enabled -}}
 {{- $_ := set $doc "breakGlass" (dict "maxDuration" $p.breakGlass.maxDuration "approvers" $p.breakGlass.approvers) -}}
 {{- end -}}
 {{- $_ := set $doc "registries" $p.registries -}}
+{{- with $p.revoked }}
+{{- $_ := set $doc "revoked" . -}}
+{{- end }}
 {{- toJson $doc -}}
 {{- end -}}
 
@@ -131,7 +159,7 @@ unmatchedImages: {{ $doc.unmatchedImages }}
 rules:
 {{- range $rule := $doc.rules }}
   - name: {{ $rule.name | toJson }}
-    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "refs" "triggers" "runners" "predicateTypes" "issuers" }}
+    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "allowSelfSigned" "refs" "buildConfigDigests" "triggers" "runners" "predicateTypes" "issuers" "maxAge" }}
     {{- if hasKey $rule $field }}
     {{ $field }}: {{ index $rule $field | toJson }}
     {{- end }}
@@ -139,6 +167,12 @@ rules:
 {{- end }}
 {{- else }}
 rules: []
+{{- end }}
+{{- with $doc.revoked }}
+revoked:
+  commits: {{ .commits | default list | toJson }}
+  runs: {{ .runs | default list | toJson }}
+  signerDigests: {{ .signerDigests | default list | toJson }}
 {{- end }}
 {{- with $doc.breakGlass }}
 breakGlass:

@@ -242,3 +242,17 @@ matchExpressions:
     {{- end }}
 {{- end }}
 {{- end -}}
+
+
+{{/* A conjunction as a `kubectl get -l` selector: key in (a,b), key notin (a), key, !key. */}}
+{{- define "provenance-gate.kubectlSelector" -}}
+{{- $terms := list -}}
+{{- range $r := . -}}
+{{- if eq $r.operator "In" -}}{{- $terms = append $terms (printf "%s in (%s)" $r.key (join "," $r.values)) -}}
+{{- else if eq $r.operator "NotIn" -}}{{- $terms = append $terms (printf "%s notin (%s)" $r.key (join "," $r.values)) -}}
+{{- else if eq $r.operator "Exists" -}}{{- $terms = append $terms $r.key -}}
+{{- else -}}{{- $terms = append $terms (printf "!%s" $r.key) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $terms -}}
+{{- end -}}
