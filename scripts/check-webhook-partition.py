@@ -243,7 +243,7 @@ def main():
             workloads = [
                 (group, resource)
                 for group, resource in RESOURCES[kind]
-                if resource != "namespaces" and any(rule_covers(r, group, resource) for r in w.get("rules") or [])
+                if not resource.startswith("namespaces") and any(rule_covers(r, group, resource) for r in w.get("rules") or [])
             ]
             if workloads:
                 failures.extend(f"{where}: {problem}" for problem in image_change_condition_problems(w, workloads))
