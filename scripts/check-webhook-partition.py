@@ -43,6 +43,9 @@ RESOURCES = {
         ("", "pods"),
         ("", "pods/ephemeralcontainers"),
         ("", "namespaces"),
+        # Their status and finalize subresources write labels and annotations too.
+        ("", "namespaces/status"),
+        ("", "namespaces/finalize"),
     ],
     "ValidatingWebhookConfiguration": [
         ("", "pods"),
@@ -54,6 +57,8 @@ RESOURCES = {
         ("batch", "jobs"),
         ("batch", "cronjobs"),
         ("", "namespaces"),
+        ("", "namespaces/status"),
+        ("", "namespaces/finalize"),
     ],
 }
 
@@ -238,7 +243,7 @@ def main():
             workloads = [
                 (group, resource)
                 for group, resource in RESOURCES[kind]
-                if resource != "namespaces" and any(rule_covers(r, group, resource) for r in w.get("rules") or [])
+                if not resource.startswith("namespaces") and any(rule_covers(r, group, resource) for r in w.get("rules") or [])
             ]
             if workloads:
                 failures.extend(f"{where}: {problem}" for problem in image_change_condition_problems(w, workloads))
@@ -250,7 +255,7 @@ def main():
         mode, env = expected_mode(policy, labels)
         for kind, config in configs.items():
             for group, resource in RESOURCES[kind]:
-                if resource == "namespaces":
+                if resource.startswith("namespaces"):
                     want = "Fail"
                 else:
                     want = args.enforce_policy if mode == "enforce" else args.other_policy

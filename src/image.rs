@@ -21,7 +21,9 @@
 //!   `registry-1.docker.io` as a registry of its own; the images are the same, and the pinned
 //!   reference the webhook writes back uses the canonical spelling.
 //! - Refused rather than normalised, as no real reference needs them: ports with leading zeros
-//!   (`localhost:05000`), port 0 or above 65535, an empty port, IPv4-mapped IPv6 addresses, and a
+//!   (`localhost:05000`), port 0 or above 65535, an empty port, IPv4-mapped IPv6 addresses, an
+//!   IPv4 address in any spelling but four decimal numbers (`10.0.0.05`, `10.5`, `0xa.0.0.5`,
+//!   which the C resolver reads as `10.0.0.5`; a host whose last label is a number is one), and a
 //!   first component that is a host only because of its capital letters (`Foo/bar`; lower-cased
 //!   it would be the Docker Hub image `foo/bar`).
 //! - A bracketed IPv6 address is written in its RFC 5952 form (`[0:0::1]` becomes `[::1]`).
@@ -449,7 +451,36 @@ fn split_host_and_port(registry: &str) -> Result<(String, Option<&str>), &'stati
     if !host.split('.').all(is_host_label) {
         return Err("host name must be labels of letters, digits and inner dashes, separated by single dots");
     }
+    // No top-level domain is a number, so such a host is an IPv4 address. The C resolver
+    // reads `10.0.0.05`, `10.5` and `0xa.0.0.5` as 10.0.0.5 (inet_aton), which one rule
+    // naming `10.0.0.5:5000` would not cover: only the dotted-quad spelling is one.
+    if host.rsplit('.').next().is_some_and(is_numeric_label) && !is_dotted_quad(host) {
+        return Err(
+            "an IPv4 address must be four decimal numbers from 0 to 255 without leading zeros, like 10.0.0.5",
+        );
+    }
     Ok((host.to_ascii_lowercase(), port))
+}
+
+/// A label that `inet_aton` reads as a number: decimal, octal (leading 0) or hex (`0x`).
+fn is_numeric_label(label: &str) -> bool {
+    let lower = label.to_ascii_lowercase();
+    match lower.strip_prefix("0x") {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => label.bytes().all(|b| b.is_ascii_digit()),
+    }
+}
+
+/// `a.b.c.d`, each 0–255 in decimal without leading zeros: the one spelling of an address.
+fn is_dotted_quad(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && (part.len() == 1 || !part.starts_with('0'))
+                && part.parse::<u8>().is_ok()
+        })
 }
 
 fn canonical_port(port: &str) -> Result<u16, &'static str> {
@@ -752,6 +783,16 @@ mod tests {
         ("[::1]5000/app", "expected ':<port>'"),
         ("[1:2:3]/app", "is not a valid address"),
         ("[::ffff:102:304]/app", "IPv4-mapped IPv6 addresses are refused"),
+        // The C resolver reads these as 10.0.0.5 or 127.0.0.1 (inet_aton); a rule naming the
+        // address would not cover them.
+        ("10.0.0.05:5000/app", "four decimal numbers"),
+        ("10.5:5000/app", "four decimal numbers"),
+        ("0xa.0.0.5:5000/app", "four decimal numbers"),
+        ("10.0.0.0x5:5000/app", "four decimal numbers"),
+        ("127.1/app", "four decimal numbers"),
+        ("2130706433:5000/app", "four decimal numbers"),
+        ("10.0.0.256:5000/app", "four decimal numbers"),
+        ("1.2.3.4.5/app", "four decimal numbers"),
         ("localhost:05000/app", "without leading zeros"),
         ("localhost:0/app", "without leading zeros"),
         ("localhost:65536/app", "between 1 and 65535"),
@@ -782,6 +823,11 @@ mod tests {
         ("[FD00:0::1]/acme/api", "[fd00::1]/acme/api"),
         ("[::1]:443/acme/api", "[::1]/acme/api"),
         ("[::102:304]/acme/api", "[::102:304]/acme/api"),
+        ("10.0.0.5:5000/acme/api", "10.0.0.5:5000/acme/api"),
+        ("0.0.0.0:443/acme/api", "0.0.0.0/acme/api"),
+        // A number inside a name is no address.
+        ("registry.10.example.com/acme/api", "registry.10.example.com/acme/api"),
+        ("0xcafe.example.com/acme/api", "0xcafe.example.com/acme/api"),
     ];
 
     #[test]

@@ -2401,3 +2401,123 @@ async fn a_break_glass_whose_approver_left_the_policy_no_longer_admits() {
     assert_eq!(response["allowed"], true, "{response}");
     assert_eq!(harness.records()[0].result, "break_glass");
 }
+
+#[tokio::test]
+async fn namespace_status_and_finalize_writes_are_judged_like_updates() {
+    // Both subresources keep the labels and annotations they are sent, so the chart routes
+    // them here too; the review must not wave them through as "a subresource".
+    let harness = Harness::new();
+    let mallory = ("mallory@example.com", &["system:authenticated"][..]);
+    for sub_resource in ["status", "finalize"] {
+        let mut lowered = relabel_review(mallory.0, mallory.1, "production", "dev", json!({}));
+        let forged = declared(&[(APPROVED_BY_ANNOTATION, "alice@example.com")]);
+        let mut declared_by_mallory =
+            namespace_review("UPDATE", mallory.0, mallory.1, Some(json!({})), forged);
+        for review in [&mut lowered, &mut declared_by_mallory] {
+            review["request"]["subResource"] = json!(sub_resource);
+            for endpoint in ["/mutate", "/validate"] {
+                let response = harness.post(endpoint, review).await;
+                assert_eq!(
+                    response["allowed"], false,
+                    "{sub_resource} at {endpoint}: {response}"
+                );
+                assert_eq!(response["status"]["code"], 403);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_tag_with_another_digest_is_judged_by_the_digest() {
+    // The tag of a verified image with the digest of an unattested one: the runtime pulls
+    // the digest, so the tag must lend it nothing.
+    let harness = Harness::new();
+    let disguised = format!("{API}@{}", harness.digest(WORKER));
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness
+            .post(endpoint, &pod_review("prod", &[("api", &disguised)]))
+            .await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert_eq!(
+            audit_images(&response)[0]["digest"],
+            json!(harness.digest(WORKER)),
+            "{endpoint}"
+        );
+    }
+    // The other way round: the verified digest behind an unattested tag is admitted as is.
+    let honest = format!("{WORKER}@{}", harness.digest(API));
+    let review = pod_review("prod", &[("worker", &honest)]);
+    let response = harness.post("/mutate", &review).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let operations = patch_of(&response).unwrap();
+    assert!(
+        operations
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|operation| operation["path"] != "/spec/containers/0/image"),
+        "already pinned, so left alone: {operations}"
+    );
+    assert_eq!(harness.post("/validate", &review).await["allowed"], true);
+}
+
+#[tokio::test]
+async fn a_tag_admitted_under_break_glass_is_checked_again_where_it_is_pulled_anew() {
+    // Admitted while break-glass was in force, the unattested tag stayed a tag. Once the
+    // break-glass is over, a debug container or another container taking that tag pulls
+    // whatever it names now: that is a new image for them, not the one admitted before.
+    let harness = Harness::new();
+    let tools = format!("{TOOLS}@{}", harness.digest(TOOLS));
+    let pod = |images: &[(&str, &str)]| pod_review("payments-expired", images);
+    let old = pod(&[("api", WORKER), ("tools", &tools)])["request"]["object"].clone();
+    let mut debug = pod(&[("api", WORKER), ("tools", &tools)]);
+    debug["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": WORKER, "targetContainerName": "api"}]);
+    debug["request"]["subResource"] = json!("ephemeralcontainers");
+    let debug = as_update(debug, old.clone());
+    let moved = as_update(pod(&[("api", WORKER), ("tools", WORKER)]), old.clone());
+    for (what, review) in [("debug container", &debug), ("moved", &moved)] {
+        for endpoint in ["/mutate", "/validate"] {
+            let response = harness.post(endpoint, review).await;
+            assert_eq!(
+                response["allowed"], false,
+                "{what} at {endpoint}: {response}"
+            );
+            assert!(
+                message(&response).starts_with(&format!("image {WORKER} denied")),
+                "{what} at {endpoint}: {response}"
+            );
+        }
+    }
+    // A container keeping its image is not judged again, nor repinned (that would restart it).
+    let mut relabelled = pod(&[("api", WORKER), ("tools", &tools)]);
+    relabelled["request"]["object"]["metadata"]["labels"]["tier"] = json!("web");
+    let relabelled = as_update(relabelled, old);
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, &relabelled).await;
+        assert_eq!(response["allowed"], true, "{endpoint}: {response}");
+        assert!(patch_of(&response).is_none(), "{endpoint}: {response}");
+    }
+}
+
+#[tokio::test]
+async fn an_ephemeral_containers_update_cannot_smuggle_a_container_image_unchecked() {
+    // The subresource keeps only ephemeralContainers, but whatever else the object says is
+    // judged as sent: nothing in it goes unchecked on the way.
+    let harness = Harness::new();
+    let api = format!("{API}@{}", harness.digest(API));
+    let old = pod_review("prod", &[("api", &api)])["request"]["object"].clone();
+    let mut review = pod_review("prod", &[("api", WORKER)]);
+    review["request"]["object"]["spec"]["ephemeralContainers"] =
+        json!([{"name": "debugger", "image": api, "targetContainerName": "api"}]);
+    review["request"]["subResource"] = json!("ephemeralcontainers");
+    let review = as_update(review, old);
+    for endpoint in ["/mutate", "/validate"] {
+        let response = harness.post(endpoint, &review).await;
+        assert_eq!(response["allowed"], false, "{endpoint}: {response}");
+        assert!(
+            message(&response).starts_with(&format!("image {WORKER} denied")),
+            "{endpoint}: {response}"
+        );
+    }
+}

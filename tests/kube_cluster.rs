@@ -188,7 +188,50 @@ async fn namespace_entries_fail_closed_on_label_and_break_glass_writes() {
         "provenance-gate.dev/break-glass-ticket": "INC-1",
         "provenance-gate.dev/break-glass-approved-by": "alice",
     }});
-    assert!(patch("guarded", break_glass).await.is_err());
+    assert!(patch("guarded", break_glass.clone()).await.is_err());
+
+    // The status and finalize subresources write metadata too (their strategies keep
+    // everything but spec, or status): they are the same writes by another door.
+    for metadata in [serde_json::json!({"labels": {"env": "dev"}}), break_glass] {
+        let through_status = namespaces
+            .patch_status(
+                "guarded",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "metadata": metadata })),
+            )
+            .await;
+        let error = through_status
+            .map(|namespace| namespace.metadata)
+            .expect_err("namespaces/status wrote metadata past the entries");
+        assert!(
+            error.to_string().contains("failed calling webhook"),
+            "{error}"
+        );
+        let mut finalized = namespaces.get("guarded").await.expect("the namespace");
+        let merge = |target: &mut Option<BTreeMap<String, String>>, source: &serde_json::Value| {
+            if let Some(source) = source.as_object() {
+                let target = target.get_or_insert_with(BTreeMap::new);
+                for (key, value) in source {
+                    target.insert(key.clone(), value.as_str().unwrap_or_default().to_owned());
+                }
+            }
+        };
+        merge(&mut finalized.metadata.labels, &metadata["labels"]);
+        merge(
+            &mut finalized.metadata.annotations,
+            &metadata["annotations"],
+        );
+        let through_finalize = namespaces
+            .replace_subresource("finalize", "guarded", &PostParams::default(), &finalized)
+            .await;
+        let error = through_finalize
+            .map(|namespace| namespace.metadata)
+            .expect_err("namespaces/finalize wrote metadata past the entries");
+        assert!(
+            error.to_string().contains("failed calling webhook"),
+            "{error}"
+        );
+    }
 
     // Other namespace writes never depend on the webhook.
     patch(

@@ -1340,3 +1340,85 @@ async fn with_a_client_ca_only_clients_with_its_certificates_are_answered() {
     let caller = caller_of(&open, "c11e0000-0000-4000-8000-000000000004").unwrap_or_default();
     assert_eq!(caller, json!({"authenticated": false}));
 }
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len())
+        .expect("a small frame")
+        .to_be_bytes();
+    let mut frame = vec![length[1], length[2], length[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An HTTP/2 connection that starts `streams` POST /validate reviews and never sends their
+/// bodies.
+fn bodiless_h2_reviews(
+    address: SocketAddr,
+    ca: &CertificateDer<'static>,
+    streams: u32,
+) -> TlsStream {
+    const HEADERS: u8 = 0x1;
+    const SETTINGS: u8 = 0x4;
+    const END_HEADERS: u8 = 0x4;
+    let mut config = client_config(ca);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let mut stream = tls_connect(address, &Arc::new(config)).expect("handshake");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let mut frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frames.extend(h2_frame(SETTINGS, 0, 0, &[]));
+    // HPACK: :method POST and :scheme https from the static table, :path written out.
+    let mut block = vec![0x83, 0x87, 0x04, 9];
+    block.extend_from_slice(b"/validate");
+    for index in 0..streams {
+        frames.extend(h2_frame(HEADERS, END_HEADERS, 1 + 2 * index, &block));
+    }
+    stream.write_all(&frames).expect("send the headers");
+    stream.flush().expect("flush");
+    stream
+}
+
+#[test]
+fn reviews_that_never_send_their_body_cannot_queue_up_the_places_in_flight() {
+    // Two connections start 64 reviews without bodies, against 4 places in flight. Were the
+    // body timeout counted from the place, each would hold it 3 s in turn, and a review
+    // behind them would wait 45 s, past the API server's timeout.
+    const PLACES: &str = "4";
+    const API_SERVER_TIMEOUT: Duration = Duration::from_secs(10);
+    let fixture = Fixture::new();
+    let gate = fixture.start(vec!["--max-in-flight".into(), PLACES.into()]);
+    let config = fixture.tls_config();
+    let review = pod_review(
+        "registry.k8s.io/pause:3.9",
+        "5105-0000-4000-8000-000000000002",
+    );
+    let (status, _) = post_once(
+        &mut tls_connect(gate.webhook, &config).expect("handshake"),
+        &review,
+    );
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+
+    let ca = fixture.pki.ca_der();
+    let held: Vec<TlsStream> = (0..2)
+        .map(|_| bodiless_h2_reviews(gate.webhook, &ca, 32))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (status, answer) = post_once(
+        &mut tls_connect(gate.webhook, &config).expect("handshake"),
+        &review,
+    );
+    let waited = started.elapsed();
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "{status} after {waited:?}\n{}",
+        gate.logs()
+    );
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(
+        waited < API_SERVER_TIMEOUT,
+        "answered after {waited:?}, past the API server's timeout"
+    );
+    drop(held);
+}

@@ -162,22 +162,33 @@ fn volume_image(
     }
 }
 
-/// The images `object` runs that `old_object` did not run anywhere: what an UPDATE brings.
-/// An undecodable old object counts as empty, so that everything is checked.
+/// The images `object` runs where `old_object` did not run them: what an UPDATE brings. A
+/// container (or image volume) keeping its image brings nothing; one taking an image that
+/// another container ran does, since the kubelet pulls it afresh for it and a tag admitted
+/// before (under a break-glass since expired, or in a softer mode) names whatever its
+/// registry says now. An undecodable old object counts as empty, so that everything is
+/// checked.
 pub fn new_images(
     images: Vec<PodImage>,
     old_object: Option<&Value>,
     spec_pointer: &str,
 ) -> Vec<PodImage> {
-    let before: BTreeSet<String> = old_object
+    let before: BTreeSet<(&'static str, String, String)> = old_object
         .and_then(|old| list_images(old, spec_pointer).ok())
         .unwrap_or_default()
         .into_iter()
-        .map(|image| image.image)
+        .map(|image| (image.source.field(), image.name, image.image))
         .collect();
     images
         .into_iter()
-        .filter(|image| !before.contains(&image.image))
+        .filter(|image| {
+            let slot = (
+                image.source.field(),
+                image.name.clone(),
+                image.image.clone(),
+            );
+            !before.contains(&slot)
+        })
         .collect()
 }
 
@@ -418,27 +429,48 @@ mod tests {
     }
 
     #[test]
-    fn an_update_brings_only_images_not_present_before() {
+    fn an_update_brings_each_image_a_container_did_not_run_before() {
         let old = json!({"spec": {"containers": [
             {"name": "api", "image": "ghcr.io/acme/api:1.2"},
             {"name": "sidecar", "image": "ghcr.io/acme/sidecar:1"},
         ]}});
         let new = json!({"spec": {
-            // Moved to another container and list: not new.
+            // Moved to another container, or to a new one: pulled afresh there, so new.
             "initContainers": [{"name": "init", "image": "ghcr.io/acme/sidecar:1"}],
             "containers": [
                 {"name": "api", "image": "ghcr.io/acme/api:1.3"},
                 {"name": "sidecar", "image": "ghcr.io/acme/api:1.2"},
+                // Kept where it was: nothing new.
+                {"name": "unchanged", "image": "ghcr.io/acme/tools:1"},
             ],
-            "ephemeralContainers": [{"name": "debug", "image": "busybox"}],
+            "ephemeralContainers": [{"name": "debug", "image": "ghcr.io/acme/tools:1"}],
         }});
+        let old = {
+            let mut old = old;
+            old["spec"]["containers"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "unchanged", "image": "ghcr.io/acme/tools:1"}));
+            old
+        };
         let images = list_images(&new, "/spec").unwrap();
         let brought = new_images(images.clone(), Some(&old), "/spec");
-        let brought: Vec<_> = brought.iter().map(|image| image.image.as_str()).collect();
-        assert_eq!(brought, ["ghcr.io/acme/api:1.3", "busybox"]);
-        assert_eq!(new_images(images.clone(), None, "/spec").len(), 4);
+        let brought: Vec<_> = brought
+            .iter()
+            .map(|image| (image.name.as_str(), image.image.as_str()))
+            .collect();
+        assert_eq!(
+            brought,
+            [
+                ("init", "ghcr.io/acme/sidecar:1"),
+                ("api", "ghcr.io/acme/api:1.3"),
+                ("sidecar", "ghcr.io/acme/api:1.2"),
+                ("debug", "ghcr.io/acme/tools:1"),
+            ]
+        );
+        assert_eq!(new_images(images.clone(), None, "/spec").len(), 5);
         // An undecodable old object hides nothing.
         let broken = json!({"spec": {"containers": "x"}});
-        assert_eq!(new_images(images, Some(&broken), "/spec").len(), 4);
+        assert_eq!(new_images(images, Some(&broken), "/spec").len(), 5);
     }
 }

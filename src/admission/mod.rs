@@ -64,6 +64,14 @@ impl Default for WebhookSettings {
     }
 }
 
+/// When a review's headers were in, put into its extensions by whatever makes it wait before
+/// the router (the server's cap on reviews in flight). The body must arrive within
+/// [`WebhookSettings::body_timeout`] of this, waiting included: a review that held a place
+/// in flight without sending its body would otherwise hold it for the whole timeout after
+/// every wait, and a queue of such reviews would hold every place in turn.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceivedAt(pub tokio::time::Instant);
+
 /// Which webhook endpoint a review arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {

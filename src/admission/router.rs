@@ -17,7 +17,7 @@ use crate::registry::Registry;
 
 use super::response::{AdmissionResponse, AdmissionReviewResponse};
 use super::review::ApiVersion;
-use super::{handle_review, Endpoint, WebhookState};
+use super::{handle_review, Endpoint, ReceivedAt, WebhookState};
 
 /// The webhook's routes over `state`.
 pub fn router<R: Registry + 'static>(state: Arc<WebhookState<R>>) -> Router {
@@ -55,9 +55,14 @@ async fn answer<R: Registry + 'static>(
         .unwrap_or_default();
     let http1 = request.version() < Version::HTTP_2;
     let timeout = state.settings.body_timeout;
+    let received = request
+        .extensions()
+        .get::<ReceivedAt>()
+        .map_or_else(tokio::time::Instant::now, |received| received.0);
     // A client trickling its body would otherwise hold the connection and its buffers for
-    // as long as it likes.
-    let Ok(body) = tokio::time::timeout(timeout, Bytes::from_request(request, &())).await else {
+    // as long as it likes. A body already in when the deadline has passed is still read.
+    let body = Bytes::from_request(request, &());
+    let Ok(body) = tokio::time::timeout_at(received + timeout, body).await else {
         tracing::warn!(?timeout, "admission review body not received in time");
         let message = format!(
             "malformed AdmissionReview: the request body did not arrive within {timeout:?}"

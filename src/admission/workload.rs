@@ -92,7 +92,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     if listed.is_empty() {
         // Images swapped between containers bring nothing new, yet the annotation follows them.
         if endpoint == Endpoint::Mutate && pod_update && images_changed {
-            let operations = pod_patch(object, &all_images, &[], annotation);
+            let operations = pod_patch(object, &all_images, &[], &[], annotation);
             return AdmissionResponse::allow(uid).with_patch(&operations);
         }
         return AdmissionResponse::allow(uid);
@@ -187,7 +187,8 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     response.audit_annotations = audit_annotations(&verdicts, allowed);
     // Controllers are never mutated: GitOps tools would see drift in what they apply.
     if allowed && endpoint == Endpoint::Mutate && is_pod {
-        response = response.with_patch(&pod_patch(object, &all_images, &verdicts, annotation));
+        let operations = pod_patch(object, &all_images, &listed, &verdicts, annotation);
+        response = response.with_patch(&operations);
     }
     response
 }
@@ -571,11 +572,13 @@ enum AnnotationPlan<'a> {
     Write { carried_from: Option<&'a Value> },
 }
 
-/// Pins each verified image to its digest and records the provenance of each container and
-/// image volume as `plan` says.
+/// Pins each verified image that the request `brought` to its digest and records the
+/// provenance of each container and image volume as `plan` says. A container that kept its
+/// image keeps it as written (a new reference would restart it) and its recorded provenance.
 fn pod_patch(
     object: &Value,
     all_images: &[PodImage],
+    brought: &[PodImage],
     verdicts: &[ImageVerdict],
     plan: AnnotationPlan,
 ) -> Vec<Value> {
@@ -615,7 +618,9 @@ fn pod_patch(
     let mut operations = Vec::new();
     let mut provenance = BTreeMap::new();
     for image in all_images {
-        let Some((pinned, digest, attestation)) = verified(&image.image) else {
+        let checked_here = brought.iter().any(|new| new.pointer == image.pointer);
+        let Some((pinned, digest, attestation)) = verified(&image.image).filter(|_| checked_here)
+        else {
             if let Some(entry) = carried.get(&image.image) {
                 provenance.insert(image.annotation_key(), entry.clone());
             }
@@ -918,7 +923,7 @@ mod tests {
             format!(r#"{{"api":{entry},"init":{entry},"pinned":{entry},"volume:api":{entry}}}"#);
         let fresh = AnnotationPlan::Write { carried_from: None };
         assert_eq!(
-            pod_patch(&object, &listed, &verdicts, fresh),
+            pod_patch(&object, &listed, &listed, &verdicts, fresh),
             vec![
                 json!({"op": "replace", "path": "/spec/initContainers/0/image", "value": pinned}),
                 json!({"op": "replace", "path": "/spec/containers/0/image", "value": pinned}),
@@ -928,7 +933,7 @@ mod tests {
         );
         // Without the annotation (ephemeral containers): pins only.
         assert_eq!(
-            pod_patch(&object, &listed, &verdicts, AnnotationPlan::Keep).len(),
+            pod_patch(&object, &listed, &listed, &verdicts, AnnotationPlan::Keep).len(),
             3
         );
     }
@@ -960,7 +965,7 @@ mod tests {
         let plan = AnnotationPlan::Write {
             carried_from: Some(&old),
         };
-        let operations = pod_patch(&object, &all_images, &moved, plan);
+        let operations = pod_patch(&object, &all_images, &all_images, &moved, plan);
         assert_eq!(
             operations,
             vec![
@@ -976,7 +981,7 @@ mod tests {
         let bare = json!({"metadata": {"annotations": {PROVENANCE_ANNOTATION: "{}"}}, "spec": {"containers": [{"name": "api", "image": "ghcr.io/acme/api:1.2"}]}});
         let all_images = images::list_images(&bare, "/spec").unwrap();
         assert_eq!(
-            pod_patch(&bare, &all_images, &unverified, plan),
+            pod_patch(&bare, &all_images, &all_images, &unverified, plan),
             vec![
                 json!({"op": "remove", "path": "/metadata/annotations/provenance-gate.dev~1provenance"})
             ]

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::admission::ReceivedAt;
 use crate::audit::Caller;
 
 /// Accepts a TCP connection only while fewer than the limit are open; the permit lives as
@@ -122,12 +123,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Limited<T> {
 }
 
 /// Lets at most the semaphore's permits of reviews past this point at once; the others wait
-/// here, before their body is read, so that waiting costs no body buffer.
+/// here, before their body is read, so that waiting costs no body buffer. The wait counts
+/// against the body timeout ([`ReceivedAt`]): a place is held for the body at most until
+/// the review's own deadline, so a queue of bodiless reviews drains as fast as it formed.
 pub(super) async fn limit_in_flight(
     State(permits): State<Arc<Semaphore>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    request
+        .extensions_mut()
+        .insert(ReceivedAt(tokio::time::Instant::now()));
     // The semaphore is never closed, so acquiring only waits.
     let _permit = permits.acquire().await;
     next.run(request).await
