@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::image_check::{FailureKind, ImageOutcome};
+use crate::image_check::ImageOutcome;
 use crate::policy::{Mode, UnmatchedAction};
 
 /// The `result` field of a decision record.
@@ -174,12 +174,6 @@ pub fn decide_admission(mode: Mode, outcome: &ImageOutcome, pinning: Pinning) ->
     }
 }
 
-/// Whether a failure kind is about reaching the registry or the clock rather than the
-/// attestation itself (for metrics and for operators triaging a denial spike).
-pub fn is_infrastructure_failure(kind: FailureKind) -> bool {
-    matches!(kind, FailureKind::Registry | FailureKind::Timeout)
-}
-
 /// Outcomes for the tests of the modules that decide on them.
 #[cfg(test)]
 pub(crate) mod fixtures {
@@ -209,6 +203,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image_check::FailureKind;
 
     fn failed(kind: FailureKind) -> ImageOutcome {
         ImageOutcome::Failed {
@@ -343,12 +338,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn infrastructure_failures_are_told_apart() {
-        assert!(is_infrastructure_failure(FailureKind::Registry));
-        assert!(is_infrastructure_failure(FailureKind::Timeout));
-        assert!(!is_infrastructure_failure(FailureKind::PolicyViolation));
     }
 }

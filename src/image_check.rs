@@ -214,10 +214,6 @@ impl<R: Registry> ImageChecker<R> {
         }
     }
 
-    pub fn registry(&self) -> &R {
-        &self.registry
-    }
-
     /// The caches' hit and miss counts: tags, attestations, index children.
     pub fn cache_stats(&self) -> [(&'static str, &crate::cache::CacheStats); 3] {
         [

@@ -43,11 +43,6 @@ pub enum PolicyReload {
     Rejected(PolicyFileError),
 }
 
-/// Reads and validates a policy file.
-pub fn load_policy_file(path: &Path) -> Result<Policy, PolicyFileError> {
-    parse(path, &read(path)?)
-}
-
 fn read(path: &Path) -> Result<Vec<u8>, PolicyFileError> {
     let read_error = |error| PolicyFileError::Read {
         path: path.to_owned(),

@@ -175,6 +175,7 @@ impl MemoryRegistry {
 
 impl Registry for MemoryRegistry {
     async fn resolve(&self, image: &ImageReference) -> Result<Digest, RegistryError> {
+        tracing::debug!(%image, "registry resolve");
         self.stall(image).await;
         if let Some(digest) = image.digest() {
             return Ok(digest.clone());
@@ -2520,4 +2521,68 @@ async fn an_ephemeral_containers_update_cannot_smuggle_a_container_image_uncheck
             "{endpoint}: {response}"
         );
     }
+}
+
+/// A `tracing` writer into a shared buffer, for tests that read the log.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().expect("log buffer").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8 log")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+// Current-thread runtime: the spawned checks run on this thread, under its subscriber.
+#[tokio::test]
+async fn registry_and_verification_logs_of_spawned_checks_carry_the_review_uid() {
+    let log = LogBuffer::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let harness = Harness::new();
+    let mut review = pod_review("prod", &[("api", API), ("worker", WORKER)]);
+    review["request"]["uid"] = json!("uid-traced-review");
+    harness.post("/validate", &review).await;
+
+    let lines = log.lines();
+    for (what, image) in [("registry resolve", API), ("image checked", WORKER)] {
+        let line = lines
+            .iter()
+            .find(|line| line.contains(what) && line.contains(image))
+            .unwrap_or_else(|| panic!("no {what:?} line for {image}: {lines:#?}"));
+        assert!(line.contains("uid=uid-traced-review"), "{line}");
+    }
+    // A review with another uid does not inherit this one.
+    let mut other = pod_review("prod", &[("api", API)]);
+    other["request"]["uid"] = json!("uid-second-review");
+    harness.post("/validate", &other).await;
+    let second: Vec<String> = log.lines().into_iter().skip(lines.len()).collect();
+    assert!(second
+        .iter()
+        .any(|line| line.contains("uid=uid-second-review")));
+    assert!(
+        !second.iter().any(|line| line.contains("uid-traced-review")),
+        "{second:#?}"
+    );
 }

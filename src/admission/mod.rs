@@ -16,6 +16,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
+
 use crate::audit::{Caller, DecisionSink};
 use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
 use crate::image_check::ImageChecker;
@@ -129,15 +131,22 @@ pub async fn handle_review<R: Registry + 'static>(
         KindLabel::of(&request.kind.group, &request.kind.kind),
         request.operation.into(),
     );
-    let response = if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
-        namespace::review_namespace(state, &request, endpoint)
-    } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
-        workload::review_workload(state, &request, endpoint, spec_pointer).await
-    } else {
-        // The webhook configuration sent a kind that runs no images: nothing to decide.
-        tracing::debug!(kind = %request.kind.kind, "kind not inspected");
-        AdmissionResponse::allow(&request.uid)
-    };
+    // Every log line of this review, including those of the spawned per-image checks,
+    // carries its uid, so an operator can follow one review through registry and verification.
+    let span = tracing::info_span!("review", uid = %request.uid);
+    let response = async {
+        if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
+            namespace::review_namespace(state, &request, endpoint)
+        } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
+            workload::review_workload(state, &request, endpoint, spec_pointer).await
+        } else {
+            // The webhook configuration sent a kind that runs no images: nothing to decide.
+            tracing::debug!(kind = %request.kind.kind, "kind not inspected");
+            AdmissionResponse::allow(&request.uid)
+        }
+    }
+    .instrument(span)
+    .await;
     state
         .metrics
         .admission_duration

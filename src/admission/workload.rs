@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::audit::RequestContext;
 use crate::breakglass::{self, BreakGlassState};
@@ -408,20 +409,29 @@ async fn check_all<R: Registry + 'static>(
             // Spawned rather than awaited in place: a check that outlives the budget still
             // finishes (within its own per-image timeout) and fills the cache, so the API
             // server's retry is answered at once.
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let check = checker.check_at(&policy, &image, now).await;
-                let covered = matches!(
-                    &check.outcome,
-                    ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }
-                );
-                if covered {
-                    metrics
-                        .verification_duration
-                        .observe(started.elapsed().as_secs_f64());
+            // The span's parent is the review's, so registry and verification logs keep its uid.
+            let span = tracing::info_span!("image_check", image = %image);
+            tokio::spawn(
+                async move {
+                    let started = Instant::now();
+                    let check = checker.check_at(&policy, &image, now).await;
+                    let covered = matches!(
+                        &check.outcome,
+                        ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }
+                    );
+                    if covered {
+                        metrics
+                            .verification_duration
+                            .observe(started.elapsed().as_secs_f64());
+                    }
+                    tracing::debug!(
+                        verified = matches!(check.outcome, ImageOutcome::Verified { .. }),
+                        "image checked"
+                    );
+                    check
                 }
-                check
-            })
+                .instrument(span),
+            )
         })
         .collect();
     let mut checks = Vec::with_capacity(images.len());

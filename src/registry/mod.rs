@@ -26,7 +26,7 @@ pub use credentials::{Credentials, CredentialsError, DockerConfig};
 pub use observer::{
     IgnoreRequests, RegistryOperation, RequestCounter, RequestKey, RequestObserver,
 };
-pub use transport::{hosts_from_policy, HostOptions, RegistryConfigError};
+pub use transport::{HostOptions, RegistryConfigError};
 
 /// OCI image index media type.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

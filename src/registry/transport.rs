@@ -70,13 +70,6 @@ impl HostOptions {
     }
 }
 
-/// Host settings for every entry of the policy's `registries` list, CA files read now.
-pub fn hosts_from_policy(
-    registries: &[crate::policy::Registry],
-) -> Result<Vec<HostOptions>, RegistryConfigError> {
-    registries.iter().map(HostOptions::from_policy).collect()
-}
-
 /// Why a registry client could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryConfigError {
@@ -372,7 +365,7 @@ ArDWBAGH8EPKWOmL6X95XRGIFg0hKVi21liSGAvs0g==
             insecure: false,
             ca_file: Some(path.display().to_string()),
         };
-        let options = hosts_from_policy(std::slice::from_ref(&entry)).expect("CA file read");
+        let options = [HostOptions::from_policy(&entry).expect("CA file read")];
         assert_eq!(options[0].ca_pem.as_deref(), Some(TEST_CA_PEM.as_bytes()));
         let roots = parse_ca_bundle(&entry.host, TEST_CA_PEM.as_bytes()).expect("one certificate");
         assert_eq!(roots.len(), 1);

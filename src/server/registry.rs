@@ -69,6 +69,7 @@ impl RegistryMetrics {
 
 impl RequestObserver for RegistryMetrics {
     fn request_finished(&self, registry: &str, operation: RegistryOperation, status: Option<u16>) {
+        tracing::debug!(registry, %operation, status, "registry request finished");
         self.requests
             .get_or_create(&RegistryRequestLabels {
                 registry: self.label(registry),
