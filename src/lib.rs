@@ -17,6 +17,7 @@ pub mod policy;
 pub mod policy_file;
 pub mod provenance;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod tls;
 pub mod verify;

@@ -1,22 +1,20 @@
 //! The policy from a file (`serve --policy FILE`): loaded at start-up, where an invalid file
 //! stops the server, then re-read on a timer. A valid edit is put in force for the next
-//! review; an invalid one is logged and counted, and the last good policy stays.
-//!
-//! Polling by content rather than file events: editors save by rename, ConfigMap mounts by
-//! symlink swap, and both confuse watchers of a single path.
+//! review; an invalid one is logged and counted, and the last good policy stays. The polling
+//! itself is [`crate::reload`]'s.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use sha2::{Digest as _, Sha256};
 
 use crate::cluster::PolicyCell;
 use crate::metrics::ReloadLabels;
 use crate::policy::{Policy, PolicyError, MAX_POLICY_BYTES};
+use crate::reload::{self, fingerprint, LastSeen, Reload, Reloadable};
 
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +31,7 @@ pub enum PolicyFileError {
 }
 
 /// What one look at the file found.
-#[derive(Debug)]
-pub enum PolicyReload {
-    /// Same bytes as the last look.
-    Unchanged,
-    /// The new policy is in force.
-    Applied,
-    /// The file changed but was refused; the last good policy stays in force.
-    Rejected(PolicyFileError),
-}
+pub type PolicyReload = Reload<PolicyFileError>;
 
 fn read(path: &Path) -> Result<Vec<u8>, PolicyFileError> {
     let read_error = |error| PolicyFileError::Read {
@@ -67,17 +57,13 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyFileError> {
     })
 }
 
-fn fingerprint(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 /// A policy file and the cell holding the policy in force.
 pub struct PolicyFile {
     path: PathBuf,
     cell: Arc<PolicyCell>,
     reloads: Family<ReloadLabels, Counter>,
-    /// Hash of the bytes last looked at, valid or not: each distinct edit counts once.
-    last_seen: Mutex<[u8; 32]>,
+    /// Each distinct edit, or read failure, counts once.
+    last_seen: LastSeen,
 }
 
 impl std::fmt::Debug for PolicyFile {
@@ -101,7 +87,7 @@ impl PolicyFile {
         count(&reloads, "success");
         Ok(PolicyFile {
             cell: Arc::new(PolicyCell::new(Some(policy))),
-            last_seen: Mutex::new(fingerprint(&bytes)),
+            last_seen: LastSeen::new(fingerprint(&[&bytes])),
             path,
             reloads,
         })
@@ -124,29 +110,25 @@ impl PolicyFile {
             Err(error) => {
                 // Counted only when it differs from the last look: a deleted file is one
                 // failure, not one per poll.
-                let mut last_seen = self.lock();
-                let seen = fingerprint(error.to_string().as_bytes());
-                if *last_seen == seen {
+                if !self
+                    .last_seen
+                    .changed(fingerprint(&[error.to_string().as_bytes()]))
+                {
                     return PolicyReload::Unchanged;
                 }
-                *last_seen = seen;
                 count(&self.reloads, "failure");
                 return PolicyReload::Rejected(error);
             }
         };
-        {
-            let mut last_seen = self.lock();
-            let seen = fingerprint(&bytes);
-            if *last_seen == seen {
-                return PolicyReload::Unchanged;
-            }
-            *last_seen = seen;
+        if !self.last_seen.changed(fingerprint(&[&bytes])) {
+            return PolicyReload::Unchanged;
         }
         match parse(&self.path, &bytes) {
             Ok(policy) => {
+                let description = format!("{} rules", policy.rules().len());
                 self.cell.replace(policy);
                 count(&self.reloads, "success");
-                PolicyReload::Applied
+                PolicyReload::Applied(description)
             }
             Err(error) => {
                 count(&self.reloads, "failure");
@@ -155,32 +137,20 @@ impl PolicyFile {
         }
     }
 
-    /// Looks at the file every `interval`, forever; logs each change.
+    /// Looks at the file every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let this = Arc::clone(&self);
-            match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
-                Ok(PolicyReload::Unchanged) => {}
-                Ok(PolicyReload::Applied) => {
-                    tracing::info!(path = %self.path.display(), "policy reloaded");
-                }
-                Ok(PolicyReload::Rejected(error)) => tracing::error!(
-                    %error,
-                    "policy edit refused; the last good policy stays in force"
-                ),
-                Err(error) => tracing::error!(%error, "policy reload task failed"),
-            }
-        }
+        reload::watch(self, interval).await
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, [u8; 32]> {
-        self.last_seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Reloadable for PolicyFile {
+    type Error = PolicyFileError;
+    const WHAT: &'static str = "policy";
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn reload_if_changed(&self) -> PolicyReload {
+        PolicyFile::reload_if_changed(self)
     }
 }
 
@@ -228,7 +198,7 @@ mod tests {
         assert!(matches!(file.reload_if_changed(), PolicyReload::Unchanged));
 
         std::fs::write(&path, WARN).expect("write");
-        assert!(matches!(file.reload_if_changed(), PolicyReload::Applied));
+        assert!(matches!(file.reload_if_changed(), PolicyReload::Applied(_)));
         assert_eq!(mode(&file), Mode::Warn);
         assert_eq!(failures(&reloads, "success"), 2);
 

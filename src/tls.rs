@@ -12,7 +12,7 @@
 use std::fmt;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -24,7 +24,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use sha2::{Digest as _, Sha256};
+
+use crate::reload::{self, fingerprint, LastSeen, Reload, Reloadable};
 
 /// Certificate chains and keys are a few KiB; anything near this is not one.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
@@ -87,25 +88,17 @@ pub struct CertificateFiles {
     pub key: PathBuf,
 }
 
-/// What one look at the files found.
-#[derive(Debug)]
-pub enum ReloadOutcome {
-    /// Same bytes as the last look.
-    Unchanged,
-    /// A new valid pair is now served; its description.
-    Reloaded(String),
-    /// The files changed but the new pair was refused; the previous pair stays in force.
-    Rejected(TlsError),
-}
+/// What one look at the files found; `Applied` carries the description of what is now used.
+pub type ReloadOutcome = Reload<TlsError>;
 
 /// The serving certificate, swapped atomically when valid new files appear.
 pub struct ReloadingCertificate {
     files: CertificateFiles,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<CertifiedKey>,
-    /// Hash of the bytes last looked at, valid or not: a refused pair is reported once, not
-    /// at every poll, and an unchanged pair is not parsed again.
-    last_seen: Mutex<[u8; 32]>,
+    /// A refused pair is reported once, not at every poll; an unchanged pair is not parsed
+    /// again.
+    last_seen: LastSeen,
 }
 
 impl fmt::Debug for ReloadingCertificate {
@@ -128,7 +121,7 @@ impl ReloadingCertificate {
             describe(&key)
         );
         Ok(ReloadingCertificate {
-            last_seen: Mutex::new(fingerprint(&certificate_bytes, &key_bytes)),
+            last_seen: LastSeen::new(fingerprint(&[&certificate_bytes, &key_bytes])),
             files,
             provider,
             current: ArcSwap::from_pointee(key),
@@ -148,15 +141,17 @@ impl ReloadingCertificate {
             // Not remembered: a file missing during a rotation is retried at the next look.
             Err(error) => return ReloadOutcome::Rejected(error),
         };
-        let seen = fingerprint(&certificate_bytes, &key_bytes);
-        if !changed(&self.last_seen, seen) {
+        if !self
+            .last_seen
+            .changed(fingerprint(&[&certificate_bytes, &key_bytes]))
+        {
             return ReloadOutcome::Unchanged;
         }
         match certified_key(&self.files, &self.provider, &certificate_bytes, &key_bytes) {
             Ok(key) => {
                 let description = describe(&key);
                 self.current.store(Arc::new(key));
-                ReloadOutcome::Reloaded(description)
+                ReloadOutcome::Applied(description)
             }
             Err(error) => ReloadOutcome::Rejected(error),
         }
@@ -164,19 +159,12 @@ impl ReloadingCertificate {
 
     /// Looks at the files every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        watch_files(self, interval).await
+        reload::watch(self, interval).await
     }
 }
 
-/// Files re-read on a timer and swapped in when valid.
-trait Reloadable: Send + Sync + 'static {
-    /// What is reloaded, for the log ("serving certificate").
-    const WHAT: &'static str;
-    fn path(&self) -> &Path;
-    fn reload_if_changed(&self) -> ReloadOutcome;
-}
-
 impl Reloadable for ReloadingCertificate {
+    type Error = TlsError;
     const WHAT: &'static str = "serving certificate";
     fn path(&self) -> &Path {
         &self.files.certificate
@@ -184,45 +172,8 @@ impl Reloadable for ReloadingCertificate {
     fn reload_if_changed(&self) -> ReloadOutcome {
         ReloadingCertificate::reload_if_changed(self)
     }
-}
-
-async fn watch_files<T: Reloadable>(reloadable: Arc<T>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    // A missing file is logged once per stretch, not at every poll.
-    let mut failing = false;
-    loop {
-        ticker.tick().await;
-        let this = Arc::clone(&reloadable);
-        let outcome = match tokio::task::spawn_blocking(move || this.reload_if_changed()).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::error!(%error, what = T::WHAT, "reload task failed");
-                continue;
-            }
-        };
-        match outcome {
-            ReloadOutcome::Unchanged => failing = false,
-            ReloadOutcome::Reloaded(description) => {
-                failing = false;
-                tracing::info!(
-                    path = %reloadable.path().display(),
-                    "{} reloaded: {description}",
-                    T::WHAT
-                );
-            }
-            ReloadOutcome::Rejected(error) => {
-                if !failing {
-                    tracing::error!(
-                        %error,
-                        "new {} refused; the previous one stays in use",
-                        T::WHAT
-                    );
-                }
-                failing = matches!(error, TlsError::Read { .. });
-            }
-        }
+    fn is_read_failure(error: &TlsError) -> bool {
+        matches!(error, TlsError::Read { .. })
     }
 }
 
@@ -234,7 +185,7 @@ pub struct ReloadingClientCa {
     path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: ArcSwap<Arc<dyn ClientCertVerifier>>,
-    last_seen: Mutex<[u8; 32]>,
+    last_seen: LastSeen,
 }
 
 impl ReloadingClientCa {
@@ -245,7 +196,7 @@ impl ReloadingClientCa {
         let (verifier, description) = client_verifier(&path, &provider, &bytes)?;
         tracing::info!(path = %path.display(), "client CA loaded: {description}");
         Ok(ReloadingClientCa {
-            last_seen: Mutex::new(fingerprint(&bytes, &[])),
+            last_seen: LastSeen::new(fingerprint(&[&bytes])),
             path,
             provider,
             current: ArcSwap::from_pointee(verifier),
@@ -259,14 +210,13 @@ impl ReloadingClientCa {
             Ok(bytes) => bytes,
             Err(error) => return ReloadOutcome::Rejected(error),
         };
-        let seen = fingerprint(&bytes, &[]);
-        if !changed(&self.last_seen, seen) {
+        if !self.last_seen.changed(fingerprint(&[&bytes])) {
             return ReloadOutcome::Unchanged;
         }
         match client_verifier(&self.path, &self.provider, &bytes) {
             Ok((verifier, description)) => {
                 self.current.store(Arc::new(verifier));
-                ReloadOutcome::Reloaded(description)
+                ReloadOutcome::Applied(description)
             }
             Err(error) => ReloadOutcome::Rejected(error),
         }
@@ -274,17 +224,21 @@ impl ReloadingClientCa {
 
     /// Looks at the file every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
-        watch_files(self, interval).await
+        reload::watch(self, interval).await
     }
 }
 
 impl Reloadable for ReloadingClientCa {
+    type Error = TlsError;
     const WHAT: &'static str = "client CA";
     fn path(&self) -> &Path {
         &self.path
     }
     fn reload_if_changed(&self) -> ReloadOutcome {
         ReloadingClientCa::reload_if_changed(self)
+    }
+    fn is_read_failure(error: &TlsError) -> bool {
+        matches!(error, TlsError::Read { .. })
     }
 }
 
@@ -405,26 +359,6 @@ fn read_pair(files: &CertificateFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         read_limited(&files.certificate, "certificate")?,
         read_limited(&files.key, "private key")?,
     ))
-}
-
-/// Whether `seen` differs from the fingerprint last looked at, which it then becomes.
-fn changed(last_seen: &Mutex<[u8; 32]>, seen: [u8; 32]) -> bool {
-    let mut last_seen = last_seen
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let changed = *last_seen != seen;
-    *last_seen = seen;
-    changed
-}
-
-fn fingerprint(certificate: &[u8], key: &[u8]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    // Lengths first, so that bytes cannot move from one file to the other unnoticed.
-    hash.update((certificate.len() as u64).to_be_bytes());
-    hash.update(certificate);
-    hash.update((key.len() as u64).to_be_bytes());
-    hash.update(key);
-    hash.finalize().into()
 }
 
 fn certified_key(
@@ -563,7 +497,7 @@ mod tests {
         // The matching second pair: served.
         write_pair(dir.path(), &second_certificate, &second_key);
         match served.reload_if_changed() {
-            ReloadOutcome::Reloaded(description) => {
+            ReloadOutcome::Applied(description) => {
                 assert!(description.contains("CN=second"), "{description}")
             }
             other => panic!("expected a reload, got {other:?}"),
@@ -640,7 +574,7 @@ mod tests {
         std::fs::write(&path, &second_ca).unwrap();
         assert!(matches!(
             verifier.reload_if_changed(),
-            ReloadOutcome::Reloaded(_)
+            ReloadOutcome::Applied(_)
         ));
         assert!(accepts(&verifier, &second_leaf));
         assert!(!accepts(&verifier, &first_leaf));

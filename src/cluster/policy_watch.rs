@@ -16,7 +16,6 @@ use ::kube::runtime::WatchStreamExt;
 use ::kube::ResourceExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use sha2::{Digest, Sha256};
 
 use super::{ClusterEvent, EventRecorder, EventType, ObjectRef, PolicyCell, PolicySource};
 use crate::metrics::{Metrics, ReloadLabels};
@@ -165,7 +164,7 @@ impl PolicyReloader {
         let key = self.source.key.as_str();
         let text = configmap.data.as_ref().and_then(|data| data.get(key));
         let fingerprint = match text {
-            Some(text) => Fingerprint::Text(Sha256::digest(text.as_bytes()).into()),
+            Some(text) => Fingerprint::Text(crate::reload::fingerprint(&[text.as_bytes()])),
             None if configmap
                 .binary_data
                 .as_ref()
