@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::defaults::{self, parse_seconds, Seconds};
 use crate::image_check::ImageOutcome;
 use crate::policy::{ImageClass, Policy};
 use crate::provenance::{check_bundles, ProvenanceVerdict};
+use crate::server::LogFormat;
 use crate::verify::{read_bundles, ArtifactInput, TrustedRoots};
 
 /// Input files larger than this are refused (bundles and policies are kilobytes).
@@ -83,8 +85,9 @@ struct VerifyImagesArgs {
     #[arg(long = "trusted-root", value_name = "FILE")]
     trusted_roots: Vec<PathBuf>,
     /// Seconds allowed for each image (registry round trips and verification).
-    #[arg(long, value_name = "SECONDS", default_value_t = 8.0)]
-    timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::PER_IMAGE_TIMEOUT),
+          value_parser = parse_seconds::<{ defaults::MAX_CLI_TIMEOUT_SECONDS }>)]
+    timeout: Seconds,
     /// Send registry requests through this http(s) proxy; without it they go direct
     /// (HTTPS_PROXY and the other proxy variables are ignored).
     #[arg(long, value_name = "URL", value_parser = parse_proxy)]
@@ -190,8 +193,9 @@ struct ServeArgs {
     #[arg(long = "trusted-root", value_name = "FILE")]
     trusted_roots: Vec<PathBuf>,
     /// Seconds one review may take; keep it below the webhook's timeoutSeconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 8.0)]
-    review_budget: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::REVIEW_BUDGET),
+          value_parser = parse_seconds::<{ defaults::MAX_REVIEW_SECONDS }>)]
+    review_budget: Seconds,
     /// Log lines (stderr) as JSON or text; decision records (stdout) are always JSON.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -201,8 +205,9 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     client_ca: Option<PathBuf>,
     /// Seconds a client has to send a request body once its headers are in (408 after).
-    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
-    body_timeout: f64,
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::BODY_TIMEOUT),
+          value_parser = parse_seconds::<{ defaults::MAX_REVIEW_SECONDS }>)]
+    body_timeout: Seconds,
     /// Open webhook connections at most; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
@@ -227,12 +232,6 @@ fn parse_proxy(text: &str) -> Result<reqwest::Url, String> {
         "http" | "https" if url.host_str().is_some() => Ok(url),
         _ => Err("expected http://HOST:PORT or https://HOST:PORT".to_owned()),
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -325,11 +324,6 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
 
     let policy = load_policy(&args.policy)?;
     let roots = std::sync::Arc::new(load_roots(&args.trusted_roots)?);
-    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 600.0) {
-        return Err(UsageError(
-            "--timeout must be between 0 and 600 seconds".into(),
-        ));
-    }
     // The user names the images here; which of them reach a registry is still decided by
     // the policy (exempt and unmatched images are never fetched).
     let mut options = RegistryOptions::new(AllowedRegistries::Any);
@@ -344,7 +338,7 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
     }
     let registry = HttpRegistry::new(options)?;
     let settings = CheckSettings {
-        per_image_timeout: std::time::Duration::from_secs_f64(args.timeout),
+        per_image_timeout: args.timeout.0,
         ..CheckSettings::default()
     };
     let checker = ImageChecker::new(registry, roots, settings);
@@ -586,17 +580,6 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
 fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     use crate::server::{PolicyConfig, ServeConfig};
 
-    // The webhook's timeoutSeconds is at most 30 s; the budget must fit inside it.
-    if !(args.review_budget.is_finite() && args.review_budget > 0.0 && args.review_budget <= 30.0) {
-        return Err(UsageError(
-            "--review-budget must be between 0 and 30 seconds".into(),
-        ));
-    }
-    if !(args.body_timeout.is_finite() && args.body_timeout > 0.0 && args.body_timeout <= 30.0) {
-        return Err(UsageError(
-            "--body-timeout must be between 0 and 30 seconds".into(),
-        ));
-    }
     let policy = match args.policy {
         Some(path) => PolicyConfig::File {
             path,
@@ -612,17 +595,14 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.metrics_listen = args.metrics_listen;
     config.docker_config = args.docker_config;
     config.trusted_roots = args.trusted_roots;
-    config.review_budget = std::time::Duration::from_secs_f64(args.review_budget);
-    config.body_timeout = std::time::Duration::from_secs_f64(args.body_timeout);
+    config.review_budget = args.review_budget.0;
+    config.body_timeout = args.body_timeout.0;
     config.client_ca = args.client_ca;
     config.max_connections = args.max_connections;
     config.max_streams_per_connection = args.max_streams_per_connection;
     config.max_in_flight = args.max_in_flight;
     config.registry_proxy = args.registry_proxy;
-    config.log_format = match args.log_format {
-        LogFormat::Json => crate::server::LogFormat::Json,
-        LogFormat::Text => crate::server::LogFormat::Text,
-    };
+    config.log_format = args.log_format;
     // Start-up failures (unreadable certificate, invalid policy, port in use) are exit 2:
     // the input or the environment is wrong; a signal ends the server with 0.
     crate::server::run(config).map_err(|error| UsageError(format!("{error:#}")))?;

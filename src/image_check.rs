@@ -61,7 +61,7 @@ pub struct CheckSettings {
 impl Default for CheckSettings {
     fn default() -> Self {
         CheckSettings {
-            per_image_timeout: Duration::from_secs(8),
+            per_image_timeout: crate::defaults::PER_IMAGE_TIMEOUT,
             tag_ttl: Duration::from_secs(30),
             verified_ttl: Duration::from_secs(3600),
             failure_ttl: Duration::from_secs(10),

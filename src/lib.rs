@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod decision;
+pub mod defaults;
 pub mod image;
 pub mod image_check;
 pub mod metrics;

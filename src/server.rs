@@ -74,7 +74,7 @@ pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 32;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// How log lines are written (to stderr; stdout carries the decision records).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
     /// One JSON object per line, for log collectors.
     #[default]
@@ -149,7 +149,7 @@ impl ServeConfig {
             policy,
             docker_config: None,
             trusted_roots: Vec::new(),
-            review_budget: Duration::from_secs(8),
+            review_budget: crate::defaults::REVIEW_BUDGET,
             log_format: LogFormat::default(),
             certificate_poll: Duration::from_secs(2),
             policy_poll: Duration::from_secs(1),

@@ -58,10 +58,10 @@ pub struct WebhookSettings {
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
-            review_budget: Duration::from_secs(8),
+            review_budget: crate::defaults::REVIEW_BUDGET,
             max_body_bytes: 3 * 1024 * 1024,
             max_images: 256,
-            body_timeout: Duration::from_secs(3),
+            body_timeout: crate::defaults::BODY_TIMEOUT,
         }
     }
 }
