@@ -228,6 +228,47 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = Metrics::register(&mut prometheus);
     let mut tasks = Tasks::default();
 
+    let (certificate, client_ca) = load_tls_files(&config)?;
+    let view = open_cluster_view(&config, &metrics, &mut tasks).await?;
+    let checker = build_checker(&config, &metrics, Arc::clone(&view.policy))?;
+    let readiness = Arc::new(Readiness {
+        policy: Arc::clone(&view.policy),
+        namespaces: Arc::clone(&view.namespaces),
+        draining: AtomicBool::new(false),
+    });
+    let probes = probes(prometheus, &metrics, &checker, Arc::clone(&readiness));
+    let connection_limit = connections::ConnectionLimit::new(
+        config.max_connections,
+        metrics.connections_refused.clone(),
+    );
+    let webhook = webhook_router(checker, view, metrics, &config);
+
+    let webhook_listener = bind(config.listen, "webhook")?;
+    let metrics_listener = bind(config.metrics_listen, "metrics")?;
+    tracing::info!(
+        webhook = %webhook_listener.local_addr().map_or(config.listen, |address| address),
+        metrics = %metrics_listener.local_addr().map_or(config.metrics_listen, |address| address),
+        "serving"
+    );
+    start_tls_reloaders(&mut tasks, &certificate, client_ca.as_ref(), &config);
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
+        crate::tls::server_config(certificate, client_ca)?,
+    ));
+    let servers = Servers::start(
+        &config,
+        (webhook_listener, webhook, tls, connection_limit),
+        (metrics_listener, probes),
+    )?;
+    servers.run_until_signal(&readiness, &config).await?;
+    drop(tasks);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The serving pair and the client CA; the server does not start without them.
+fn load_tls_files(
+    config: &ServeConfig,
+) -> anyhow::Result<(Arc<ReloadingCertificate>, Option<Arc<ReloadingClientCa>>)> {
     let certificate = Arc::new(
         ReloadingCertificate::load(CertificateFiles {
             certificate: config.tls_certificate.clone(),
@@ -241,7 +282,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let view = match &config.policy {
+    Ok((certificate, client_ca))
+}
+
+/// The policy and the namespaces, from a file or the cluster, with their watchers started.
+async fn open_cluster_view(
+    config: &ServeConfig,
+    metrics: &Metrics,
+    tasks: &mut Tasks,
+) -> anyhow::Result<ClusterView> {
+    Ok(match &config.policy {
         PolicyConfig::File {
             path,
             namespace_labels,
@@ -307,8 +357,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 events,
             }
         }
-    };
+    })
+}
 
+/// The image checker: trusted roots, registry credentials and the policy's registry settings.
+fn build_checker(
+    config: &ServeConfig,
+    metrics: &Metrics,
+    policy: Arc<dyn PolicySource>,
+) -> anyhow::Result<Arc<ImageChecker<PolicyRegistry>>> {
     let roots = Arc::new(if config.trusted_roots.is_empty() {
         TrustedRoots::embedded().context("embedded trusted roots")?
     } else {
@@ -323,24 +380,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         options.credentials = DockerConfig::from_json(&bytes)
             .with_context(|| format!("docker config {}", path.display()))?;
     }
-    let registry = PolicyRegistry::new(Arc::clone(&view.policy), options)
-        .context("the policy's registry settings")?;
-    let checker = Arc::new(ImageChecker::new(
+    let registry =
+        PolicyRegistry::new(policy, options).context("the policy's registry settings")?;
+    Ok(Arc::new(ImageChecker::new(
         registry,
         roots,
         CheckSettings {
             per_image_timeout: config.review_budget,
             ..CheckSettings::default()
         },
-    ));
+    )))
+}
 
-    let readiness = Arc::new(Readiness {
-        policy: Arc::clone(&view.policy),
-        namespaces: Arc::clone(&view.namespaces),
-        draining: AtomicBool::new(false),
-    });
+/// The metrics and probe endpoints, with the checker's cache counts sampled at each scrape.
+fn probes(
+    prometheus: prometheus_client::registry::Registry,
+    metrics: &Metrics,
+    checker: &Arc<ImageChecker<PolicyRegistry>>,
+    readiness: Arc<Readiness>,
+) -> Router {
     let cache_metrics = Arc::new(CacheMetrics::new(metrics.clone(), {
-        let checker = Arc::clone(&checker);
+        let checker = Arc::clone(checker);
         move || {
             checker
                 .cache_stats()
@@ -354,110 +414,144 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 .to_vec()
         }
     }));
-    let probes = probe_router(ProbeState {
+    probe_router(ProbeState {
         registry: Arc::new(prometheus),
-        readiness: Arc::clone(&readiness),
+        readiness,
         cache_metrics,
-    });
-    let connection_limit = connections::ConnectionLimit::new(
-        config.max_connections,
-        metrics.connections_refused.clone(),
-    );
-    let webhook = webhook_router(checker, view, metrics, &config);
+    })
+}
 
-    let webhook_listener = bind(config.listen, "webhook")?;
-    let metrics_listener = bind(config.metrics_listen, "metrics")?;
-    tracing::info!(
-        webhook = %webhook_listener.local_addr().map_or(config.listen, |address| address),
-        metrics = %metrics_listener.local_addr().map_or(config.metrics_listen, |address| address),
-        "serving"
-    );
-
+fn start_tls_reloaders(
+    tasks: &mut Tasks,
+    certificate: &Arc<ReloadingCertificate>,
+    client_ca: Option<&Arc<ReloadingClientCa>>,
+    config: &ServeConfig,
+) {
     tasks.spawn(
         tracing::info_span!("certificate_watch"),
-        Arc::clone(&certificate).watch(config.certificate_poll),
+        Arc::clone(certificate).watch(config.certificate_poll),
     );
-    if let Some(client_ca) = &client_ca {
+    if let Some(client_ca) = client_ca {
         tasks.spawn(
             tracing::info_span!("client_ca_watch"),
             Arc::clone(client_ca).watch(config.certificate_poll),
         );
     }
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
-        crate::tls::server_config(certificate, client_ca)?,
-    ));
-    let webhook_handle = axum_server::Handle::new();
-    // The limit is taken before the handshake, so that handshakes count too.
-    let mut webhook_server = axum_server::from_tcp_rustls(webhook_listener, tls)
-        .context("webhook listener")?
-        .map(|acceptor| {
-            acceptor
-                .handshake_timeout(HANDSHAKE_TIMEOUT)
-                .acceptor(connection_limit)
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// The webhook and metrics servers, running.
+struct Servers {
+    webhook_handle: axum_server::Handle<SocketAddr>,
+    webhook_task: ServerTask,
+    metrics_handle: axum_server::Handle<SocketAddr>,
+    metrics_task: ServerTask,
+}
+
+impl Servers {
+    fn start(
+        config: &ServeConfig,
+        (webhook_listener, webhook, tls, connection_limit): (
+            std::net::TcpListener,
+            Router,
+            axum_server::tls_rustls::RustlsConfig,
+            connections::ConnectionLimit,
+        ),
+        (metrics_listener, probes): (std::net::TcpListener, Router),
+    ) -> anyhow::Result<Servers> {
+        let webhook_handle = axum_server::Handle::new();
+        // The limit is taken before the handshake, so that handshakes count too.
+        let mut webhook_server = axum_server::from_tcp_rustls(webhook_listener, tls)
+            .context("webhook listener")?
+            .map(|acceptor| {
+                acceptor
+                    .handshake_timeout(HANDSHAKE_TIMEOUT)
+                    .acceptor(connection_limit)
+            })
+            .handle(webhook_handle.clone())
+            .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+        limit_http(
+            webhook_server.http_builder(),
+            config.max_streams_per_connection,
+        );
+        let webhook_task = tokio::spawn(
+            async move { webhook_server.serve(webhook.into_make_service()).await }
+                .instrument(tracing::info_span!("webhook_server")),
+        );
+
+        let metrics_handle = axum_server::Handle::new();
+        let mut metrics_server = axum_server::from_tcp(metrics_listener)
+            .context("metrics listener")?
+            .handle(metrics_handle.clone())
+            .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+        limit_http(
+            metrics_server.http_builder(),
+            DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        );
+        let metrics_task = tokio::spawn(
+            async move { metrics_server.serve(probes.into_make_service()).await }
+                .instrument(tracing::info_span!("metrics_server")),
+        );
+        Ok(Servers {
+            webhook_handle,
+            webhook_task,
+            metrics_handle,
+            metrics_task,
         })
-        .handle(webhook_handle.clone())
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    limit_http(
-        webhook_server.http_builder(),
-        config.max_streams_per_connection,
-    );
-    let mut webhook_task = tokio::spawn(
-        async move { webhook_server.serve(webhook.into_make_service()).await }
-            .instrument(tracing::info_span!("webhook_server")),
-    );
+    }
 
-    let metrics_handle = axum_server::Handle::new();
-    let mut metrics_server = axum_server::from_tcp(metrics_listener)
-        .context("metrics listener")?
-        .handle(metrics_handle.clone())
-        .first_request_timeout(FIRST_REQUEST_TIMEOUT);
-    limit_http(
-        metrics_server.http_builder(),
-        DEFAULT_MAX_STREAMS_PER_CONNECTION,
-    );
-    let mut metrics_task = tokio::spawn(
-        async move { metrics_server.serve(probes.into_make_service()).await }
-            .instrument(tracing::info_span!("metrics_server")),
-    );
-
-    let stopped_early = tokio::select! {
-        signal = shutdown_signal() => {
-            signal?;
-            None
-        }
-        result = &mut webhook_task => Some(("webhook", result)),
-        result = &mut metrics_task => Some(("metrics", result)),
-    };
-    if let Some((which, result)) = stopped_early {
-        let reason = match result {
-            Ok(Ok(())) => "stopped".to_owned(),
-            Ok(Err(error)) => error.to_string(),
-            Err(error) => error.to_string(),
+    /// Serves until a signal, then drains in-flight reviews; a server that stops on its own
+    /// is an error.
+    async fn run_until_signal(
+        mut self,
+        readiness: &Readiness,
+        config: &ServeConfig,
+    ) -> anyhow::Result<()> {
+        let stopped_early = tokio::select! {
+            signal = shutdown_signal() => {
+                signal?;
+                None
+            }
+            result = &mut self.webhook_task => Some(("webhook", result)),
+            result = &mut self.metrics_task => Some(("metrics", result)),
         };
-        webhook_handle.shutdown();
-        metrics_handle.shutdown();
-        anyhow::bail!("the {which} server failed: {reason}");
-    }
+        if let Some((which, result)) = stopped_early {
+            let reason = match result {
+                Ok(Ok(())) => "stopped".to_owned(),
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            self.webhook_handle.shutdown();
+            self.metrics_handle.shutdown();
+            anyhow::bail!("the {which} server failed: {reason}");
+        }
 
-    // Not ready from now on, so that endpoints drop this pod while reviews drain.
-    readiness.draining.store(true, Ordering::Release);
-    tracing::info!(
-        connections = webhook_handle.connection_count(),
-        "shutting down: no new connections; draining in-flight reviews"
-    );
-    webhook_handle.graceful_shutdown(Some(config.drain_timeout));
-    // axum-server closes what is left at the deadline; the margin covers that.
-    match tokio::time::timeout(config.drain_timeout + Duration::from_secs(2), webhook_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "webhook server ended with an error"),
-        Ok(Err(error)) => tracing::warn!(%error, "webhook server task failed"),
-        Err(_) => tracing::warn!("in-flight reviews did not finish in time"),
+        // Not ready from now on, so that endpoints drop this pod while reviews drain.
+        readiness.draining.store(true, Ordering::Release);
+        tracing::info!(
+            connections = self.webhook_handle.connection_count(),
+            "shutting down: no new connections; draining in-flight reviews"
+        );
+        self.webhook_handle
+            .graceful_shutdown(Some(config.drain_timeout));
+        // axum-server closes what is left at the deadline; the margin covers that.
+        match tokio::time::timeout(
+            config.drain_timeout + Duration::from_secs(2),
+            self.webhook_task,
+        )
+        .await
+        {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "webhook server ended with an error"),
+            Ok(Err(error)) => tracing::warn!(%error, "webhook server task failed"),
+            Err(_) => tracing::warn!("in-flight reviews did not finish in time"),
+        }
+        self.metrics_handle
+            .graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.metrics_task).await;
+        Ok(())
     }
-    metrics_handle.graceful_shutdown(Some(Duration::from_secs(1)));
-    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
-    drop(tasks);
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// The admission router over the state the webhook reads, each request in its own span.
