@@ -96,7 +96,20 @@ struct VerifyImagesArgs {
     output: Output,
 }
 
-fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+/// Why a command-line value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ArgumentError {
+    #[error("label {0:?} is not key=value")]
+    NotKeyValue(String),
+    #[error("label {0:?} has an empty key")]
+    EmptyLabelKey(String),
+    #[error("not a URL: {0}")]
+    NotAUrl(String),
+    #[error("expected http://HOST:PORT or https://HOST:PORT")]
+    NotAnHttpProxy,
+}
+
+fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, ArgumentError> {
     let mut labels = std::collections::BTreeMap::new();
     for pair in text
         .split(',')
@@ -105,9 +118,9 @@ fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>
     {
         let (key, value) = pair
             .split_once('=')
-            .ok_or_else(|| format!("label {pair:?} is not key=value"))?;
+            .ok_or_else(|| ArgumentError::NotKeyValue(pair.to_owned()))?;
         if key.is_empty() {
-            return Err(format!("label {pair:?} has an empty key"));
+            return Err(ArgumentError::EmptyLabelKey(pair.to_owned()));
         }
         labels.insert(key.to_owned(), value.to_owned());
     }
@@ -226,11 +239,12 @@ struct ServeArgs {
     registry_proxy: Option<reqwest::Url>,
 }
 
-fn parse_proxy(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
+    let url =
+        reqwest::Url::parse(text).map_err(|error| ArgumentError::NotAUrl(error.to_string()))?;
     match url.scheme() {
         "http" | "https" if url.host_str().is_some() => Ok(url),
-        _ => Err("expected http://HOST:PORT or https://HOST:PORT".to_owned()),
+        _ => Err(ArgumentError::NotAnHttpProxy),
     }
 }
 
@@ -300,11 +314,7 @@ fn read_input(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, UsageError
 }
 
 fn load_policy(path: &Path) -> Result<Policy, UsageError> {
-    let bytes = read_input(path, "policy", MAX_INPUT_BYTES)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("policy {} is not UTF-8 text", path.display()))?;
-    Policy::from_yaml(&text)
-        .map_err(|error| UsageError(format!("policy {}: {error}", path.display())))
+    Ok(crate::policy_file::load(path)?)
 }
 
 fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
@@ -610,9 +620,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
 }
 
 fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<ExitCode, UsageError> {
-    let bytes = read_input(path, "policy", MAX_INPUT_BYTES)?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("policy {} is not UTF-8 text", path.display()))?;
+    let text = crate::policy_file::read_text(path)?;
     match (Policy::check_yaml(&text), output) {
         (Ok(checked), output) => {
             let warnings = &checked.warnings;

@@ -33,6 +33,17 @@ pub enum PolicyFileError {
 /// What one look at the file found.
 pub type PolicyReload = Reload<PolicyFileError>;
 
+/// Reads and validates a policy file: the one reader of `serve --policy`, `verify` and
+/// `policy check`.
+pub fn load(path: &Path) -> Result<Policy, PolicyFileError> {
+    parse(path, &read(path)?)
+}
+
+/// The text of a policy file, bounded and UTF-8, not yet parsed.
+pub fn read_text(path: &Path) -> Result<String, PolicyFileError> {
+    Ok(text_of(path, &read(path)?)?.to_owned())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, PolicyFileError> {
     let read_error = |error| PolicyFileError::Read {
         path: path.to_owned(),
@@ -47,11 +58,14 @@ fn read(path: &Path) -> Result<Vec<u8>, PolicyFileError> {
     Ok(bytes)
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyFileError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| PolicyFileError::NotUtf8 {
+fn text_of<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, PolicyFileError> {
+    std::str::from_utf8(bytes).map_err(|_| PolicyFileError::NotUtf8 {
         path: path.to_owned(),
-    })?;
-    Policy::from_yaml(text).map_err(|error| PolicyFileError::Invalid {
+    })
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, PolicyFileError> {
+    Policy::from_yaml(text_of(path, bytes)?).map_err(|error| PolicyFileError::Invalid {
         path: path.to_owned(),
         error,
     })
