@@ -116,41 +116,6 @@ impl PolicyFile {
         &self.path
     }
 
-    /// Re-reads the file and applies it when its content changed and is valid.
-    /// Blocking file I/O: call from a blocking context.
-    pub fn reload_if_changed(&self) -> PolicyReload {
-        let bytes = match read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                // Counted only when it differs from the last look: a deleted file is one
-                // failure, not one per poll.
-                if !self
-                    .last_seen
-                    .changed(fingerprint(&[error.to_string().as_bytes()]))
-                {
-                    return PolicyReload::Unchanged;
-                }
-                count(&self.reloads, "failure");
-                return PolicyReload::Rejected(error);
-            }
-        };
-        if !self.last_seen.changed(fingerprint(&[&bytes])) {
-            return PolicyReload::Unchanged;
-        }
-        match parse(&self.path, &bytes) {
-            Ok(policy) => {
-                let description = format!("{} rules", policy.rules().len());
-                self.cell.replace(policy);
-                count(&self.reloads, "success");
-                PolicyReload::Applied(description)
-            }
-            Err(error) => {
-                count(&self.reloads, "failure");
-                PolicyReload::Rejected(error)
-            }
-        }
-    }
-
     /// Looks at the file every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
         reload::watch(self, interval).await
@@ -160,11 +125,29 @@ impl PolicyFile {
 impl Reloadable for PolicyFile {
     type Error = PolicyFileError;
     const WHAT: &'static str = "policy";
+    // A deleted file is one failure, not one per poll.
+    const REMEMBER_READ_FAILURES: bool = true;
     fn path(&self) -> &Path {
         &self.path
     }
-    fn reload_if_changed(&self) -> PolicyReload {
-        PolicyFile::reload_if_changed(self)
+    fn last_seen(&self) -> &LastSeen {
+        &self.last_seen
+    }
+    fn read(&self) -> Result<Vec<Vec<u8>>, PolicyFileError> {
+        Ok(vec![read(&self.path)?])
+    }
+    fn apply(&self, content: &[Vec<u8>]) -> Result<String, PolicyFileError> {
+        let policy = parse(&self.path, &content.concat())?;
+        let description = format!("{} rules", policy.rules().len());
+        self.cell.replace(policy);
+        Ok(description)
+    }
+    fn observe(&self, outcome: &PolicyReload) {
+        match outcome {
+            Reload::Unchanged => {}
+            Reload::Applied(_) => count(&self.reloads, "success"),
+            Reload::Rejected(_) => count(&self.reloads, "failure"),
+        }
     }
 }
 

@@ -23,19 +23,57 @@ pub enum Reload<E> {
     Rejected(E),
 }
 
-/// A file (or set of files) followed by [`watch`].
+/// A file (or set of files) followed by [`watch`]: its owner says how to read it and how to
+/// put a new content in force; when to do so is decided here.
 pub trait Reloadable: Send + Sync + 'static {
     type Error: fmt::Display + Send + 'static;
     /// What is reloaded, for the log ("serving certificate").
     const WHAT: &'static str;
+    /// Whether a read failure is remembered like a content, so that the same failure is
+    /// reported (and counted) once; otherwise it is reported at each look, and [`watch`] logs
+    /// it once per stretch of failures.
+    const REMEMBER_READ_FAILURES: bool = false;
     /// The file named in the log.
     fn path(&self) -> &Path;
-    /// Re-reads and, when changed and valid, swaps the new value in. Blocking file I/O.
-    fn reload_if_changed(&self) -> Reload<Self::Error>;
-    /// Whether a refusal is about reading rather than content: logged once per stretch of
-    /// failures, since a file missing during a rotation is retried at every look.
+    /// The fingerprint of the content last looked at.
+    fn last_seen(&self) -> &LastSeen;
+    /// Reads the content, bounded. Blocking file I/O.
+    fn read(&self) -> Result<Vec<Vec<u8>>, Self::Error>;
+    /// Validates `content` and puts it in force; a description for the log.
+    fn apply(&self, content: &[Vec<u8>]) -> Result<String, Self::Error>;
+    /// Told each change found, applied or refused (for metrics).
+    fn observe(&self, _outcome: &Reload<Self::Error>) {}
+    /// Whether a refusal is about reading rather than content.
     fn is_read_failure(_error: &Self::Error) -> bool {
         false
+    }
+
+    /// Re-reads and, when the content changed and is valid, puts it in force; a refused
+    /// content leaves the last good value. Blocking file I/O: call from a blocking context.
+    fn reload_if_changed(&self) -> Reload<Self::Error> {
+        let outcome = match self.read() {
+            Err(error)
+                if Self::REMEMBER_READ_FAILURES
+                    && !self
+                        .last_seen()
+                        .changed(fingerprint(&[error.to_string().as_bytes()])) =>
+            {
+                return Reload::Unchanged;
+            }
+            Err(error) => Reload::Rejected(error),
+            Ok(content) => {
+                let parts: Vec<&[u8]> = content.iter().map(Vec::as_slice).collect();
+                if !self.last_seen().changed(fingerprint(&parts)) {
+                    return Reload::Unchanged;
+                }
+                match self.apply(&content) {
+                    Ok(description) => Reload::Applied(description),
+                    Err(error) => Reload::Rejected(error),
+                }
+            }
+        };
+        self.observe(&outcome);
+        outcome
     }
 }
 

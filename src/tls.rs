@@ -133,30 +133,6 @@ impl ReloadingCertificate {
         self.current.load_full()
     }
 
-    /// Re-reads the files and, when their content changed and forms a valid pair, serves it.
-    /// Blocking file I/O: call from a blocking context.
-    pub fn reload_if_changed(&self) -> ReloadOutcome {
-        let (certificate_bytes, key_bytes) = match read_pair(&self.files) {
-            Ok(pair) => pair,
-            // Not remembered: a file missing during a rotation is retried at the next look.
-            Err(error) => return ReloadOutcome::Rejected(error),
-        };
-        if !self
-            .last_seen
-            .changed(fingerprint(&[&certificate_bytes, &key_bytes]))
-        {
-            return ReloadOutcome::Unchanged;
-        }
-        match certified_key(&self.files, &self.provider, &certificate_bytes, &key_bytes) {
-            Ok(key) => {
-                let description = describe(&key);
-                self.current.store(Arc::new(key));
-                ReloadOutcome::Applied(description)
-            }
-            Err(error) => ReloadOutcome::Rejected(error),
-        }
-    }
-
     /// Looks at the files every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
         reload::watch(self, interval).await
@@ -169,8 +145,21 @@ impl Reloadable for ReloadingCertificate {
     fn path(&self) -> &Path {
         &self.files.certificate
     }
-    fn reload_if_changed(&self) -> ReloadOutcome {
-        ReloadingCertificate::reload_if_changed(self)
+    fn last_seen(&self) -> &LastSeen {
+        &self.last_seen
+    }
+    fn read(&self) -> Result<Vec<Vec<u8>>, TlsError> {
+        let (certificate, key) = read_pair(&self.files)?;
+        Ok(vec![certificate, key])
+    }
+    fn apply(&self, content: &[Vec<u8>]) -> Result<String, TlsError> {
+        let [certificate, key] = content else {
+            unreachable!("read gives the certificate and the key")
+        };
+        let key = certified_key(&self.files, &self.provider, certificate, key)?;
+        let description = describe(&key);
+        self.current.store(Arc::new(key));
+        Ok(description)
     }
     fn is_read_failure(error: &TlsError) -> bool {
         matches!(error, TlsError::Read { .. })
@@ -203,25 +192,6 @@ impl ReloadingClientCa {
         })
     }
 
-    /// Re-reads the file and, when its content changed and is a valid bundle, uses it.
-    /// Blocking file I/O: call from a blocking context.
-    pub fn reload_if_changed(&self) -> ReloadOutcome {
-        let bytes = match read_limited(&self.path, "client CA") {
-            Ok(bytes) => bytes,
-            Err(error) => return ReloadOutcome::Rejected(error),
-        };
-        if !self.last_seen.changed(fingerprint(&[&bytes])) {
-            return ReloadOutcome::Unchanged;
-        }
-        match client_verifier(&self.path, &self.provider, &bytes) {
-            Ok((verifier, description)) => {
-                self.current.store(Arc::new(verifier));
-                ReloadOutcome::Applied(description)
-            }
-            Err(error) => ReloadOutcome::Rejected(error),
-        }
-    }
-
     /// Looks at the file every `interval`, forever; logs each change and each refusal.
     pub async fn watch(self: Arc<Self>, interval: Duration) {
         reload::watch(self, interval).await
@@ -234,8 +204,17 @@ impl Reloadable for ReloadingClientCa {
     fn path(&self) -> &Path {
         &self.path
     }
-    fn reload_if_changed(&self) -> ReloadOutcome {
-        ReloadingClientCa::reload_if_changed(self)
+    fn last_seen(&self) -> &LastSeen {
+        &self.last_seen
+    }
+    fn read(&self) -> Result<Vec<Vec<u8>>, TlsError> {
+        Ok(vec![read_limited(&self.path, "client CA")?])
+    }
+    fn apply(&self, content: &[Vec<u8>]) -> Result<String, TlsError> {
+        let (verifier, description) =
+            client_verifier(&self.path, &self.provider, &content.concat())?;
+        self.current.store(Arc::new(verifier));
+        Ok(description)
     }
     fn is_read_failure(error: &TlsError) -> bool {
         matches!(error, TlsError::Read { .. })
