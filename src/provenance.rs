@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::policy::{self, Rule};
+use crate::decision;
+use crate::image_check::{FailureKind, ImageOutcome};
+use crate::policy::Rule;
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
 };
@@ -39,6 +41,43 @@ impl ProvenanceVerdict {
     /// The first accepted bundle: the evidence the artifact is admitted on.
     pub fn accepted(&self) -> Option<&BundleReport> {
         self.bundles.iter().find(|bundle| bundle.accepted)
+    }
+
+    /// The check's outcome for the artifact `digest`, as the webhook's image checks state
+    /// theirs, for [`decision::decide`].
+    pub fn outcome(&self, digest: &str) -> ImageOutcome {
+        if let Some(BundleReport {
+            rule: Some(rule),
+            attestation: Some(attestation),
+            bundle_digest,
+            ..
+        }) = self.accepted()
+        {
+            return ImageOutcome::Verified {
+                rule: rule.clone(),
+                digest: digest.to_owned(),
+                bundle_digest: bundle_digest.clone(),
+                attestation: Box::new(attestation.clone()),
+                platforms_checked: None,
+            };
+        }
+        let kind = if self.bundles.is_empty() {
+            FailureKind::NoAttestation
+        } else if self
+            .bundles
+            .iter()
+            .any(|bundle| bundle.attestation.is_some())
+        {
+            FailureKind::PolicyViolation
+        } else {
+            FailureKind::NotVerified
+        };
+        ImageOutcome::Failed {
+            rule: None,
+            digest: Some(digest.to_owned()),
+            kind,
+            reason: self.reasons().join("; "),
+        }
     }
 
     /// Every reason, prefixed with its bundle when there is more than one.
@@ -113,26 +152,12 @@ fn check_one(
             return report;
         }
     };
-    if rules.is_empty() {
-        report
-            .reasons
-            .push("no policy rule to check the attestation against".into());
-    }
-    for rule in rules {
-        match policy::evaluate(rule, &attestation, now) {
-            Ok(()) => {
-                report.accepted = true;
-                report.rule = Some(rule.name().to_owned());
-                report.reasons.clear();
-                break;
-            }
-            Err(violation) => report.reasons.extend(
-                violation
-                    .failures
-                    .into_iter()
-                    .map(|failure| failure.message),
-            ),
+    match decision::judge(&attestation, rules, now) {
+        Ok(rule) => {
+            report.accepted = true;
+            report.rule = Some(rule.name().to_owned());
         }
+        Err(reasons) => report.reasons = reasons,
     }
     report.attestation = Some(attestation);
     report
