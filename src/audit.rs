@@ -72,7 +72,8 @@ pub struct DecisionRecord {
     /// Who made the request, where the record is about a person's act (a mode change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
-    pub result: Verdict,
+    /// The decision's [`Verdict`], by its label.
+    pub result: &'static str,
     pub reason: String,
     pub rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,7 +205,7 @@ impl DecisionRecord {
             previous_mode: None,
             previous_environment: None,
             requested_by: None,
-            result,
+            result: result.as_str(),
             reason: String::new(),
             rule: None,
             source_repository: None,
