@@ -266,7 +266,7 @@ fn refuse_annotation_edit<R>(
     evidence::emit_denial(state, &subject, &message);
     let mut response = AdmissionResponse::deny(&request.uid, 403, &message);
     response.audit_annotations = BTreeMap::from([
-        ("verdict".to_owned(), "denied".to_owned()),
+        ("verdict".to_owned(), Verdict::Denied.as_str().to_owned()),
         ("provenanceAnnotation".to_owned(), edit.as_str().to_owned()),
     ]);
     response
@@ -661,8 +661,9 @@ fn pod_patch(
     operations
 }
 
-/// More images than one review checks: refused in enforce mode (unless break-glass),
-/// admitted with a warning in warn mode, recorded only in observe mode.
+/// More images than one review checks, answered as [`decide`] rules: refused in enforce
+/// mode (unless break-glass), admitted with a warning in warn mode, recorded only in
+/// observe mode.
 fn too_many_images<R>(
     state: &WebhookState<R>,
     subject: &Subject,
@@ -706,7 +707,8 @@ fn too_many_images<R>(
         ),
     ]);
     let mut response = if allowed {
-        if mode != Mode::Observe {
+        // Observe mode records only; every other admission of too many images says so.
+        if decision.verdict != Verdict::WouldDeny {
             warnings.push(what);
         }
         AdmissionResponse::allow(uid)
