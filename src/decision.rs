@@ -553,6 +553,19 @@ mod tests {
     }
 
     #[test]
+    fn judging_against_no_rule_accepts_nothing() {
+        let ImageOutcome::Verified { attestation, .. } = verified() else {
+            unreachable!("the fixture is verified")
+        };
+        assert_eq!(
+            judge(&attestation, &[], jiff::Timestamp::now()).map(Rule::name),
+            Err(vec![
+                "no policy rule to check the attestation against".to_owned()
+            ])
+        );
+    }
+
+    #[test]
     fn infrastructure_failures_are_told_apart() {
         assert!(is_infrastructure_failure(FailureKind::Registry));
         assert!(is_infrastructure_failure(FailureKind::Timeout));

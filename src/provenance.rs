@@ -162,3 +162,79 @@ fn check_one(
     report.attestation = Some(attestation);
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{decide, fixtures::verified_outcome, BreakGlass, Subject, Verdict};
+    use crate::policy::Mode;
+
+    fn report(accepted: bool, verified: bool) -> BundleReport {
+        let ImageOutcome::Verified { attestation, .. } =
+            verified_outcome("sha256:ab", Default::default())
+        else {
+            unreachable!("the fixture is verified")
+        };
+        BundleReport {
+            index: 1,
+            bundle_digest: "sha256:bb".into(),
+            accepted,
+            rule: accepted.then(|| "acme".to_owned()),
+            attestation: verified.then(|| *attestation),
+            reasons: if accepted {
+                Vec::new()
+            } else {
+                vec!["why not".into()]
+            },
+        }
+    }
+
+    /// `verify-bundle` decides as the webhook does in enforce mode, on the same outcomes.
+    #[test]
+    fn a_bundle_check_states_its_outcome_like_an_image_check() {
+        let table = [
+            (
+                Vec::new(),
+                Some(FailureKind::NoAttestation),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, false)],
+                Some(FailureKind::NotVerified),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, true)],
+                Some(FailureKind::PolicyViolation),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, false), report(true, true)],
+                None,
+                Verdict::Allowed,
+            ),
+        ];
+        for (bundles, failure, verdict) in table {
+            let allowed = bundles.iter().any(|bundle| bundle.accepted);
+            let check = ProvenanceVerdict { allowed, bundles };
+            let outcome = check.outcome("sha256:ab");
+            match (&outcome, failure) {
+                (ImageOutcome::Verified { rule, digest, .. }, None) => {
+                    assert_eq!((rule.as_str(), digest.as_str()), ("acme", "sha256:ab"));
+                }
+                (ImageOutcome::Failed { kind, reason, .. }, Some(expected)) => {
+                    assert_eq!(*kind, expected);
+                    assert_eq!(reason, &check.reasons().join("; "));
+                }
+                _ => panic!("{outcome:?} for {failure:?}"),
+            }
+            let decision = decide(
+                Subject::settled(&outcome),
+                Mode::Enforce,
+                BreakGlass::Inactive,
+            );
+            assert_eq!(decision.verdict, verdict, "{outcome:?}");
+            assert_eq!(decision.admits(), allowed);
+        }
+    }
+}
