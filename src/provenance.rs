@@ -180,7 +180,7 @@ mod tests {
             bundle_digest: "sha256:bb".into(),
             accepted,
             rule: accepted.then(|| "acme".to_owned()),
-            attestation: verified.then(|| *attestation),
+            attestation: verified.then_some(*attestation),
             reasons: if accepted {
                 Vec::new()
             } else {
