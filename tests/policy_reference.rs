@@ -30,7 +30,11 @@ fn as_policy(fragment: &str) -> String {
 #[test]
 fn every_example_of_the_reference_loads() {
     let examples = yaml_examples();
-    assert!(examples.len() >= 6, "found {} yaml examples", examples.len());
+    assert!(
+        examples.len() >= 6,
+        "found {} yaml examples",
+        examples.len()
+    );
     for example in examples {
         let source = as_policy(example);
         if let Err(error) = Policy::check_yaml(&source) {
