@@ -45,7 +45,7 @@ pub struct RequestContext {
     pub caller: Option<Caller>,
 }
 
-/// See the module documentation; field names as in DESIGN.md.
+/// See the module documentation; docs/operating.md shows a record and its fields.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionRecord {

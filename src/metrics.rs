@@ -1,4 +1,5 @@
-//! Prometheus metrics of DESIGN.md, registered into a caller-owned registry (no globals).
+//! Prometheus metrics (docs/operating.md lists them), registered into a caller-owned registry
+//! (no globals).
 //!
 //! Every label value is bounded: values that come from requests are typed ([`KindLabel`],
 //! [`OperationLabel`]) with `other` for the rest, decision labels are compiled-in strings,
