@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::breakglass::ModeChange;
-use crate::decision::Decision;
+use crate::decision::{Decision, Verdict};
 use crate::image_check::{bounded, ImageCheck, ImageOutcome};
 use crate::policy::Mode;
 
@@ -45,7 +45,7 @@ pub struct RequestContext {
     pub caller: Option<Caller>,
 }
 
-/// See the module documentation; field names as in DESIGN.md.
+/// See the module documentation; docs/operating.md shows a record and its fields.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionRecord {
@@ -72,6 +72,7 @@ pub struct DecisionRecord {
     /// Who made the request, where the record is about a person's act (a mode change).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// The decision's [`Verdict`], by its label.
     pub result: &'static str,
     pub reason: String,
     pub rule: Option<String>,
@@ -126,9 +127,8 @@ impl DecisionRecord {
         environment: Option<&str>,
         time: jiff::Timestamp,
     ) -> Self {
-        let mut record = DecisionRecord::bare(context, mode, environment, time);
+        let mut record = DecisionRecord::bare(context, mode, environment, decision.verdict, time);
         record.image = check.image.clone();
-        record.result = decision.result.as_str();
         record.reason = bounded(&decision.reason, MAX_RECORD_REASON_BYTES);
         match &check.outcome {
             ImageOutcome::Verified {
@@ -165,21 +165,21 @@ impl DecisionRecord {
     }
 
     /// The record of a Namespace write that changes its mode: `mode`/`environment` after,
-    /// `previous_*` before, `requested_by` who asked, `result` `allowed` or `denied`.
+    /// `previous_*` before, `requested_by` who asked, `result` allowed or denied.
     pub fn mode_change(
         context: &RequestContext,
         change: &ModeChange,
         requested_by: &str,
-        result: &'static str,
+        result: Verdict,
         reason: &str,
         time: jiff::Timestamp,
     ) -> Self {
         let to = &change.to;
-        let mut record = DecisionRecord::bare(context, to.mode, to.environment.as_deref(), time);
+        let mut record =
+            DecisionRecord::bare(context, to.mode, to.environment.as_deref(), result, time);
         record.previous_mode = Some(change.from.mode);
         record.previous_environment = change.from.environment.clone();
         record.requested_by = Some(requested_by.to_owned());
-        record.result = result;
         record.reason = reason.to_owned();
         record
     }
@@ -188,6 +188,7 @@ impl DecisionRecord {
         context: &RequestContext,
         mode: Mode,
         environment: Option<&str>,
+        result: Verdict,
         time: jiff::Timestamp,
     ) -> Self {
         DecisionRecord {
@@ -204,7 +205,7 @@ impl DecisionRecord {
             previous_mode: None,
             previous_environment: None,
             requested_by: None,
-            result: "",
+            result: result.as_str(),
             reason: String::new(),
             rule: None,
             source_repository: None,

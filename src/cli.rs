@@ -326,7 +326,7 @@ fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
 }
 
 fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError> {
-    use crate::decision::decide;
+    use crate::decision::{decide, BreakGlass, Subject};
     use crate::image_check::{CheckSettings, ImageChecker};
     use crate::registry::{
         AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
@@ -364,8 +364,8 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
     ));
     let mut all_admitted = true;
     for check in &checks {
-        let decision = decide(mode, &check.outcome);
-        all_admitted &= decision.admit;
+        let decision = decide(Subject::settled(&check.outcome), mode, BreakGlass::Inactive);
+        all_admitted &= decision.admits();
         match args.output {
             Output::Json => {
                 let record = crate::audit::DecisionRecord::new(
@@ -390,7 +390,7 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
 
 fn print_check_text(check: &crate::image_check::ImageCheck, decision: &crate::decision::Decision) {
     use crate::image_check::ImageOutcome;
-    let label = decision.result.as_str();
+    let label = decision.verdict.as_str();
     match &check.outcome {
         ImageOutcome::Verified { attestation, .. } => {
             let certificate = &attestation.certificate;
@@ -427,7 +427,7 @@ fn print_check_text(check: &crate::image_check::ImageCheck, decision: &crate::de
                     .unwrap_or_else(unknown)
             );
         }
-        _ if decision.admit => println!("{label}: {}: {}", check.image, decision.reason),
+        _ if decision.admits() => println!("{label}: {}: {}", check.image, decision.reason),
         _ => eprintln!("{label}: {}: {}", check.image, decision.reason),
     }
 }
@@ -491,7 +491,7 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
         ),
         Output::Text => print_verdict_text(&verdict, &artifact_digest),
     }
-    Ok(if verdict.allowed {
+    Ok(if enforced(&verdict.outcome(&artifact_digest)).admits() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -501,12 +501,12 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
 /// The webhook's answer for an image it never verifies: exempt, or covered by no rule
 /// (`unmatchedImages` decides), as enforce mode decides it.
 fn answer_unverified(image: &str, outcome: ImageOutcome, output: Output) -> ExitCode {
-    let decision = crate::decision::decide(crate::policy::Mode::Enforce, &outcome);
+    let decision = enforced(&outcome);
     match output {
         Output::Json => println!(
             "{}",
             serde_json::json!({
-                "decision": decision.result.as_str(),
+                "decision": decision.verdict.as_str(),
                 "image": image,
                 "reasonCode": decision.reason_code,
                 "rule": null,
@@ -514,35 +514,58 @@ fn answer_unverified(image: &str, outcome: ImageOutcome, output: Output) -> Exit
                 "bundles": [],
             })
         ),
-        Output::Text if decision.admit => {
-            println!("{}: {image}: {}", decision.result.as_str(), decision.reason)
+        Output::Text if decision.admits() => {
+            println!(
+                "{}: {image}: {}",
+                decision.verdict.as_str(),
+                decision.reason
+            )
         }
-        Output::Text => eprintln!("{}: {image}: {}", decision.result.as_str(), decision.reason),
+        Output::Text => eprintln!(
+            "{}: {image}: {}",
+            decision.verdict.as_str(),
+            decision.reason
+        ),
     }
-    if decision.admit {
+    if decision.admits() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
 }
 
+/// How the webhook, in enforce mode, decides on an image whose check ended in `outcome`.
+fn enforced(outcome: &ImageOutcome) -> crate::decision::Decision {
+    use crate::decision::{decide, BreakGlass, Subject};
+    decide(
+        Subject::settled(outcome),
+        crate::policy::Mode::Enforce,
+        BreakGlass::Inactive,
+    )
+}
+
 fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Option<&str>) -> String {
     let accepted = verdict.accepted();
+    let decision = enforced(&verdict.outcome(artifact_digest));
     serde_json::json!({
-        "decision": if verdict.allowed { "allowed" } else { "denied" },
+        "decision": decision.verdict.as_str(),
         "image": image,
         "artifactDigest": artifact_digest,
         "rule": accepted.and_then(|bundle| bundle.rule.clone()),
         "bundle": accepted.map(|bundle| bundle.index),
-        "reasons": if verdict.allowed { Vec::new() } else { verdict.reasons() },
+        "reasons": if decision.admits() { Vec::new() } else { verdict.reasons() },
         "bundles": verdict.bundles,
     })
     .to_string()
 }
 
 fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
+    use crate::decision::Verdict;
     let Some(accepted) = verdict.accepted() else {
-        eprintln!("denied: {artifact_digest} has no bundle that verifies and satisfies the policy");
+        eprintln!(
+            "{}: {artifact_digest} has no bundle that verifies and satisfies the policy",
+            Verdict::Denied.as_str()
+        );
         for reason in verdict.reasons() {
             eprintln!("  - {reason}");
         }
@@ -555,8 +578,10 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
     let certificate = &attestation.certificate;
     let unknown = || "?".to_owned();
     println!(
-        "allowed: {artifact_digest} (bundle {} verified under {}, rule {rule:?})",
-        accepted.index, attestation.instance
+        "{}: {artifact_digest} (bundle {} verified under {}, rule {rule:?})",
+        Verdict::Allowed.as_str(),
+        accepted.index,
+        attestation.instance
     );
     let rows = [
         ("repository", certificate.source_repository_uri.clone()),

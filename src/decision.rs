@@ -1,35 +1,89 @@
-//! From an image's outcome, how the Pod will pull it, and its namespace's mode to
-//! admit / warn / deny. Pure.
+//! The one place where the gate decides: from what is known about an image (or that a
+//! review holds too many of them), the namespace's mode and its break-glass, to a typed
+//! [`Verdict`]. Records, Events, metrics, warnings, audit annotations and the CLI only read
+//! the verdict. Also the one [`judge`] that holds a verified attestation against the rules.
+//! Pure.
 
 use serde::Serialize;
 
+use crate::breakglass::BreakGlassState;
 use crate::image_check::ImageOutcome;
-use crate::policy::{Mode, UnmatchedAction};
+use crate::policy::{self, Mode, Rule, UnmatchedAction};
+use crate::verify::VerifiedAttestation;
 
-/// The `result` field of a decision record.
+/// What the gate made of one image (or of a review over the image limit). Its
+/// [`as_str`](Verdict::as_str) is the `result` of records and metrics and the audit
+/// annotations' wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DecisionResult {
+pub enum Verdict {
     /// Proven and admitted (or unmatched and `unmatchedImages: allow`).
     Allowed,
-    /// Not proven, admitted with a warning (warn mode).
-    Warned,
-    /// Not proven, refused (enforce mode).
-    Denied,
-    /// Not proven, admitted silently and recorded (observe mode).
-    WouldDeny,
     /// Matches `exemptImages`.
     Exempt,
+    /// Not proven, admitted with a warning (warn mode).
+    Warned,
+    /// Not proven, admitted silently and recorded (observe mode).
+    WouldDeny,
+    /// Not proven, refused (enforce mode).
+    Denied,
+    /// Not proven and refused by enforce mode, admitted under the namespace's break-glass.
+    BreakGlass,
 }
 
-impl DecisionResult {
+impl Verdict {
     pub fn as_str(self) -> &'static str {
         match self {
-            DecisionResult::Allowed => "allowed",
-            DecisionResult::Warned => "warned",
-            DecisionResult::Denied => "denied",
-            DecisionResult::WouldDeny => "would_deny",
-            DecisionResult::Exempt => "exempt",
+            Verdict::Allowed => "allowed",
+            Verdict::Exempt => "exempt",
+            Verdict::Warned => "warned",
+            Verdict::WouldDeny => "would_deny",
+            Verdict::Denied => "denied",
+            Verdict::BreakGlass => "break_glass",
+        }
+    }
+
+    /// Whether what it was given may run.
+    pub fn admits(self) -> bool {
+        self != Verdict::Denied
+    }
+}
+
+/// Whether the namespace's break-glass is in force for this review.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakGlass {
+    Inactive,
+    Active,
+}
+
+impl From<&BreakGlassState> for BreakGlass {
+    fn from(state: &BreakGlassState) -> Self {
+        if state.is_active() {
+            BreakGlass::Active
+        } else {
+            BreakGlass::Inactive
+        }
+    }
+}
+
+/// What is decided on.
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// One image, as checked, and how the Pod will pull it.
+    Image {
+        outcome: &'a ImageOutcome,
+        pinning: Pinning,
+    },
+    /// A review that names more images than one review checks (`max`).
+    TooManyImages { count: usize, max: usize },
+}
+
+impl<'a> Subject<'a> {
+    /// An image that needs no pinning (a controller's template, or the command line).
+    pub fn settled(outcome: &'a ImageOutcome) -> Self {
+        Subject::Image {
+            outcome,
+            pinning: Pinning::Settled,
         }
     }
 }
@@ -37,14 +91,19 @@ impl DecisionResult {
 /// What to do with one image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
-    pub result: DecisionResult,
-    /// Whether the image may run.
-    pub admit: bool,
-    /// Short machine label: `verified`, `exempt`, `unmatched`, `unpinned_tag`, or a failure
-    /// kind.
+    pub verdict: Verdict,
+    /// Short machine label: `verified`, `exempt`, `unmatched`, `unpinned_tag`,
+    /// `too_many_images`, or a failure kind.
     pub reason_code: &'static str,
     /// A sentence a person can act on.
     pub reason: String,
+}
+
+impl Decision {
+    /// Whether the image may run.
+    pub fn admits(&self) -> bool {
+        self.verdict.admits()
+    }
 }
 
 /// How a Pod will pull an image, as far as its admission can tell.
@@ -88,90 +147,116 @@ impl UnpinnedCause {
     }
 }
 
-/// Applies `mode` to `outcome`, for an image that needs no pinning (a controller's template,
-/// or the command line). Registry and verification errors fail closed in enforce mode and
-/// only warn elsewhere, like every other unproven image.
-pub fn decide(mode: Mode, outcome: &ImageOutcome) -> Decision {
-    decide_admission(mode, outcome, Pinning::Settled)
+/// Decides on `subject` in `mode`. A verified image that the Pod would still pull by tag is
+/// unproven like a failure: what runs is whatever the tag names when the kubelet pulls it.
+/// Exempt and unmatched images are never resolved and a failed one is unproven already, so
+/// `pinning` only matters to verified ones. Registry and verification errors fail closed in
+/// enforce mode and only warn elsewhere, like every other unproven image; an active
+/// break-glass admits what enforce mode would refuse, marked as such.
+pub fn decide(subject: Subject<'_>, mode: Mode, break_glass: BreakGlass) -> Decision {
+    let (reason_code, reason) = match unproven(subject) {
+        Ok(settled) => return settled,
+        Err(unproven) => unproven,
+    };
+    let verdict = match (mode, break_glass) {
+        (Mode::Enforce, BreakGlass::Inactive) => Verdict::Denied,
+        (Mode::Enforce, BreakGlass::Active) => Verdict::BreakGlass,
+        (Mode::Warn, _) => Verdict::Warned,
+        (Mode::Observe, _) => Verdict::WouldDeny,
+    };
+    Decision {
+        verdict,
+        reason_code,
+        reason,
+    }
 }
 
-/// Applies `mode` to `outcome` and to how the Pod pulls the image. A verified image that
-/// the Pod would still pull by tag is unproven like a failure: what runs is whatever the tag
-/// names when the kubelet pulls it. Exempt and unmatched images are never resolved and a
-/// failed one is unproven already, so `pinning` only matters to verified ones.
-pub fn decide_admission(mode: Mode, outcome: &ImageOutcome, pinning: Pinning) -> Decision {
-    let (reason_code, reason) = match (outcome, pinning) {
-        (ImageOutcome::Exempt, _) => {
-            return Decision {
-                result: DecisionResult::Exempt,
-                admit: true,
-                reason_code: "exempt",
-                reason: "image is exempt by policy (exemptImages)".into(),
-            }
+/// The decision on a subject that needs no mode (`Ok`), or why it is unproven (`Err`).
+fn unproven(subject: Subject<'_>) -> Result<Decision, (&'static str, String)> {
+    let (outcome, pinning) = match subject {
+        Subject::Image { outcome, pinning } => (outcome, pinning),
+        Subject::TooManyImages { count, max } => {
+            return Err((
+                "too_many_images",
+                format!("{count} container images, more than the {max} checked in one review"),
+            ))
         }
+    };
+    match (outcome, pinning) {
+        (ImageOutcome::Exempt, _) => Ok(Decision {
+            verdict: Verdict::Exempt,
+            reason_code: "exempt",
+            reason: "image is exempt by policy (exemptImages)".into(),
+        }),
         (
             ImageOutcome::Unmatched {
                 action: UnmatchedAction::Allow,
             },
             _,
-        ) => {
-            return Decision {
-                result: DecisionResult::Allowed,
-                admit: true,
-                reason_code: "unmatched",
-                reason: "no policy rule covers this image and unmatchedImages is allow".into(),
-            }
-        }
-        (ImageOutcome::Verified { rule, digest, .. }, Pinning::Unpinned(cause)) => (
+        ) => Ok(Decision {
+            verdict: Verdict::Allowed,
+            reason_code: "unmatched",
+            reason: "no policy rule covers this image and unmatchedImages is allow".into(),
+        }),
+        (ImageOutcome::Verified { rule, digest, .. }, Pinning::Unpinned(cause)) => Err((
             "unpinned_tag",
             format!(
                 "rule {rule:?}: verified as {digest}, but the Pod would pull it by tag, which can \
                  be moved to another digest before the pull; {}",
                 cause.explanation()
             ),
-        ),
-        (ImageOutcome::Verified { rule, .. }, Pinning::Settled) => {
-            return Decision {
-                result: DecisionResult::Allowed,
-                admit: true,
-                reason_code: "verified",
-                reason: format!("verified provenance satisfies rule {rule:?}"),
-            }
-        }
+        )),
+        (ImageOutcome::Verified { rule, .. }, Pinning::Settled) => Ok(Decision {
+            verdict: Verdict::Allowed,
+            reason_code: "verified",
+            reason: format!("verified provenance satisfies rule {rule:?}"),
+        }),
         (
             ImageOutcome::Unmatched {
                 action: UnmatchedAction::Deny,
             },
             _,
-        ) => (
+        ) => Err((
             "unmatched",
             "no policy rule covers this image and unmatchedImages is deny; add a rule for it or exempt it"
                 .to_owned(),
-        ),
+        )),
         (
             ImageOutcome::Failed {
                 rule, kind, reason, ..
             },
             _,
-        ) => (
+        ) => Err((
             kind.as_str(),
             match rule {
                 Some(rule) => format!("rule {rule:?}: {reason}"),
                 None => reason.clone(),
             },
-        ),
-    };
-    let (result, admit) = match mode {
-        Mode::Enforce => (DecisionResult::Denied, false),
-        Mode::Warn => (DecisionResult::Warned, true),
-        Mode::Observe => (DecisionResult::WouldDeny, true),
-    };
-    Decision {
-        result,
-        admit,
-        reason_code,
-        reason,
+        )),
     }
+}
+
+/// Holds one verified attestation against the candidate `rules` in order: the first it
+/// satisfies, or every violation of every rule. The webhook (one rule per image) and the
+/// CLI's `verify-bundle` (one or all rules) join facts and rules here alike.
+pub fn judge<'r>(
+    attestation: &VerifiedAttestation,
+    rules: &[&'r Rule],
+    now: jiff::Timestamp,
+) -> Result<&'r Rule, Vec<String>> {
+    if rules.is_empty() {
+        return Err(vec![
+            "no policy rule to check the attestation against".into()
+        ]);
+    }
+    let mut reasons = Vec::new();
+    for rule in rules {
+        match policy::evaluate(rule, attestation, now) {
+            Ok(()) => return Ok(rule),
+            Err(violation) => reasons.extend(violation.reasons()),
+        }
+    }
+    Err(reasons)
 }
 
 /// Outcomes for the tests of the modules that decide on them.
@@ -205,6 +290,27 @@ mod tests {
     use super::*;
     use crate::image_check::FailureKind;
 
+    const MODES: [Mode; 3] = [Mode::Enforce, Mode::Warn, Mode::Observe];
+    const BREAK_GLASS: [BreakGlass; 2] = [BreakGlass::Inactive, BreakGlass::Active];
+    const PINNINGS: [Pinning; 3] = [
+        Pinning::Settled,
+        Pinning::Unpinned(UnpinnedCause::NotMutated),
+        Pinning::Unpinned(UnpinnedCause::ChangedAfterPinning),
+    ];
+
+    /// `outcome` decided for a settled image without break-glass.
+    fn settled(mode: Mode, outcome: &ImageOutcome) -> Decision {
+        decide(Subject::settled(outcome), mode, BreakGlass::Inactive)
+    }
+
+    fn pinned(mode: Mode, outcome: &ImageOutcome, pinning: Pinning) -> Decision {
+        decide(
+            Subject::Image { outcome, pinning },
+            mode,
+            BreakGlass::Inactive,
+        )
+    }
+
     fn failed(kind: FailureKind) -> ImageOutcome {
         ImageOutcome::Failed {
             rule: Some("acme".into()),
@@ -214,12 +320,116 @@ mod tests {
         }
     }
 
+    /// The verdict of an unproven subject, by mode and break-glass.
+    fn unproven_verdict(mode: Mode, break_glass: BreakGlass) -> Verdict {
+        match (mode, break_glass) {
+            (Mode::Enforce, BreakGlass::Inactive) => Verdict::Denied,
+            (Mode::Enforce, BreakGlass::Active) => Verdict::BreakGlass,
+            (Mode::Warn, _) => Verdict::Warned,
+            (Mode::Observe, _) => Verdict::WouldDeny,
+        }
+    }
+
+    #[test]
+    fn every_mode_outcome_break_glass_and_pinning_has_its_verdict() {
+        let verified = verified();
+        let unmatched_allow = ImageOutcome::Unmatched {
+            action: UnmatchedAction::Allow,
+        };
+        let unmatched_deny = ImageOutcome::Unmatched {
+            action: UnmatchedAction::Deny,
+        };
+        let no_attestation = failed(FailureKind::NoAttestation);
+        let registry = failed(FailureKind::Registry);
+        let timeout = failed(FailureKind::Timeout);
+        let violation = failed(FailureKind::PolicyViolation);
+        // (outcome, reason code when settled, reason code when unpinned, proven when settled)
+        let table: [(&ImageOutcome, &str, &str, bool); 8] = [
+            (&ImageOutcome::Exempt, "exempt", "exempt", true),
+            (&unmatched_allow, "unmatched", "unmatched", true),
+            (&unmatched_deny, "unmatched", "unmatched", false),
+            (&verified, "verified", "unpinned_tag", true),
+            (&no_attestation, "no_attestation", "no_attestation", false),
+            (&registry, "registry_error", "registry_error", false),
+            (&timeout, "timeout", "timeout", false),
+            (&violation, "policy_violation", "policy_violation", false),
+        ];
+        for (outcome, settled_code, unpinned_code, proven) in table {
+            for mode in MODES {
+                for break_glass in BREAK_GLASS {
+                    for pinning in PINNINGS {
+                        let decision =
+                            decide(Subject::Image { outcome, pinning }, mode, break_glass);
+                        let is_settled = pinning == Pinning::Settled;
+                        let (code, proven) = if is_settled {
+                            (settled_code, proven)
+                        } else {
+                            (unpinned_code, proven && settled_code != "verified")
+                        };
+                        let expected = match outcome {
+                            ImageOutcome::Exempt => Verdict::Exempt,
+                            _ if proven => Verdict::Allowed,
+                            _ => unproven_verdict(mode, break_glass),
+                        };
+                        let case = format!("{mode:?} {break_glass:?} {pinning:?} {outcome:?}");
+                        assert_eq!(decision.verdict, expected, "{case}");
+                        assert_eq!(decision.reason_code, code, "{case}");
+                        assert_eq!(decision.admits(), expected != Verdict::Denied, "{case}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_images_follow_the_mode_and_break_glass() {
+        for mode in MODES {
+            for break_glass in BREAK_GLASS {
+                let decision = decide(
+                    Subject::TooManyImages { count: 65, max: 64 },
+                    mode,
+                    break_glass,
+                );
+                assert_eq!(
+                    decision.verdict,
+                    unproven_verdict(mode, break_glass),
+                    "{mode:?} {break_glass:?}"
+                );
+                assert_eq!(decision.reason_code, "too_many_images");
+                assert_eq!(
+                    decision.reason,
+                    "65 container images, more than the 64 checked in one review"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn verdicts_keep_their_labels_on_the_wire() {
+        let table = [
+            (Verdict::Allowed, "allowed", true),
+            (Verdict::Exempt, "exempt", true),
+            (Verdict::Warned, "warned", true),
+            (Verdict::WouldDeny, "would_deny", true),
+            (Verdict::Denied, "denied", false),
+            (Verdict::BreakGlass, "break_glass", true),
+        ];
+        for (verdict, label, admits) in table {
+            assert_eq!(verdict.as_str(), label);
+            assert_eq!(verdict.admits(), admits, "{label}");
+            assert_eq!(
+                serde_json::to_value(verdict).unwrap(),
+                serde_json::Value::from(label)
+            );
+        }
+    }
+
     #[test]
     fn modes_turn_a_failure_into_deny_warn_or_record() {
         let table = [
-            (Mode::Enforce, DecisionResult::Denied, false),
-            (Mode::Warn, DecisionResult::Warned, true),
-            (Mode::Observe, DecisionResult::WouldDeny, true),
+            (Mode::Enforce, Verdict::Denied, false),
+            (Mode::Warn, Verdict::Warned, true),
+            (Mode::Observe, Verdict::WouldDeny, true),
         ];
         for (mode, result, admit) in table {
             for kind in [
@@ -227,9 +437,9 @@ mod tests {
                 FailureKind::Registry,
                 FailureKind::Timeout,
             ] {
-                let decision = decide(mode, &failed(kind));
+                let decision = settled(mode, &failed(kind));
                 assert_eq!(
-                    (decision.result, decision.admit),
+                    (decision.verdict, decision.admits()),
                     (result, admit),
                     "{mode:?} {kind:?}"
                 );
@@ -251,24 +461,21 @@ mod tests {
         let allow = ImageOutcome::Unmatched {
             action: UnmatchedAction::Allow,
         };
-        assert_eq!(decide(Mode::Enforce, &deny).result, DecisionResult::Denied);
-        assert_eq!(decide(Mode::Warn, &deny).result, DecisionResult::Warned);
-        assert_eq!(
-            decide(Mode::Enforce, &allow).result,
-            DecisionResult::Allowed
-        );
-        assert!(decide(Mode::Enforce, &deny)
+        assert_eq!(settled(Mode::Enforce, &deny).verdict, Verdict::Denied);
+        assert_eq!(settled(Mode::Warn, &deny).verdict, Verdict::Warned);
+        assert_eq!(settled(Mode::Enforce, &allow).verdict, Verdict::Allowed);
+        assert!(settled(Mode::Enforce, &deny)
             .reason
             .contains("unmatchedImages is deny"));
     }
 
     #[test]
     fn exempt_images_are_admitted_in_every_mode() {
-        for mode in [Mode::Enforce, Mode::Warn, Mode::Observe] {
-            let decision = decide(mode, &ImageOutcome::Exempt);
+        for mode in MODES {
+            let decision = settled(mode, &ImageOutcome::Exempt);
             assert_eq!(
-                (decision.result, decision.admit),
-                (DecisionResult::Exempt, true)
+                (decision.verdict, decision.admits()),
+                (Verdict::Exempt, true)
             );
         }
     }
@@ -280,9 +487,9 @@ mod tests {
     #[test]
     fn a_verified_image_still_pulled_by_tag_is_unproven_in_every_mode() {
         let table = [
-            (Mode::Enforce, DecisionResult::Denied, false),
-            (Mode::Warn, DecisionResult::Warned, true),
-            (Mode::Observe, DecisionResult::WouldDeny, true),
+            (Mode::Enforce, Verdict::Denied, false),
+            (Mode::Warn, Verdict::Warned, true),
+            (Mode::Observe, Verdict::WouldDeny, true),
         ];
         let causes = [
             (UnpinnedCause::NotMutated, "mutation is disabled"),
@@ -292,16 +499,16 @@ mod tests {
             ),
         ];
         for (mode, result, admit) in table {
-            let settled = decide_admission(mode, &verified(), Pinning::Settled);
+            let settled = pinned(mode, &verified(), Pinning::Settled);
             assert_eq!(
-                (settled.result, settled.admit, settled.reason_code),
-                (DecisionResult::Allowed, true, "verified"),
+                (settled.verdict, settled.admits(), settled.reason_code),
+                (Verdict::Allowed, true, "verified"),
                 "{mode:?}"
             );
             for (cause, named) in causes {
-                let decision = decide_admission(mode, &verified(), Pinning::Unpinned(cause));
+                let decision = pinned(mode, &verified(), Pinning::Unpinned(cause));
                 assert_eq!(
-                    (decision.result, decision.admit, decision.reason_code),
+                    (decision.verdict, decision.admits(), decision.reason_code),
                     (result, admit, "unpinned_tag"),
                     "{mode:?} {cause:?}"
                 );
@@ -329,14 +536,27 @@ mod tests {
             },
             failed(FailureKind::NoAttestation),
         ];
-        for mode in [Mode::Enforce, Mode::Warn, Mode::Observe] {
+        for mode in MODES {
             for outcome in &outcomes {
                 assert_eq!(
-                    decide_admission(mode, outcome, unpinned),
-                    decide(mode, outcome),
+                    pinned(mode, outcome, unpinned),
+                    settled(mode, outcome),
                     "{mode:?} {outcome:?}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn judging_against_no_rule_accepts_nothing() {
+        let ImageOutcome::Verified { attestation, .. } = verified() else {
+            unreachable!("the fixture is verified")
+        };
+        assert_eq!(
+            judge(&attestation, &[], jiff::Timestamp::now()).map(Rule::name),
+            Err(vec![
+                "no policy rule to check the attestation against".to_owned()
+            ])
+        );
     }
 }

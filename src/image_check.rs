@@ -18,8 +18,9 @@ use tokio::sync::OnceCell;
 
 use crate::attestations::find_bundles;
 use crate::cache::SingleFlightCache;
+use crate::decision;
 use crate::image::{Digest, ImageReference};
-use crate::policy::{self, ImageClass, Policy, Rule, UnmatchedAction};
+use crate::policy::{ImageClass, Policy, Rule, UnmatchedAction};
 use crate::registry::{
     Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,
@@ -323,7 +324,7 @@ impl<R: Registry> ImageChecker<R> {
                 )
             }
         };
-        let (own_kind, own_reason) = match self.judge(&facts, rule, now).await {
+        let (own_kind, own_reason) = match self.first_accepted(&facts, rule, now).await {
             Ok(accepted) => {
                 let outcome = ImageOutcome::Verified {
                     rule: rule.name().to_owned(),
@@ -401,7 +402,7 @@ impl<R: Registry> ImageChecker<R> {
                 Ok(facts) => facts,
                 Err(error) => return failed(FailureKind::Registry, error.to_string()),
             };
-            match self.judge(&facts, rule, now).await {
+            match self.first_accepted(&facts, rule, now).await {
                 Ok(accepted) => {
                     first_accepted.get_or_insert(accepted);
                 }
@@ -523,9 +524,10 @@ impl<R: Registry> ImageChecker<R> {
             .await
     }
 
-    /// The current rule over cached, policy-free facts: the first bundle in order that
-    /// verifies and satisfies the rule is accepted; bundles after it stay unverified.
-    async fn judge(
+    /// The current rule over cached, policy-free facts ([`decision::judge`] per bundle): the
+    /// first bundle in order that verifies and satisfies the rule is accepted; bundles after
+    /// it stay unverified.
+    async fn first_accepted(
         &self,
         facts: &DigestFacts,
         rule: &Rule,
@@ -537,18 +539,17 @@ impl<R: Registry> ImageChecker<R> {
             match self.verified(facts, bundle).await {
                 Ok(attestation) => {
                     any_verified = true;
-                    match policy::evaluate(rule, attestation, now) {
-                        Ok(()) => {
+                    match decision::judge(attestation, &[rule], now) {
+                        Ok(_) => {
                             return Ok(Accepted {
                                 bundle_digest: bundle.bundle_digest.clone(),
                                 attestation: Box::new(attestation.clone()),
                             })
                         }
-                        Err(violation) => reasons.extend(
-                            violation
-                                .reasons()
-                                .into_iter()
-                                .map(|reason| bounded(&reason, MAX_REASON_PART_BYTES)),
+                        Err(violations) => reasons.extend(
+                            violations
+                                .iter()
+                                .map(|reason| bounded(reason, MAX_REASON_PART_BYTES)),
                         ),
                     }
                 }

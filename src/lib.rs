@@ -2,6 +2,7 @@
 //!
 //! `verify` turns a Sigstore bundle into facts about a build; `policy` decides over those
 //! facts without I/O; `provenance` joins the two for one artifact; `cli` is the command line.
+//! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod attestations;
 pub mod audit;

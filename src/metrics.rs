@@ -1,4 +1,5 @@
-//! Prometheus metrics of DESIGN.md, registered into a caller-owned registry (no globals).
+//! Prometheus metrics (docs/operating.md lists them), registered into a caller-owned registry
+//! (no globals).
 //!
 //! Every label value is bounded: values that come from requests are typed ([`KindLabel`],
 //! [`OperationLabel`]) with `other` for the rest, decision labels are compiled-in strings,
@@ -13,6 +14,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::decision::Verdict;
+use crate::policy::Mode;
 
 /// `kind` of `provenance_gate_admissions_total`: the kinds the webhook judges, `other` for
 /// any other kind a request names (a review can claim any kind, so the label cannot be it).
@@ -296,11 +300,11 @@ impl Metrics {
     }
 
     /// Counts one image decision.
-    pub fn record_decision(&self, mode: &'static str, result: &'static str, reason: &'static str) {
+    pub fn record_decision(&self, mode: Mode, verdict: Verdict, reason: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                mode,
-                result,
+                mode: mode.as_str(),
+                result: verdict.as_str(),
                 reason,
             })
             .inc();
@@ -330,7 +334,7 @@ mod tests {
                 operation: OperationLabel::Create,
             })
             .inc();
-        metrics.record_decision("enforce", "denied", "no_attestation");
+        metrics.record_decision(Mode::Enforce, Verdict::Denied, "no_attestation");
         metrics.admission_duration.observe(0.02);
         metrics.verification_duration.observe(0.01);
         metrics

@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::policy::{self, Rule};
+use crate::decision;
+use crate::image_check::{FailureKind, ImageOutcome};
+use crate::policy::Rule;
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
 };
@@ -39,6 +41,43 @@ impl ProvenanceVerdict {
     /// The first accepted bundle: the evidence the artifact is admitted on.
     pub fn accepted(&self) -> Option<&BundleReport> {
         self.bundles.iter().find(|bundle| bundle.accepted)
+    }
+
+    /// The check's outcome for the artifact `digest`, as the webhook's image checks state
+    /// theirs, for [`decision::decide`].
+    pub fn outcome(&self, digest: &str) -> ImageOutcome {
+        if let Some(BundleReport {
+            rule: Some(rule),
+            attestation: Some(attestation),
+            bundle_digest,
+            ..
+        }) = self.accepted()
+        {
+            return ImageOutcome::Verified {
+                rule: rule.clone(),
+                digest: digest.to_owned(),
+                bundle_digest: bundle_digest.clone(),
+                attestation: Box::new(attestation.clone()),
+                platforms_checked: None,
+            };
+        }
+        let kind = if self.bundles.is_empty() {
+            FailureKind::NoAttestation
+        } else if self
+            .bundles
+            .iter()
+            .any(|bundle| bundle.attestation.is_some())
+        {
+            FailureKind::PolicyViolation
+        } else {
+            FailureKind::NotVerified
+        };
+        ImageOutcome::Failed {
+            rule: None,
+            digest: Some(digest.to_owned()),
+            kind,
+            reason: self.reasons().join("; "),
+        }
     }
 
     /// Every reason, prefixed with its bundle when there is more than one.
@@ -113,27 +152,89 @@ fn check_one(
             return report;
         }
     };
-    if rules.is_empty() {
-        report
-            .reasons
-            .push("no policy rule to check the attestation against".into());
-    }
-    for rule in rules {
-        match policy::evaluate(rule, &attestation, now) {
-            Ok(()) => {
-                report.accepted = true;
-                report.rule = Some(rule.name().to_owned());
-                report.reasons.clear();
-                break;
-            }
-            Err(violation) => report.reasons.extend(
-                violation
-                    .failures
-                    .into_iter()
-                    .map(|failure| failure.message),
-            ),
+    match decision::judge(&attestation, rules, now) {
+        Ok(rule) => {
+            report.accepted = true;
+            report.rule = Some(rule.name().to_owned());
         }
+        Err(reasons) => report.reasons = reasons,
     }
     report.attestation = Some(attestation);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::{decide, fixtures::verified_outcome, BreakGlass, Subject, Verdict};
+    use crate::policy::Mode;
+
+    fn report(accepted: bool, verified: bool) -> BundleReport {
+        let ImageOutcome::Verified { attestation, .. } =
+            verified_outcome("sha256:ab", Default::default())
+        else {
+            unreachable!("the fixture is verified")
+        };
+        BundleReport {
+            index: 1,
+            bundle_digest: "sha256:bb".into(),
+            accepted,
+            rule: accepted.then(|| "acme".to_owned()),
+            attestation: verified.then_some(*attestation),
+            reasons: if accepted {
+                Vec::new()
+            } else {
+                vec!["why not".into()]
+            },
+        }
+    }
+
+    /// `verify-bundle` decides as the webhook does in enforce mode, on the same outcomes.
+    #[test]
+    fn a_bundle_check_states_its_outcome_like_an_image_check() {
+        let table = [
+            (
+                Vec::new(),
+                Some(FailureKind::NoAttestation),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, false)],
+                Some(FailureKind::NotVerified),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, true)],
+                Some(FailureKind::PolicyViolation),
+                Verdict::Denied,
+            ),
+            (
+                vec![report(false, false), report(true, true)],
+                None,
+                Verdict::Allowed,
+            ),
+        ];
+        for (bundles, failure, verdict) in table {
+            let allowed = bundles.iter().any(|bundle| bundle.accepted);
+            let check = ProvenanceVerdict { allowed, bundles };
+            let outcome = check.outcome("sha256:ab");
+            match (&outcome, failure) {
+                (ImageOutcome::Verified { rule, digest, .. }, None) => {
+                    assert_eq!((rule.as_str(), digest.as_str()), ("acme", "sha256:ab"));
+                }
+                (ImageOutcome::Failed { kind, reason, .. }, Some(expected)) => {
+                    assert_eq!(*kind, expected);
+                    assert_eq!(reason, &check.reasons().join("; "));
+                }
+                _ => panic!("{outcome:?} for {failure:?}"),
+            }
+            let decision = decide(
+                Subject::settled(&outcome),
+                Mode::Enforce,
+                BreakGlass::Inactive,
+            );
+            assert_eq!(decision.verdict, verdict, "{outcome:?}");
+            assert_eq!(decision.admits(), allowed);
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use provenance_gate::audit::{DecisionRecord, RequestContext};
-use provenance_gate::decision::decide;
+use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::image_check::{
     CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome, DEFAULT_MAX_VERIFICATIONS,
     MAX_REASON_BYTES,
@@ -806,7 +806,11 @@ async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetc
         unreachable!("asserted above")
     };
     assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
-    let decision = decide(Mode::Enforce, &check.outcome);
+    let decision = decide(
+        Subject::settled(&check.outcome),
+        Mode::Enforce,
+        BreakGlass::Inactive,
+    );
     let record = DecisionRecord::new(
         &RequestContext::default(),
         &check,

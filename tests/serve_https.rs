@@ -32,7 +32,7 @@ const POD_CREATE: &str = include_str!("data/admission/pod-create.gke.json");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Environments of DESIGN.md; the pod's image (`jmalloc/echo-server`) is covered by no rule.
+/// Environments of examples/policy.yaml; the pod's image (`jmalloc/echo-server`) is covered by no rule.
 const POLICY: &str = r#"version: 1
 defaultMode: enforce
 environments:

@@ -5,7 +5,7 @@
 use crate::audit::{DecisionRecord, RequestContext};
 use crate::breakglass::BreakGlassState;
 use crate::cluster::{ClusterEvent, EventType, ObjectRef};
-use crate::decision::Decision;
+use crate::decision::{Decision, Verdict};
 use crate::image_check::ImageCheck;
 use crate::metrics::{Metrics, NamespaceLabels};
 use crate::policy::Mode;
@@ -15,37 +15,20 @@ use super::WebhookState;
 /// Longest Event note: `events.k8s.io/v1` refuses notes over 1 KiB.
 const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
-/// The result string of an image admitted under break-glass.
-pub(super) const BREAK_GLASS_RESULT: &str = "break_glass";
-
-/// One image's decision, after break-glass.
+/// One image and the decision on it.
 #[derive(Debug, Clone)]
 pub(super) struct ImageVerdict {
     pub check: ImageCheck,
     pub decision: Decision,
-    /// `decision.result`, or [`BREAK_GLASS_RESULT`].
-    pub result: &'static str,
-    pub admit: bool,
 }
 
 impl ImageVerdict {
-    /// Applies an active break-glass to a refused image: admitted, and marked so.
-    pub fn new(check: ImageCheck, decision: Decision, break_glass: &BreakGlassState) -> Self {
-        let (result, admit) = if !decision.admit && break_glass.is_active() {
-            (BREAK_GLASS_RESULT, true)
-        } else {
-            (decision.result.as_str(), decision.admit)
-        };
-        ImageVerdict {
-            check,
-            decision,
-            result,
-            admit,
-        }
+    pub fn verdict(&self) -> Verdict {
+        self.decision.verdict
     }
 
-    pub fn by_break_glass(&self) -> bool {
-        self.result == BREAK_GLASS_RESULT
+    pub fn admits(&self) -> bool {
+        self.decision.admits()
     }
 }
 
@@ -79,7 +62,6 @@ pub(super) fn write_decisions<R>(
             environment,
             now,
         );
-        record.result = verdict.result;
         record.dry_run = subject.dry_run;
         record.mode_fallback = subject.mode_fallback.clone();
         if let (
@@ -90,7 +72,7 @@ pub(super) fn write_decisions<R>(
                 approved_by,
                 ..
             },
-        ) = (verdict.by_break_glass(), break_glass)
+        ) = (verdict.verdict() == Verdict::BreakGlass, break_glass)
         {
             record.break_glass_ticket = Some(ticket.clone());
             record.break_glass_reason = Some(reason.clone());
@@ -99,7 +81,7 @@ pub(super) fn write_decisions<R>(
         state.records.write(&record);
         state
             .metrics
-            .record_decision(mode.as_str(), verdict.result, verdict.decision.reason_code);
+            .record_decision(mode, verdict.verdict(), verdict.decision.reason_code);
     }
 }
 
@@ -135,7 +117,7 @@ pub(super) fn emit_break_glass<R>(
     };
     let admitted: Vec<&str> = verdicts
         .iter()
-        .filter(|verdict| verdict.by_break_glass())
+        .filter(|verdict| verdict.verdict() == Verdict::BreakGlass)
         .map(|verdict| verdict.check.image.as_str())
         .collect();
     if admitted.is_empty() || subject.dry_run {

@@ -12,6 +12,7 @@ use crate::breakglass::{
     APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION,
 };
 use crate::cluster::EventType;
+use crate::decision::Verdict;
 
 use super::evidence;
 use super::patch;
@@ -60,7 +61,7 @@ impl<R> NamespaceReview<'_, R> {
         AdmissionResponse::deny(&request.uid, 403, &message)
     }
 
-    fn record_mode_change(&self, change: &ModeChange, result: &'static str, reason: &str) {
+    fn record_mode_change(&self, change: &ModeChange, result: Verdict, reason: &str) {
         let context = RequestContext {
             uid: Some(self.request.uid.clone()),
             namespace: Some(self.name.clone()),
@@ -160,7 +161,7 @@ pub(super) fn review_namespace<R>(
             ModeVerdict::Allowed => None,
             ModeVerdict::Lowered { approver } => Some((change, approver)),
             ModeVerdict::Denied { why } => {
-                review.record_mode_change(change, "denied", &why);
+                review.record_mode_change(change, Verdict::Denied, &why);
                 return review.refuse(
                     "NamespaceModeChangeRefused",
                     format!("mode change of namespace {} refused: {why}", review.name),
@@ -185,7 +186,7 @@ pub(super) fn review_namespace<R>(
             "namespace {} lowered from {} to {} by break-glass approver {approver}",
             review.name, change.from, change.to
         );
-        review.record_mode_change(change, "allowed", &message);
+        review.record_mode_change(change, Verdict::Allowed, &message);
         if !request.dry_run {
             evidence::emit_namespace_event(
                 state,

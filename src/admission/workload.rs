@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use crate::audit::RequestContext;
 use crate::breakglass::{self, BreakGlassState};
 use crate::cluster::{NamespaceInfo, ObjectRef};
-use crate::decision::{decide_admission, Pinning, UnpinnedCause};
+use crate::decision::{decide, BreakGlass, Pinning, Subject as Decided, UnpinnedCause, Verdict};
 use crate::image::ImageReference;
 use crate::image_check::{FailureKind, ImageCheck, ImageOutcome};
 use crate::policy::{ImageClass, Mode, Policy};
@@ -128,12 +128,13 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         .into_iter()
         .collect();
 
+    let glass = BreakGlass::from(&break_glass);
     if listed.len() > state.settings.max_images {
         return too_many_images(
             state,
             &subject,
             mode,
-            &break_glass,
+            glass,
             listed.len(),
             endpoint,
             warnings,
@@ -154,11 +155,18 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         .into_iter()
         .map(|check| {
             let pinning = pinning_of(endpoint, is_pod, &check.image, &listed, &pinned_here);
-            let decision = decide_admission(mode, &check.outcome, pinning);
-            ImageVerdict::new(check, decision, &break_glass)
+            let decision = decide(
+                Decided::Image {
+                    outcome: &check.outcome,
+                    pinning,
+                },
+                mode,
+                glass,
+            );
+            ImageVerdict { check, decision }
         })
         .collect();
-    let allowed = verdicts.iter().all(|verdict| verdict.admit);
+    let allowed = verdicts.iter().all(ImageVerdict::admits);
 
     warnings.extend(image_warnings(&verdicts, &break_glass));
     let message = denial_message(&verdicts);
@@ -259,7 +267,7 @@ fn refuse_annotation_edit<R>(
     evidence::emit_denial(state, &subject, &message);
     let mut response = AdmissionResponse::deny(&request.uid, 403, &message);
     response.audit_annotations = BTreeMap::from([
-        ("verdict".to_owned(), "denied".to_owned()),
+        ("verdict".to_owned(), Verdict::Denied.as_str().to_owned()),
         ("provenanceAnnotation".to_owned(), edit.as_str().to_owned()),
     ]);
     response
@@ -483,7 +491,7 @@ fn unfinished(policy: &Policy, image: &str, kind: FailureKind, reason: String) -
 fn denial_message(verdicts: &[ImageVerdict]) -> String {
     verdicts
         .iter()
-        .filter(|verdict| !verdict.admit)
+        .filter(|verdict| !verdict.admits())
         .map(|verdict| {
             format!(
                 "image {} denied: {}",
@@ -501,18 +509,18 @@ fn image_warnings(verdicts: &[ImageVerdict], break_glass: &BreakGlassState) -> V
         .filter_map(|verdict| {
             let image = &verdict.check.image;
             let reason = &verdict.decision.reason;
-            if verdict.by_break_glass() {
-                let ticket = match break_glass {
-                    BreakGlassState::Active { ticket, .. } => ticket.as_str(),
-                    _ => "",
-                };
-                Some(format!(
-                    "image {image} admitted under break-glass {ticket}: {reason}"
-                ))
-            } else if verdict.result == "warned" {
-                Some(format!("image {image} not verified: {reason}"))
-            } else {
-                None
+            match verdict.verdict() {
+                Verdict::BreakGlass => {
+                    let ticket = match break_glass {
+                        BreakGlassState::Active { ticket, .. } => ticket.as_str(),
+                        _ => "",
+                    };
+                    Some(format!(
+                        "image {image} admitted under break-glass {ticket}: {reason}"
+                    ))
+                }
+                Verdict::Warned => Some(format!("image {image} not verified: {reason}")),
+                _ => None,
             }
         })
         .collect()
@@ -531,23 +539,21 @@ struct AuditImage<'a> {
 /// `verdict` (the review's) and `images` (a JSON list, one entry per image). The API
 /// server prefixes each key with the webhook's name.
 fn audit_annotations(verdicts: &[ImageVerdict], allowed: bool) -> BTreeMap<String, String> {
-    let has = |result: &str| verdicts.iter().any(|verdict| verdict.result == result);
+    let has = |wanted: Verdict| verdicts.iter().any(|verdict| verdict.verdict() == wanted);
+    // The review's verdict is its most telling image verdict.
     let verdict = if !allowed {
-        "denied"
-    } else if has(evidence::BREAK_GLASS_RESULT) {
-        "break_glass"
-    } else if has("warned") {
-        "warned"
-    } else if has("would_deny") {
-        "would_deny"
+        Verdict::Denied
     } else {
-        "allowed"
+        [Verdict::BreakGlass, Verdict::Warned, Verdict::WouldDeny]
+            .into_iter()
+            .find(|&verdict| has(verdict))
+            .unwrap_or(Verdict::Allowed)
     };
     let entries: Vec<AuditImage> = verdicts
         .iter()
         .map(|verdict| AuditImage {
             image: &verdict.check.image,
-            result: verdict.result,
+            result: verdict.verdict().as_str(),
             reason: verdict.decision.reason_code,
             digest: match &verdict.check.outcome {
                 ImageOutcome::Verified { digest, .. } => Some(digest.as_str()),
@@ -566,7 +572,7 @@ fn audit_annotations(verdicts: &[ImageVerdict], allowed: bool) -> BTreeMap<Strin
         shown -= 1;
     };
     BTreeMap::from([
-        ("verdict".to_owned(), verdict.to_owned()),
+        ("verdict".to_owned(), verdict.as_str().to_owned()),
         ("images".to_owned(), images),
     ])
 }
@@ -665,46 +671,54 @@ fn pod_patch(
     operations
 }
 
-/// More images than one review checks: refused in enforce mode (unless break-glass),
-/// admitted with a warning in warn mode, recorded only in observe mode.
+/// More images than one review checks, answered as [`decide`] rules: refused in enforce
+/// mode (unless break-glass), admitted with a warning in warn mode, recorded only in
+/// observe mode.
 fn too_many_images<R>(
     state: &WebhookState<R>,
     subject: &Subject,
     mode: Mode,
-    break_glass: &BreakGlassState,
+    break_glass: BreakGlass,
     count: usize,
     endpoint: Endpoint,
     mut warnings: Vec<String>,
 ) -> AdmissionResponse {
     let uid = subject.context.uid.as_deref().unwrap_or_default();
-    let what = format!(
-        "{} {} runs {count} container images, more than the {} checked in one review",
-        subject.regarding.kind, subject.regarding.name, state.settings.max_images
+    let decision = decide(
+        Decided::TooManyImages {
+            count,
+            max: state.settings.max_images,
+        },
+        mode,
+        break_glass,
     );
-    let (result, allowed) = match mode {
-        Mode::Enforce if break_glass.is_active() => (evidence::BREAK_GLASS_RESULT, true),
-        Mode::Enforce => ("denied", false),
-        Mode::Warn => ("warned", true),
-        Mode::Observe => ("would_deny", true),
-    };
+    let what = format!(
+        "{} {} runs {}",
+        subject.regarding.kind, subject.regarding.name, decision.reason
+    );
+    let allowed = decision.admits();
     tracing::warn!(uid, namespace = %subject.namespace, count, "too many images in one review");
     if endpoint == Endpoint::Validate || !allowed {
         state
             .metrics
-            .record_decision(mode.as_str(), result, "too_many_images");
+            .record_decision(mode, decision.verdict, decision.reason_code);
         if !allowed {
             evidence::emit_denial(state, subject, &what);
         }
     }
     let audit = BTreeMap::from([
-        ("verdict".to_owned(), result.to_owned()),
+        ("verdict".to_owned(), decision.verdict.as_str().to_owned()),
         (
             "images".to_owned(),
-            format!("[{{\"reason\":\"too_many_images\",\"count\":{count}}}]"),
+            format!(
+                "[{{\"reason\":\"{}\",\"count\":{count}}}]",
+                decision.reason_code
+            ),
         ),
     ]);
     let mut response = if allowed {
-        if mode != Mode::Observe {
+        // Observe mode records only; every other admission of too many images says so.
+        if decision.verdict != Verdict::WouldDeny {
             warnings.push(what);
         }
         AdmissionResponse::allow(uid)
@@ -719,7 +733,6 @@ fn too_many_images<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::decide;
     use crate::decision::fixtures::verified_outcome;
     use crate::policy::UnmatchedAction;
     use crate::verify::claims::CertificateClaims;
@@ -771,8 +784,8 @@ mod tests {
         checks
             .into_iter()
             .map(|check| {
-                let decision = decide(mode, &check.outcome);
-                ImageVerdict::new(check, decision, break_glass)
+                let decision = decide(Decided::settled(&check.outcome), mode, break_glass.into());
+                ImageVerdict { check, decision }
             })
             .collect()
     }
@@ -868,8 +881,8 @@ mod tests {
             vec![failed("ghcr.io/acme/w:1", reason)],
             &active(),
         );
-        assert_eq!(glass[0].result, "break_glass");
-        assert!(glass[0].admit);
+        assert_eq!(glass[0].verdict().as_str(), "break_glass");
+        assert!(glass[0].admits());
         assert_eq!(
             image_warnings(&glass, &active()),
             ["image ghcr.io/acme/w:1 admitted under break-glass INC-4711: rule \"acme\": no attestation found"]
@@ -881,7 +894,7 @@ mod tests {
             vec![failed("ghcr.io/acme/w:1", reason)],
             &active(),
         );
-        assert_eq!(warned[0].result, "warned");
+        assert_eq!(warned[0].verdict().as_str(), "warned");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! [`Policy::classify_image`] and [`Policy::mode_for_namespace`] pick the rule and mode,
 //! and [`evaluate`] decides a [`VerifiedAttestation`](crate::verify::claims::VerifiedAttestation)
 //! against a rule.
+//!
+//! docs/policy.md describes the document for those who write it.
 
 mod classify;
 mod config;

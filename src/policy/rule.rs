@@ -805,7 +805,7 @@ mod tests {
     const SIGNER_COMMIT: &str = "09b495c3f12c7881b3cc17209a327792065c1a1d";
 
     /// The facts of `public-good/reusable-workflow-attestation.sigstore.json` (see
-    /// ../shared/testdata/README.md): built by shared.yml, signed by a reusable workflow.
+    /// tests/data/README.md): built by shared.yml, signed by a reusable workflow.
     fn attest_demo() -> VerifiedAttestation {
         VerifiedAttestation {
             instance: Instance::PublicGood,

@@ -1031,7 +1031,8 @@ fn canonical_host_problem(text: &str, host: &str, repository_segments: &[&str]) 
 mod tests {
     use super::*;
 
-    /// The example of DESIGN.md, "Policy: a ConfigMap", verbatim.
+    /// The policy example of the original design, verbatim (examples/policy.yaml grew from it;
+    /// docs/policy.md describes every field).
     const DESIGN_EXAMPLE: &str = r#"version: 1
 defaultMode: enforce                 # observe | warn | enforce
 environments:                        # first match wins; the seed's policy tiers
@@ -1071,7 +1072,7 @@ registries:
 
     #[test]
     fn design_example_parses() {
-        let policy = Policy::from_yaml(DESIGN_EXAMPLE).expect("DESIGN.md example parses");
+        let policy = Policy::from_yaml(DESIGN_EXAMPLE).expect("design example parses");
         assert_eq!(policy.version(), 1);
         assert_eq!(policy.default_mode(), Mode::Enforce);
         let environments: Vec<(&str, Mode)> = policy

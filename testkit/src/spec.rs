@@ -163,7 +163,7 @@ pub struct GithubBuild {
 impl Default for GithubBuild {
     /// A release of `acme/api` by `.github/workflows/release.yml` on a push
     /// to `refs/heads/main`, on a GitHub-hosted runner. The IDs are those of
-    /// the example policy in DESIGN.md.
+    /// the example policy, examples/policy.yaml.
     fn default() -> GithubBuild {
         GithubBuild {
             server_url: "https://github.com".into(),

@@ -3,7 +3,7 @@
 //!
 //! An attestation is pushed exactly as `actions/attest-build-provenance`
 //! (`push-to-registry: true`) pushes it (see
-//! `../shared/testdata/oci/attestation-referrer-manifest.ghcr.json`): an OCI
+//! `tests/data/oci/attestation-referrer-manifest.ghcr.json`): an OCI
 //! image manifest with `artifactType`
 //! `application/vnd.dev.sigstore.bundle.v0.3+json`, the empty config
 //! (`application/vnd.oci.empty.v1+json`, the two bytes `{}`), one layer holding
