@@ -368,8 +368,8 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
         all_admitted &= decision.admits();
         match args.output {
             Output::Json => {
-                let record = crate::audit::DecisionRecord::new(
-                    &crate::audit::RequestContext::default(),
+                let record = crate::evidence::records::DecisionRecord::new(
+                    &crate::evidence::records::RequestContext::default(),
                     check,
                     &decision,
                     mode,

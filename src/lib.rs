@@ -5,16 +5,15 @@
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod attestations;
-pub mod audit;
 pub mod breakglass;
 pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod decision;
 pub mod defaults;
+pub mod evidence;
 pub mod image;
 pub mod image_check;
-pub mod metrics;
 pub mod policy;
 pub mod policy_file;
 pub mod provenance;

@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::cluster::PolicyCell;
-use crate::metrics::ReloadLabels;
+use crate::evidence::metrics::ReloadLabels;
 use crate::policy::{Policy, PolicyError, MAX_POLICY_BYTES};
 use crate::reload::{self, fingerprint, LastSeen, Reload, Reloadable};
 

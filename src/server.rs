@@ -26,7 +26,7 @@ use axum::Router;
 use tracing::Instrument as _;
 
 use crate::admission::{WebhookSettings, WebhookState};
-use crate::audit::JsonLinesSink;
+use crate::evidence::records::JsonLinesSink;
 use crate::cluster::kube::{
     watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
     POLICY_KEY,
@@ -36,7 +36,7 @@ use crate::cluster::{
     StaticNamespaces,
 };
 use crate::image_check::{CheckSettings, ImageChecker};
-use crate::metrics::{CacheLabels, Metrics};
+use crate::evidence::metrics::{CacheLabels, Metrics};
 use crate::policy_file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
 use crate::tls::{CertificateFiles, ReloadingCertificate, ReloadingClientCa};
@@ -732,7 +732,7 @@ const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 
 async fn metrics_handler(State(state): State<ProbeState>) -> Response {
     state.cache_metrics.update();
-    let text = crate::metrics::encode(&state.registry);
+    let text = crate::evidence::metrics::encode(&state.registry);
     ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response()
 }
 
@@ -790,7 +790,7 @@ mod tests {
         });
         cache_metrics.update();
         cache_metrics.update();
-        let text = crate::metrics::encode(&registry);
+        let text = crate::evidence::metrics::encode(&registry);
         assert!(
             text.contains(
                 r#"provenance_gate_cache_requests_total{cache="attestation",result="hit"} 3"#
@@ -800,7 +800,7 @@ mod tests {
         hits.store(5, Ordering::Relaxed);
         misses.store(4, Ordering::Relaxed);
         cache_metrics.update();
-        let text = crate::metrics::encode(&registry);
+        let text = crate::evidence::metrics::encode(&registry);
         assert!(
             text.contains(
                 r#"provenance_gate_cache_requests_total{cache="attestation",result="hit"} 5"#

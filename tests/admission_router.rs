@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use provenance_gate::admission::{router, WebhookSettings, WebhookState};
-use provenance_gate::audit::{DecisionRecord, MemorySink};
+use provenance_gate::evidence::records::{DecisionRecord, MemorySink};
 use provenance_gate::breakglass::{
     APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION,
     TICKET_ANNOTATION,
@@ -32,7 +32,7 @@ use provenance_gate::cluster::{
 };
 use provenance_gate::image::{Digest, ImageReference};
 use provenance_gate::image_check::{CheckSettings, ImageChecker};
-use provenance_gate::metrics::{encode, Metrics};
+use provenance_gate::evidence::metrics::{encode, Metrics};
 use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     Descriptor, FetchedManifest, Registry, RegistryError, OCI_MANIFEST,

@@ -36,7 +36,7 @@ use provenance_gate::cluster::{
     ClusterEvent, EventRecorder, EventType, NamespaceDirectory, NamespaceLookupError, NamespaceMap,
     ObjectRef, PolicyCell, PolicySource,
 };
-use provenance_gate::metrics::{Metrics, ReloadLabels};
+use provenance_gate::evidence::metrics::{Metrics, ReloadLabels};
 use provenance_gate_testkit::kube::KubeApiServer;
 
 /// The release namespace, as a Helm install would have it.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use provenance_gate::audit::{DecisionRecord, RequestContext};
+use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::image_check::{
     CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome, DEFAULT_MAX_VERIFICATIONS,

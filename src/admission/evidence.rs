@@ -2,12 +2,12 @@
 //! Kubernetes Events on denials and break-glass admissions. Dry runs write records (marked
 //! `dryRun`, as evidence of the decision) but no Events, which would be cluster writes.
 
-use crate::audit::{DecisionRecord, RequestContext};
+use crate::evidence::records::{DecisionRecord, RequestContext};
 use crate::breakglass::BreakGlassState;
 use crate::cluster::{ClusterEvent, EventType, ObjectRef};
 use crate::decision::{Decision, Verdict};
 use crate::image_check::ImageCheck;
-use crate::metrics::{Metrics, NamespaceLabels};
+use crate::evidence::metrics::{Metrics, NamespaceLabels};
 use crate::policy::Mode;
 
 use super::WebhookState;
@@ -220,11 +220,11 @@ mod tests {
         };
         record_break_glass_state(&metrics, "quiet", &BreakGlassState::Absent);
         record_break_glass_state(&metrics, "payments", &active);
-        let text = crate::metrics::encode(&registry);
+        let text = crate::evidence::metrics::encode(&registry);
         assert!(text.contains(r#"provenance_gate_break_glass_active{namespace="payments"} 1"#));
         assert!(!text.contains("quiet"), "{text}");
         record_break_glass_state(&metrics, "payments", &BreakGlassState::Absent);
-        let text = crate::metrics::encode(&registry);
+        let text = crate::evidence::metrics::encode(&registry);
         assert!(text.contains(r#"provenance_gate_break_glass_active{namespace="payments"} 0"#));
     }
 }

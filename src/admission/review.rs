@@ -96,7 +96,7 @@ pub struct AdmissionRequest {
     pub old_object: Option<Value>,
     pub dry_run: bool,
     /// Not part of the review: who sent it, from the connection (set by the router).
-    pub caller: crate::audit::Caller,
+    pub caller: crate::evidence::records::Caller,
 }
 
 /// What is wrong with a review.
@@ -264,7 +264,7 @@ fn parse_request(
         object,
         old_object,
         dry_run,
-        caller: crate::audit::Caller::default(),
+        caller: crate::evidence::records::Caller::default(),
     })
 }
 

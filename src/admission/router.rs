@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 
-use crate::audit::Caller;
+use crate::evidence::records::Caller;
 use crate::registry::Registry;
 
 use super::response::{AdmissionResponse, AdmissionReviewResponse};

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::audit::RequestContext;
+use crate::evidence::records::RequestContext;
 use crate::breakglass::{self, BreakGlassState};
 use crate::cluster::{NamespaceInfo, ObjectRef};
 use crate::decision::{decide, BreakGlass, Pinning, Subject as Decided, UnpinnedCause, Verdict};

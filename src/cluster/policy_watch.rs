@@ -18,7 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{ClusterEvent, EventRecorder, EventType, ObjectRef, PolicyCell, PolicySource};
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::evidence::metrics::{Metrics, ReloadLabels};
 use crate::policy::{Policy, PolicyError};
 
 /// Default name of the policy ConfigMap, in the webhook's namespace.

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::ReceivedAt;
-use crate::audit::Caller;
+use crate::evidence::records::Caller;
 
 /// Accepts a TCP connection only while fewer than the limit are open; the permit lives as
 /// long as the connection's stream, so a closed connection frees its place.

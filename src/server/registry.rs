@@ -23,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 
 use crate::cluster::PolicySource;
 use crate::image::{Digest, ImageReference};
-use crate::metrics::RegistryRequestLabels;
+use crate::evidence::metrics::RegistryRequestLabels;
 use crate::policy::{self, ImageClass};
 use crate::registry::{
     Descriptor, FetchedManifest, HostOptions, HttpRegistry, Registry, RegistryConfigError,
@@ -231,14 +231,14 @@ mod tests {
     #[test]
     fn registry_labels_past_the_limit_are_other() {
         let mut registry = prometheus_client::registry::Registry::default();
-        let metrics = crate::metrics::Metrics::register(&mut registry);
+        let metrics = crate::evidence::metrics::Metrics::register(&mut registry);
         let observer = RegistryMetrics::new(metrics.registry_requests.clone());
         for index in 0..MAX_REGISTRY_LABELS + 20 {
             let host = format!("registry-{index}.example");
             observer.request_finished(&host, RegistryOperation::Resolve, Some(200));
         }
         observer.request_finished("registry-0.example", RegistryOperation::Resolve, Some(200));
-        let text = crate::metrics::encode(&registry);
+        let text = crate::evidence::metrics::encode(&registry);
         let series: Vec<&str> = text
             .lines()
             .filter(|line| line.starts_with("provenance_gate_registry_requests_total{"))
