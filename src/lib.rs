@@ -5,7 +5,6 @@
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod attestations;
-pub mod breakglass;
 pub mod cache;
 pub mod cli;
 pub mod cluster;

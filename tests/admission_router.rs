@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use provenance_gate::admission::{router, WebhookSettings, WebhookState};
 use provenance_gate::evidence::records::{DecisionRecord, MemorySink};
-use provenance_gate::breakglass::{
+use provenance_gate::decision::breakglass::{
     APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION,
     TICKET_ANNOTATION,
 };

@@ -3,7 +3,7 @@
 //! `dryRun`, as evidence of the decision) but no Events, which would be cluster writes.
 
 use crate::evidence::records::{DecisionRecord, RequestContext};
-use crate::breakglass::BreakGlassState;
+use crate::decision::breakglass::BreakGlassState;
 use crate::cluster::{ClusterEvent, EventType, ObjectRef};
 use crate::decision::{Decision, Verdict};
 use crate::image_check::ImageCheck;

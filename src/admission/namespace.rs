@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::evidence::records::{DecisionRecord, RequestContext};
-use crate::breakglass::{
+use crate::decision::breakglass::{
     self, BreakGlassState, ModeChange, ModeVerdict, NamespaceMode, NamespaceWrite,
     APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION,
 };

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::breakglass::Requester;
+use crate::decision::breakglass::Requester;
 
 /// The AdmissionReview versions understood; the response uses the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::evidence::records::RequestContext;
-use crate::breakglass::{self, BreakGlassState};
+use crate::decision::breakglass::{self, BreakGlassState};
 use crate::cluster::{NamespaceInfo, ObjectRef};
 use crate::decision::{decide, BreakGlass, Pinning, Subject as Decided, UnpinnedCause, Verdict};
 use crate::image::ImageReference;

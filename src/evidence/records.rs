@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::breakglass::ModeChange;
+use crate::decision::breakglass::ModeChange;
 use crate::decision::{Decision, Verdict};
 use crate::image_check::{bounded, ImageCheck, ImageOutcome};
 use crate::policy::Mode;

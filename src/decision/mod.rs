@@ -4,9 +4,11 @@
 //! the verdict. Also the one [`judge`] that holds a verified attestation against the rules.
 //! Pure.
 
+pub mod breakglass;
+
 use serde::Serialize;
 
-use crate::breakglass::BreakGlassState;
+use self::breakglass::BreakGlassState;
 use crate::image_check::ImageOutcome;
 use crate::policy::{self, Mode, Rule, UnmatchedAction};
 use crate::verify::VerifiedAttestation;
