@@ -14,8 +14,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use provenance_gate::image::{Digest, ImageReference};
-use provenance_gate::image_check::{CheckSettings, ImageChecker, ImageOutcome};
+use provenance_gate::check::reference::{Digest, ImageReference};
+use provenance_gate::check::{CheckSettings, ImageChecker, ImageOutcome};
 use provenance_gate::policy::{evaluate, Policy};
 use provenance_gate::registry::{Descriptor, FetchedManifest, Registry, RegistryError};
 use provenance_gate::verify::{read_bundles, verify_bundle, ArtifactInput, Instance, TrustedRoots};

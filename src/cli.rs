@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::check::provenance::{check_bundles, ProvenanceVerdict};
+use crate::check::ImageOutcome;
 use crate::defaults::{self, parse_seconds, Seconds};
-use crate::image_check::ImageOutcome;
 use crate::policy::{ImageClass, Policy};
-use crate::provenance::{check_bundles, ProvenanceVerdict};
 use crate::server::LogFormat;
 use crate::verify::{read_bundles, ArtifactInput, TrustedRoots};
 
@@ -326,8 +326,8 @@ fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
 }
 
 fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError> {
+    use crate::check::{CheckSettings, ImageChecker};
     use crate::decision::{decide, BreakGlass, Subject};
-    use crate::image_check::{CheckSettings, ImageChecker};
     use crate::registry::{
         AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
     };
@@ -388,8 +388,8 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
     })
 }
 
-fn print_check_text(check: &crate::image_check::ImageCheck, decision: &crate::decision::Decision) {
-    use crate::image_check::ImageOutcome;
+fn print_check_text(check: &crate::check::ImageCheck, decision: &crate::decision::Decision) {
+    use crate::check::ImageOutcome;
     let label = decision.verdict.as_str();
     match &check.outcome {
         ImageOutcome::Verified { attestation, .. } => {
@@ -443,7 +443,7 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
             )
         })?],
         (None, Some(image)) => {
-            let name = crate::image::ImageReference::parse(image)
+            let name = crate::check::reference::ImageReference::parse(image)
                 .map_err(|error| format!("--image {image:?}: {error}"))?
                 .name();
             match policy.classify_image(&name) {

@@ -4,18 +4,14 @@
 //! facts without I/O; `provenance` joins the two for one artifact; `cli` is the command line.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
-pub mod attestations;
-pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod decision;
 pub mod defaults;
 pub mod evidence;
-pub mod image;
-pub mod image_check;
 pub mod policy;
 pub mod policy_file;
-pub mod provenance;
 pub mod registry;
 pub mod reload;
 pub mod server;

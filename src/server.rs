@@ -26,7 +26,7 @@ use axum::Router;
 use tracing::Instrument as _;
 
 use crate::admission::{WebhookSettings, WebhookState};
-use crate::evidence::records::JsonLinesSink;
+use crate::check::{CheckSettings, ImageChecker};
 use crate::cluster::kube::{
     watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
     POLICY_KEY,
@@ -35,8 +35,8 @@ use crate::cluster::{
     EventRecorder, LogEvents, NamespaceDirectory, NamespaceMap, PolicyCell, PolicySource,
     StaticNamespaces,
 };
-use crate::image_check::{CheckSettings, ImageChecker};
 use crate::evidence::metrics::{CacheLabels, Metrics};
+use crate::evidence::records::JsonLinesSink;
 use crate::policy_file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
 use crate::tls::{CertificateFiles, ReloadingCertificate, ReloadingClientCa};

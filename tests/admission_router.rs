@@ -21,18 +21,18 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use provenance_gate::admission::{router, WebhookSettings, WebhookState};
-use provenance_gate::evidence::records::{DecisionRecord, MemorySink};
-use provenance_gate::decision::breakglass::{
-    APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION,
-    TICKET_ANNOTATION,
-};
+use provenance_gate::check::reference::{Digest, ImageReference};
+use provenance_gate::check::{CheckSettings, ImageChecker};
 use provenance_gate::cluster::{
     EventType, NamespaceDirectory, NamespaceInfo, NamespaceLookupError, NamespaceMap, ObjectRef,
     PolicyCell, RecordedEvents,
 };
-use provenance_gate::image::{Digest, ImageReference};
-use provenance_gate::image_check::{CheckSettings, ImageChecker};
+use provenance_gate::decision::breakglass::{
+    APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION, EXPIRES_ANNOTATION, REASON_ANNOTATION,
+    TICKET_ANNOTATION,
+};
 use provenance_gate::evidence::metrics::{encode, Metrics};
+use provenance_gate::evidence::records::{DecisionRecord, MemorySink};
 use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     Descriptor, FetchedManifest, Registry, RegistryError, OCI_MANIFEST,

@@ -2,8 +2,8 @@
 //! chain and RFC 3161 timestamp verification (the test kit's private instance), then the
 //! policy engine. Nothing here builds claims by hand.
 
+use provenance_gate::check::provenance::{check_bundles, check_bundles_at};
 use provenance_gate::policy::{Policy, RISKY_TRIGGERS};
-use provenance_gate::provenance::{check_bundles, check_bundles_at};
 use provenance_gate::verify::{read_bundles, ArtifactInput, Instance, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, ReusableWorkflow, TestInstance};
 

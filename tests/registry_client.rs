@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use provenance_gate::image::{Digest, ImageReference};
+use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::registry::{
     AllowedRegistries, Credentials, Descriptor, DockerConfig, HostOptions, HttpRegistry, Registry,
     RegistryError, RegistryOperation, RegistryOptions, RequestCounter, OCI_INDEX, OCI_MANIFEST,

@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
-use provenance_gate::decision::{decide, BreakGlass, Subject};
-use provenance_gate::image_check::{
+use provenance_gate::check::{
     CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome, DEFAULT_MAX_VERIFICATIONS,
     MAX_REASON_BYTES,
 };
+use provenance_gate::decision::{decide, BreakGlass, Subject};
+use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
 use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,

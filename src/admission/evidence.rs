@@ -2,12 +2,12 @@
 //! Kubernetes Events on denials and break-glass admissions. Dry runs write records (marked
 //! `dryRun`, as evidence of the decision) but no Events, which would be cluster writes.
 
-use crate::evidence::records::{DecisionRecord, RequestContext};
-use crate::decision::breakglass::BreakGlassState;
+use crate::check::ImageCheck;
 use crate::cluster::{ClusterEvent, EventType, ObjectRef};
+use crate::decision::breakglass::BreakGlassState;
 use crate::decision::{Decision, Verdict};
-use crate::image_check::ImageCheck;
 use crate::evidence::metrics::{Metrics, NamespaceLabels};
+use crate::evidence::records::{DecisionRecord, RequestContext};
 use crate::policy::Mode;
 
 use super::WebhookState;

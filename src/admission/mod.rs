@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
-use crate::evidence::records::{Caller, DecisionSink};
+use crate::check::ImageChecker;
 use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
-use crate::image_check::ImageChecker;
 use crate::evidence::metrics::{AdmissionLabels, KindLabel, Metrics, OperationLabel};
+use crate::evidence::records::{Caller, DecisionSink};
 use crate::registry::Registry;
 
 mod evidence;

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::evidence::records::{DecisionRecord, RequestContext};
+use crate::cluster::EventType;
 use crate::decision::breakglass::{
     self, BreakGlassState, ModeChange, ModeVerdict, NamespaceMode, NamespaceWrite,
     APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION,
 };
-use crate::cluster::EventType;
 use crate::decision::Verdict;
+use crate::evidence::records::{DecisionRecord, RequestContext};
 
 use super::evidence;
 use super::patch;

@@ -10,12 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::evidence::records::RequestContext;
-use crate::decision::breakglass::{self, BreakGlassState};
+use crate::check::reference::ImageReference;
+use crate::check::{FailureKind, ImageCheck, ImageOutcome};
 use crate::cluster::{NamespaceInfo, ObjectRef};
+use crate::decision::breakglass::{self, BreakGlassState};
 use crate::decision::{decide, BreakGlass, Pinning, Subject as Decided, UnpinnedCause, Verdict};
-use crate::image::ImageReference;
-use crate::image_check::{FailureKind, ImageCheck, ImageOutcome};
+use crate::evidence::records::RequestContext;
 use crate::policy::{ImageClass, Mode, Policy};
 use crate::registry::Registry;
 

@@ -9,7 +9,7 @@ pub mod breakglass;
 use serde::Serialize;
 
 use self::breakglass::BreakGlassState;
-use crate::image_check::ImageOutcome;
+use crate::check::ImageOutcome;
 use crate::policy::{self, Mode, Rule, UnmatchedAction};
 use crate::verify::VerifiedAttestation;
 
@@ -264,7 +264,7 @@ pub fn judge<'r>(
 /// Outcomes for the tests of the modules that decide on them.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use crate::image_check::ImageOutcome;
+    use crate::check::ImageOutcome;
     use crate::verify::claims::{CertificateClaims, Instance, VerifiedAttestation};
 
     /// Verified under rule `acme` as `digest`, by a bundle whose certificate says `certificate`.
@@ -290,7 +290,7 @@ pub(crate) mod fixtures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image_check::FailureKind;
+    use crate::check::FailureKind;
 
     const MODES: [Mode; 3] = [Mode::Enforce, Mode::Warn, Mode::Observe];
     const BREAK_GLASS: [BreakGlass; 2] = [BreakGlass::Inactive, BreakGlass::Active];

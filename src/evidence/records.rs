@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use crate::check::{bounded, ImageCheck, ImageOutcome};
 use crate::decision::breakglass::ModeChange;
 use crate::decision::{Decision, Verdict};
-use crate::image_check::{bounded, ImageCheck, ImageOutcome};
 use crate::policy::Mode;
 
 /// Longest `reason` a record carries (bytes). Image checks already bound their reasons; this

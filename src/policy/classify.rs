@@ -20,7 +20,7 @@ impl Policy {
     /// host never match (policy load refuses patterns that spell a host another way).
     /// Exemptions are checked first, then rules in order.
     ///
-    /// [`ImageReference::name`]: crate::image::ImageReference::name
+    /// [`ImageReference::name`]: crate::check::reference::ImageReference::name
     pub fn classify_image(&self, repository: &str) -> ImageClass<'_> {
         if self.exempt_images.is_match(repository) {
             return ImageClass::Exempt;
@@ -38,7 +38,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::ImageReference;
+    use crate::check::reference::ImageReference;
 
     const POLICY: &str = r#"
 version: 1

@@ -200,7 +200,7 @@ impl Policy {
     /// Settings for a registry `host` (with port, if any), in any spelling of it: compared in
     /// the canonical spelling that the policy's hosts are written in.
     pub fn registry(&self, host: &str) -> Option<&Registry> {
-        let host = crate::image::canonical_registry(host).ok()?;
+        let host = crate::check::reference::canonical_registry(host).ok()?;
         self.registries
             .iter()
             .find(|registry| registry.host == host)
@@ -625,7 +625,7 @@ pub struct Approvers {
 #[serde(rename_all = "camelCase")]
 pub struct Registry {
     /// Host name with optional port, in the canonical spelling of image names
-    /// ([`canonical_registry`](crate::image::canonical_registry)).
+    /// ([`canonical_registry`](crate::check::reference::canonical_registry)).
     pub host: String,
     /// Plain HTTP instead of HTTPS.
     pub insecure: bool,

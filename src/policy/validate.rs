@@ -17,7 +17,7 @@ use super::github::{is_owner_login, is_repository_name, is_run_id, parse_run_uri
 use super::glob::{has_glob_syntax, Glob, GlobList};
 use super::lint;
 use super::locate::{locate, FieldPath};
-use crate::image::{canonical_registry, DOCKER_HUB_REGISTRY};
+use crate::check::reference::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -364,7 +364,7 @@ impl Checker {
     }
 
     /// Image globs are matched against canonical image names (`docker.io/library/nginx`,
-    /// see [`ImageReference`](crate::image::ImageReference)), so a pattern that could never
+    /// see [`ImageReference`](crate::check::reference::ImageReference)), so a pattern that could never
     /// match one is a mistake worth reporting, and a host spelled another way is refused with
     /// its canonical spelling rather than silently never matching.
     fn image_glob(&mut self, path: &FieldPath, text: &str, kind: ImagePattern) -> Option<Glob> {

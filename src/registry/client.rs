@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
-use crate::image::{canonical_registry, Digest, ImageReference};
+use crate::check::reference::{canonical_registry, Digest, ImageReference};
 
 use super::auth::{
     basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope, select_challenge,

@@ -13,7 +13,7 @@ use std::fmt;
 
 use base64::Engine as _;
 
-use crate::image::canonical_registry;
+use crate::check::reference::canonical_registry;
 
 /// A user name and password (or token used as a password) for one registry.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! What the client reads from manifest responses: the `Accept` list it sends, the
 //! `Docker-Content-Digest` header, and a manifest's media type.
 
-use crate::image::Digest;
+use crate::check::reference::Digest;
 
 #[cfg(test)]
 use super::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};

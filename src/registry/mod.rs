@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use crate::image::{Digest, ImageReference};
+use crate::check::reference::{Digest, ImageReference};
 
 mod auth;
 mod client;

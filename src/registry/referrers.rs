@@ -6,7 +6,7 @@
 //! filter is an exact match, and registries may ignore it. So the filter is applied here, on
 //! the client, always.
 
-use crate::image::Digest;
+use crate::check::reference::Digest;
 
 use super::{Descriptor, OCI_INDEX};
 

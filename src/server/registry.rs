@@ -21,8 +21,8 @@ use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
+use crate::check::reference::{Digest, ImageReference};
 use crate::cluster::PolicySource;
-use crate::image::{Digest, ImageReference};
 use crate::evidence::metrics::RegistryRequestLabels;
 use crate::policy::{self, ImageClass};
 use crate::registry::{

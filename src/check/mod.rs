@@ -9,6 +9,11 @@
 //! stricter policy verifies more of the cached bundles at once instead of waiting for the
 //! cache. At most `max_verifications` bundles are kept per digest.
 
+pub mod attestations;
+pub mod cache;
+pub mod provenance;
+pub mod reference;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +21,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use crate::attestations::find_bundles;
-use crate::cache::SingleFlightCache;
+use self::attestations::find_bundles;
+use self::cache::SingleFlightCache;
+use self::reference::{Digest, ImageReference};
 use crate::decision;
-use crate::image::{Digest, ImageReference};
 use crate::policy::{ImageClass, Policy, Rule, UnmatchedAction};
 use crate::registry::{
     Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
@@ -216,7 +221,7 @@ impl<R: Registry> ImageChecker<R> {
     }
 
     /// The caches' hit and miss counts: tags, attestations, index children.
-    pub fn cache_stats(&self) -> [(&'static str, &crate::cache::CacheStats); 3] {
+    pub fn cache_stats(&self) -> [(&'static str, &crate::check::cache::CacheStats); 3] {
         [
             ("tag", self.tags.stats()),
             ("attestation", self.facts.stats()),

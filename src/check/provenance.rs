@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
+use crate::check::{FailureKind, ImageOutcome};
 use crate::decision;
-use crate::image_check::{FailureKind, ImageOutcome};
 use crate::policy::Rule;
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,

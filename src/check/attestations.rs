@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use crate::image::{Digest, ImageReference};
+use crate::check::reference::{Digest, ImageReference};
 use crate::registry::{Descriptor, Registry, RegistryError, OCI_MANIFEST};
 use crate::verify::bundle_file::{BUNDLE_MEDIA_TYPES, MAX_BUNDLE_BYTES};
 use crate::verify::{read_bundles, ParsedBundle};
