@@ -15,5 +15,4 @@ pub mod policy_file;
 pub mod registry;
 pub mod reload;
 pub mod server;
-pub mod tls;
 pub mod verify;

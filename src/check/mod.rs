@@ -13,6 +13,7 @@ pub mod attestations;
 pub mod cache;
 pub mod provenance;
 pub mod reference;
+pub mod registry_binding;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -147,7 +147,7 @@ pub(super) async fn identify_caller(mut request: Request, next: Next) -> Respons
         .extensions()
         .get::<Arc<axum_server::tls::TlsInfo>>()
         .and_then(|info| info.peer_certificates.first())
-        .map(|leaf| Caller::verified(crate::tls::certificate_subject(leaf)))
+        .map(|leaf| Caller::verified(crate::server::tls::certificate_subject(leaf)))
         .unwrap_or_default();
     request.extensions_mut().insert(caller);
     next.run(request).await

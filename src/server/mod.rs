@@ -8,7 +8,7 @@
 //! and returns.
 
 mod connections;
-mod registry;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,7 +25,9 @@ use axum::routing::get;
 use axum::Router;
 use tracing::Instrument as _;
 
+use self::tls::{CertificateFiles, ReloadingCertificate, ReloadingClientCa};
 use crate::admission::{WebhookSettings, WebhookState};
+use crate::check::registry_binding::{PolicyRegistry, RegistryMetrics};
 use crate::check::{CheckSettings, ImageChecker};
 use crate::cluster::kube::{
     watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
@@ -39,10 +41,7 @@ use crate::evidence::metrics::{CacheLabels, Metrics};
 use crate::evidence::records::JsonLinesSink;
 use crate::policy_file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
-use crate::tls::{CertificateFiles, ReloadingCertificate, ReloadingClientCa};
 use crate::verify::TrustedRoots;
-
-pub use registry::{PolicyRegistry, RegistryMetrics};
 
 /// Webhook address by default (the Service targets it).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
@@ -252,7 +251,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     start_tls_reloaders(&mut tasks, &certificate, client_ca.as_ref(), &config);
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(
-        crate::tls::server_config(certificate, client_ca)?,
+        crate::server::tls::server_config(certificate, client_ca)?,
     ));
     let servers = Servers::start(
         &config,
