@@ -314,7 +314,7 @@ fn read_input(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>, UsageError
 }
 
 fn load_policy(path: &Path) -> Result<Policy, UsageError> {
-    Ok(crate::policy_file::load(path)?)
+    Ok(crate::policy::file::load(path)?)
 }
 
 fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
@@ -645,7 +645,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
 }
 
 fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<ExitCode, UsageError> {
-    let text = crate::policy_file::read_text(path)?;
+    let text = crate::policy::file::read_text(path)?;
     match (Policy::check_yaml(&text), output) {
         (Ok(checked), output) => {
             let warnings = &checked.warnings;

@@ -11,7 +11,6 @@ pub mod decision;
 pub mod defaults;
 pub mod evidence;
 pub mod policy;
-pub mod policy_file;
 pub mod registry;
 pub mod reload;
 pub mod server;

@@ -13,6 +13,7 @@ mod document;
 mod duplicates;
 mod duration;
 mod error;
+pub mod file;
 mod github;
 mod glob;
 mod lint;

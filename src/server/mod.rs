@@ -39,7 +39,7 @@ use crate::cluster::{
 };
 use crate::evidence::metrics::{CacheLabels, Metrics};
 use crate::evidence::records::JsonLinesSink;
-use crate::policy_file::PolicyFile;
+use crate::policy::file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
 use crate::verify::TrustedRoots;
 
