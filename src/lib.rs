@@ -1,7 +1,10 @@
 //! provenance-gate: admit only images with verifiable GitHub Actions build provenance.
 //!
-//! `verify` turns a Sigstore bundle into facts about a build; `policy` decides over those
-//! facts without I/O; `provenance` joins the two for one artifact; `cli` is the command line.
+//! One admission flows top-down through the folders: `server` (HTTPS, TLS, limits) →
+//! `admission` (review in, response out) → `check` (the image pipeline) → `decision` (pure
+//! verdicts) → `evidence` (records, metrics). Beneath them: `policy` (decides over facts
+//! without I/O), `verify` (a Sigstore bundle into facts about a build), `registry` and
+//! `cluster` (the outside world behind traits). `cli` is the command line.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod check;
