@@ -305,9 +305,7 @@ fn pinning_of(
     listed: &[PodImage],
     pinned_here: &BTreeSet<String>,
 ) -> Pinning {
-    let by_digest =
-        ImageReference::parse(image).is_ok_and(|reference| reference.digest().is_some());
-    if endpoint == Endpoint::Mutate || !is_pod || by_digest {
+    if endpoint == Endpoint::Mutate || !is_pod || names_a_digest(image) {
         return Pinning::Settled;
     }
     let pinned_then_changed = listed
@@ -318,6 +316,12 @@ fn pinning_of(
     } else {
         UnpinnedCause::NotMutated
     })
+}
+
+/// Whether the pod spec already names `image` by digest: then it is pulled as verified and
+/// never repinned.
+fn names_a_digest(image: &str) -> bool {
+    ImageReference::parse(image).is_ok_and(|reference| reference.digest().is_some())
 }
 
 /// The object under review, named for records and Events.
@@ -642,10 +646,7 @@ fn pod_patch(
             }
             continue;
         };
-        let already_pinned = ImageReference::parse(&image.image)
-            .map(|reference| reference.digest().is_some())
-            .unwrap_or(false);
-        if let (Some(pinned), false) = (pinned, already_pinned) {
+        if let (Some(pinned), false) = (pinned, names_a_digest(&image.image)) {
             operations.push(patch::pin_image(&image.pointer, pinned));
         }
         let certificate = &attestation.certificate;
