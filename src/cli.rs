@@ -43,6 +43,8 @@ enum Command {
     Policy(PolicyCommand),
     /// Run the admission webhook (HTTPS), with metrics and probes on a plain-HTTP port.
     Serve(ServeArgs),
+    /// Summarise decision records (JSON Lines): pass rates, reasons, break-glass use.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +288,7 @@ where
             output,
         }) => policy_check_command(&file, strict, output),
         Command::Serve(args) => serve_command(args),
+        Command::Report(args) => crate::report::command(&args).map_err(UsageError::from),
     };
     match result {
         Ok(code) => code,

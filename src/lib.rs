@@ -4,7 +4,8 @@
 //! `admission` (review in, response out) → `check` (the image pipeline) → `decision` (pure
 //! verdicts) → `evidence` (records, metrics). Beneath them: `policy` (decides over facts
 //! without I/O), `verify` (a Sigstore bundle into facts about a build), `registry` and
-//! `cluster` (the outside world behind traits). `cli` is the command line.
+//! `cluster` (the outside world behind traits). `cli` is the command line; `report` summarises
+//! decision records after the fact.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod check;
@@ -16,5 +17,6 @@ pub mod evidence;
 pub mod policy;
 pub mod registry;
 pub mod reload;
+pub mod report;
 pub mod server;
 pub mod verify;
