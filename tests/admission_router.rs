@@ -2598,3 +2598,135 @@ async fn registry_and_verification_logs_of_spawned_checks_carry_the_review_uid()
     // Each review's lines carry its own uid only.
     assert!(lines_naming(&lines, &["uid-second-review", "uid-traced-review"]).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// `provenance-gate report` over the records this router wrote. They are serialised with
+// serde_json, one per line, as `JsonLinesSink` writes them to stdout: the command is tested on
+// what the webhook emits, not on hand-written JSON that could drift from the record type.
+
+/// Exit code, stdout and stderr of `provenance-gate report ARGS` with `stdin` as its input.
+fn report_command(stdin: &str, args: &[&str]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
+        .arg("report")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.code().expect("exit code"),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_report_command_summarises_the_records_the_webhook_wrote() {
+    let harness = Harness::new();
+    // By digest: `/validate` denies a Pod image still named by tag (nothing pinned it).
+    let api_pinned = format!("ghcr.io/acme/api@{}", harness.digest(API));
+    let reviews = [
+        pod_review("prod", &[("api", &api_pinned), ("worker", WORKER)]), // allowed, denied
+        pod_review("staging", &[("forked", FORKED), ("pause", PAUSE)]), // warned, exempt
+        pod_review("dev", &[("web", "nginx:1.27")]),              // would_deny (unmatched)
+        pod_review("payments", &[("worker", WORKER)]),            // break_glass
+        relabel_review("mallory@example.com", &[], "production", "dev", json!({})), // refused
+    ];
+    for review in &reviews {
+        harness.post("/validate", review).await;
+    }
+    let mut dry_run = pod_review("prod", &[("worker", WORKER)]);
+    dry_run["request"]["dryRun"] = json!(true);
+    harness.post("/validate", &dry_run).await;
+
+    let mut records = String::new();
+    for record in harness.records() {
+        records.push_str(&serde_json::to_string(&record).unwrap());
+        records.push('\n');
+    }
+    assert_eq!(records.lines().count(), 8);
+    records.push_str("a line that is not a record\n");
+
+    let (code, stdout, stderr) = report_command(&records, &["--output", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(
+        summary["lines"],
+        json!({"read": 9, "records": 8, "outsideWindow": 0, "dryRuns": 1, "notRecords": 0,
+               "malformed": 1, "tooLong": 0})
+    );
+    let overall = &summary["overall"];
+    assert_eq!(
+        (&overall["judged"], &overall["proven"], &overall["exempt"]),
+        (&json!(5), &json!(1), &json!(1))
+    );
+    assert_eq!(overall["passRate"], 0.2);
+    for (result, count) in [("denied", 1), ("warned", 1), ("wouldDeny", 1), ("breakGlass", 1)] {
+        assert_eq!(overall[result], count, "{result}: {overall}");
+    }
+    // prod and payments are both production: one proven of three judged.
+    let production = summary["byEnvironment"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|group| group["key"] == "production")
+        .expect("production");
+    assert_eq!((&production["judged"], &production["proven"]), (&json!(3), &json!(1)));
+
+    let break_glass = summary["breakGlass"].as_array().unwrap();
+    assert_eq!(break_glass.len(), 1, "{break_glass:?}");
+    assert_eq!(break_glass[0]["namespace"], "payments");
+    assert_eq!(break_glass[0]["ticket"], "INC-4711");
+    assert_eq!(break_glass[0]["approvedBy"], "alice@example.com");
+    assert_eq!(break_glass[0]["reason"], "hotfix while CI is down");
+    assert_eq!(break_glass[0]["images"], json!([WORKER]));
+    assert_eq!(break_glass[0]["firstUse"], NOW);
+
+    let changes = summary["modeChanges"].as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (&changes[0]["fromMode"], &changes[0]["toMode"], &changes[0]["result"]),
+        (&json!("enforce"), &json!("observe"), &json!("denied"))
+    );
+    assert_eq!(changes[0]["requestedBy"], "mallory@example.com");
+
+    // Every unproven image has its reason counted; the exempt and the verified one none.
+    let reasons = summary["reasons"]["top"].as_array().unwrap();
+    let counted: u64 = reasons.iter().map(|reason| reason["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, 4, "{reasons:?}");
+    assert!(reasons
+        .iter()
+        .any(|reason| reason["reason"].as_str().unwrap().contains("no attestation found")));
+
+    // A window that ends before the records: all outside it; the text says so.
+    let (code, stdout, stderr) = report_command(&records, &["--until", "2026-11-28T09:00:00Z"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("9 lines: 0 records in the window (0 dry runs, not counted below), 8 outside it"),
+        "{stdout}"
+    );
+    // From a file, in a window that holds them all.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.jsonl");
+    std::fs::write(&path, &records).unwrap();
+    let (code, stdout, _) = report_command(
+        "",
+        &[path.to_str().unwrap(), "--since", NOW, "--until", "2026-11-28T10:00:01Z"],
+    );
+    assert_eq!(code, 0);
+    assert!(stdout.contains("all images                20.0%      1/5"), "{stdout}");
+    // An unreadable file is bad input.
+    let (code, _, stderr) = report_command("", &[dir.path().join("missing").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("error: failed to read "), "{stderr}");
+}

@@ -203,6 +203,8 @@ mod tests {
         let counts = lines_of(&input);
         // `{}` is JSON but no record; the `\r` of a CRLF file is not part of the line.
         assert_eq!((counts.read, counts.not_records, counts.too_long), (1, 1, 0));
+        input.insert(0, b' ');
+        assert_eq!(lines_of(&input).too_long, 1, "one byte more");
     }
 
     #[test]
