@@ -2637,9 +2637,9 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
     let api_pinned = format!("ghcr.io/acme/api@{}", harness.digest(API));
     let reviews = [
         pod_review("prod", &[("api", &api_pinned), ("worker", WORKER)]), // allowed, denied
-        pod_review("staging", &[("forked", FORKED), ("pause", PAUSE)]), // warned, exempt
-        pod_review("dev", &[("web", "nginx:1.27")]),              // would_deny (unmatched)
-        pod_review("payments", &[("worker", WORKER)]),            // break_glass
+        pod_review("staging", &[("forked", FORKED), ("pause", PAUSE)]),  // warned, exempt
+        pod_review("dev", &[("web", "nginx:1.27")]),                     // would_deny (unmatched)
+        pod_review("payments", &[("worker", WORKER)]),                   // break_glass
         relabel_review("mallory@example.com", &[], "production", "dev", json!({})), // refused
     ];
     for review in &reviews {
@@ -2671,7 +2671,12 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
         (&json!(5), &json!(1), &json!(1))
     );
     assert_eq!(overall["passRate"], 0.2);
-    for (result, count) in [("denied", 1), ("warned", 1), ("wouldDeny", 1), ("breakGlass", 1)] {
+    for (result, count) in [
+        ("denied", 1),
+        ("warned", 1),
+        ("wouldDeny", 1),
+        ("breakGlass", 1),
+    ] {
         assert_eq!(overall[result], count, "{result}: {overall}");
     }
     // prod and payments are both production: one proven of three judged.
@@ -2681,7 +2686,10 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
         .iter()
         .find(|group| group["key"] == "production")
         .expect("production");
-    assert_eq!((&production["judged"], &production["proven"]), (&json!(3), &json!(1)));
+    assert_eq!(
+        (&production["judged"], &production["proven"]),
+        (&json!(3), &json!(1))
+    );
 
     let break_glass = summary["breakGlass"].as_array().unwrap();
     assert_eq!(break_glass.len(), 1, "{break_glass:?}");
@@ -2695,24 +2703,34 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
     let changes = summary["modeChanges"].as_array().unwrap();
     assert_eq!(changes.len(), 1);
     assert_eq!(
-        (&changes[0]["fromMode"], &changes[0]["toMode"], &changes[0]["result"]),
+        (
+            &changes[0]["fromMode"],
+            &changes[0]["toMode"],
+            &changes[0]["result"]
+        ),
         (&json!("enforce"), &json!("observe"), &json!("denied"))
     );
     assert_eq!(changes[0]["requestedBy"], "mallory@example.com");
 
     // Every unproven image has its reason counted; the exempt and the verified one none.
     let reasons = summary["reasons"]["top"].as_array().unwrap();
-    let counted: u64 = reasons.iter().map(|reason| reason["count"].as_u64().unwrap()).sum();
-    assert_eq!(counted, 4, "{reasons:?}");
-    assert!(reasons
+    let counted: u64 = reasons
         .iter()
-        .any(|reason| reason["reason"].as_str().unwrap().contains("no attestation found")));
+        .map(|reason| reason["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 4, "{reasons:?}");
+    assert!(reasons.iter().any(|reason| reason["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no attestation found")));
 
     // A window that ends before the records: all outside it; the text says so.
     let (code, stdout, stderr) = report_command(&records, &["--until", "2026-11-28T09:00:00Z"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("9 lines: 0 records in the window (0 dry runs, not counted below), 8 outside it"),
+        stdout.contains(
+            "9 lines: 0 records in the window (0 dry runs, not counted below), 8 outside it"
+        ),
         "{stdout}"
     );
     // From a file, in a window that holds them all.
@@ -2721,10 +2739,19 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
     std::fs::write(&path, &records).unwrap();
     let (code, stdout, _) = report_command(
         "",
-        &[path.to_str().unwrap(), "--since", NOW, "--until", "2026-11-28T10:00:01Z"],
+        &[
+            path.to_str().unwrap(),
+            "--since",
+            NOW,
+            "--until",
+            "2026-11-28T10:00:01Z",
+        ],
     );
     assert_eq!(code, 0);
-    assert!(stdout.contains("all images                20.0%      1/5"), "{stdout}");
+    assert!(
+        stdout.contains("all images                20.0%      1/5"),
+        "{stdout}"
+    );
     // An unreadable file is bad input.
     let (code, _, stderr) = report_command("", &[dir.path().join("missing").to_str().unwrap()]);
     assert_eq!(code, 2);

@@ -184,7 +184,8 @@ mod tests {
 
     #[test]
     fn long_lines_are_counted_not_kept_and_reading_goes_on() {
-        let record = br#"{"time":"2026-11-28T10:00:00Z","mode":"enforce","result":"denied","image":"a"}"#;
+        let record =
+            br#"{"time":"2026-11-28T10:00:00Z","mode":"enforce","result":"denied","image":"a"}"#;
         let mut input = Vec::new();
         input.extend_from_slice(record);
         input.push(b'\n');
@@ -202,7 +203,10 @@ mod tests {
         input.extend_from_slice(b"{}\r\n");
         let counts = lines_of(&input);
         // `{}` is JSON but no record; the `\r` of a CRLF file is not part of the line.
-        assert_eq!((counts.read, counts.not_records, counts.too_long), (1, 1, 0));
+        assert_eq!(
+            (counts.read, counts.not_records, counts.too_long),
+            (1, 1, 0)
+        );
         input.insert(0, b' ');
         assert_eq!(lines_of(&input).too_long, 1, "one byte more");
     }

@@ -314,6 +314,9 @@ impl BoundedGroups {
     }
 }
 
+/// A break-glass use: namespace, ticket and approver.
+type BreakGlassKey = (Option<String>, Option<String>, Option<String>);
+
 /// Summarises lines one at a time; [`Summariser::finish`] gives the [`Summary`].
 #[derive(Debug)]
 pub struct Summariser {
@@ -328,7 +331,7 @@ pub struct Summariser {
     by_rule: BoundedGroups,
     reasons: HashMap<String, ReasonCount>,
     reasons_uncounted: u64,
-    break_glass: HashMap<(Option<String>, Option<String>, Option<String>), BreakGlassUse>,
+    break_glass: HashMap<BreakGlassKey, BreakGlassUse>,
     break_glass_uncounted: u64,
     mode_changes: Vec<ModeChange>,
     mode_changes_uncounted: u64,
@@ -376,7 +379,10 @@ impl Summariser {
             return;
         }
         let (Some(time), Some(mode), Some(verdict)) = (
-            record.time.as_deref().and_then(|time| time.parse::<Timestamp>().ok()),
+            record
+                .time
+                .as_deref()
+                .and_then(|time| time.parse::<Timestamp>().ok()),
             record.mode.as_deref(),
             record.result.as_deref().and_then(verdict_of),
         ) else {
@@ -417,7 +423,8 @@ impl Summariser {
         self.by_rule
             .tally(record.rule.as_deref())
             .add(verdict, has_rule);
-        let proven_or_exempt = verdict == Verdict::Exempt || (verdict == Verdict::Allowed && has_rule);
+        let proven_or_exempt =
+            verdict == Verdict::Exempt || (verdict == Verdict::Allowed && has_rule);
         if !proven_or_exempt {
             self.reason(record);
         }
@@ -460,9 +467,10 @@ impl Summariser {
             if known.expires.is_none() {
                 known.expires = bounded(&record.break_glass_expires);
             }
-            if !known.images.iter().any(|image| *image == record.image) {
+            let image = bounded_key(&record.image);
+            if !known.images.contains(&image) {
                 if known.images.len() < images_limit {
-                    known.images.push(bounded_key(&record.image));
+                    known.images.push(image);
                 } else {
                     known.more_images = true;
                 }

@@ -17,7 +17,10 @@ fn at(minutes: i64) -> Timestamp {
 }
 
 fn verified() -> ImageOutcome {
-    verified_outcome(&format!("sha256:{}", "a".repeat(64)), CertificateClaims::default())
+    verified_outcome(
+        &format!("sha256:{}", "a".repeat(64)),
+        CertificateClaims::default(),
+    )
 }
 
 fn no_attestation(digest_hex: char) -> ImageOutcome {
@@ -66,7 +69,12 @@ impl Place {
     }
 }
 
-fn decision_record(place: Place, image: &str, outcome: ImageOutcome, break_glass: BreakGlass) -> DecisionRecord {
+fn decision_record(
+    place: Place,
+    image: &str,
+    outcome: ImageOutcome,
+    break_glass: BreakGlass,
+) -> DecisionRecord {
     let check = ImageCheck {
         image: image.into(),
         pinned: None,
@@ -77,7 +85,14 @@ fn decision_record(place: Place, image: &str, outcome: ImageOutcome, break_glass
         namespace: Some(place.namespace.into()),
         ..RequestContext::default()
     };
-    DecisionRecord::new(&context, &check, &decision, place.mode, place.environment, at(place.minute))
+    DecisionRecord::new(
+        &context,
+        &check,
+        &decision,
+        place.mode,
+        place.environment,
+        at(place.minute),
+    )
 }
 
 fn line(record: &DecisionRecord) -> Vec<u8> {
@@ -85,7 +100,12 @@ fn line(record: &DecisionRecord) -> Vec<u8> {
 }
 
 fn image_line(place: Place, image: &str, outcome: ImageOutcome) -> Vec<u8> {
-    line(&decision_record(place, image, outcome, BreakGlass::Inactive))
+    line(&decision_record(
+        place,
+        image,
+        outcome,
+        BreakGlass::Inactive,
+    ))
 }
 
 /// An image admitted under break-glass, with what the admission path adds to its record.
@@ -151,7 +171,14 @@ fn pass_rate_counts_only_verified_images_and_leaves_exempt_ones_out() {
     let overall = &summary.overall;
     assert_eq!((overall.judged, overall.proven, overall.exempt), (5, 2, 1));
     assert_eq!(overall.pass_rate, Some(2.0 / 5.0));
-    assert_eq!((overall.denied, overall.would_deny, overall.allowed_unverified), (1, 1, 1));
+    assert_eq!(
+        (
+            overall.denied,
+            overall.would_deny,
+            overall.allowed_unverified
+        ),
+        (1, 1, 1)
+    );
 
     let production = group(&summary.by_environment, "production");
     assert_eq!((production.judged, production.proven), (2, 1));
@@ -167,7 +194,11 @@ fn pass_rate_counts_only_verified_images_and_leaves_exempt_ones_out() {
 
 #[test]
 fn nothing_judged_has_no_rate() {
-    let lines = [image_line(PROD, "registry.k8s.io/pause:3.9", ImageOutcome::Exempt)];
+    let lines = [image_line(
+        PROD,
+        "registry.k8s.io/pause:3.9",
+        ImageOutcome::Exempt,
+    )];
     let summary = report(&lines, Window::default(), Limits::default());
     assert_eq!(summary.overall.pass_rate, None);
     assert_eq!(summary.overall.exempt, 1);
@@ -178,7 +209,11 @@ fn reasons_count_one_cause_once_whatever_the_digest() {
     let lines = [
         image_line(PROD, "ghcr.io/acme/worker:2", no_attestation('b')),
         image_line(PROD.at(1), "ghcr.io/acme/worker:3", no_attestation('c')),
-        image_line(PROD.in_namespace("billing"), "nginx", unmatched(UnmatchedAction::Deny)),
+        image_line(
+            PROD.in_namespace("billing"),
+            "nginx",
+            unmatched(UnmatchedAction::Deny),
+        ),
         image_line(PROD, "ghcr.io/acme/api:1", verified()),
     ];
     let summary = report(&lines, Window::default(), Limits::default());
@@ -208,10 +243,30 @@ fn short_hex_and_hex_inside_words_are_kept() {
 #[test]
 fn break_glass_uses_list_ticket_approver_and_images() {
     let lines = [
-        break_glass_line(PROD.in_namespace("payments").at(5), "ghcr.io/acme/hotfix:1", "INC-4711", "alice@example.com"),
-        break_glass_line(PROD.in_namespace("payments").at(2), "ghcr.io/acme/hotfix:1", "INC-4711", "alice@example.com"),
-        break_glass_line(PROD.in_namespace("payments").at(9), "ghcr.io/acme/sidecar:1", "INC-4711", "alice@example.com"),
-        break_glass_line(PROD.in_namespace("billing").at(1), "ghcr.io/acme/billing:7", "INC-4800", "bob@example.com"),
+        break_glass_line(
+            PROD.in_namespace("payments").at(5),
+            "ghcr.io/acme/hotfix:1",
+            "INC-4711",
+            "alice@example.com",
+        ),
+        break_glass_line(
+            PROD.in_namespace("payments").at(2),
+            "ghcr.io/acme/hotfix:1",
+            "INC-4711",
+            "alice@example.com",
+        ),
+        break_glass_line(
+            PROD.in_namespace("payments").at(9),
+            "ghcr.io/acme/sidecar:1",
+            "INC-4711",
+            "alice@example.com",
+        ),
+        break_glass_line(
+            PROD.in_namespace("billing").at(1),
+            "ghcr.io/acme/billing:7",
+            "INC-4800",
+            "bob@example.com",
+        ),
     ];
     let summary = report(&lines, Window::default(), Limits::default());
     assert_eq!(summary.overall.break_glass, 4);
@@ -224,15 +279,24 @@ fn break_glass_uses_list_ticket_approver_and_images() {
     assert_eq!(payments.namespace.as_deref(), Some("payments"));
     assert_eq!(payments.approved_by.as_deref(), Some("alice@example.com"));
     assert_eq!(payments.reason.as_deref(), Some("hotfix while CI is down"));
-    assert_eq!((payments.first_use, payments.last_use, payments.admissions), (at(2), at(9), 3));
-    assert_eq!(payments.images, ["ghcr.io/acme/hotfix:1", "ghcr.io/acme/sidecar:1"]);
+    assert_eq!(
+        (payments.first_use, payments.last_use, payments.admissions),
+        (at(2), at(9), 3)
+    );
+    assert_eq!(
+        payments.images,
+        ["ghcr.io/acme/hotfix:1", "ghcr.io/acme/sidecar:1"]
+    );
     // Records do not carry the expiry (yet): unknown, not invented.
     assert_eq!(payments.expires, None);
 }
 
 #[test]
 fn mode_changes_are_listed_not_counted_as_images() {
-    let lines = [mode_change_line(3, Verdict::Denied), mode_change_line(1, Verdict::Allowed)];
+    let lines = [
+        mode_change_line(3, Verdict::Denied),
+        mode_change_line(1, Verdict::Allowed),
+    ];
     let summary = report(&lines, Window::default(), Limits::default());
     assert_eq!(summary.overall, Tally::default());
     let changes = &summary.mode_changes;
@@ -257,14 +321,25 @@ fn the_window_includes_since_and_excludes_until() {
         until: Some(at(60)),
     };
     let summary = report(&lines, window, Limits::default());
-    assert_eq!((summary.lines.records, summary.lines.outside_window), (2, 2));
+    assert_eq!(
+        (summary.lines.records, summary.lines.outside_window),
+        (2, 2)
+    );
     assert_eq!((summary.overall.judged, summary.overall.proven), (2, 1));
-    assert_eq!((summary.first_record, summary.last_record), (Some(at(0)), Some(at(59))));
+    assert_eq!(
+        (summary.first_record, summary.last_record),
+        (Some(at(0)), Some(at(59)))
+    );
 }
 
 #[test]
 fn dry_runs_are_counted_apart() {
-    let mut record = decision_record(PROD, "ghcr.io/acme/worker:2", no_attestation('b'), BreakGlass::Inactive);
+    let mut record = decision_record(
+        PROD,
+        "ghcr.io/acme/worker:2",
+        no_attestation('b'),
+        BreakGlass::Inactive,
+    );
     record.dry_run = true;
     let summary = report(&[line(&record)], Window::default(), Limits::default());
     assert_eq!((summary.lines.records, summary.lines.dry_runs), (1, 1));
@@ -281,8 +356,12 @@ fn bad_lines_are_counted_and_the_rest_is_read() {
     cri.extend_from_slice(&good);
     let mut truncated = good.clone();
     truncated.truncate(good.len() / 2);
-    let unknown_result = String::from_utf8(good.clone()).unwrap().replace("\"allowed\"", "\"maybe\"");
-    let bad_time = String::from_utf8(good.clone()).unwrap().replace(T0, "yesterday");
+    let unknown_result = String::from_utf8(good.clone())
+        .unwrap()
+        .replace("\"allowed\"", "\"maybe\"");
+    let bad_time = String::from_utf8(good.clone())
+        .unwrap()
+        .replace(T0, "yesterday");
     let lines = [
         good.clone(),
         prefixed,
@@ -290,7 +369,8 @@ fn bad_lines_are_counted_and_the_rest_is_read() {
         truncated,
         b"not json at all".to_vec(),
         b"[1, 2]".to_vec(),
-        br#"{"timestamp":"2026-11-28T10:00:00Z","level":"INFO","fields":{"message":"serving"}}"#.to_vec(),
+        br#"{"timestamp":"2026-11-28T10:00:00Z","level":"INFO","fields":{"message":"serving"}}"#
+            .to_vec(),
         unknown_result.into_bytes(),
         bad_time.into_bytes(),
         b"   ".to_vec(),
@@ -316,30 +396,69 @@ fn tables_stop_growing_at_their_limits() {
     let namespaces = ["a", "b", "c", "d"];
     let mut lines: Vec<Vec<u8>> = namespaces
         .iter()
-        .map(|namespace| image_line(PROD.in_namespace(namespace), "ghcr.io/acme/api:1", verified()))
+        .map(|namespace| {
+            image_line(
+                PROD.in_namespace(namespace),
+                "ghcr.io/acme/api:1",
+                verified(),
+            )
+        })
         .collect();
     lines.push(image_line(PROD, "nginx", unmatched(UnmatchedAction::Deny)));
-    lines.push(image_line(PROD, "ghcr.io/acme/worker:2", no_attestation('b')));
-    lines.push(break_glass_line(PROD.in_namespace("a"), "ghcr.io/acme/x:1", "INC-1", "alice"));
-    lines.push(break_glass_line(PROD.in_namespace("a"), "ghcr.io/acme/y:1", "INC-1", "alice"));
-    lines.push(break_glass_line(PROD.in_namespace("b"), "ghcr.io/acme/x:1", "INC-2", "alice"));
+    lines.push(image_line(
+        PROD,
+        "ghcr.io/acme/worker:2",
+        no_attestation('b'),
+    ));
+    lines.push(break_glass_line(
+        PROD.in_namespace("a"),
+        "ghcr.io/acme/x:1",
+        "INC-1",
+        "alice",
+    ));
+    lines.push(break_glass_line(
+        PROD.in_namespace("a"),
+        "ghcr.io/acme/y:1",
+        "INC-1",
+        "alice",
+    ));
+    lines.push(break_glass_line(
+        PROD.in_namespace("b"),
+        "ghcr.io/acme/x:1",
+        "INC-2",
+        "alice",
+    ));
     lines.push(mode_change_line(0, Verdict::Denied));
     lines.push(mode_change_line(1, Verdict::Denied));
     let summary = report(&lines, Window::default(), limits);
 
     let by_namespace = &summary.by_namespace;
     assert_eq!(by_namespace.groups.len(), 2);
-    let kept: u64 = by_namespace.groups.iter().map(|group| group.tally.judged).sum();
+    let kept: u64 = by_namespace
+        .groups
+        .iter()
+        .map(|group| group.tally.judged)
+        .sum();
     let other = by_namespace.other.as_ref().expect("other namespaces");
-    assert_eq!(kept + other.judged, summary.overall.judged, "no record is lost");
+    assert_eq!(
+        kept + other.judged,
+        summary.overall.judged,
+        "no record is lost"
+    );
 
     assert_eq!(summary.reasons.distinct, 1);
-    assert_eq!(summary.reasons.top[0].count + summary.reasons.uncounted_records, 5);
+    assert_eq!(
+        summary.reasons.top[0].count + summary.reasons.uncounted_records,
+        5
+    );
     assert_eq!(summary.break_glass.len(), 1);
     assert_eq!(summary.break_glass[0].images.len(), 1);
     assert!(summary.break_glass[0].more_images);
     assert_eq!(summary.break_glass_uncounted, 1);
-    assert_eq!((summary.mode_changes.len(), summary.mode_changes_uncounted), (1, 1));
+    assert_eq!(
+        (summary.mode_changes.len(), summary.mode_changes_uncounted),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -355,7 +474,12 @@ fn long_keys_are_cut() {
 fn the_text_names_every_section() {
     let lines = [
         image_line(PROD, "ghcr.io/acme/api:1", verified()),
-        break_glass_line(PROD.in_namespace("payments"), "ghcr.io/acme/hotfix:1", "INC-4711", "alice@example.com"),
+        break_glass_line(
+            PROD.in_namespace("payments"),
+            "ghcr.io/acme/hotfix:1",
+            "INC-4711",
+            "alice@example.com",
+        ),
         mode_change_line(1, Verdict::Denied),
     ];
     let text = text::render(&report(&lines, Window::default(), Limits::default()));

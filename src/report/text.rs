@@ -12,7 +12,8 @@ pub(super) fn render(summary: &Summary) -> String {
 }
 
 fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
-    let open = |time: Option<jiff::Timestamp>| time.map_or("…".to_owned(), |time| time.to_string());
+    let open =
+        |time: Option<jiff::Timestamp>| time.map_or("…".to_owned(), |time| time.to_string());
     writeln!(
         out,
         "Decision records from {} to {}",
@@ -58,7 +59,10 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         reasons.top.len(),
         reasons.distinct,
         if reasons.uncounted_records > 0 {
-            format!("; {} records with further reasons not counted", reasons.uncounted_records)
+            format!(
+                "; {} records with further reasons not counted",
+                reasons.uncounted_records
+            )
         } else {
             String::new()
         }
@@ -80,7 +84,10 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         "Break-glass use, for post-incident review ({} uses{})",
         summary.break_glass.len(),
         if summary.break_glass_uncounted > 0 {
-            format!("; {} admissions of further uses not listed", summary.break_glass_uncounted)
+            format!(
+                "; {} admissions of further uses not listed",
+                summary.break_glass_uncounted
+            )
         } else {
             String::new()
         }
@@ -129,7 +136,10 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
             change.time,
             or_unknown(&change.namespace),
             or_unknown(&change.from_mode),
-            change.from_environment.as_deref().unwrap_or("no environment"),
+            change
+                .from_environment
+                .as_deref()
+                .unwrap_or("no environment"),
             change.to_mode,
             change.to_environment.as_deref().unwrap_or("no environment"),
             or_unknown(&change.requested_by),
