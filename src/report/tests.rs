@@ -242,25 +242,14 @@ fn short_hex_and_hex_inside_words_are_kept() {
 
 #[test]
 fn break_glass_uses_list_ticket_approver_and_images() {
+    let in_payments = |minute, image| {
+        let place = PROD.in_namespace("payments").at(minute);
+        break_glass_line(place, image, "INC-4711", "alice@example.com")
+    };
     let lines = [
-        break_glass_line(
-            PROD.in_namespace("payments").at(5),
-            "ghcr.io/acme/hotfix:1",
-            "INC-4711",
-            "alice@example.com",
-        ),
-        break_glass_line(
-            PROD.in_namespace("payments").at(2),
-            "ghcr.io/acme/hotfix:1",
-            "INC-4711",
-            "alice@example.com",
-        ),
-        break_glass_line(
-            PROD.in_namespace("payments").at(9),
-            "ghcr.io/acme/sidecar:1",
-            "INC-4711",
-            "alice@example.com",
-        ),
+        in_payments(5, "ghcr.io/acme/hotfix:1"),
+        in_payments(2, "ghcr.io/acme/hotfix:1"),
+        in_payments(9, "ghcr.io/acme/sidecar:1"),
         break_glass_line(
             PROD.in_namespace("billing").at(1),
             "ghcr.io/acme/billing:7",

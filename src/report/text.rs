@@ -58,14 +58,10 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         "Why images were not proven (top {} of {} distinct reasons{})",
         reasons.top.len(),
         reasons.distinct,
-        if reasons.uncounted_records > 0 {
-            format!(
-                "; {} records with further reasons not counted",
-                reasons.uncounted_records
-            )
-        } else {
-            String::new()
-        }
+        note_if_any(
+            reasons.uncounted_records,
+            "records with further reasons not counted"
+        )
     )?;
     for reason in &reasons.top {
         writeln!(
@@ -83,14 +79,10 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         out,
         "Break-glass use, for post-incident review ({} uses{})",
         summary.break_glass.len(),
-        if summary.break_glass_uncounted > 0 {
-            format!(
-                "; {} admissions of further uses not listed",
-                summary.break_glass_uncounted
-            )
-        } else {
-            String::new()
-        }
+        note_if_any(
+            summary.break_glass_uncounted,
+            "admissions of further uses not listed"
+        )
     )?;
     let or_unknown = |value: &Option<String>| value.clone().unwrap_or_else(|| "(unknown)".into());
     for used in &summary.break_glass {
@@ -123,11 +115,7 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         out,
         "Namespace mode changes ({}{})",
         summary.mode_changes.len(),
-        if summary.mode_changes_uncounted > 0 {
-            format!("; {} more not listed", summary.mode_changes_uncounted)
-        } else {
-            String::new()
-        }
+        note_if_any(summary.mode_changes_uncounted, "more not listed")
     )?;
     for change in &summary.mode_changes {
         writeln!(
@@ -147,6 +135,15 @@ fn write_summary(out: &mut String, summary: &Summary) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+/// `"; COUNT WHAT"` when `count` is not zero: records past a limit.
+fn note_if_any(count: u64, what: &str) -> String {
+    if count > 0 {
+        format!("; {count} {what}")
+    } else {
+        String::new()
+    }
 }
 
 fn group_table(out: &mut String, title: &str, table: &GroupTable) -> std::fmt::Result {
