@@ -453,52 +453,49 @@ impl Summariser {
     }
 
     fn break_glass_use(&mut self, record: &RecordLine, time: Timestamp) {
+        use std::collections::hash_map::Entry;
         let bounded = |value: &Option<String>| value.as_deref().map(bounded_key);
         let key = (
             bounded(&record.namespace),
             bounded(&record.break_glass_ticket),
             bounded(&record.break_glass_approved_by),
         );
-        let images_limit = self.limits.images_per_break_glass;
-        if let Some(known) = self.break_glass.get_mut(&key) {
-            known.first_use = known.first_use.min(time);
-            known.last_use = known.last_use.max(time);
-            known.admissions += 1;
-            if known.expires.is_none() {
-                known.expires = bounded(&record.break_glass_expires);
+        let full = self.break_glass.len() >= self.limits.break_glass;
+        let used = match self.break_glass.entry(key) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(_) if full => {
+                self.break_glass_uncounted += 1;
+                return;
             }
-            let image = bounded_key(&record.image);
-            if !known.images.contains(&image) {
-                if known.images.len() < images_limit {
-                    known.images.push(image);
-                } else {
-                    known.more_images = true;
-                }
-            }
-        } else if self.break_glass.len() < self.limits.break_glass {
-            let (namespace, ticket, approved_by) = key.clone();
-            let images = if images_limit > 0 {
-                vec![bounded_key(&record.image)]
-            } else {
-                Vec::new()
-            };
-            self.break_glass.insert(
-                key,
-                BreakGlassUse {
+            Entry::Vacant(new) => {
+                let (namespace, ticket, approved_by) = new.key().clone();
+                new.insert(BreakGlassUse {
                     namespace,
                     ticket,
                     approved_by,
                     reason: record.break_glass_reason.as_deref().map(bounded_reason),
-                    expires: bounded(&record.break_glass_expires),
+                    expires: None,
                     first_use: time,
                     last_use: time,
-                    admissions: 1,
-                    more_images: images.is_empty(),
-                    images,
-                },
-            );
-        } else {
-            self.break_glass_uncounted += 1;
+                    admissions: 0,
+                    images: Vec::new(),
+                    more_images: false,
+                })
+            }
+        };
+        used.first_use = used.first_use.min(time);
+        used.last_use = used.last_use.max(time);
+        used.admissions += 1;
+        if used.expires.is_none() {
+            used.expires = bounded(&record.break_glass_expires);
+        }
+        let image = bounded_key(&record.image);
+        if !used.images.contains(&image) {
+            if used.images.len() < self.limits.images_per_break_glass {
+                used.images.push(image);
+            } else {
+                used.more_images = true;
+            }
         }
     }
 

@@ -482,3 +482,25 @@ fn the_text_names_every_section() {
         assert!(text.contains(expected), "{expected:?} not in:\n{text}");
     }
 }
+
+#[test]
+fn an_expiry_is_reported_once_records_carry_it() {
+    // `DecisionRecord` has no expiry field yet; this is the name the report reads.
+    let mut record: serde_json::Value = serde_json::from_slice(&break_glass_line(
+        PROD.in_namespace("payments"),
+        "ghcr.io/acme/hotfix:1",
+        "INC-4711",
+        "alice@example.com",
+    ))
+    .unwrap();
+    record["breakGlassExpires"] = "2026-11-28T18:00:00Z".into();
+    let summary = report(
+        &[serde_json::to_vec(&record).unwrap()],
+        Window::default(),
+        Limits::default(),
+    );
+    assert_eq!(
+        summary.break_glass[0].expires.as_deref(),
+        Some("2026-11-28T18:00:00Z")
+    );
+}
