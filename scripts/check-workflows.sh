@@ -3,14 +3,14 @@
 # example producers copy (examples/github-workflow-*.yml). Called by .ci/run.
 #
 #   1. actionlint (syntax, expressions, action inputs and outputs, `needs`, permissions, and
-#      shellcheck on every `run:` script), installed by scripts/install-lint-tools.sh.
+#      ShellCheck on every `run:` script), installed by scripts/install-lint-tools.sh.
 #   2. Every step that attests an image (actions/attest-build-provenance, actions/attest or
 #      actions/attest-sbom with `subject-digest`) is one provenance-gate can use: the digest
 #      comes from a step's or a job's output, never written out or taken from a tag;
 #      `push-to-registry: true`, so that the attestation is in the registry where the gate
 #      looks; and its job may write `id-token`, `attestations` and `packages`.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 scripts/install-lint-tools.sh | sed 's/^/  /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "check-workflows: installing actionlint failed" >&2; exit 1; }

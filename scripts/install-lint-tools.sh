@@ -5,7 +5,7 @@
 #   target/tools/bin/actionlint   github.com/rhysd/actionlint/cmd/actionlint, built from its Go
 #                                 module through the Go module proxy (no release binary is
 #                                 downloaded); about a minute on 2 cores with a cold Go cache
-#   shellcheck                    Debian's shellcheck package, which actionlint runs on every
+#   ShellCheck                    Debian's shellcheck package, which actionlint runs on every
 #                                 `run:` script of a workflow when it is on PATH
 #
 # Needs Go >= 1.24 (the version actionlint's go.mod names) for actionlint.
