@@ -7,6 +7,7 @@
 //! `cluster` (the outside world behind traits). `cli` is the command line.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cluster;
