@@ -137,7 +137,12 @@ struct AuditArgs {
           conflicts_with = "policy")]
     policy_configmap: String,
     /// Namespace of the policy ConfigMap (the namespace provenance-gate is installed in).
-    #[arg(long, value_name = "NS", default_value = "provenance-gate", conflicts_with = "policy")]
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "provenance-gate",
+        conflicts_with = "policy"
+    )]
     policy_namespace: String,
     /// Kubeconfig file; by default KUBECONFIG, ~/.kube/config, or the in-cluster account.
     #[arg(long, value_name = "FILE")]
@@ -871,7 +876,9 @@ impl RegistryArgs {
         policy: &Policy,
     ) -> Result<crate::check::ImageChecker<crate::registry::HttpRegistry>, UsageError> {
         use crate::check::{CheckSettings, ImageChecker};
-        use crate::registry::{AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions};
+        use crate::registry::{
+            AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
+        };
         let roots = std::sync::Arc::new(load_roots(&self.trusted_roots)?);
         let mut options = RegistryOptions::new(AllowedRegistries::Any);
         options.proxy = self.registry_proxy.clone();
@@ -887,6 +894,10 @@ impl RegistryArgs {
             per_image_timeout: self.timeout.0,
             ..CheckSettings::default()
         };
-        Ok(ImageChecker::new(HttpRegistry::new(options)?, roots, settings))
+        Ok(ImageChecker::new(
+            HttpRegistry::new(options)?,
+            roots,
+            settings,
+        ))
     }
 }

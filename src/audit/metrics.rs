@@ -80,7 +80,11 @@ impl AuditMetrics {
     /// Replaces the gauges with `report`'s figures; environments gone from the policy
     /// disappear.
     pub fn observe(&self, report: &AuditReport) {
-        for family in [&self.pods, &self.denied_under_enforce, &self.expired_break_glass] {
+        for family in [
+            &self.pods,
+            &self.denied_under_enforce,
+            &self.expired_break_glass,
+        ] {
             family.clear();
         }
         for (index, (environment, totals)) in report.environments.iter().enumerate() {
@@ -154,21 +158,27 @@ mod tests {
         let metrics = AuditMetrics::register(&mut registry);
         metrics.observe(&report(&[("", 1), ("production", 3)]));
         let text = exposition(&registry);
-        assert!(text.contains(
-            "provenance_gate_audit_pods_denied_under_enforce{environment=\"production\"} 3"
-        ), "{text}");
-        assert!(text.contains(
-            "provenance_gate_audit_pods_denied_under_enforce{environment=\"none\"} 1"
-        ));
+        assert!(
+            text.contains(
+                "provenance_gate_audit_pods_denied_under_enforce{environment=\"production\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(text
+            .contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"none\"} 1"));
         assert!(text.contains("provenance_gate_audit_images_not_checked 2"));
         assert!(text.contains("provenance_gate_audit_runs_total{result=\"ok\"} 1"));
 
         metrics.observe(&report(&[("staging", 0)]));
         let text = exposition(&registry);
-        assert!(!text.contains("production"), "a vanished environment is gone: {text}");
+        assert!(
+            !text.contains("production"),
+            "a vanished environment is gone: {text}"
+        );
 
-        let many: Vec<(String, usize)> =
-            (0..MAX_ENVIRONMENT_LABELS + 10).map(|n| (format!("e{n:03}"), 1)).collect();
+        let many: Vec<(String, usize)> = (0..MAX_ENVIRONMENT_LABELS + 10)
+            .map(|n| (format!("e{n:03}"), 1))
+            .collect();
         let many: Vec<(&str, usize)> = many.iter().map(|(name, n)| (name.as_str(), *n)).collect();
         metrics.observe(&report(&many));
         let text = exposition(&registry);
@@ -177,8 +187,7 @@ mod tests {
             .filter(|line| line.starts_with("provenance_gate_audit_pods_denied_under_enforce{"))
             .count();
         assert_eq!(series, MAX_ENVIRONMENT_LABELS + 1, "{text}");
-        assert!(text.contains(
-            "provenance_gate_audit_pods_denied_under_enforce{environment=\"other\"} 10"
-        ));
+        assert!(text
+            .contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"other\"} 10"));
     }
 }

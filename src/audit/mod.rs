@@ -71,7 +71,10 @@ impl Inventory {
             .flat_map(|pod| pod.images.iter().map(|image| image.image.as_str()))
             .collect();
         let skipped = all.len().saturating_sub(max);
-        (all.into_iter().take(max).map(str::to_owned).collect(), skipped)
+        (
+            all.into_iter().take(max).map(str::to_owned).collect(),
+            skipped,
+        )
     }
 }
 
@@ -154,7 +157,9 @@ impl AuditReport {
     /// Whether enforcing everywhere would refuse nothing that runs today (and nothing was
     /// left unchecked).
     pub fn clean(&self) -> bool {
-        self.pods_denied_under_enforce == 0 && self.images_not_checked == 0 && self.pods_not_read == 0
+        self.pods_denied_under_enforce == 0
+            && self.images_not_checked == 0
+            && self.pods_not_read == 0
     }
 }
 
@@ -243,8 +248,11 @@ fn assess_namespace(
         for running in &pod.images {
             let finding = match outcomes.get(&running.image) {
                 Some(outcome) => {
-                    let enforced =
-                        decide(Subject::settled(outcome), Mode::Enforce, BreakGlass::Inactive);
+                    let enforced = decide(
+                        Subject::settled(outcome),
+                        Mode::Enforce,
+                        BreakGlass::Inactive,
+                    );
                     if enforced.admits() {
                         continue;
                     }

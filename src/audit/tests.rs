@@ -120,7 +120,10 @@ fn every_unproven_image_is_listed_with_what_its_namespace_does_today() {
         Verdict::WouldDeny,
         "observe admits it today; enforce would not"
     );
-    assert_eq!(report.environments["production"].pods_denied_under_enforce, 1);
+    assert_eq!(
+        report.environments["production"].pods_denied_under_enforce,
+        1
+    );
     assert_eq!(report.environments["dev"].pods_denied_under_enforce, 1);
 }
 
@@ -148,7 +151,12 @@ fn a_cluster_of_proven_and_exempt_images_is_clean() {
 fn images_left_out_by_the_bound_count_against_enforcing() {
     let inventory = Inventory {
         namespaces: vec![namespace("shop", &[], &[])],
-        pods: vec![pod("shop", "x", "2026-12-01T10:00:00Z", &["ghcr.io/acme/other:1"])],
+        pods: vec![pod(
+            "shop",
+            "x",
+            "2026-12-01T10:00:00Z",
+            &["ghcr.io/acme/other:1"],
+        )],
         pods_not_read: 0,
     };
     let report = assess(&inventory, &outcomes(), 1, &policy(), now());
@@ -184,7 +192,10 @@ fn pods_created_under_a_break_glass_that_has_expired_are_listed() {
     assert_eq!(shop.break_glass, "expired");
     assert_eq!(shop.expired_break_glass.len(), 1, "{shop:?}");
     let listed = &shop.expired_break_glass[0];
-    assert_eq!((listed.pod.as_str(), listed.ticket.as_str()), ("during", "INC-7"));
+    assert_eq!(
+        (listed.pod.as_str(), listed.ticket.as_str()),
+        ("during", "INC-7")
+    );
     assert_eq!(listed.images, vec![UNPROVEN.to_owned()]);
     assert_eq!(report.pods_on_expired_break_glass, 1);
     let text = render_text(&report);
@@ -240,5 +251,8 @@ fn distinct_images_are_bounded_and_the_rest_counted() {
         inventory.distinct_images(10),
         (vec!["a:1".into(), "b:1".into(), "c:1".into()], 0)
     );
-    assert_eq!(inventory.distinct_images(2), (vec!["a:1".into(), "b:1".into()], 1));
+    assert_eq!(
+        inventory.distinct_images(2),
+        (vec!["a:1".into(), "b:1".into()], 1)
+    );
 }

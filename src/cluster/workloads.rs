@@ -38,10 +38,14 @@ pub async fn list_inventory(
     max_pods: usize,
 ) -> Result<Inventory, WorkloadListError> {
     let mut namespaces = Vec::new();
-    list_pages(Api::<Namespace>::all(client.clone()), "namespaces", |namespace| {
-        namespaces.extend(namespace_info(&namespace.metadata));
-        true
-    })
+    list_pages(
+        Api::<Namespace>::all(client.clone()),
+        "namespaces",
+        |namespace| {
+            namespaces.extend(namespace_info(&namespace.metadata));
+            true
+        },
+    )
     .await?;
     let mut pods = Vec::new();
     let mut pods_not_read = 0;
@@ -80,7 +84,11 @@ where
                 timeout: PAGE_TIMEOUT,
             })?
             .map_err(|source| WorkloadListError::Api { what, source })?;
-        let next = page.metadata.continue_.clone().filter(|token| !token.is_empty());
+        let next = page
+            .metadata
+            .continue_
+            .clone()
+            .filter(|token| !token.is_empty());
         for item in page.items {
             if !each(item) {
                 return Ok(());
@@ -95,7 +103,10 @@ where
 
 /// What the audit keeps of a Pod; `None` when it has finished (or has no name).
 pub fn running_pod(pod: &Pod) -> Option<PodFacts> {
-    let phase = pod.status.as_ref().and_then(|status| status.phase.as_deref());
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|status| status.phase.as_deref());
     if matches!(phase, Some("Succeeded" | "Failed")) {
         return None;
     }
