@@ -300,6 +300,11 @@ struct ServeArgs {
     /// (HTTPS_PROXY and the other proxy variables are ignored).
     #[arg(long, value_name = "URL", value_parser = parse_proxy)]
     registry_proxy: Option<reqwest::Url>,
+    /// Audit the running Pods every SECONDS (as `provenance-gate audit` does) and export the
+    /// result as `provenance_gate_audit_*` metrics; needs get/list on Pods. Off by default.
+    #[arg(long, value_name = "SECONDS",
+          value_parser = parse_seconds::<{ defaults::MAX_AUDIT_INTERVAL_SECONDS }>)]
+    audit_interval: Option<Seconds>,
 }
 
 fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
@@ -702,6 +707,16 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.max_in_flight = args.max_in_flight;
     config.registry_proxy = args.registry_proxy;
     config.log_format = args.log_format;
+    if let Some(Seconds(interval)) = args.audit_interval {
+        if interval < defaults::MIN_AUDIT_INTERVAL {
+            return Err(UsageError(format!(
+                "--audit-interval {}: at least {} seconds (each audit lists every Pod)",
+                interval.as_secs_f64(),
+                defaults::MIN_AUDIT_INTERVAL.as_secs()
+            )));
+        }
+        config.audit_interval = Some(interval);
+    }
     // Start-up failures (unreadable certificate, invalid policy, port in use) are exit 2:
     // the input or the environment is wrong; a signal ends the server with 0.
     crate::server::run(config).map_err(|error| UsageError(format!("{error:#}")))?;

@@ -575,8 +575,21 @@ fn chart_values(registry_host: &str) -> String {
 trustedRoots:
   existingConfigMap: {TRUSTED_ROOT_CONFIGMAP}
   keys: [{TRUSTED_ROOT_KEY}]
+audit:
+  intervalSeconds: 10
 "#
     )
+}
+
+/// The webhook's `/metrics`, as Prometheus scrapes it.
+fn metrics_text(cluster: &Cluster) -> String {
+    let metrics = SocketAddr::from((
+        cluster.netns.inner_ip(),
+        cluster.serve.container_port("metrics"),
+    ));
+    let (status, body) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// `helm template RELEASE charts/provenance-gate --namespace NAMESPACE [--values FILE]`.
@@ -1256,6 +1269,17 @@ fn warn_and_observe_namespaces_admit_with_a_warning_or_a_record() {
     assert_eq!(findings[0]["reasonCode"], "no_attestation", "{lab}");
     let sandbox = namespace_audit(&report, WARN_NS);
     assert_eq!(sandbox["findings"][0]["today"], "warned", "{sandbox}");
+
+    // `serve` runs the same audit every 10 s (audit.intervalSeconds) with the chart's RBAC.
+    eventually("the periodic audit's metrics", || {
+        let text = metrics_text(&cluster);
+        text.contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"lab\"} 1")
+            && text.contains(
+                "provenance_gate_audit_pods_denied_under_enforce{environment=\"development\"} 1",
+            )
+            && text.contains("provenance_gate_audit_pods{environment=\"lab\"} 2")
+    });
+    assert!(!metrics_text(&cluster).contains("provenance_gate_audit_runs_total{result=\"error\"}"));
 }
 
 /// The audit's entry for `namespace`.
