@@ -765,53 +765,6 @@ fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<Exi
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_registry_proxy_is_an_http_or_https_url_with_a_host() {
-        for accepted in ["http://proxy.internal:3128", "https://proxy.internal"] {
-            assert!(parse_proxy(accepted).is_ok(), "{accepted}");
-        }
-        for refused in ["proxy.internal:3128", "socks5://proxy:1080", "http://", ""] {
-            assert!(parse_proxy(refused).is_err(), "{refused}");
-        }
-    }
-
-    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
-        let base = [
-            "provenance-gate",
-            "serve",
-            "--tls-cert",
-            "c",
-            "--tls-key",
-            "k",
-        ];
-        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
-        match cli.command {
-            Command::Serve(args) => Ok(args),
-            _ => unreachable!("the serve command was given"),
-        }
-    }
-
-    #[test]
-    fn durations_default_from_one_place_and_are_refused_out_of_range() {
-        let args = serve_args(&[]).expect("defaults parse");
-        assert_eq!(args.review_budget.0, defaults::REVIEW_BUDGET);
-        assert_eq!(args.body_timeout.0, defaults::BODY_TIMEOUT);
-        let args = serve_args(&["--review-budget", "2.5"]).expect("in range");
-        assert_eq!(args.review_budget.0, std::time::Duration::from_millis(2500));
-        for (flag, value) in [("--review-budget", "31"), ("--body-timeout", "0")] {
-            let error = serve_args(&[flag, value]).expect_err(value).to_string();
-            assert!(
-                error.contains("must be between 0 and 30 seconds"),
-                "{error}"
-            );
-        }
-    }
-}
-
 fn audit_command(args: &AuditArgs) -> Result<ExitCode, UsageError> {
     use crate::audit::scan::{scan, ScanLimits};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -914,5 +867,52 @@ impl RegistryArgs {
             roots,
             settings,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_proxy_is_an_http_or_https_url_with_a_host() {
+        for accepted in ["http://proxy.internal:3128", "https://proxy.internal"] {
+            assert!(parse_proxy(accepted).is_ok(), "{accepted}");
+        }
+        for refused in ["proxy.internal:3128", "socks5://proxy:1080", "http://", ""] {
+            assert!(parse_proxy(refused).is_err(), "{refused}");
+        }
+    }
+
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let base = [
+            "provenance-gate",
+            "serve",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+        ];
+        let cli = Cli::try_parse_from(base.iter().chain(extra))?;
+        match cli.command {
+            Command::Serve(args) => Ok(args),
+            _ => unreachable!("the serve command was given"),
+        }
+    }
+
+    #[test]
+    fn durations_default_from_one_place_and_are_refused_out_of_range() {
+        let args = serve_args(&[]).expect("defaults parse");
+        assert_eq!(args.review_budget.0, defaults::REVIEW_BUDGET);
+        assert_eq!(args.body_timeout.0, defaults::BODY_TIMEOUT);
+        let args = serve_args(&["--review-budget", "2.5"]).expect("in range");
+        assert_eq!(args.review_budget.0, std::time::Duration::from_millis(2500));
+        for (flag, value) in [("--review-budget", "31"), ("--body-timeout", "0")] {
+            let error = serve_args(&[flag, value]).expect_err(value).to_string();
+            assert!(
+                error.contains("must be between 0 and 30 seconds"),
+                "{error}"
+            );
+        }
     }
 }
