@@ -45,6 +45,18 @@ enum Command {
     Serve(ServeArgs),
     /// Summarise decision records (JSON Lines): pass rates, reasons, break-glass use.
     Report(crate::report::ReportArgs),
+    /// Check the images of every running Pod against the policy: what would be denied if
+    /// every namespace enforced today.
+    #[command(after_help = "\
+Reads Namespaces and Pods (get/list) with the kubeconfig (KUBECONFIG, ~/.kube/config, or
+in-cluster). Each distinct image is checked once, as the webhook checks it; then each image is
+judged as enforce mode would judge it, next to what its namespace's mode does today. Also lists
+Pods still running unproven images after their namespace's break-glass expired.
+
+Exit status: 0 enforcing everywhere would refuse nothing that runs (and every Pod and image
+was read and checked); 1 something would be refused, or a bound left Pods or images unchecked;
+2 bad usage, unreadable input, or the API server could not be read.")]
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +106,57 @@ struct VerifyImagesArgs {
     /// (HTTPS_PROXY and the other proxy variables are ignored).
     #[arg(long, value_name = "URL", value_parser = parse_proxy)]
     registry_proxy: Option<reqwest::Url>,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// How to reach registries: shared by the commands that check images.
+#[derive(Debug, Args)]
+struct RegistryArgs {
+    /// Registry credentials in the .dockerconfigjson format (what imagePullSecrets hold).
+    #[arg(long, value_name = "FILE")]
+    docker_config: Option<PathBuf>,
+    /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
+    #[arg(long = "trusted-root", value_name = "FILE")]
+    trusted_roots: Vec<PathBuf>,
+    /// Seconds allowed for each image (registry round trips and verification).
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::PER_IMAGE_TIMEOUT),
+          value_parser = parse_seconds::<{ defaults::MAX_CLI_TIMEOUT_SECONDS }>)]
+    timeout: Seconds,
+    /// Send registry requests through this http(s) proxy; without it they go direct
+    /// (HTTPS_PROXY and the other proxy variables are ignored).
+    #[arg(long, value_name = "URL", value_parser = parse_proxy)]
+    registry_proxy: Option<reqwest::Url>,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Policy file; without it, the policy ConfigMap is read from the cluster.
+    #[arg(long, value_name = "FILE", env = "PROVENANCE_GATE_POLICY")]
+    policy: Option<PathBuf>,
+    /// ConfigMap whose `policy.yaml` is the policy (without --policy).
+    #[arg(long, value_name = "NAME", default_value = crate::server::DEFAULT_POLICY_CONFIGMAP,
+          conflicts_with = "policy")]
+    policy_configmap: String,
+    /// Namespace of the policy ConfigMap (the namespace provenance-gate is installed in).
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "provenance-gate",
+        conflicts_with = "policy"
+    )]
+    policy_namespace: String,
+    /// Kubeconfig file; by default KUBECONFIG, ~/.kube/config, or the in-cluster account.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Distinct images checked at most; Pods with further images are listed as not checked.
+    #[arg(long, value_name = "N", default_value_t = crate::audit::DEFAULT_MAX_IMAGES)]
+    max_images: usize,
+    /// Running Pods read at most.
+    #[arg(long, value_name = "N", default_value_t = crate::audit::DEFAULT_MAX_PODS)]
+    max_pods: usize,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -239,6 +302,11 @@ struct ServeArgs {
     /// (HTTPS_PROXY and the other proxy variables are ignored).
     #[arg(long, value_name = "URL", value_parser = parse_proxy)]
     registry_proxy: Option<reqwest::Url>,
+    /// Audit the running Pods every SECONDS (as `provenance-gate audit` does) and export the
+    /// result as `provenance_gate_audit_*` metrics; needs get/list on Pods. Off by default.
+    #[arg(long, value_name = "SECONDS",
+          value_parser = parse_seconds::<{ defaults::MAX_AUDIT_INTERVAL_SECONDS }>)]
+    audit_interval: Option<Seconds>,
 }
 
 fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
@@ -289,6 +357,7 @@ where
         }) => policy_check_command(&file, strict, output),
         Command::Serve(args) => serve_command(args),
         Command::Report(args) => crate::report::command(&args).map_err(UsageError::from),
+        Command::Audit(args) => audit_command(&args),
     };
     match result {
         Ok(code) => code,
@@ -641,6 +710,16 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.max_in_flight = args.max_in_flight;
     config.registry_proxy = args.registry_proxy;
     config.log_format = args.log_format;
+    if let Some(Seconds(interval)) = args.audit_interval {
+        if interval < defaults::MIN_AUDIT_INTERVAL {
+            return Err(UsageError(format!(
+                "--audit-interval {}: at least {} seconds (each audit lists every Pod)",
+                interval.as_secs_f64(),
+                defaults::MIN_AUDIT_INTERVAL.as_secs()
+            )));
+        }
+        config.audit_interval = Some(interval);
+    }
     // Start-up failures (unreadable certificate, invalid policy, port in use) are exit 2:
     // the input or the environment is wrong; a signal ends the server with 0.
     crate::server::run(config).map_err(|error| UsageError(format!("{error:#}")))?;
@@ -686,6 +765,111 @@ fn policy_check_command(path: &Path, strict: bool, output: Output) -> Result<Exi
             );
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+fn audit_command(args: &AuditArgs) -> Result<ExitCode, UsageError> {
+    use crate::audit::scan::{scan, ScanLimits};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("failed to start the async runtime: {error}"))?;
+    let report = runtime.block_on(async {
+        let client = kube_client(args.kubeconfig.as_deref()).await?;
+        let policy = match &args.policy {
+            Some(path) => load_policy(path)?,
+            None => {
+                policy_from_configmap(&client, &args.policy_namespace, &args.policy_configmap)
+                    .await?
+            }
+        };
+        let checker = args.registry.checker(&policy)?;
+        let limits = ScanLimits {
+            max_pods: args.max_pods,
+            max_images: args.max_images,
+        };
+        Ok::<_, UsageError>(scan(client, &checker, &policy, limits).await?)
+    })?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string(&report).unwrap_or_default()),
+        Output::Text => print!("{}", crate::audit::render_text(&report)),
+    }
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<::kube::Client, UsageError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = ::kube::config::Kubeconfig::read_from(path)
+                .map_err(|error| format!("cannot read kubeconfig {}: {error}", path.display()))?;
+            ::kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|error| format!("kubeconfig {}: {error}", path.display()))?
+        }
+        None => ::kube::Config::infer()
+            .await
+            .map_err(|error| format!("cannot find a kubeconfig or in-cluster account: {error}"))?,
+    };
+    Ok(::kube::Client::try_from(config)
+        .map_err(|error| format!("cannot build a Kubernetes client: {error}"))?)
+}
+
+async fn policy_from_configmap(
+    client: &::kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Policy, UsageError> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let key = crate::cluster::policy_watch::POLICY_KEY;
+    let api: ::kube::Api<ConfigMap> = ::kube::Api::namespaced(client.clone(), namespace);
+    let configmap = api.get(name).await.map_err(|error| {
+        format!("cannot read ConfigMap {namespace}/{name}: {error}; give --policy FILE or --policy-namespace")
+    })?;
+    let text = configmap
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .ok_or_else(|| format!("ConfigMap {namespace}/{name} has no {key}"))?;
+    Ok(Policy::from_yaml(text)
+        .map_err(|error| format!("ConfigMap {namespace}/{name} {key}: {error}"))?)
+}
+
+impl RegistryArgs {
+    /// A checker for `policy`'s registries with these credentials, roots and bounds. The
+    /// images are the caller's, but which of them reach a registry is still the policy's:
+    /// exempt and unmatched images are never fetched.
+    fn checker(
+        &self,
+        policy: &Policy,
+    ) -> Result<crate::check::ImageChecker<crate::registry::HttpRegistry>, UsageError> {
+        use crate::check::{CheckSettings, ImageChecker};
+        use crate::registry::{
+            AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
+        };
+        let roots = std::sync::Arc::new(load_roots(&self.trusted_roots)?);
+        let mut options = RegistryOptions::new(AllowedRegistries::Any);
+        options.proxy = self.registry_proxy.clone();
+        for registry in policy.registries() {
+            options.hosts.push(HostOptions::from_policy(registry)?);
+        }
+        if let Some(path) = &self.docker_config {
+            options.credentials =
+                DockerConfig::from_json(&read_input(path, "docker config", MAX_INPUT_BYTES)?)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
+        }
+        let settings = CheckSettings {
+            per_image_timeout: self.timeout.0,
+            ..CheckSettings::default()
+        };
+        Ok(ImageChecker::new(
+            HttpRegistry::new(options)?,
+            roots,
+            settings,
+        ))
     }
 }
 

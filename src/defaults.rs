@@ -16,6 +16,10 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MAX_REVIEW_SECONDS: u64 = 30;
 /// The CLI's per-image timeout at most.
 pub const MAX_CLI_TIMEOUT_SECONDS: u64 = 600;
+/// `serve --audit-interval`: each run lists every Pod, so not more often than this…
+pub const MIN_AUDIT_INTERVAL: Duration = Duration::from_secs(10);
+/// …and at least once a day.
+pub const MAX_AUDIT_INTERVAL_SECONDS: u64 = 86_400;
 
 /// A duration given on the command line as seconds (fractions allowed), shown the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

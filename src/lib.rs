@@ -8,6 +8,7 @@
 //! decision records after the fact.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cluster;

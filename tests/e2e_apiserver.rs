@@ -215,6 +215,27 @@ impl Cluster {
         Kubectl::from_output(args, output)
     }
 
+    /// `provenance-gate audit` against this cluster as the admin, with the policy read from
+    /// the chart's ConfigMap: its exit code and its JSON report.
+    fn audit(&self) -> (Option<i32>, Value) {
+        let output = Command::new(BINARY)
+            .args(["audit", "--output", "json", "--policy-namespace", RELEASE])
+            .args(["--policy-configmap", &format!("{RELEASE}-policy")])
+            .arg("--kubeconfig")
+            .arg(self.server.kubeconfig_path())
+            .arg("--trusted-root")
+            .arg(self.dir.path().join(TRUSTED_ROOT_KEY))
+            .output()
+            .expect("run provenance-gate audit");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !stdout.trim().is_empty(),
+            "audit printed no report; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code(), json(&stdout))
+    }
+
     /// `kubectl ARGS`, which must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let run = self.kubectl(args);
@@ -554,8 +575,21 @@ fn chart_values(registry_host: &str) -> String {
 trustedRoots:
   existingConfigMap: {TRUSTED_ROOT_CONFIGMAP}
   keys: [{TRUSTED_ROOT_KEY}]
+audit:
+  intervalSeconds: 10
 "#
     )
+}
+
+/// The webhook's `/metrics`, as Prometheus scrapes it.
+fn metrics_text(cluster: &Cluster) -> String {
+    let metrics = SocketAddr::from((
+        cluster.netns.inner_ip(),
+        cluster.serve.container_port("metrics"),
+    ));
+    let (status, body) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// `helm template RELEASE charts/provenance-gate --namespace NAMESPACE [--values FILE]`.
@@ -1214,6 +1248,47 @@ fn warn_and_observe_namespaces_admit_with_a_warning_or_a_record() {
     let record = cluster.record(OBSERVE_NS, "unattested");
     assert_eq!(record["result"], "would_deny", "{record}");
     assert_eq!(record["mode"], "observe", "{record}");
+
+    // `audit`: what enforcing would break among the Pods that now run, and what it would not.
+    let run = cluster.run_pod(OBSERVE_NS, "attested", &images.attested.reference, &[]);
+    assert!(run.success, "{run}");
+    let (code, report) = cluster.audit();
+    assert_eq!(code, Some(1), "something would be refused: {report}");
+    assert_eq!(report["podsDeniedUnderEnforce"], 2, "{report}");
+    assert_eq!(
+        report["environments"]["development"]["podsDeniedUnderEnforce"], 1,
+        "{report}"
+    );
+    assert_eq!(report["environments"]["lab"]["pods"], 2, "{report}");
+    let lab = namespace_audit(&report, OBSERVE_NS);
+    assert_eq!(lab["mode"], "observe", "{lab}");
+    let findings = lab["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "the attested Pod is not listed: {lab}");
+    assert_eq!(findings[0]["pod"], "unattested", "{lab}");
+    assert_eq!(findings[0]["today"], "would_deny", "{lab}");
+    assert_eq!(findings[0]["reasonCode"], "no_attestation", "{lab}");
+    let sandbox = namespace_audit(&report, WARN_NS);
+    assert_eq!(sandbox["findings"][0]["today"], "warned", "{sandbox}");
+
+    // `serve` runs the same audit every 10 s (audit.intervalSeconds) with the chart's RBAC.
+    eventually("the periodic audit's metrics", || {
+        let text = metrics_text(&cluster);
+        text.contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"lab\"} 1")
+            && text.contains(
+                "provenance_gate_audit_pods_denied_under_enforce{environment=\"development\"} 1",
+            )
+            && text.contains("provenance_gate_audit_pods{environment=\"lab\"} 2")
+    });
+    assert!(!metrics_text(&cluster).contains("provenance_gate_audit_runs_total{result=\"error\"}"));
+}
+
+/// The audit's entry for `namespace`.
+fn namespace_audit(report: &Value, namespace: &str) -> Value {
+    report["namespaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|entry| entry["namespace"] == namespace))
+        .cloned()
+        .unwrap_or_else(|| panic!("no namespace {namespace} in the audit: {report}"))
 }
 
 /// Break-glass through the real API server: a non-approver's declaration is refused, an
@@ -1294,6 +1369,18 @@ fn break_glass_needs_an_approver_and_expires() {
     let run = cluster.run_pod(ENFORCE_NS, "after-expiry", &unattested, &[]);
     assert!(!run.success, "{run}");
     assert!(run.stderr.contains("denied the request: image"), "{run}");
+
+    // The Pod admitted under the break-glass still runs: `audit` lists it for review.
+    let (code, report) = cluster.audit();
+    assert_eq!(code, Some(1), "{report}");
+    let payments = namespace_audit(&report, ENFORCE_NS);
+    assert_eq!(payments["breakGlass"], "expired", "{payments}");
+    let expired = payments["expiredBreakGlass"].as_array().expect("a list");
+    assert_eq!(expired.len(), 1, "{payments}");
+    assert_eq!(expired[0]["pod"], "hotfix", "{payments}");
+    assert_eq!(expired[0]["ticket"], "INC-2", "{payments}");
+    assert_eq!(expired[0]["images"][0], unattested.as_str(), "{payments}");
+    assert_eq!(report["podsOnExpiredBreakGlass"], 1, "{report}");
 }
 
 /// provenance-gate stopped: the API server applies the chart's failure policies. Enforce

@@ -135,6 +135,9 @@ pub struct ServeConfig {
     pub max_in_flight: usize,
     /// Proxy for every registry request; `None`: direct, whatever the environment says.
     pub registry_proxy: Option<reqwest::Url>,
+    /// How often to audit the running Pods and export the result as metrics (cluster mode
+    /// only); `None`: never.
+    pub audit_interval: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -159,6 +162,7 @@ impl ServeConfig {
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             registry_proxy: None,
+            audit_interval: None,
         }
     }
 }
@@ -219,6 +223,8 @@ struct ClusterView {
     policy: Arc<dyn PolicySource>,
     namespaces: Arc<dyn NamespaceDirectory>,
     events: Arc<dyn EventRecorder>,
+    /// The API server, in cluster mode.
+    client: Option<::kube::Client>,
 }
 
 /// Serves until SIGTERM or SIGINT; see [`run`].
@@ -235,6 +241,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         namespaces: Arc::clone(&view.namespaces),
         draining: AtomicBool::new(false),
     });
+    start_audit(&config, &view, &checker, &mut prometheus, &mut tasks)?;
     let probes = probes(prometheus, &metrics, &checker, Arc::clone(&readiness));
     let connection_limit = connections::ConnectionLimit::new(
         config.max_connections,
@@ -306,6 +313,7 @@ async fn open_cluster_view(
                 policy,
                 namespaces: Arc::new(StaticNamespaces::new(namespace_labels.clone())),
                 events: Arc::new(LogEvents),
+                client: None,
             }
         }
         PolicyConfig::Cluster {
@@ -349,14 +357,79 @@ async fn open_cluster_view(
             ClusterView {
                 policy: cell,
                 namespaces: Arc::new(KubeNamespaces::new(
-                    client,
+                    client.clone(),
                     namespaces,
                     NAMESPACE_LOOKUP_TIMEOUT,
                 )),
                 events,
+                client: Some(client),
             }
         }
     })
+}
+
+/// With `--audit-interval`, audits the running Pods on a timer with the webhook's checker
+/// (so its caches serve both) and exports the result as metrics.
+fn start_audit(
+    config: &ServeConfig,
+    view: &ClusterView,
+    checker: &Arc<ImageChecker<PolicyRegistry>>,
+    prometheus: &mut prometheus_client::registry::Registry,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let Some(interval) = config.audit_interval else {
+        return Ok(());
+    };
+    let Some(client) = view.client.clone() else {
+        anyhow::bail!("--audit-interval needs the cluster (it reads the running Pods); it cannot run with --policy FILE");
+    };
+    let metrics = crate::audit::metrics::AuditMetrics::register(prometheus);
+    tasks.spawn(
+        tracing::info_span!("audit", interval_seconds = interval.as_secs()),
+        audit_periodically(
+            client,
+            Arc::clone(checker),
+            Arc::clone(&view.policy),
+            metrics,
+            interval,
+        ),
+    );
+    Ok(())
+}
+
+async fn audit_periodically(
+    client: ::kube::Client,
+    checker: Arc<ImageChecker<PolicyRegistry>>,
+    policy: Arc<dyn PolicySource>,
+    metrics: crate::audit::metrics::AuditMetrics,
+    interval: Duration,
+) {
+    use crate::audit::scan::{scan, ScanLimits};
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        // Until the policy is loaded there is nothing to judge against.
+        let Some(policy) = policy.current() else {
+            continue;
+        };
+        match scan(client.clone(), &checker, &policy, ScanLimits::default()).await {
+            Ok(report) => {
+                metrics.observe(&report);
+                tracing::info!(
+                    pods = report.pods,
+                    pods_denied_under_enforce = report.pods_denied_under_enforce,
+                    pods_on_expired_break_glass = report.pods_on_expired_break_glass,
+                    images_not_checked = report.images_not_checked,
+                    "audit done"
+                );
+            }
+            Err(error) => {
+                metrics.failed();
+                tracing::warn!(error = %error, "audit failed");
+            }
+        }
+    }
 }
 
 /// The image checker: trusted roots, registry credentials and the policy's registry settings.
