@@ -10,6 +10,7 @@
 //! cache. At most `max_verifications` bundles are kept per digest.
 
 pub mod attestations;
+pub mod batch;
 pub mod cache;
 pub mod provenance;
 pub mod reference;
