@@ -1,8 +1,9 @@
 //! The provenance check of one image reference, as a pod spec names it: classify it by
 //! policy (exempt and unmatched images cause no network traffic at all), resolve the tag to
-//! a digest ([`resolve`]), find and verify the attestations of that digest, and hold them against the
-//! rule. Registry answers and verified attestations are cached per digest; the policy is
-//! evaluated afresh on every check, so a policy change never waits for a cache.
+//! a digest ([`resolve`]), find and verify the attestations of that digest, and hold them
+//! against the rule. Registry answers and verified attestations are cached per digest; the
+//! policy is evaluated afresh on every check, so a policy change never waits for a cache.
+//! [`batch`] checks the images of one review together under its budget.
 //!
 //! Bundles are verified lazily and in order: a check stops at the first bundle that
 //! satisfies its rule, and each bundle of a cached digest is verified at most once, so a
