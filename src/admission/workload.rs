@@ -10,14 +10,14 @@ use serde_json::Value;
 
 use crate::check::batch::check_all;
 use crate::cluster::{NamespaceInfo, ObjectRef};
-use crate::decision::breakglass;
+use crate::decision::breakglass::{self, BreakGlassState};
 use crate::decision::{
     decide, review_verdict, AnnotationEdit, BreakGlass, ImageVerdict, Pinning, Pull,
     Subject as Decided, Verdict,
 };
 use crate::evidence::records::RequestContext;
 use crate::evidence::review::{Judged, ReviewOutcome, Subject, WorkloadOutcome};
-use crate::policy::Mode;
+use crate::policy::{Mode, Policy};
 use crate::registry::Registry;
 
 use super::answer;
@@ -36,6 +36,83 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     endpoint: Endpoint,
     spec_pointer: &str,
 ) -> Reviewed {
+    let brought = match brought(request, endpoint, spec_pointer) {
+        Ok(brought) => brought,
+        Err(answered) => return answered,
+    };
+    let uid = request.uid.as_str();
+    let Some(policy) = state.policy.current() else {
+        // Fail closed; the server's readiness gate normally keeps reviews away until then.
+        let response = AdmissionResponse::deny(
+            uid,
+            503,
+            "no policy loaded yet: provenance-gate admits no workload until its policy is loaded",
+        );
+        return (response, ReviewOutcome::Unjudged);
+    };
+    let (judging, warnings) = judging(state, request, brought.object, &policy, endpoint).await;
+    if brought.listed.len() > state.settings.max_images {
+        return too_many_images(state, judging, warnings, brought.listed.len());
+    }
+    let distinct: Vec<String> = {
+        let mut seen = BTreeSet::new();
+        brought
+            .listed
+            .iter()
+            .filter(|image| seen.insert(image.image.as_str()))
+            .map(|image| image.image.clone())
+            .collect()
+    };
+    let (budget, now) = (state.settings.review_budget, judging.now);
+    let duration = &state.metrics.verification_duration;
+    let checks = check_all(&state.checker, &policy, &distinct, now, budget, duration).await;
+    let pinned_here =
+        patch::pinned_in_this_request(brought.object, brought.old_object, brought.ephemeral_update);
+    let verdicts: Vec<ImageVerdict> = checks
+        .into_iter()
+        .map(|check| {
+            let pinning = pinning_of(
+                endpoint,
+                brought.is_pod,
+                &check.image,
+                &brought.listed,
+                &pinned_here,
+            );
+            let decision = decide(
+                Decided::Image {
+                    outcome: &check.outcome,
+                    pinning,
+                },
+                judging.mode,
+                BreakGlass::from(&judging.break_glass),
+            );
+            ImageVerdict { check, decision }
+        })
+        .collect();
+    answer_images(uid, judging, warnings, &brought, verdicts)
+}
+
+/// What a Pod or workload request brings, read from its objects alone.
+struct Brought<'a> {
+    object: &'a Value,
+    old_object: Option<&'a Value>,
+    is_pod: bool,
+    /// `pods/ephemeralcontainers`: debug containers added to a running Pod.
+    ephemeral_update: bool,
+    /// Every image the object runs.
+    all_images: Vec<PodImage>,
+    /// The images new in this request: the ones checked.
+    listed: Vec<PodImage>,
+    annotation: AnnotationPlan<'a>,
+}
+
+/// What `request` brings, or its answer when nothing needs a policy: it runs nothing new,
+/// it is malformed, or it edits the provenance annotation on its own.
+fn brought<'a>(
+    request: &'a AdmissionRequest,
+    endpoint: Endpoint,
+    spec_pointer: &str,
+) -> Result<Brought<'a>, Reviewed> {
     let uid = request.uid.as_str();
     let unjudged = |response| (response, ReviewOutcome::Unjudged);
     let is_pod = request.kind.kind == "Pod";
@@ -47,10 +124,10 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     let (Operation::Create | Operation::Update, Some(object)) =
         (request.operation, request.object.as_ref())
     else {
-        return unjudged(AdmissionResponse::allow(uid));
+        return Err(unjudged(AdmissionResponse::allow(uid)));
     };
     if request.sub_resource.is_some() && !ephemeral_update {
-        return unjudged(AdmissionResponse::allow(uid));
+        return Err(unjudged(AdmissionResponse::allow(uid)));
     }
     let all_images = match images::list_images(object, spec_pointer) {
         Ok(listed) => listed,
@@ -59,11 +136,11 @@ pub(super) async fn review_workload<R: Registry + 'static>(
                 kind: request.kind.kind.clone(),
                 why: error.to_string(),
             };
-            return unjudged(AdmissionResponse::deny(
+            return Err(unjudged(AdmissionResponse::deny(
                 uid,
                 400,
                 &format!("malformed AdmissionReview: {error}"),
-            ));
+            )));
         }
     };
     let old_object = match request.operation {
@@ -78,7 +155,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         .is_none_or(|before| before != all_images);
     if pod_update {
         if let Some(edit) = patch::provenance_annotation_edit(object, old_object, images_changed) {
-            return refuse_annotation_edit(request, object, edit);
+            return Err(refuse_annotation_edit(request, object, edit));
         }
     }
     let listed = match request.operation {
@@ -96,18 +173,59 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         // Images swapped between containers bring nothing new, yet the annotation follows them.
         if endpoint == Endpoint::Mutate && pod_update && images_changed {
             let operations = patch::pod_patch(object, &all_images, &[], &[], annotation);
-            return unjudged(AdmissionResponse::allow(uid).with_patch(&operations));
+            return Err(unjudged(
+                AdmissionResponse::allow(uid).with_patch(&operations),
+            ));
         }
-        return unjudged(AdmissionResponse::allow(uid));
+        return Err(unjudged(AdmissionResponse::allow(uid)));
     }
-    let Some(policy) = state.policy.current() else {
-        // Fail closed; the server's readiness gate normally keeps reviews away until then.
-        return unjudged(AdmissionResponse::deny(
-            uid,
-            503,
-            "no policy loaded yet: provenance-gate admits no workload until its policy is loaded",
-        ));
-    };
+    Ok(Brought {
+        object,
+        old_object,
+        is_pod,
+        ephemeral_update,
+        all_images,
+        listed,
+        annotation,
+    })
+}
+
+/// The namespace's mode and break-glass for one review, and how its evidence names it.
+struct Judging {
+    subject: Subject,
+    mode: Mode,
+    environment: Option<String>,
+    break_glass: BreakGlassState,
+    endpoint: Endpoint,
+    now: jiff::Timestamp,
+}
+
+impl Judging {
+    /// The answer with the review's outcome; its records and Events are written when no
+    /// webhook of ours judges the attempt after this answer.
+    fn conclude(self, response: AdmissionResponse, judged: Judged) -> Reviewed {
+        let final_say = self.endpoint == Endpoint::Validate || !response.allowed;
+        let outcome = ReviewOutcome::Workload(WorkloadOutcome {
+            subject: self.subject,
+            mode: self.mode,
+            environment: self.environment,
+            break_glass: self.break_glass,
+            judged,
+            final_say,
+            now: self.now,
+        });
+        (response, outcome)
+    }
+}
+
+/// How the object's namespace is judged under `policy`, and the warnings that says.
+async fn judging<R>(
+    state: &WebhookState<R>,
+    request: &AdmissionRequest,
+    object: &Value,
+    policy: &Policy,
+    endpoint: Endpoint,
+) -> (Judging, Vec<String>) {
     let now = (state.clock)();
     let mut subject = subject_of(request, object);
     // A namespace whose labels cannot be known is judged in the strictest mode: its own
@@ -122,90 +240,72 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             (NamespaceInfo::default(), (None, Mode::Enforce))
         }
     };
-    let environment = environment.map(str::to_owned);
-    let break_glass = breakglass::under_policy(&policy, &namespace.annotations, now);
-    let mut warnings: Vec<String> = break_glass
+    let break_glass = breakglass::under_policy(policy, &namespace.annotations, now);
+    let warnings = break_glass
         .ignored_warning(&subject.namespace, consequence(mode))
         .filter(|_| mode != Mode::Observe)
         .into_iter()
         .collect();
-    let glass = BreakGlass::from(&break_glass);
-    let outcome = |judged, final_say| {
-        ReviewOutcome::Workload(WorkloadOutcome {
-            subject: subject.clone(),
-            mode,
-            environment: environment.clone(),
-            break_glass: break_glass.clone(),
-            judged,
-            final_say,
-            now,
-        })
+    let judging = Judging {
+        environment: environment.map(str::to_owned),
+        subject,
+        mode,
+        break_glass,
+        endpoint,
+        now,
     };
+    (judging, warnings)
+}
 
-    if listed.len() > state.settings.max_images {
-        let count = listed.len();
-        let decision = decide(
-            Decided::TooManyImages {
-                count,
-                max: state.settings.max_images,
-            },
-            mode,
-            glass,
-        );
-        let message = format!(
-            "{} {} runs {}",
-            subject.regarding.kind, subject.regarding.name, decision.reason
-        );
-        let allowed = decision.admits();
-        tracing::warn!(uid, namespace = %subject.namespace, count, "too many images in one review");
-        let mut response = if allowed {
-            // Observe mode records only; every other admission of too many images says so.
-            if decision.verdict != Verdict::WouldDeny {
-                warnings.push(message.clone());
-            }
-            AdmissionResponse::allow(uid)
-        } else {
-            AdmissionResponse::deny(uid, 403, &message)
-        };
-        response = response.with_warnings(warnings);
-        response.audit_annotations = answer::too_many_images_audit(&decision, count);
-        let final_say = endpoint == Endpoint::Validate || !allowed;
-        return (
-            response,
-            outcome(Judged::TooManyImages { decision, message }, final_say),
-        );
-    }
-
-    let distinct: Vec<String> = {
-        let mut seen = BTreeSet::new();
-        listed
-            .iter()
-            .filter(|image| seen.insert(image.image.as_str()))
-            .map(|image| image.image.clone())
-            .collect()
+/// More images than one review checks, answered as [`decide`] rules: refused in enforce
+/// mode (unless break-glass), admitted with a warning in warn mode, recorded only in
+/// observe mode.
+fn too_many_images<R>(
+    state: &WebhookState<R>,
+    judging: Judging,
+    mut warnings: Vec<String>,
+    count: usize,
+) -> Reviewed {
+    let subject = &judging.subject;
+    let uid = subject.context.uid.as_deref().unwrap_or_default();
+    let decision = decide(
+        Decided::TooManyImages {
+            count,
+            max: state.settings.max_images,
+        },
+        judging.mode,
+        BreakGlass::from(&judging.break_glass),
+    );
+    let message = format!(
+        "{} {} runs {}",
+        subject.regarding.kind, subject.regarding.name, decision.reason
+    );
+    tracing::warn!(uid, namespace = %subject.namespace, count, "too many images in one review");
+    let mut response = if decision.admits() {
+        // Observe mode records only; every other admission of too many images says so.
+        if decision.verdict != Verdict::WouldDeny {
+            warnings.push(message.clone());
+        }
+        AdmissionResponse::allow(uid)
+    } else {
+        AdmissionResponse::deny(uid, 403, &message)
     };
-    let budget = state.settings.review_budget;
-    let duration = &state.metrics.verification_duration;
-    let checks = check_all(&state.checker, &policy, &distinct, now, budget, duration).await;
-    let pinned_here = patch::pinned_in_this_request(object, old_object, ephemeral_update);
-    let verdicts: Vec<ImageVerdict> = checks
-        .into_iter()
-        .map(|check| {
-            let pinning = pinning_of(endpoint, is_pod, &check.image, &listed, &pinned_here);
-            let decision = decide(
-                Decided::Image {
-                    outcome: &check.outcome,
-                    pinning,
-                },
-                mode,
-                glass,
-            );
-            ImageVerdict { check, decision }
-        })
-        .collect();
+    response = response.with_warnings(warnings);
+    response.audit_annotations = answer::too_many_images_audit(&decision, count);
+    judging.conclude(response, Judged::TooManyImages { decision, message })
+}
+
+/// The answer on the images' verdicts: refused when one image is, with the Pod patch on
+/// `/mutate`.
+fn answer_images(
+    uid: &str,
+    judging: Judging,
+    mut warnings: Vec<String>,
+    brought: &Brought<'_>,
+    verdicts: Vec<ImageVerdict>,
+) -> Reviewed {
     let allowed = review_verdict(&verdicts).admits();
-
-    warnings.extend(answer::image_warnings(&verdicts, &break_glass));
+    warnings.extend(answer::image_warnings(&verdicts, &judging.break_glass));
     let message = answer::denial_message(&verdicts);
     let mut response = if allowed {
         AdmissionResponse::allow(uid)
@@ -215,16 +315,18 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     response = response.with_warnings(warnings);
     response.audit_annotations = answer::audit_annotations(&verdicts);
     // Controllers are never mutated: GitOps tools would see drift in what they apply.
-    if allowed && endpoint == Endpoint::Mutate && is_pod {
-        let operations = patch::pod_patch(object, &all_images, &listed, &verdicts, annotation);
+    if allowed && judging.endpoint == Endpoint::Mutate && brought.is_pod {
+        let operations = patch::pod_patch(
+            brought.object,
+            &brought.all_images,
+            &brought.listed,
+            &verdicts,
+            brought.annotation,
+        );
         response = response.with_patch(&operations);
     }
-    let final_say = endpoint == Endpoint::Validate || !allowed;
     let denial = (!allowed).then_some(message);
-    (
-        response,
-        outcome(Judged::Images { verdicts, denial }, final_say),
-    )
+    judging.conclude(response, Judged::Images { verdicts, denial })
 }
 
 /// Refuses an edit of the provenance annotation, in every mode ([`Decided::AnnotationEdit`]).
