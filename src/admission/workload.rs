@@ -38,7 +38,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
 ) -> Reviewed {
     let brought = match brought(request, endpoint, spec_pointer) {
         Ok(brought) => brought,
-        Err(answered) => return answered,
+        Err(answered) => return *answered,
     };
     let uid = request.uid.as_str();
     let Some(policy) = state.policy.current() else {
@@ -112,9 +112,9 @@ fn brought<'a>(
     request: &'a AdmissionRequest,
     endpoint: Endpoint,
     spec_pointer: &str,
-) -> Result<Brought<'a>, Reviewed> {
+) -> Result<Brought<'a>, Box<Reviewed>> {
     let uid = request.uid.as_str();
-    let unjudged = |response| (response, ReviewOutcome::Unjudged);
+    let unjudged = |response| Box::new((response, ReviewOutcome::Unjudged));
     let is_pod = request.kind.kind == "Pod";
     let ephemeral_update = is_pod
         && request.operation == Operation::Update
@@ -155,7 +155,7 @@ fn brought<'a>(
         .is_none_or(|before| before != all_images);
     if pod_update {
         if let Some(edit) = patch::provenance_annotation_edit(object, old_object, images_changed) {
-            return Err(refuse_annotation_edit(request, object, edit));
+            return Err(Box::new(refuse_annotation_edit(request, object, edit)));
         }
     }
     let listed = match request.operation {
