@@ -329,6 +329,93 @@ pub fn record_break_glass_state(metrics: &Metrics, namespace: &str, state: &Brea
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{FailureKind, ImageCheck, ImageOutcome};
+    use crate::cluster::RecordedEvents;
+    use crate::decision::{decide, BreakGlass, Subject as Decided};
+    use crate::evidence::records::MemorySink;
+
+    /// A refused image in an enforce namespace, as a review of Pod `p` in `payments` ends.
+    fn refused(dry_run: bool, final_say: bool) -> ReviewOutcome {
+        let check = ImageCheck {
+            image: "ghcr.io/acme/api:1".into(),
+            pinned: None,
+            outcome: ImageOutcome::Failed {
+                rule: Some("acme".into()),
+                digest: None,
+                kind: FailureKind::NoAttestation,
+                reason: "no attestation found".into(),
+            },
+        };
+        let decision = decide(
+            Decided::settled(&check.outcome),
+            Mode::Enforce,
+            BreakGlass::Inactive,
+        );
+        ReviewOutcome::Workload(WorkloadOutcome {
+            subject: Subject {
+                context: RequestContext::default(),
+                regarding: ObjectRef {
+                    api_version: "v1".into(),
+                    kind: "Pod".into(),
+                    namespace: Some("payments".into()),
+                    name: "p".into(),
+                    uid: None,
+                },
+                namespace: "payments".into(),
+                dry_run,
+                mode_fallback: None,
+            },
+            mode: Mode::Enforce,
+            environment: None,
+            break_glass: BreakGlassState::Absent,
+            judged: Judged::Images {
+                verdicts: vec![ImageVerdict { check, decision }],
+                denial: Some("image ghcr.io/acme/api:1 denied".into()),
+            },
+            final_say,
+            now: "2026-01-01T00:00:00Z".parse().unwrap(),
+        })
+    }
+
+    /// (records written, their dryRun marks, Event reasons) for `outcome`.
+    fn written(outcome: &ReviewOutcome) -> (Vec<bool>, Vec<String>, String) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let (records, events) = (MemorySink::default(), RecordedEvents::default());
+        Evidence::new(&records, &events, &metrics).record(outcome);
+        let marks = records
+            .records()
+            .iter()
+            .map(|record| record.dry_run)
+            .collect();
+        let reasons = events
+            .events()
+            .into_iter()
+            .map(|event| event.reason)
+            .collect();
+        (marks, reasons, crate::evidence::metrics::encode(&registry))
+    }
+
+    #[test]
+    fn a_review_leaves_records_and_events_only_when_it_has_the_final_say() {
+        let (records, events, metrics) = written(&refused(false, true));
+        assert_eq!(records, [false]);
+        assert_eq!(events, ["ImageDenied"]);
+        assert!(metrics.contains(r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation"} 1"#), "{metrics}");
+        // A dry run: the record, marked, and no cluster write.
+        let (records, events, _) = written(&refused(true, true));
+        assert_eq!(records, [true]);
+        assert!(events.is_empty());
+        // Another webhook of ours judges the attempt after this answer: nothing yet.
+        let (records, events, metrics) = written(&refused(false, false));
+        assert!(records.is_empty() && events.is_empty());
+        assert!(
+            !metrics.contains("provenance_gate_decisions_total{"),
+            "{metrics}"
+        );
+        let (records, events, _) = written(&ReviewOutcome::Unjudged);
+        assert!(records.is_empty() && events.is_empty());
+    }
 
     #[test]
     fn event_notes_fit_the_limit() {
