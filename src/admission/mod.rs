@@ -3,15 +3,17 @@
 //! - [`review`] decodes a review and says what is malformed;
 //! - [`images`] lists the images of Pods and pod templates (containers and image volumes),
 //!   with their JSON paths;
-//! - `workload` checks those images under one time budget and decides per namespace mode
-//!   and break-glass; `namespace` judges Namespace writes that declare break-glass;
-//! - [`patch`] and [`response`] build the answer; `evidence` writes the decision records,
-//!   Events and metrics;
+//! - `workload` orchestrates a Pod or workload review: checks its images under one time
+//!   budget (`check::batch`), decides per namespace mode and break-glass (`decision`);
+//!   `namespace` judges Namespace writes that declare break-glass or change a mode;
+//! - [`patch`], `answer` and [`response`] build the answer;
 //! - [`router`] serves `/validate` and `/mutate` with axum.
 //!
-//! Evidence is written once per admission attempt: `/validate` always writes it (it sees
-//! the final object), `/mutate` only when it refuses, since the validating webhooks are then
-//! never called. Both endpoints decide the same way, so a refusal comes as early as possible.
+//! Each review returns its answer and its [`ReviewOutcome`]; [`handle_review`] hands the
+//! outcome to the one evidence handle ([`Evidence`]), once. Evidence is written once per
+//! admission attempt: `/validate` always writes it (it sees the final object), `/mutate`
+//! only when it refuses, since the validating webhooks are then never called. Both
+//! endpoints decide the same way, so a refusal comes as early as possible.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +24,12 @@ use crate::check::ImageChecker;
 use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
 use crate::evidence::metrics::{AdmissionLabels, KindLabel, Metrics, OperationLabel};
 use crate::evidence::records::{Caller, DecisionSink};
+use crate::evidence::review::{Evidence, ReviewOutcome};
 use crate::registry::Registry;
 
-mod evidence;
+mod answer;
+#[cfg(test)]
+mod fixtures;
 pub mod images;
 mod namespace;
 pub mod patch;
@@ -33,7 +38,7 @@ pub mod review;
 mod router;
 mod workload;
 
-pub use evidence::record_break_glass_state;
+pub use crate::evidence::review::record_break_glass_state;
 pub use response::{AdmissionResponse, AdmissionReviewResponse, Status};
 pub use router::router;
 
@@ -105,7 +110,15 @@ impl<R> WebhookState<R> {
     pub fn system_clock() -> Clock {
         Arc::new(jiff::Timestamp::now)
     }
+
+    /// Where this webhook's reviews leave their evidence.
+    fn evidence(&self) -> Evidence<'_> {
+        Evidence::new(&*self.records, &*self.events, &self.metrics)
+    }
 }
+
+/// A review's answer, and what it leaves as evidence.
+type Reviewed = (AdmissionResponse, ReviewOutcome);
 
 /// Answers one AdmissionReview sent by `caller`. Never fails: a malformed review gets a 400
 /// answer that says what is malformed.
@@ -135,15 +148,21 @@ pub async fn handle_review<R: Registry + 'static>(
     // carries its uid, so an operator can follow one review through registry and verification.
     let span = tracing::info_span!("review", uid = %request.uid);
     let response = async {
-        if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
-            namespace::review_namespace(state, &request, endpoint)
-        } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
-            workload::review_workload(state, &request, endpoint, spec_pointer).await
-        } else {
-            // The webhook configuration sent a kind that runs no images: nothing to decide.
-            tracing::debug!(kind = %request.kind.kind, "kind not inspected");
-            AdmissionResponse::allow(&request.uid)
-        }
+        let (response, outcome) =
+            if request.kind.group.is_empty() && request.kind.kind == "Namespace" {
+                namespace::review_namespace(state, &request, endpoint)
+            } else if let Some(spec_pointer) = images::pod_spec_pointer(&request.kind) {
+                workload::review_workload(state, &request, endpoint, spec_pointer).await
+            } else {
+                // The webhook configuration sent a kind that runs no images: nothing to decide.
+                tracing::debug!(kind = %request.kind.kind, "kind not inspected");
+                (
+                    AdmissionResponse::allow(&request.uid),
+                    ReviewOutcome::Unjudged,
+                )
+            };
+        state.evidence().record(&outcome);
+        response
     }
     .instrument(span)
     .await;

@@ -8,17 +8,17 @@ use serde_json::Value;
 
 use crate::cluster::EventType;
 use crate::decision::breakglass::{
-    self, BreakGlassState, ModeChange, ModeVerdict, NamespaceMode, NamespaceWrite,
-    APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION,
+    self, ModeChange, ModeVerdict, NamespaceMode, NamespaceWrite, APPROVED_BY_ANNOTATION,
+    APPROVER_GROUPS_ANNOTATION,
 };
 use crate::decision::Verdict;
-use crate::evidence::records::{DecisionRecord, RequestContext};
+use crate::evidence::records::RequestContext;
+use crate::evidence::review::{ModeChangeDecided, NamespaceEvent, NamespaceOutcome, ReviewOutcome};
 
-use super::evidence;
 use super::patch;
 use super::response::AdmissionResponse;
 use super::review::{AdmissionRequest, Operation, ReviewError};
-use super::{Endpoint, WebhookState};
+use super::{Endpoint, Reviewed, WebhookState};
 
 /// What a Namespace review reads of an object.
 #[derive(Debug, Default)]
@@ -36,49 +36,41 @@ impl Metadata {
     }
 }
 
-/// The namespace write under review, and how to refuse it.
-struct NamespaceReview<'a, R> {
-    state: &'a WebhookState<R>,
+/// The namespace write under review, how to refuse it, and the evidence it gathers.
+struct NamespaceReview<'a> {
     request: &'a AdmissionRequest,
     name: String,
+    evidence: NamespaceOutcome,
 }
 
-impl<R> NamespaceReview<'_, R> {
+impl NamespaceReview<'_> {
     /// A refusal is always evidence (no validation follows a refusing /mutate); an
-    /// admission is /validate's to record. Dry runs send no Events.
-    fn refuse(&self, event_reason: &str, message: String) -> AdmissionResponse {
+    /// admission is /validate's to record.
+    fn refuse(&mut self, event_reason: &'static str, message: String) -> AdmissionResponse {
         let request = self.request;
-        if !request.dry_run {
-            evidence::emit_namespace_event(
-                self.state,
-                &self.name,
-                EventType::Warning,
-                event_reason,
-                &message,
-            );
-        }
+        self.event(EventType::Warning, event_reason, message.clone());
         tracing::warn!(uid = %request.uid, namespace = %self.name, user = %request.user.username, %message, "namespace write refused");
         AdmissionResponse::deny(&request.uid, 403, &message)
     }
 
-    fn record_mode_change(&self, change: &ModeChange, result: Verdict, reason: &str) {
-        let context = RequestContext {
-            uid: Some(self.request.uid.clone()),
-            namespace: Some(self.name.clone()),
-            kind: Some("Namespace".into()),
-            name: Some(self.name.clone()),
-            caller: Some(self.request.caller.clone()),
-        };
-        let mut record = DecisionRecord::mode_change(
-            &context,
-            change,
-            &self.request.user.username,
-            result,
+    fn event(&mut self, type_: EventType, reason: &'static str, message: String) {
+        self.evidence.events.push(NamespaceEvent {
+            type_,
             reason,
-            (self.state.clock)(),
-        );
-        record.dry_run = self.request.dry_run;
-        self.state.records.write(&record);
+            message,
+        });
+    }
+
+    fn record_mode_change(&mut self, change: &ModeChange, result: Verdict, reason: &str) {
+        self.evidence.mode_change = Some(ModeChangeDecided {
+            change: change.clone(),
+            result,
+            reason: reason.to_owned(),
+        });
+    }
+
+    fn done(self, response: AdmissionResponse) -> Reviewed {
+        (response, ReviewOutcome::Namespace(self.evidence))
     }
 }
 
@@ -86,12 +78,13 @@ pub(super) fn review_namespace<R>(
     state: &WebhookState<R>,
     request: &AdmissionRequest,
     endpoint: Endpoint,
-) -> AdmissionResponse {
+) -> Reviewed {
     let uid = request.uid.as_str();
+    let unjudged = |response| (response, ReviewOutcome::Unjudged);
     let (Operation::Create | Operation::Update, Some(object)) =
         (request.operation, request.object.as_ref())
     else {
-        return AdmissionResponse::allow(uid);
+        return unjudged(AdmissionResponse::allow(uid));
     };
     let new = match Metadata::of(object) {
         Ok(metadata) => metadata,
@@ -100,11 +93,11 @@ pub(super) fn review_namespace<R>(
                 kind: "Namespace".into(),
                 why,
             };
-            return AdmissionResponse::deny(
+            return unjudged(AdmissionResponse::deny(
                 uid,
                 400,
                 &format!("malformed AdmissionReview: {error}"),
-            );
+            ));
         }
     };
     // The stored object was valid when stored; an undecodable one counts as empty, which
@@ -129,9 +122,25 @@ pub(super) fn review_namespace<R>(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
-    let review = NamespaceReview {
-        state,
+    let now = (state.clock)();
+    let mut review = NamespaceReview {
         request,
+        evidence: NamespaceOutcome {
+            context: RequestContext {
+                uid: Some(request.uid.clone()),
+                namespace: Some(name.clone()),
+                kind: Some("Namespace".into()),
+                name: Some(name.clone()),
+                caller: Some(request.caller.clone()),
+            },
+            namespace: name.clone(),
+            requested_by: request.user.username.clone(),
+            dry_run: request.dry_run,
+            now,
+            mode_change: None,
+            events: Vec::new(),
+            break_glass_lifted: false,
+        },
         name,
     };
     let policy = state.policy.current();
@@ -142,13 +151,12 @@ pub(super) fn review_namespace<R>(
         (None, _) => None,
         (Some(old), _) if old.labels == new.labels => None,
         (Some(_), None) => {
-            return review.refuse(
-                "NamespaceModeChangeRefused",
-                format!(
-                    "label change on namespace {} refused: no policy loaded yet, so whether it lowers the namespace's mode cannot be told",
-                    review.name
-                ),
-            )
+            let message = format!(
+                "label change on namespace {} refused: no policy loaded yet, so whether it lowers the namespace's mode cannot be told",
+                review.name
+            );
+            let response = review.refuse("NamespaceModeChangeRefused", message);
+            return review.done(response);
         }
         (Some(old), Some(policy)) => Some(ModeChange {
             from: NamespaceMode::of(policy, &old.labels),
@@ -162,10 +170,9 @@ pub(super) fn review_namespace<R>(
             ModeVerdict::Lowered { approver } => Some((change, approver)),
             ModeVerdict::Denied { why } => {
                 review.record_mode_change(change, Verdict::Denied, &why);
-                return review.refuse(
-                    "NamespaceModeChangeRefused",
-                    format!("mode change of namespace {} refused: {why}", review.name),
-                );
+                let message = format!("mode change of namespace {} refused: {why}", review.name);
+                let response = review.refuse("NamespaceModeChangeRefused", message);
+                return review.done(response);
             }
         },
     };
@@ -175,10 +182,10 @@ pub(super) fn review_namespace<R>(
         &new.annotations,
         &request.user,
         config,
-        (state.clock)(),
+        now,
         mode_change.as_ref(),
     );
-    let mut response = judge_break_glass(&review, object, verdict, policy.is_some(), endpoint);
+    let mut response = judge_break_glass(&mut review, object, verdict, policy.is_some(), endpoint);
     if let (true, Endpoint::Validate, Some((change, approver))) =
         (response.allowed, endpoint, lowered_by)
     {
@@ -187,36 +194,29 @@ pub(super) fn review_namespace<R>(
             review.name, change.from, change.to
         );
         review.record_mode_change(change, Verdict::Allowed, &message);
-        if !request.dry_run {
-            evidence::emit_namespace_event(
-                state,
-                &review.name,
-                // Normal, like BreakGlassDeclared: an approver's act, admitted.
-                EventType::Normal,
-                "NamespaceModeLowered",
-                &message,
-            );
-        }
+        // Normal, like BreakGlassDeclared: an approver's act, admitted.
+        review.event(EventType::Normal, "NamespaceModeLowered", message.clone());
         tracing::warn!(uid, namespace = %review.name, %approver, from = %change.from, to = %change.to, "namespace mode lowered");
         response
             .audit_annotations
             .insert("mode-change".to_owned(), message.clone());
         response = response.with_warnings([message]);
     }
-    response
+    review.done(response)
 }
 
 /// The answer to a Namespace write as far as its break-glass annotations go.
-fn judge_break_glass<R>(
-    review: &NamespaceReview<'_, R>,
+fn judge_break_glass(
+    review: &mut NamespaceReview<'_>,
     object: &Value,
     verdict: NamespaceWrite,
     policy_loaded: bool,
     endpoint: Endpoint,
 ) -> AdmissionResponse {
-    let (state, request, name) = (review.state, review.request, &review.name);
+    let request = review.request;
+    let name = review.name.clone();
     let uid = request.uid.as_str();
-    let deny = |why: &str| {
+    let mut deny = |why: &str| {
         review.refuse(
             "BreakGlassRefused",
             format!("break-glass on namespace {name} refused: {why}"),
@@ -226,9 +226,7 @@ fn judge_break_glass<R>(
         NamespaceWrite::Untouched => AdmissionResponse::allow(uid),
         NamespaceWrite::Removal { clear_approval } => {
             // Whatever was removed, what remains is no active break-glass.
-            if endpoint == Endpoint::Validate && !request.dry_run {
-                evidence::record_break_glass_state(&state.metrics, name, &BreakGlassState::Absent);
-            }
+            review.evidence.break_glass_lifted = endpoint == Endpoint::Validate;
             let mut response = AdmissionResponse::allow(uid);
             if endpoint == Endpoint::Mutate && clear_approval {
                 let operations: Vec<Value> = [APPROVED_BY_ANNOTATION, APPROVER_GROUPS_ANNOTATION]
@@ -270,9 +268,7 @@ fn judge_break_glass<R>(
                 let message = format!(
                     "break-glass {ticket} declared on namespace {name} by {approver} until {expires}: unverified images will be admitted with a warning"
                 );
-                if !request.dry_run {
-                    evidence::emit_namespace_event(state, name, EventType::Normal, "BreakGlassDeclared", &message);
-                }
+                review.event(EventType::Normal, "BreakGlassDeclared", message.clone());
                 tracing::info!(uid, namespace = %name, %approver, %ticket, %expires, "break-glass declared");
                 let mut response = AdmissionResponse::allow(uid).with_warnings([message]);
                 response.audit_annotations = BTreeMap::from([(

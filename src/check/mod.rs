@@ -1,8 +1,9 @@
 //! The provenance check of one image reference, as a pod spec names it: classify it by
 //! policy (exempt and unmatched images cause no network traffic at all), resolve the tag to
-//! a digest, find and verify the attestations of that digest, and hold them against the
-//! rule. Registry answers and verified attestations are cached per digest; the policy is
-//! evaluated afresh on every check, so a policy change never waits for a cache.
+//! a digest ([`resolve`]), find and verify the attestations of that digest, and hold them
+//! against the rule. Registry answers and verified attestations are cached per digest; the
+//! policy is evaluated afresh on every check, so a policy change never waits for a cache.
+//! [`batch`] checks the images of one review together under its budget.
 //!
 //! Bundles are verified lazily and in order: a check stops at the first bundle that
 //! satisfies its rule, and each bundle of a cached digest is verified at most once, so a
@@ -10,10 +11,12 @@
 //! cache. At most `max_verifications` bundles are kept per digest.
 
 pub mod attestations;
+pub mod batch;
 pub mod cache;
 pub mod provenance;
 pub mod reference;
 pub mod registry_binding;
+pub mod resolve;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use tokio::sync::OnceCell;
 use self::attestations::find_bundles;
 use self::cache::SingleFlightCache;
 use self::reference::{Digest, ImageReference};
+use self::resolve::TagResolver;
 use crate::decision;
 use crate::policy::{ImageClass, Policy, Rule, UnmatchedAction};
 use crate::registry::{
@@ -201,7 +205,7 @@ pub struct ImageChecker<R> {
     registry: R,
     roots: Arc<TrustedRoots>,
     settings: CheckSettings,
-    tags: SingleFlightCache<String, Result<Digest, RegistryError>>,
+    tags: TagResolver,
     facts: FactsCache,
     children: ChildrenCache,
     verifications: AtomicU64,
@@ -213,8 +217,8 @@ impl<R: Registry> ImageChecker<R> {
         ImageChecker {
             registry,
             roots,
+            tags: TagResolver::new(capacity, settings.tag_ttl, settings.failure_ttl),
             settings,
-            tags: SingleFlightCache::new(capacity),
             facts: SingleFlightCache::new(capacity),
             children: SingleFlightCache::new(capacity),
             verifications: AtomicU64::new(0),
@@ -316,7 +320,7 @@ impl<R: Registry> ImageChecker<R> {
             kind,
             reason,
         };
-        let digest = match self.resolve(reference).await {
+        let digest = match self.tags.resolve(&self.registry, reference).await {
             Ok(digest) => digest,
             Err(error) => return (None, failed(None, FailureKind::Registry, error.to_string())),
         };
@@ -432,22 +436,6 @@ impl<R: Registry> ImageChecker<R> {
             },
             None => failed(FailureKind::NoAttestation, index_reason.to_owned()),
         }
-    }
-
-    async fn resolve(&self, reference: &ImageReference) -> Result<Digest, RegistryError> {
-        if let Some(digest) = reference.digest() {
-            return Ok(digest.clone());
-        }
-        let key = reference.to_string();
-        let ttl = self.settings.tag_ttl;
-        let failure_ttl = self.settings.failure_ttl;
-        self.tags
-            .get_or_fill(
-                &key,
-                |result| if result.is_ok() { ttl } else { failure_ttl },
-                || self.registry.resolve(reference),
-            )
-            .await
     }
 
     /// The bundles of `digest`, verified in order up to the first that verifies: enough to

@@ -168,6 +168,28 @@ pub fn in_force(
     }
 }
 
+/// A namespace's break-glass under `policy`, its approver checked against the policy's
+/// approvers ([`in_force`]). Without `breakGlass` in the policy, declared annotations are
+/// ignored, with the reason.
+pub fn under_policy(
+    policy: &Policy,
+    annotations: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> BreakGlassState {
+    match policy.break_glass() {
+        Some(config) => in_force(annotations, config, now),
+        None if [TICKET_ANNOTATION, REASON_ANNOTATION, EXPIRES_ANNOTATION]
+            .iter()
+            .any(|key| annotations.contains_key(*key)) =>
+        {
+            BreakGlassState::Malformed {
+                why: "break-glass is not enabled in the policy".into(),
+            }
+        }
+        None => BreakGlassState::Absent,
+    }
+}
+
 /// The groups recorded in [`APPROVER_GROUPS_ANNOTATION`]; none when absent or unreadable.
 fn recorded_groups(annotations: &BTreeMap<String, String>) -> Vec<String> {
     annotations

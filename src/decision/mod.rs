@@ -9,7 +9,7 @@ pub mod breakglass;
 use serde::Serialize;
 
 use self::breakglass::BreakGlassState;
-use crate::check::ImageOutcome;
+use crate::check::{ImageCheck, ImageOutcome};
 use crate::policy::{self, Mode, Rule, UnmatchedAction};
 use crate::verify::VerifiedAttestation;
 
@@ -78,6 +78,41 @@ pub enum Subject<'a> {
     },
     /// A review that names more images than one review checks (`max`).
     TooManyImages { count: usize, max: usize },
+    /// A Pod UPDATE that edits the provenance annotation (`annotation`) without changing an
+    /// image. Refused in every mode and whatever the break-glass: the annotation is the
+    /// gate's record of what it verified, not a verdict on an image, and refusing the edit
+    /// stops no container; a record forged in an observe namespace would still mislead once
+    /// the namespace enforces.
+    AnnotationEdit {
+        edit: AnnotationEdit,
+        annotation: &'a str,
+    },
+}
+
+/// What a Pod UPDATE did to the provenance annotation while running the same images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationEdit {
+    Added,
+    Changed,
+    Removed,
+}
+
+impl AnnotationEdit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationEdit::Added => "added",
+            AnnotationEdit::Changed => "changed",
+            AnnotationEdit::Removed => "removed",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            AnnotationEdit::Added => "adds",
+            AnnotationEdit::Changed => "changes",
+            AnnotationEdit::Removed => "removes",
+        }
+    }
 }
 
 impl<'a> Subject<'a> {
@@ -120,6 +155,35 @@ pub enum Pinning {
     Unpinned(UnpinnedCause),
 }
 
+impl Pinning {
+    /// How the Pod under review pulls an image. `/mutate` pins what it verifies in its own
+    /// answer, a controller's template is never pulled as written, and a reference that
+    /// names a digest is pulled as verified; otherwise the Pod pulls the tag.
+    pub fn of(pull: Pull) -> Pinning {
+        if pull.pinned_by_this_answer || pull.in_template || pull.names_digest {
+            return Pinning::Settled;
+        }
+        Pinning::Unpinned(if pull.pinned_earlier_in_request {
+            UnpinnedCause::ChangedAfterPinning
+        } else {
+            UnpinnedCause::NotMutated
+        })
+    }
+}
+
+/// Where an image reference stands when its review decides how it will be pulled.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pull {
+    /// This answer is `/mutate`'s, which pins the verified digest itself.
+    pub pinned_by_this_answer: bool,
+    /// The reference is in a controller's pod template, not in a Pod.
+    pub in_template: bool,
+    /// The reference names a digest already.
+    pub names_digest: bool,
+    /// `/mutate` wrote the provenance of this image's container earlier in this request.
+    pub pinned_earlier_in_request: bool,
+}
+
 /// Why a Pod image is still a tag when `/validate` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnpinnedCause {
@@ -154,7 +218,8 @@ impl UnpinnedCause {
 /// Exempt and unmatched images are never resolved and a failed one is unproven already, so
 /// `pinning` only matters to verified ones. Registry and verification errors fail closed in
 /// enforce mode and only warn elsewhere, like every other unproven image; an active
-/// break-glass admits what enforce mode would refuse, marked as such.
+/// break-glass admits what enforce mode would refuse, marked as such. Exempt and unmatched
+/// images and an edit of the provenance annotation are decided whatever the mode.
 pub fn decide(subject: Subject<'_>, mode: Mode, break_glass: BreakGlass) -> Decision {
     let (reason_code, reason) = match unproven(subject) {
         Ok(settled) => return settled,
@@ -182,6 +247,17 @@ fn unproven(subject: Subject<'_>) -> Result<Decision, (&'static str, String)> {
                 "too_many_images",
                 format!("{count} container images, more than the {max} checked in one review"),
             ))
+        }
+        Subject::AnnotationEdit { edit, annotation } => {
+            return Ok(Decision {
+                verdict: Verdict::Denied,
+                reason_code: "provenance_annotation_edit",
+                reason: format!(
+                    "the annotation {annotation} is provenance-gate's record of what it verified \
+                     and only provenance-gate writes it: this UPDATE {} it without changing an image",
+                    edit.verb()
+                ),
+            })
         }
     };
     match (outcome, pinning) {
@@ -236,6 +312,39 @@ fn unproven(subject: Subject<'_>) -> Result<Decision, (&'static str, String)> {
             },
         )),
     }
+}
+
+/// One image and the decision on it.
+#[derive(Debug, Clone)]
+pub struct ImageVerdict {
+    pub check: ImageCheck,
+    pub decision: Decision,
+}
+
+impl ImageVerdict {
+    pub fn verdict(&self) -> Verdict {
+        self.decision.verdict
+    }
+
+    pub fn admits(&self) -> bool {
+        self.decision.admits()
+    }
+}
+
+/// The verdict of a whole review from its images' verdicts: denied when one image is,
+/// otherwise its most telling one (break-glass, then warned, then would-deny), otherwise
+/// allowed.
+pub fn review_verdict(verdicts: &[ImageVerdict]) -> Verdict {
+    let has = |wanted: Verdict| verdicts.iter().any(|verdict| verdict.verdict() == wanted);
+    [
+        Verdict::Denied,
+        Verdict::BreakGlass,
+        Verdict::Warned,
+        Verdict::WouldDeny,
+    ]
+    .into_iter()
+    .find(|&verdict| has(verdict))
+    .unwrap_or(Verdict::Allowed)
 }
 
 /// Holds one verified attestation against the candidate `rules` in order: the first it
@@ -560,5 +669,30 @@ mod tests {
                 "no policy rule to check the attestation against".to_owned()
             ])
         );
+    }
+
+    #[test]
+    fn an_edit_of_the_provenance_annotation_is_refused_in_every_mode() {
+        for (mode, break_glass) in MODES
+            .into_iter()
+            .flat_map(|mode| BREAK_GLASS.map(|glass| (mode, glass)))
+        {
+            let subject = Subject::AnnotationEdit {
+                edit: AnnotationEdit::Removed,
+                annotation: "provenance-gate.dev/provenance",
+            };
+            let decision = decide(subject, mode, break_glass);
+            assert_eq!(
+                decision.verdict,
+                Verdict::Denied,
+                "{mode:?} {break_glass:?}"
+            );
+            assert_eq!(decision.reason_code, "provenance_annotation_edit");
+            assert!(
+                decision.reason.contains("this UPDATE removes it"),
+                "{}",
+                decision.reason
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ use crate::check::reference::{Digest, ImageReference};
 mod auth;
 mod client;
 mod credentials;
+mod exchange;
 mod limits;
 mod manifest;
 mod observer;
@@ -18,11 +19,11 @@ mod referrers;
 mod transport;
 
 pub use client::{
-    AllowedRegistries, HttpRegistry, RegistryOptions, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_REFERRERS,
-    DEFAULT_REQUEST_TIMEOUT,
+    HttpRegistry, RegistryOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MANIFEST_BYTES,
+    DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_REFERRERS, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use credentials::{Credentials, CredentialsError, DockerConfig};
+pub use exchange::AllowedRegistries;
 pub use observer::{
     IgnoreRequests, RegistryOperation, RequestCounter, RequestKey, RequestObserver,
 };

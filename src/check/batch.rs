@@ -1,0 +1,101 @@
+//! Every distinct image of one review, checked concurrently under the review's budget.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::histogram::Histogram;
+use tracing::Instrument as _;
+
+use super::reference::ImageReference;
+use super::{FailureKind, ImageCheck, ImageChecker, ImageOutcome};
+use crate::policy::{ImageClass, Policy};
+use crate::registry::Registry;
+
+/// Checks each image concurrently; whatever is unfinished when the budget runs out fails
+/// with "verification timed out".
+pub async fn check_all<R: Registry + 'static>(
+    checker: &Arc<ImageChecker<R>>,
+    policy: &Arc<Policy>,
+    images: &[String],
+    now: jiff::Timestamp,
+    budget: Duration,
+    verification_duration: &Histogram,
+) -> Vec<ImageCheck> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let tasks: Vec<_> = images
+        .iter()
+        .map(|image| {
+            let checker = Arc::clone(checker);
+            let policy = Arc::clone(policy);
+            let verification_duration = verification_duration.clone();
+            let image = image.clone();
+            // Spawned rather than awaited in place: a check that outlives the budget still
+            // finishes (within its own per-image timeout) and fills the cache, so the API
+            // server's retry is answered at once.
+            // The span's parent is the review's, so registry and verification logs keep its uid.
+            let span = tracing::info_span!("image_check", image = %image);
+            tokio::spawn(
+                async move {
+                    let started = Instant::now();
+                    let check = checker.check_at(&policy, &image, now).await;
+                    let covered = matches!(
+                        &check.outcome,
+                        ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }
+                    );
+                    if covered {
+                        verification_duration.observe(started.elapsed().as_secs_f64());
+                    }
+                    tracing::debug!(
+                        verified = matches!(check.outcome, ImageOutcome::Verified { .. }),
+                        "image checked"
+                    );
+                    check
+                }
+                .instrument(span),
+            )
+        })
+        .collect();
+    let mut checks = Vec::with_capacity(images.len());
+    for (image, task) in images.iter().zip(tasks) {
+        let check = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(check)) => check,
+            Ok(Err(error)) => unfinished(
+                policy,
+                image,
+                FailureKind::NotVerified,
+                format!("verification failed unexpectedly: {error}"),
+            ),
+            Err(_) => unfinished(
+                policy,
+                image,
+                FailureKind::Timeout,
+                format!(
+                    "verification timed out (the review's budget of {:.1}s ran out)",
+                    budget.as_secs_f64()
+                ),
+            ),
+        };
+        checks.push(check);
+    }
+    checks
+}
+
+/// A failed check for an image whose check did not finish.
+fn unfinished(policy: &Policy, image: &str, kind: FailureKind, reason: String) -> ImageCheck {
+    let rule = ImageReference::parse(image).ok().and_then(|reference| {
+        match policy.classify_image(&reference.name()) {
+            ImageClass::Rule(rule) => Some(rule.name().to_owned()),
+            ImageClass::Exempt | ImageClass::Unmatched(_) => None,
+        }
+    });
+    ImageCheck {
+        image: image.to_owned(),
+        pinned: None,
+        outcome: ImageOutcome::Failed {
+            rule,
+            digest: None,
+            kind,
+            reason,
+        },
+    }
+}

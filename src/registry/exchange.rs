@@ -1,0 +1,470 @@
+//! The authenticated, bounded HTTP exchange with registries, beneath the OCI operations of
+//! `client.rs`: which hosts may be contacted at all, one deadline per request covering
+//! headers and body, bodies cut off at their cap while they arrive, one answered
+//! authentication challenge per request (anonymous or credentialed bearer token, or basic)
+//! with the answer cached, every request reported to the observer, and HTTP failures turned
+//! into [`RegistryError`]s. Redirects and TLS are the transport's (`transport.rs`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+
+use crate::check::reference::{canonical_registry, ImageReference};
+
+use super::auth::{
+    basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope, select_challenge,
+    token_request_url, AuthChallenge, AuthorizationCache,
+};
+use super::credentials::{Credentials, DockerConfig};
+use super::limits::{declared_length_allowed, CappedBody};
+use super::observer::{RegistryOperation, RequestObserver};
+use super::transport::{
+    error_chain, HostOptions, HostTransport, RegistryConfigError, TransportLimits,
+};
+use super::RegistryError;
+
+/// Token endpoint answers are small JSON documents; a JWT is a few KiB.
+const MAX_TOKEN_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Cached `Authorization` values, one per registry host and repository.
+const MAX_CACHED_AUTHORIZATIONS: usize = 1024;
+
+/// Which registries the client may contact at all. Image references come from pod specs, so
+/// this is the last line that keeps a pod from making the webhook connect anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedRegistries {
+    /// Only these registries, named as in image references (`ghcr.io`, `docker.io`,
+    /// `registry.internal:5000`), compared in their canonical spelling.
+    Only(BTreeSet<String>),
+    /// Any registry: for the command line, where the user names the images.
+    Any,
+}
+
+impl AllowedRegistries {
+    /// Allows exactly `registries`.
+    pub fn only<I, S>(registries: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        AllowedRegistries::Only(
+            registries
+                .into_iter()
+                .map(|registry| spelled_canonically(registry.as_ref()))
+                .collect(),
+        )
+    }
+
+    /// Whether `registry` (as in image references) may be contacted.
+    pub fn allows(&self, registry: &str) -> bool {
+        match self {
+            AllowedRegistries::Any => true,
+            AllowedRegistries::Only(registries) => {
+                registries.contains(&spelled_canonically(registry))
+            }
+        }
+    }
+}
+
+/// A name that is no valid registry host keeps its lower-cased text, which no canonical
+/// registry equals: it allows nothing.
+fn spelled_canonically(registry: &str) -> String {
+    canonical_registry(registry).unwrap_or_else(|_| registry.to_ascii_lowercase())
+}
+
+/// One image's registry, repository and transport: what every request needs.
+pub(super) struct Target<'a> {
+    /// The registry as named in references; used in errors and metrics.
+    pub registry: &'a str,
+    /// The host serving its API (differs for Docker Hub).
+    api_host: &'a str,
+    pub repository: &'a str,
+    transport: &'a HostTransport,
+}
+
+/// A response with the deadline its body must arrive by.
+pub(super) struct Exchange {
+    pub response: reqwest::Response,
+    deadline: tokio::time::Instant,
+}
+
+/// Sends the requests of the OCI operations: allowed hosts only, each host over its own
+/// transport, authenticated and bounded in time and size.
+pub(super) struct Exchanger {
+    pub allowed_registries: AllowedRegistries,
+    /// Transports of the hosts with settings, keyed by canonical registry name.
+    pub hosts: HashMap<String, HostTransport>,
+    default_transport: HostTransport,
+    credentials: DockerConfig,
+    authorizations: AuthorizationCache,
+    observer: Arc<dyn RequestObserver>,
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for Exchanger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut hosts: Vec<&String> = self.hosts.keys().collect();
+        hosts.sort();
+        f.debug_struct("Exchanger")
+            .field("allowed_registries", &self.allowed_registries)
+            .field("hosts", &hosts)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchanger {
+    /// Builds one HTTP client per configured host (each with its own CA and scheme) and one
+    /// for all other hosts.
+    pub fn new(
+        allowed_registries: AllowedRegistries,
+        host_options: &[HostOptions],
+        credentials: DockerConfig,
+        limits: &TransportLimits,
+        observer: Arc<dyn RequestObserver>,
+    ) -> Result<Self, RegistryConfigError> {
+        let mut hosts = HashMap::new();
+        for host in host_options {
+            let key = canonical_registry(&host.host).map_err(|error| {
+                RegistryConfigError::InvalidHost {
+                    host: host.host.clone(),
+                    reason: error.problem.to_owned(),
+                }
+            })?;
+            if hosts.contains_key(&key) {
+                return Err(RegistryConfigError::DuplicateHost {
+                    host: host.host.clone(),
+                });
+            }
+            let transport =
+                HostTransport::build(&host.host, host.insecure, host.ca_pem.as_deref(), limits)?;
+            hosts.insert(key, transport);
+        }
+        let default_transport = HostTransport::build("(default)", false, None, limits)?;
+        Ok(Self {
+            allowed_registries,
+            hosts,
+            default_transport,
+            credentials,
+            authorizations: AuthorizationCache::new(MAX_CACHED_AUTHORIZATIONS),
+            observer,
+            request_timeout: limits.request_timeout,
+        })
+    }
+
+    /// The target for `image`, or `NotAllowed` before anything touches the network.
+    pub(super) fn target<'a>(
+        &'a self,
+        image: &'a ImageReference,
+    ) -> Result<Target<'a>, RegistryError> {
+        let registry = image.registry();
+        if !self.allowed_registries.allows(registry) {
+            return Err(RegistryError::NotAllowed {
+                registry: registry.to_owned(),
+            });
+        }
+        // Both sides are canonical: `registry-1.docker.io` settings were keyed as `docker.io`.
+        let transport = self.hosts.get(registry).unwrap_or(&self.default_transport);
+        Ok(Target {
+            registry,
+            api_host: image.api_host(),
+            repository: image.repository(),
+            transport,
+        })
+    }
+
+    /// Sends a request to `/v2/<repository>/<path>`, answering one authentication challenge:
+    /// a cached `Authorization` is sent up front; on 401 the challenge is answered (token or
+    /// basic) and the request repeated once. A 401 that cannot be answered is returned as is.
+    pub(super) async fn request(
+        &self,
+        target: &Target<'_>,
+        operation: RegistryOperation,
+        method: Method,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Exchange, RegistryError> {
+        let url = format!(
+            "{}://{}/v2/{}/{}",
+            target.transport.scheme(),
+            target.api_host,
+            target.repository,
+            path
+        );
+        let scope = pull_scope(target.repository);
+        let mut authorization = self
+            .authorizations
+            .get(target.api_host, &scope, Instant::now());
+        let mut challenge_answered = false;
+        loop {
+            let mut request = target.transport.client.request(method.clone(), &url);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(authorization) = &authorization {
+                request = request.header(AUTHORIZATION, authorization);
+            }
+            let exchange = self.execute(target, operation, request, what).await?;
+            if exchange.response.status() != StatusCode::UNAUTHORIZED || challenge_answered {
+                return Ok(exchange);
+            }
+            challenge_answered = true;
+            if authorization.is_some() {
+                // Expired or revoked early: forget it and follow the new challenge.
+                self.authorizations.remove(target.api_host, &scope);
+            }
+            let challenge = select_challenge(
+                exchange
+                    .response
+                    .headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|value| value.to_str().ok()),
+            );
+            match self.answer_challenge(target, challenge, &scope).await? {
+                Some(answer) => authorization = Some(answer),
+                None => return Ok(exchange),
+            }
+        }
+    }
+
+    /// The `Authorization` value answering `challenge`, or `None` when there is none we can
+    /// give (a Basic challenge without credentials, an unknown scheme).
+    async fn answer_challenge(
+        &self,
+        target: &Target<'_>,
+        challenge: Option<AuthChallenge>,
+        scope: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let credentials = self
+            .credentials
+            .credentials_for(target.registry, target.repository);
+        let (value, lifetime) = match (challenge, credentials) {
+            (Some(AuthChallenge::Bearer { realm, service }), credentials) => {
+                let issued = self
+                    .fetch_token(target, &realm, service.as_deref(), scope, credentials)
+                    .await?;
+                (format!("Bearer {}", issued.token), issued.cache_for)
+            }
+            (Some(AuthChallenge::Basic), Some(credentials)) => {
+                (basic_authorization(credentials), basic_cache_lifetime())
+            }
+            (Some(AuthChallenge::Basic), None) | (None, _) => return Ok(None),
+        };
+        if HeaderValue::from_str(&value).is_err() {
+            return Err(RegistryError::Malformed {
+                registry: target.registry.to_owned(),
+                what: "token".to_owned(),
+                reason: "the token contains characters not allowed in an HTTP header".to_owned(),
+            });
+        }
+        self.authorizations.insert(
+            target.api_host,
+            scope,
+            value.clone(),
+            lifetime,
+            Instant::now(),
+        );
+        Ok(Some(value))
+    }
+
+    async fn fetch_token(
+        &self,
+        target: &Target<'_>,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<super::auth::IssuedToken, RegistryError> {
+        let url = token_request_url(realm, service, scope, target.transport.insecure).map_err(
+            |reason| RegistryError::Malformed {
+                registry: target.registry.to_owned(),
+                what: "authentication challenge".to_owned(),
+                reason,
+            },
+        )?;
+        let what = format!("token from {}", url.host_str().unwrap_or("the token realm"));
+        let mut request = target.transport.client.get(url);
+        if let Some(credentials) = credentials {
+            // Docker's token flow: the registry's realm gets the credentials, the registry
+            // itself only ever sees the token.
+            request = request.header(AUTHORIZATION, basic_authorization(credentials));
+        }
+        let exchange = self
+            .execute(target, RegistryOperation::Token, request, &what)
+            .await?;
+        self.require_success(target, &exchange, &what)?;
+        let bytes = self
+            .read_body(target, exchange, MAX_TOKEN_RESPONSE_BYTES, &what)
+            .await?;
+        parse_token_response(&bytes).map_err(|reason| RegistryError::Malformed {
+            registry: target.registry.to_owned(),
+            what,
+            reason,
+        })
+    }
+
+    /// Sends one request within the request timeout and reports it to the observer.
+    async fn execute(
+        &self,
+        target: &Target<'_>,
+        operation: RegistryOperation,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<Exchange, RegistryError> {
+        // reqwest enforces the same timeout; this outer deadline also bounds the body read
+        // and guarantees the error is a Timeout whatever layer notices first.
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let sent = tokio::time::timeout_at(deadline, request.send()).await;
+        match sent {
+            Ok(Ok(response)) => {
+                self.observer.request_finished(
+                    target.registry,
+                    operation,
+                    Some(response.status().as_u16()),
+                );
+                Ok(Exchange { response, deadline })
+            }
+            Ok(Err(error)) => {
+                self.observer
+                    .request_finished(target.registry, operation, None);
+                Err(self.transport_error(target, error, what))
+            }
+            Err(_elapsed) => {
+                self.observer
+                    .request_finished(target.registry, operation, None);
+                Err(self.timeout_error(target, what))
+            }
+        }
+    }
+
+    /// The body of `exchange`, refused as soon as it passes `cap` bytes.
+    pub(super) async fn read_body(
+        &self,
+        target: &Target<'_>,
+        exchange: Exchange,
+        cap: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let Exchange {
+            mut response,
+            deadline,
+        } = exchange;
+        let too_large = || RegistryError::TooLarge {
+            registry: target.registry.to_owned(),
+            what: what.to_owned(),
+            limit: cap,
+        };
+        if !declared_length_allowed(response.content_length(), cap) {
+            return Err(too_large());
+        }
+        let mut body = CappedBody::new(cap, response.content_length());
+        loop {
+            match tokio::time::timeout_at(deadline, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.push(&chunk).map_err(|_| too_large())?,
+                Ok(Ok(None)) => return Ok(body.into_bytes()),
+                Ok(Err(error)) => return Err(self.transport_error(target, error, what)),
+                Err(_elapsed) => return Err(self.timeout_error(target, what)),
+            }
+        }
+    }
+
+    pub(super) fn require_success(
+        &self,
+        target: &Target<'_>,
+        exchange: &Exchange,
+        what: &str,
+    ) -> Result<(), RegistryError> {
+        let status = exchange.response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(self.status_error(target, status, what))
+        }
+    }
+
+    pub(super) fn status_error(
+        &self,
+        target: &Target<'_>,
+        status: StatusCode,
+        what: &str,
+    ) -> RegistryError {
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+                registry: target.registry.to_owned(),
+                repository: target.repository.to_owned(),
+            },
+            StatusCode::NOT_FOUND => RegistryError::NotFound {
+                registry: target.registry.to_owned(),
+                repository: target.repository.to_owned(),
+                what: what.to_owned(),
+            },
+            StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+                registry: target.registry.to_owned(),
+            },
+            other => RegistryError::Status {
+                registry: target.registry.to_owned(),
+                status: other.as_u16(),
+                what: what.to_owned(),
+            },
+        }
+    }
+
+    fn transport_error(
+        &self,
+        target: &Target<'_>,
+        error: reqwest::Error,
+        what: &str,
+    ) -> RegistryError {
+        if error.is_timeout() {
+            return self.timeout_error(target, what);
+        }
+        // Without the URL: a redirect target may carry a signed query string.
+        let error = error.without_url();
+        RegistryError::Connection {
+            registry: target.registry.to_owned(),
+            reason: format!("{what}: {}", error_chain(&error)),
+        }
+    }
+
+    fn timeout_error(&self, target: &Target<'_>, what: &str) -> RegistryError {
+        RegistryError::Timeout {
+            registry: target.registry.to_owned(),
+            seconds: whole_seconds_rounded_up(self.request_timeout),
+            what: what.to_owned(),
+        }
+    }
+}
+
+/// Seconds for messages: a 500 ms timeout reads as "1s", not "0s".
+fn whole_seconds_rounded_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_is_case_insensitive_and_explicit() {
+        let allowed = AllowedRegistries::only(["GHCR.io", "registry.internal:5000"]);
+        assert!(allowed.allows("ghcr.io"));
+        assert!(allowed.allows("ghcr.io:443"));
+        assert!(!allowed.allows("ghcr.io:8443"));
+        assert!(AllowedRegistries::only(["registry-1.docker.io"]).allows("docker.io"));
+        assert!(allowed.allows("registry.internal:5000"));
+        assert!(!allowed.allows("registry.internal"));
+        assert!(!allowed.allows("evil.example"));
+        assert!(AllowedRegistries::Any.allows("evil.example"));
+    }
+
+    #[test]
+    fn timeout_seconds_round_up() {
+        assert_eq!(whole_seconds_rounded_up(Duration::from_millis(500)), 1);
+        assert_eq!(whole_seconds_rounded_up(Duration::from_secs(5)), 5);
+    }
+}
