@@ -1369,6 +1369,10 @@ async fn an_active_break_glass_admits_failures_with_evidence() {
         worker.break_glass_approved_by.as_deref(),
         Some("alice@example.com")
     );
+    assert_eq!(
+        worker.break_glass_expires.as_deref(),
+        Some("2026-11-28T18:00:00Z")
+    );
     let pinned_api = harness.pinned(API);
     let api = records
         .iter()

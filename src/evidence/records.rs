@@ -113,6 +113,9 @@ pub struct DecisionRecord {
     /// Who declared the break-glass, as the webhook recorded it from the request's userInfo.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub break_glass_approved_by: Option<String>,
+    /// When the break-glass ends (RFC 3339), for the post-incident review of what still runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass_expires: Option<String>,
     /// Who sent the admission request; unauthenticated requests say so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caller: Option<Caller>,
@@ -225,6 +228,7 @@ impl DecisionRecord {
             break_glass_ticket: None,
             break_glass_reason: None,
             break_glass_approved_by: None,
+            break_glass_expires: None,
             caller: context.caller.clone(),
         }
     }

@@ -181,7 +181,7 @@ impl<'a> Evidence<'a> {
                     ticket,
                     reason,
                     approved_by,
-                    ..
+                    expires,
                 },
             ) = (
                 verdict.verdict() == Verdict::BreakGlass,
@@ -190,6 +190,7 @@ impl<'a> Evidence<'a> {
                 record.break_glass_ticket = Some(ticket.clone());
                 record.break_glass_reason = Some(reason.clone());
                 record.break_glass_approved_by = Some(approved_by.clone());
+                record.break_glass_expires = Some(expires.to_string());
             }
             self.records.write(&record);
             self.metrics.record_decision(
