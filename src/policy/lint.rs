@@ -2,12 +2,12 @@
 //! carry them (called from validation, so the webhook refuses them too), and warnings about
 //! sound policies that trust more than their author probably means.
 
-use super::config::{Policy, RISKY_TRIGGERS};
+use super::config::{Policy, DEFAULT_REFS, RISKY_TRIGGERS};
 use super::document::{PolicyDocument, RuleDocument};
 use super::error::{PolicyError, PolicyIssue};
 use super::glob::has_glob_syntax;
 use super::locate::FieldPath;
-use super::validate::{locate_nearest, parse_with_document, LOCATE_BUDGET_BYTES};
+use super::validate::{locate_nearest, parse_with_document, EVERYTHING, LOCATE_BUDGET_BYTES};
 use globset::{GlobBuilder, GlobMatcher};
 use std::collections::HashMap;
 
@@ -187,6 +187,14 @@ fn is_commit(text: &str) -> bool {
 fn warnings(document: &PolicyDocument) -> Vec<(FieldPath, String)> {
     let rules = FieldPath::root().key("rules");
     let mut found = Vec::new();
+    for (index, pattern) in document.exempt_images.iter().enumerate() {
+        if pattern == EVERYTHING {
+            found.push((
+                FieldPath::root().key("exemptImages").index(index),
+                "`**` exempts every image: nothing is verified and no rule is ever tried; exempt the repositories that need it instead (`registry.k8s.io/**`)".to_string(),
+            ));
+        }
+    }
     for (index, rule) in document.rules.iter().enumerate() {
         rule_warnings(&rules.index(index), rule, &mut found);
     }
@@ -220,6 +228,22 @@ fn rule_warnings(path: &FieldPath, rule: &RuleDocument, found: &mut Vec<(FieldPa
                     "owner `{0}` has no `id`, so it is trusted by login alone: a login that is renamed or deleted can be registered by someone else, whose repositories' builds are then trusted (repojacking); pin it with `id: \"…\"` from `gh api users/{0} --jq .id`",
                     owner.name
                 ),
+            ));
+        }
+    }
+    for (index, pattern) in rule.images.iter().enumerate() {
+        if pattern == EVERYTHING {
+            found.push((
+                path.key("images").index(index),
+                "`**` covers every image on every registry, so a pod spec chooses which registry the webhook contacts to look for attestations (a host glob is refused for that reason; `**` is allowed as a deliberate choice); name the registries instead (`ghcr.io/**`), or restrict the webhook's egress".to_string(),
+            ));
+        }
+    }
+    for (index, pattern) in rule.refs.iter().flatten().enumerate() {
+        if pattern == EVERYTHING || pattern == "refs/**" {
+            found.push((
+                path.key("refs").index(index),
+                format!("`{pattern}` trusts builds from every branch and tag, so anyone who can push a branch to a trusted repository can build an image this rule admits; list the protected refs (the default is {})", DEFAULT_REFS.join(", ")),
             ));
         }
     }
@@ -578,6 +602,38 @@ rules:
     repositories: [{name: acme/web}]
 "#;
         assert_eq!(warnings_of(source), []);
+    }
+
+    #[test]
+    fn double_star_loads_but_says_what_it_gives_away() {
+        let source = r#"version: 1
+exemptImages: ["**"]
+rules:
+  - name: every
+    images: ["**"]
+    owners: [{name: acme, id: "1"}]
+    workflows: ["**"]
+    refs: ["**", "refs/**", "refs/heads/release/*"]
+  - name: api
+    images: ["ghcr.io/acme/api"]
+    owners: [{name: acme, id: "1"}]
+"#;
+        let found = warnings_of(source);
+        assert_eq!(
+            PolicyIssue::paths_and_lines(&found),
+            [
+                ("exemptImages[0]", 2),
+                ("rules[0]", 4),
+                ("rules[0].images[0]", 5),
+                ("rules[0].refs[0]", 8),
+                ("rules[0].refs[1]", 8),
+                ("rules[1]", 9),
+            ]
+        );
+        assert!(found[0].2.contains("nothing is verified"), "{:?}", found[0]);
+        assert!(found[2].2.contains("chooses which registry"), "{:?}", found[2]);
+        assert!(found[3].2.contains("every branch and tag"), "{:?}", found[3]);
+        assert!(found[5].2.contains("rule `api` is never tried"), "{:?}", found[5]);
     }
 
     fn rule_with(extra: &str) -> String {

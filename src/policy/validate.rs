@@ -32,10 +32,17 @@ const MAX_REPORTED_ISSUES: usize = 100;
 pub(super) const LOCATE_BUDGET_BYTES: usize = 8 * MAX_POLICY_BYTES;
 
 const WORKFLOWS_DIRECTORY: &str = ".github/workflows/";
+/// `**` alone matches every image, workflow or ref (policy-controller's `glob: "**"`). It
+/// names no host, so it cannot be a half-written host glob: those stay refused in rules.
+pub(super) const EVERYTHING: &str = "**";
 const KNOWN_RUNNERS: [&str; 2] = ["github-hosted", "self-hosted"];
 
-pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
-    parse_with_document(source).map(|(_, policy)| policy)
+impl Policy {
+    /// Parses and checks a `policy.yaml` source. Every error names its field path and line;
+    /// all semantic problems are reported together.
+    pub fn from_yaml(source: &str) -> Result<Policy, PolicyError> {
+        parse_with_document(source).map(|(_, policy)| policy)
+    }
 }
 
 /// The policy and the document it was built from, for checks that report by field path.
@@ -368,6 +375,9 @@ impl Checker {
     /// match one is a mistake worth reporting, and a host spelled another way is refused with
     /// its canonical spelling rather than silently never matching.
     fn image_glob(&mut self, path: &FieldPath, text: &str, kind: ImagePattern) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         let (host, repository) = text.split_once('/').unwrap_or((text, ""));
         let repository_segments: Vec<&str> = repository.split('/').collect();
         // `[` opens an IPv6 address in a host, never a character class.
@@ -774,6 +784,9 @@ impl Checker {
     }
 
     fn workflow_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         let problem = match text.strip_prefix(WORKFLOWS_DIRECTORY) {
             None => format!(
                 "workflow `{text}` must be a path starting with {WORKFLOWS_DIRECTORY} (the calling workflow's path in the source repository)"
@@ -834,6 +847,9 @@ impl Checker {
     }
 
     fn ref_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         if !text.starts_with("refs/") {
             self.report(
                 path,
@@ -1640,5 +1656,65 @@ rules:
         }
         let issue = first_issue(&pattern_policy("*.INTERNAL/**", true));
         assert!(issue.message.contains("matched in lower case"), "{issue}");
+    }
+
+    /// `**` alone (policy-controller's `glob: "**"`) is every image, workflow or ref; a host
+    /// glob next to a written path stays refused in rules.
+    #[test]
+    fn double_star_alone_matches_everything() {
+        for exempt in [true, false] {
+            let policy = Policy::from_yaml(&pattern_policy("**", exempt)).expect("`**` loads");
+            let globs = if exempt {
+                policy.exempt_images()
+            } else {
+                policy.rules()[0].images()
+            };
+            let list = GlobList::new(globs.to_vec()).expect("compiles");
+            for name in [
+                "docker.io/library/nginx",
+                "ghcr.io/acme/team/api",
+                "localhost:5000/a",
+                "[::1]:5000/acme/api",
+            ] {
+                assert!(list.is_match(name), "`**` matches {name}");
+            }
+        }
+        for (refused, exempt_too) in [
+            ("*/**", false),
+            ("**/**", false),
+            ("**/acme/api", false),
+            ("*.io/**", false),
+            ("** ", true),
+            ("***", true),
+            ("/**", true),
+        ] {
+            let issue = first_issue(&pattern_policy(refused, false));
+            assert_eq!(issue.path, "rules[0].images[0]", "{refused}: {issue}");
+            assert_eq!(
+                Policy::from_yaml(&pattern_policy(refused, true)).is_err(),
+                exempt_too,
+                "{refused} as an exemption"
+            );
+        }
+        let rule = |extra: &str| {
+            format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}")
+        };
+        let policy = Policy::from_yaml(&rule("    workflows: [\"**\"]\n    refs: [\"**\"]\n"))
+            .expect("`**` workflows and refs load");
+        let acme = &policy.rules()[0];
+        let workflows = GlobList::new(acme.workflows().expect("listed").to_vec()).unwrap();
+        assert!(workflows.is_match(".github/workflows/release.yml"));
+        let refs = GlobList::new(acme.effective_refs().to_vec()).unwrap();
+        for git_ref in ["refs/heads/main", "refs/tags/v1.2.3", "refs/heads/feature/x"] {
+            assert!(refs.is_match(git_ref), "{git_ref}");
+        }
+        for (extra, path) in [
+            ("    workflows: [\"*\"]\n", "rules[0].workflows[0]"),
+            ("    workflows: [\"**/build.yml\"]\n", "rules[0].workflows[0]"),
+            ("    refs: [\"*\"]\n", "rules[0].refs[0]"),
+            ("    refs: [\"**/main\"]\n", "rules[0].refs[0]"),
+        ] {
+            assert_eq!(first_issue(&rule(extra)).path, path, "{extra}");
+        }
     }
 }
