@@ -585,6 +585,24 @@ impl<R: Registry> ImageChecker<R> {
         Err((kind, reasons.join("; ")))
     }
 
+    /// Every attestation of `digest` (in `reference`'s repository) that verifies, from the
+    /// facts an earlier check left in the cache (fetched again once they expired): what the
+    /// command line explains a policy violation with.
+    pub async fn verified_attestations(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Vec<VerifiedAttestation>, RegistryError> {
+        let facts = self.facts_of(reference, digest).await?;
+        let mut verified = Vec::new();
+        for bundle in &facts.bundles {
+            if let Ok(attestation) = self.verified(&facts, bundle).await {
+                verified.push(attestation.clone());
+            }
+        }
+        Ok(verified)
+    }
+
     /// Entries of one index examined at most: every platform may come with an attestation
     /// manifest (as BuildKit pushes them).
     fn max_index_entries(&self) -> usize {

@@ -631,9 +631,21 @@ rules:
             ]
         );
         assert!(found[0].2.contains("nothing is verified"), "{:?}", found[0]);
-        assert!(found[2].2.contains("chooses which registry"), "{:?}", found[2]);
-        assert!(found[3].2.contains("every branch and tag"), "{:?}", found[3]);
-        assert!(found[5].2.contains("rule `api` is never tried"), "{:?}", found[5]);
+        assert!(
+            found[2].2.contains("chooses which registry"),
+            "{:?}",
+            found[2]
+        );
+        assert!(
+            found[3].2.contains("every branch and tag"),
+            "{:?}",
+            found[3]
+        );
+        assert!(
+            found[5].2.contains("rule `api` is never tried"),
+            "{:?}",
+            found[5]
+        );
     }
 
     fn rule_with(extra: &str) -> String {

@@ -16,6 +16,7 @@ mod error;
 pub mod file;
 mod github;
 mod glob;
+mod hint;
 mod lint;
 mod locate;
 mod rule;
@@ -33,5 +34,6 @@ pub use config::{
 pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError, GlobList};
+pub use hint::fix_hints;
 pub use lint::{CheckedPolicy, GITHUB_ACTIONS_EVENTS};
 pub use rule::{evaluate, Check, Failure, RuleViolation};

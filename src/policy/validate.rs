@@ -1696,21 +1696,26 @@ rules:
                 "{refused} as an exemption"
             );
         }
-        let rule = |extra: &str| {
-            format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}")
-        };
+        let rule = |extra: &str| format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}");
         let policy = Policy::from_yaml(&rule("    workflows: [\"**\"]\n    refs: [\"**\"]\n"))
             .expect("`**` workflows and refs load");
         let acme = &policy.rules()[0];
         let workflows = GlobList::new(acme.workflows().expect("listed").to_vec()).unwrap();
         assert!(workflows.is_match(".github/workflows/release.yml"));
         let refs = GlobList::new(acme.effective_refs().to_vec()).unwrap();
-        for git_ref in ["refs/heads/main", "refs/tags/v1.2.3", "refs/heads/feature/x"] {
+        for git_ref in [
+            "refs/heads/main",
+            "refs/tags/v1.2.3",
+            "refs/heads/feature/x",
+        ] {
             assert!(refs.is_match(git_ref), "{git_ref}");
         }
         for (extra, path) in [
             ("    workflows: [\"*\"]\n", "rules[0].workflows[0]"),
-            ("    workflows: [\"**/build.yml\"]\n", "rules[0].workflows[0]"),
+            (
+                "    workflows: [\"**/build.yml\"]\n",
+                "rules[0].workflows[0]",
+            ),
             ("    refs: [\"*\"]\n", "rules[0].refs[0]"),
             ("    refs: [\"**/main\"]\n", "rules[0].refs[0]"),
         ] {
