@@ -21,6 +21,7 @@ mod lint;
 mod locate;
 mod rule;
 mod selector;
+mod shape;
 mod validate;
 
 pub use classify::ImageClass;

@@ -57,8 +57,23 @@ pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Polic
     if let Some(error) = super::duplicates::refuse_duplicate_keys(source, located_budget) {
         return Err(error);
     }
-    let document: PolicyDocument = serde_yaml::from_str(source)
-        .map_err(|error| PolicyError::Syntax(PolicyIssue::from_yaml_error(&error)))?;
+    let document: PolicyDocument = serde_yaml::from_str(source).map_err(|error| {
+        let mut problems = super::shape::shape_problems(source);
+        if problems.len() < 2 {
+            return PolicyError::Syntax(PolicyIssue::from_yaml_error(&error));
+        }
+        problems.sort_by_key(|issue| {
+            issue
+                .location
+                .map_or((1, 0, 0), |location| (0, location.line, location.column))
+        });
+        let omitted = problems.len().saturating_sub(MAX_REPORTED_ISSUES);
+        problems.truncate(MAX_REPORTED_ISSUES);
+        PolicyError::Invalid {
+            issues: problems,
+            omitted,
+        }
+    })?;
     if document.rules.len() > MAX_RULES {
         return Err(PolicyError::TooManyRules {
             count: document.rules.len(),
