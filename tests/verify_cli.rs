@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use provenance_gate_testkit::registry::{
-    push_attested_image, push_unattested_image, DistributionRegistry, PushedImage, TestRegistry,
+    attach_attestation, push_attested_image, push_unattested_image, DistributionRegistry,
+    PushedImage, ReferrersTagSchema, TestRegistry,
 };
 use provenance_gate_testkit::{MintSpec, TestInstance};
 
@@ -15,6 +16,7 @@ use provenance_gate_testkit::{MintSpec, TestInstance};
 /// `release.yml` on main, push) and an unattested one, and the files the CLI reads.
 struct Gate {
     registry: DistributionRegistry,
+    instance: TestInstance,
     attested: PushedImage,
     unattested: PushedImage,
     dir: tempfile::TempDir,
@@ -62,6 +64,7 @@ impl Gate {
             .expect("write root");
         Gate {
             registry,
+            instance,
             attested,
             unattested,
             dir,
@@ -221,6 +224,44 @@ fn a_calling_workflow_the_rule_does_not_list_gets_the_rule_line_to_add() {
     );
 }
 
+/// Before: an image with an SBOM attestation beside its provenance was first refused for the
+/// SBOM's predicate type, the provenance's actual violation after it.
+#[test]
+fn the_provenance_that_broke_the_rule_leads_an_sbom_beside_it() {
+    let gate = Gate::start();
+    let client = gate.registry.client();
+    let image = push_unattested_image(&client, "acme/tool", "1.0");
+    let subject = format!("{}/acme/tool", client.host());
+    for predicate_type in [
+        "https://spdx.dev/Document/v2.3",
+        "https://slsa.dev/provenance/v1",
+    ] {
+        let spec = MintSpec::github_build(image.manifest.hex())
+            .with_subject(&subject, image.manifest.hex())
+            .with_predicate_type(predicate_type);
+        let bundle = gate.instance.mint(&spec);
+        attach_attestation(
+            &client,
+            "acme/tool",
+            &image.manifest,
+            &bundle,
+            ReferrersTagSchema::Auto,
+        );
+    }
+    let policy = gate.policy("    workflows: [\".github/workflows/deploy.yml\"]\n");
+    let run = gate.verify_with_policy(&image.reference, &policy, &[]);
+    assert_eq!(run.code, 1, "{run}");
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("denied: {}: rule \"acme\": calling workflow .github/workflows/release.yml is not allowed", image.reference)),
+        "{run}"
+    );
+    assert!(
+        first.contains("predicate type https://spdx.dev/Document/v2.3 is not allowed"),
+        "{run}"
+    );
+}
+
 #[test]
 fn repo_and_owner_verify_without_a_policy_with_the_default_rule() {
     let gate = Gate::start();
@@ -252,9 +293,6 @@ fn repo_and_owner_verify_without_a_policy_with_the_default_rule() {
 
     // A build from a tag, or by a pull request, is not what the defaults trust.
     let client = gate.registry.client();
-    let instance = TestInstance::timestamp_only();
-    let root = gate.dir.path().join("tag-root.json");
-    std::fs::write(&root, instance.trusted_root_json()).unwrap();
     for (tag, edit) in [
         (
             "tag",
@@ -262,17 +300,11 @@ fn repo_and_owner_verify_without_a_policy_with_the_default_rule() {
         ),
         ("pr", |spec: MintSpec| spec.with_trigger("pull_request")),
     ] {
-        let pushed = push_attested_image(&client, "acme/api", tag, &instance, edit);
-        let run = gate_cli(&[
-            "verify",
+        let pushed = push_attested_image(&client, "acme/api", tag, &gate.instance, edit);
+        let run = gate.verify(
             &pushed.reference,
-            "--repo",
-            "acme/api",
-            "--insecure-registry",
-            &host,
-            "--trusted-root",
-            &root.display().to_string(),
-        ]);
+            &["--repo", "acme/api", "--insecure-registry", &host],
+        );
         assert_eq!(run.code, 1, "{tag}\n{run}");
     }
 
