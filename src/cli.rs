@@ -217,8 +217,9 @@ struct VerifyBundleArgs {
     /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
     #[arg(long = "trusted-root", value_name = "FILE")]
     trusted_roots: Vec<PathBuf>,
-    /// text: the accepted bundle's build on stdout, or every bundle's reasons on stderr;
-    /// json: one object on stdout (`decision`, `rule`, `reasons`, every bundle's report).
+    /// text: the accepted bundle's build on stdout, or every bundle's reasons (and, with one
+    /// rule, fix hints) on stderr; json: one object on stdout (`decision`, `rule`, `reasons`,
+    /// `hints`, every bundle's report).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -712,12 +713,16 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
         }
     };
     let verdict = check_bundles(&roots, &bundles, artifact, &rules);
+    let hints = match rules.as_slice() {
+        [rule] if !verdict.allowed => rule_hints(rule, &verdict),
+        _ => Vec::new(),
+    };
     match args.output {
         Output::Json => println!(
             "{}",
-            verdict_json(&verdict, &artifact_digest, args.image.as_deref())
+            verdict_json(&verdict, &artifact_digest, args.image.as_deref(), &hints)
         ),
-        Output::Text => print_verdict_text(&verdict, &artifact_digest),
+        Output::Text => print_verdict_text(&verdict, &artifact_digest, &hints),
     }
     Ok(if enforced(&verdict.outcome(&artifact_digest)).admits() {
         ExitCode::SUCCESS
@@ -772,7 +777,32 @@ fn enforced(outcome: &ImageOutcome) -> crate::decision::Decision {
     )
 }
 
-fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Option<&str>) -> String {
+/// The rule lines that would trust the builds of the bundles that verified but broke `rule`.
+fn rule_hints(rule: &crate::policy::Rule, verdict: &ProvenanceVerdict) -> Vec<String> {
+    let now = jiff::Timestamp::now();
+    let mut hints: Vec<String> = Vec::new();
+    for attestation in verdict
+        .bundles
+        .iter()
+        .filter_map(|bundle| bundle.attestation.as_ref())
+    {
+        if let Err(violation) = crate::policy::evaluate(rule, attestation, now) {
+            for hint in crate::policy::fix_hints(rule, attestation, &violation) {
+                if !hints.contains(&hint) {
+                    hints.push(hint);
+                }
+            }
+        }
+    }
+    hints
+}
+
+fn verdict_json(
+    verdict: &ProvenanceVerdict,
+    artifact_digest: &str,
+    image: Option<&str>,
+    hints: &[String],
+) -> String {
     let accepted = verdict.accepted();
     let decision = enforced(&verdict.outcome(artifact_digest));
     serde_json::json!({
@@ -782,12 +812,13 @@ fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Optio
         "rule": accepted.and_then(|bundle| bundle.rule.clone()),
         "bundle": accepted.map(|bundle| bundle.index),
         "reasons": if decision.admits() { Vec::new() } else { verdict.reasons() },
+        "hints": hints,
         "bundles": verdict.bundles,
     })
     .to_string()
 }
 
-fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
+fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str, hints: &[String]) {
     use crate::decision::Verdict;
     let Some(accepted) = verdict.accepted() else {
         eprintln!(
@@ -796,6 +827,9 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
         );
         for reason in verdict.reasons() {
             eprintln!("  - {reason}");
+        }
+        for hint in hints {
+            eprintln!("  hint: {hint}");
         }
         return;
     };

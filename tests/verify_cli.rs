@@ -382,3 +382,43 @@ fn help_documents_exit_status_and_output() {
         assert!(run.stdout.contains(fragment), "{fragment}\n{run}");
     }
 }
+
+/// The real reusable-workflow bundle of tests/data under a rule that lists no signer: the hint
+/// names the signing workflow pinned to the commit that signed.
+#[test]
+fn verify_bundle_hints_the_signer_workflow_to_pin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "version: 1\nrules:\n  - name: demo\n    images: [\"**\"]\n    repositories: [{name: malancas/attest-demo, id: \"804070735\"}]\n",
+    )
+    .expect("write policy");
+    let policy = policy.display().to_string();
+    let args = [
+        "verify-bundle",
+        "--bundle",
+        "tests/data/bundles/public-good/reusable-workflow-attestation.sigstore.json",
+        "--artifact",
+        PUBLIC_GOOD_ARTIFACT,
+        "--policy",
+        &policy,
+        "--rule",
+        "demo",
+    ];
+    let run = gate_cli(&args);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("  hint: if this build is to be trusted, add to rule \"demo\": signerWorkflows: [\"github/artifact-attestations-workflows/.github/workflows/attest.yml@09b495c3f12c7881b3cc17209a327792065c1a1d\"]"),
+        "{run}"
+    );
+    let mut json_args = args.to_vec();
+    json_args.extend(["--output", "json"]);
+    let run = gate_cli(&json_args);
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(
+        answer["hints"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+}

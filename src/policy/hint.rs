@@ -93,6 +93,40 @@ pub fn fix_hints(
             }
         }
     }
+    let signer = claims
+        .build_signer_uri
+        .as_deref()
+        .and_then(parse_workflow_uri);
+    let self_signed =
+        claims.build_signer_uri.is_some() && claims.build_signer_uri == claims.build_config_uri;
+    if let (Some(signer), false) = (signer, self_signed) {
+        let listed = rule
+            .signer_workflows()
+            .iter()
+            .any(|entry| entry.allows(&signer, claims.build_signer_digest.as_deref()));
+        if failed(Check::SignerWorkflow) && !listed {
+            // Pinned to the commit that signed: what `policy check` asks of every signer.
+            let pin = match claims.build_signer_digest.as_deref() {
+                Some(digest)
+                    if digest.len() == 40 && digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    digest
+                }
+                _ => signer.git_ref,
+            };
+            let entry = format!(
+                "{}/{}/{}@{pin}",
+                signer.repository.owner, signer.repository.repo, signer.path
+            );
+            let mut hint = add(extended("signerWorkflows", rule.signer_workflows(), &entry));
+            if rule.signer_workflows().is_empty() {
+                hint.push_str(
+                    " (builds signed by their own workflow then also need allowSelfSigned: true)",
+                );
+            }
+            hints.push(hint);
+        }
+    }
     if let Some(runner) = claims.runner_environment.as_deref() {
         let known = ["github-hosted", "self-hosted"].contains(&runner);
         if failed(Check::Runner) && known && !rule.effective_runners().iter().any(|r| r == runner) {
@@ -156,6 +190,9 @@ mod tests {
         }
     }
 
+    const REUSABLE: &str = "https://github.com/acme/builder/.github/workflows/build.yml";
+    const SIGNER_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
     const POLICY: &str = r#"version: 1
 rules:
   - name: acme
@@ -216,6 +253,16 @@ rules:
             (
                 Box::new(|claims| claims.build_trigger = Some("pull_request_target".into())),
                 vec!["trigger pull_request_target runs code or input from forks"],
+            ),
+            (
+                Box::new(|claims| {
+                    claims.build_signer_uri = Some(format!("{REUSABLE}@refs/tags/v1"));
+                    claims.subject_alternative_name = Some(format!("{REUSABLE}@refs/tags/v1"));
+                    claims.build_signer_digest = Some(SIGNER_COMMIT.into());
+                }),
+                vec![
+                    r#"add to rule "acme": signerWorkflows: ["acme/builder/.github/workflows/build.yml@0123456789abcdef0123456789abcdef01234567"] (builds signed by their own workflow then also need allowSelfSigned: true)"#,
+                ],
             ),
             (
                 Box::new(|claims| claims.runner_environment = Some("self-hosted".into())),
