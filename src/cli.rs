@@ -562,18 +562,7 @@ async fn fix_hints<R: crate::registry::Registry>(
         .verified_attestations(&reference, &digest)
         .await
         .unwrap_or_default();
-    let now = jiff::Timestamp::now();
-    let mut hints: Vec<String> = Vec::new();
-    for attestation in &attestations {
-        if let Err(violation) = crate::policy::evaluate(rule, attestation, now) {
-            for hint in crate::policy::fix_hints(rule, attestation, &violation) {
-                if !hints.contains(&hint) {
-                    hints.push(hint);
-                }
-            }
-        }
-    }
-    hints
+    rule_hints(rule, &attestations)
 }
 
 /// What the webhook would do with an image given `decision`, in words.
@@ -714,7 +703,13 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
     };
     let verdict = check_bundles(&roots, &bundles, artifact, &rules);
     let hints = match rules.as_slice() {
-        [rule] if !verdict.allowed => rule_hints(rule, &verdict),
+        [rule] if !verdict.allowed => rule_hints(
+            rule,
+            verdict
+                .bundles
+                .iter()
+                .filter_map(|bundle| bundle.attestation.as_ref()),
+        ),
         _ => Vec::new(),
     };
     match args.output {
@@ -777,15 +772,14 @@ fn enforced(outcome: &ImageOutcome) -> crate::decision::Decision {
     )
 }
 
-/// The rule lines that would trust the builds of the bundles that verified but broke `rule`.
-fn rule_hints(rule: &crate::policy::Rule, verdict: &ProvenanceVerdict) -> Vec<String> {
+/// The rule lines that would trust the builds of `attestations` that broke `rule`, each once.
+fn rule_hints<'a>(
+    rule: &crate::policy::Rule,
+    attestations: impl IntoIterator<Item = &'a crate::verify::VerifiedAttestation>,
+) -> Vec<String> {
     let now = jiff::Timestamp::now();
     let mut hints: Vec<String> = Vec::new();
-    for attestation in verdict
-        .bundles
-        .iter()
-        .filter_map(|bundle| bundle.attestation.as_ref())
-    {
+    for attestation in attestations {
         if let Err(violation) = crate::policy::evaluate(rule, attestation, now) {
             for hint in crate::policy::fix_hints(rule, attestation, &violation) {
                 if !hints.contains(&hint) {

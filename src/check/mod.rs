@@ -717,8 +717,7 @@ impl Closeness {
     fn of(attestation: &VerifiedAttestation, rule: &Rule) -> Closeness {
         let accepted_kind = rule
             .effective_predicate_types()
-            .iter()
-            .any(|accepted| *accepted == attestation.predicate_type);
+            .contains(&attestation.predicate_type);
         if accepted_kind {
             Closeness::RuleBroken
         } else {

@@ -190,6 +190,9 @@ mod tests {
         }
     }
 
+    /// A change to the certificate of the build that otherwise satisfies the rule.
+    type ClaimsEdit = Box<dyn Fn(&mut CertificateClaims)>;
+
     const REUSABLE: &str = "https://github.com/acme/builder/.github/workflows/build.yml";
     const SIGNER_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -217,7 +220,7 @@ rules:
         let build = |workflow: &str| {
             format!("https://github.com/acme/api/.github/workflows/{workflow}@refs/heads/main")
         };
-        let cases: Vec<(Box<dyn Fn(&mut CertificateClaims)>, Vec<&str>)> = vec![
+        let cases: Vec<(ClaimsEdit, Vec<&str>)> = vec![
             (Box::new(|_| {}), vec![]),
             (
                 Box::new(move |claims| {
