@@ -98,18 +98,14 @@ builds for any image, with the defaults of a rule: refs refs/heads/main; trigger
 release, workflow_dispatch, schedule; runners github-hosted (docs/policy.md).";
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("trust").args(["repo", "owner"]).multiple(true)))]
 struct VerifyImagesArgs {
     /// Image references as a pod spec names them (`ghcr.io/acme/api:1.2`, `nginx`).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
-    /// Policy file (the policy.yaml of the ConfigMap).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "PROVENANCE_GATE_POLICY",
-        required_unless_present_any = ["repo", "owner"],
-        conflicts_with_all = ["repo", "owner"]
-    )]
+    /// Policy file (the policy.yaml of the ConfigMap) [env: PROVENANCE_GATE_POLICY, used
+    /// when neither --policy nor --repo/--owner is given].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["repo", "owner"])]
     policy: Option<PathBuf>,
     /// Instead of a policy: trust builds of this repository for any image, with a rule's
     /// default refs, triggers and runners (repeatable).
@@ -121,7 +117,12 @@ struct VerifyImagesArgs {
     owner: Vec<String>,
     /// With --repo or --owner: reach this registry (HOST[:PORT]) over plain HTTP; a policy
     /// says so under `registries` (repeatable).
-    #[arg(long, value_name = "HOST", conflicts_with = "policy")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        conflicts_with = "policy",
+        requires = "trust"
+    )]
     insecure_registry: Vec<String>,
     /// Labels of the namespace the pod would run in; they pick the environment and mode.
     #[arg(long, value_name = "k=v,...", value_parser = parse_labels, default_value = "")]
@@ -395,9 +396,23 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
         AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
     };
 
-    let policy = match &args.policy {
-        Some(path) => load_policy(path)?,
-        None => command_line_policy(args)?,
+    let by_repository = !(args.repo.is_empty() && args.owner.is_empty());
+    // Read here rather than by clap, so that --repo/--owner in a shell that exports the
+    // variable is not taken for a conflict with --policy.
+    let policy_file = args.policy.clone().or_else(|| {
+        (!by_repository)
+            .then(|| std::env::var_os(POLICY_VARIABLE).filter(|path| !path.is_empty()))
+            .flatten()
+            .map(PathBuf::from)
+    });
+    let policy = match (&policy_file, by_repository) {
+        (Some(path), _) => load_policy(path)?,
+        (None, true) => command_line_policy(args)?,
+        (None, false) => {
+            return Err(UsageError(format!(
+                "give --policy FILE (or {POLICY_VARIABLE}), or --repo OWNER/REPO or --owner OWNER"
+            )))
+        }
     };
     let roots = std::sync::Arc::new(load_roots(&args.trusted_roots)?);
     // The user names the images here; which of them reach a registry is still decided by
@@ -429,7 +444,7 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
             .iter()
             .map(|image| checker.check(&policy, image)),
     ));
-    let explain_rules = args.policy.is_some();
+    let explain_rules = policy_file.is_some();
     let mut all_passed = true;
     for check in &checks {
         // Whether the image is proven is what a deploy gate needs, in every mode: enforce
@@ -519,6 +534,9 @@ fn command_line_policy(args: &VerifyImagesArgs) -> Result<Policy, UsageError> {
         UsageError(format!("--repo/--owner/--insecure-registry: {problems}"))
     })
 }
+
+/// The policy file of `verify` when the command line names none.
+const POLICY_VARIABLE: &str = "PROVENANCE_GATE_POLICY";
 
 /// The rule `verify --repo/--owner` builds; denials name it.
 const COMMAND_LINE_RULE: &str = "--repo/--owner";

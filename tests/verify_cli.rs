@@ -322,10 +322,51 @@ fn repo_and_owner_verify_without_a_policy_with_the_default_rule() {
         ],
         vec!["verify", image, "--repo", "acme"],
         vec!["verify", image, "--repo", "acme/api", "--mode", "block"],
+        vec![
+            "verify",
+            image,
+            "--insecure-registry",
+            &host,
+            "--trusted-root",
+            &root,
+        ],
     ] {
         let run = gate_cli(&args);
         assert_eq!(run.code, 2, "{args:?}\n{run}");
     }
+    // A policy in the environment is the default source of trust, not a conflict.
+    let output = Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
+        .args([
+            "verify",
+            image,
+            "--repo",
+            "acme/api",
+            "--insecure-registry",
+            &host,
+            "--trusted-root",
+            &root,
+        ])
+        .env("PROVENANCE_GATE_POLICY", "no-such-policy.yaml")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let policy = gate.policy("");
+    let output = Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
+        .args(["verify", image, "--trusted-root", &root])
+        .env("PROVENANCE_GATE_POLICY", &policy)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 const GITHUB_BUNDLE: &str =
