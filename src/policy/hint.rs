@@ -17,6 +17,15 @@ pub fn fix_hints(
 ) -> Vec<String> {
     let claims = &attestation.certificate;
     let failed = |check: Check| violation.failures.iter().any(|f| f.check == check);
+    // A build started from outside the reviewed history (a fork's pull request, a comment)
+    // is not one to trust by adding its repository or ref: say that, and nothing else.
+    if let Some(trigger) = claims.build_trigger.as_deref() {
+        if failed(Check::Trigger) && RISKY_TRIGGERS.contains(&trigger) {
+            return vec![format!(
+                "trigger {trigger} runs code or input from forks, pull requests, issues or comments: release the image from a push, release or workflow_dispatch run instead of trusting it"
+            )];
+        }
+    }
     let add = |line: String| {
         format!(
             "if this build is to be trusted, add to rule {:?}: {line}",
@@ -63,7 +72,9 @@ pub fn fix_hints(
         }
     }
     if let Some(source_ref) = claims.source_repository_ref.as_deref() {
+        // A pull request's merge ref is a build of unreviewed code whatever its trigger.
         if failed(Check::Ref)
+            && !source_ref.starts_with("refs/pull/")
             && !rule
                 .effective_refs()
                 .iter()
@@ -80,17 +91,11 @@ pub fn fix_hints(
     }
     if let Some(trigger) = claims.build_trigger.as_deref() {
         if failed(Check::Trigger) && !rule.effective_triggers().allows(trigger) {
-            if RISKY_TRIGGERS.contains(&trigger) {
-                hints.push(format!(
-                    "trigger {trigger} runs code or input from forks, pull requests, issues or comments: release the image from a push, release or workflow_dispatch run instead of trusting it"
-                ));
-            } else {
-                hints.push(add(extended(
-                    "triggers",
-                    rule.effective_triggers().triggers(),
-                    trigger,
-                )));
-            }
+            hints.push(add(extended(
+                "triggers",
+                rule.effective_triggers().triggers(),
+                trigger,
+            )));
         }
     }
     let signer = claims
@@ -266,6 +271,19 @@ rules:
                 vec![
                     r#"add to rule "acme": signerWorkflows: ["acme/builder/.github/workflows/build.yml@0123456789abcdef0123456789abcdef01234567"] (builds signed by their own workflow then also need allowSelfSigned: true)"#,
                 ],
+            ),
+            // A fork's pull request: no repository or ref to add, only why not.
+            (
+                Box::new(|claims| {
+                    claims.build_trigger = Some("pull_request".into());
+                    claims.source_repository_uri = Some("https://github.com/mallory/api".into());
+                    claims.source_repository_ref = Some("refs/pull/31/merge".into());
+                }),
+                vec!["trigger pull_request runs code or input from forks"],
+            ),
+            (
+                Box::new(|claims| claims.source_repository_ref = Some("refs/pull/31/merge".into())),
+                vec![],
             ),
             (
                 Box::new(|claims| claims.runner_environment = Some("self-hosted".into())),
