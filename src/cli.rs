@@ -1,7 +1,8 @@
 //! The `provenance-gate` command line: argument parsing and the offline commands.
 //!
-//! Exit status: 0 verified and allowed (or: a valid policy); 1 denied (or: an invalid policy,
-//! or warnings with `policy check --strict`); 2 bad usage or unreadable input.
+//! Exit status: 0 proven and allowed (or: a valid policy); 1 not proven, in whatever mode the
+//! webhook would run (or: an invalid policy, or warnings with `policy check --strict`); 2 bad
+//! usage or unreadable input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
