@@ -40,11 +40,18 @@ impl std::fmt::Display for Run {
 }
 
 fn gate_cli(args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
-        .args(args)
-        .env_remove("PROVENANCE_GATE_POLICY")
-        .output()
-        .expect("the binary runs");
+    gate_cli_with_policy_variable(args, None)
+}
+
+/// A run with `PROVENANCE_GATE_POLICY` set to `policy` (unset for `None`).
+fn gate_cli_with_policy_variable(args: &[&str], policy: Option<&str>) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provenance-gate"));
+    command.args(args);
+    match policy {
+        Some(path) => command.env("PROVENANCE_GATE_POLICY", path),
+        None => command.env_remove("PROVENANCE_GATE_POLICY"),
+    };
+    let output = command.output().expect("the binary runs");
     Run {
         code: output.status.code().expect("exit code"),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -335,38 +342,22 @@ fn repo_and_owner_verify_without_a_policy_with_the_default_rule() {
         assert_eq!(run.code, 2, "{args:?}\n{run}");
     }
     // A policy in the environment is the default source of trust, not a conflict.
-    let output = Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
-        .args([
-            "verify",
-            image,
-            "--repo",
-            "acme/api",
-            "--insecure-registry",
-            &host,
-            "--trusted-root",
-            &root,
-        ])
-        .env("PROVENANCE_GATE_POLICY", "no-such-policy.yaml")
-        .output()
-        .expect("the binary runs");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let policy = gate.policy("");
-    let output = Command::new(env!("CARGO_BIN_EXE_provenance-gate"))
-        .args(["verify", image, "--trusted-root", &root])
-        .env("PROVENANCE_GATE_POLICY", &policy)
-        .output()
-        .expect("the binary runs");
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let with_repo = [
+        "verify",
+        image,
+        "--repo",
+        "acme/api",
+        "--insecure-registry",
+        &host,
+        "--trusted-root",
+        &root,
+    ];
+    let run = gate_cli_with_policy_variable(&with_repo, Some("no-such-policy.yaml"));
+    assert_eq!(run.code, 0, "{run}");
+    let policy = gate.policy("").display().to_string();
+    let run =
+        gate_cli_with_policy_variable(&["verify", image, "--trusted-root", &root], Some(&policy));
+    assert_eq!(run.code, 0, "{run}");
 }
 
 const GITHUB_BUNDLE: &str =
