@@ -19,6 +19,7 @@ mod glob;
 mod hint;
 mod lint;
 mod locate;
+mod never_match;
 mod rule;
 mod selector;
 mod shape;
@@ -36,5 +37,6 @@ pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError, GlobList};
 pub use hint::fix_hints;
-pub use lint::{CheckedPolicy, GITHUB_ACTIONS_EVENTS};
+pub use lint::CheckedPolicy;
+pub use never_match::GITHUB_ACTIONS_EVENTS;
 pub use rule::{evaluate, Check, Failure, RuleViolation};

@@ -15,8 +15,8 @@ use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::{PolicyError, PolicyIssue};
 use super::github::{is_owner_login, is_repository_name, is_run_id, parse_run_uri};
 use super::glob::{has_glob_syntax, Glob, GlobList};
-use super::lint;
 use super::locate::{locate, FieldPath};
+use super::never_match;
 use crate::check::reference::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -781,7 +781,7 @@ impl Checker {
             return Some(None);
         };
         if !id.is_empty() && id.len() <= 20 && id.bytes().all(|byte| byte.is_ascii_digit()) {
-            if let Some(problem) = lint::id_never_matches(what, id) {
+            if let Some(problem) = never_match::id_never_matches(what, id) {
                 self.report(path, problem);
                 return None;
             }
@@ -810,7 +810,7 @@ impl Checker {
             Some(_) if text.contains('@') => format!(
                 "workflow `{text}` must be a path without @ref; the source ref is checked by `refs`"
             ),
-            Some(file) if file.contains('/') => lint::workflow_in_subdirectory(text),
+            Some(file) if file.contains('/') => never_match::workflow_in_subdirectory(text),
             Some(_) => return self.glob(path, text),
         };
         self.report(path, problem);
@@ -848,7 +848,7 @@ impl Checker {
             return None;
         }
         if let Some(problem) =
-            pinned_ref.and_then(|pinned| lint::signer_ref_never_matches(text, pinned))
+            pinned_ref.and_then(|pinned| never_match::signer_ref_never_matches(text, pinned))
         {
             self.report(path, problem);
             return None;
@@ -872,7 +872,7 @@ impl Checker {
             );
             return None;
         }
-        if let Some(problem) = lint::ref_never_matches(text) {
+        if let Some(problem) = never_match::ref_never_matches(text) {
             self.report(path, problem);
             return None;
         }
@@ -880,7 +880,7 @@ impl Checker {
     }
 
     fn trigger(&mut self, path: &FieldPath, text: &str) -> Option<String> {
-        match lint::trigger_never_matches(text) {
+        match never_match::trigger_never_matches(text) {
             None => Some(text.to_string()),
             Some(problem) => {
                 self.report(path, problem);
