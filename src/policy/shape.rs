@@ -7,19 +7,25 @@ use super::error::PolicyIssue;
 use super::locate::{locate_steps, Step};
 use serde_yaml::{Mapping, Value};
 
-/// Rounds of "read, take the problem out" at most; each round re-reads the document.
+/// Rounds of "read, take the problem out" at most.
 const MAX_ROUNDS: usize = 100;
-/// Bytes that all rounds together may re-read: a broken large policy must not stall a
-/// reload (serde_yaml reads about 10 MB/s).
-const REREAD_BUDGET_BYTES: usize = 4 * super::config::MAX_POLICY_BYTES;
+/// Passes over the document one round makes: write the copy, read it, locate the problem in
+/// the source.
+const PASSES_PER_ROUND: usize = 3;
 
-/// The shape problems of `source`, located, in the order found; empty when the source is
-/// not YAML at all or has the shape of a policy.
-pub(super) fn shape_problems(source: &str) -> Vec<PolicyIssue> {
+/// The shape problems of `source`, located, in the order found, re-reading at most
+/// `budget_bytes`; empty when the source is not YAML at all, has the shape of a policy, or
+/// is too large for more than its first problem within the budget.
+pub(super) fn shape_problems(source: &str, budget_bytes: usize) -> Vec<PolicyIssue> {
     let Ok(mut document) = serde_yaml::from_str::<Value>(source) else {
         return Vec::new();
     };
-    let rounds = (REREAD_BUDGET_BYTES / source.len().max(1)).clamp(1, MAX_ROUNDS);
+    // A broken large policy must not stall a reload (serde_yaml reads about 10 MB/s). One
+    // round finds what the first error says already.
+    let rounds = (budget_bytes / (PASSES_PER_ROUND * source.len().max(1))).min(MAX_ROUNDS);
+    if rounds < 2 {
+        return Vec::new();
+    }
     let mut problems = Vec::new();
     let mut filled: Vec<Vec<Step>> = Vec::new();
     let mut taken: Vec<Vec<Step>> = Vec::new();
@@ -171,6 +177,12 @@ mod tests {
     use super::*;
     use crate::policy::{Policy, PolicyError};
 
+    const BUDGET: usize = 1 << 20;
+
+    fn shape_problems_of(source: &str) -> Vec<PolicyIssue> {
+        shape_problems(source, BUDGET)
+    }
+
     #[test]
     fn every_shape_problem_is_reported_with_path_and_line() {
         let source = r#"version: 1
@@ -190,7 +202,7 @@ registries:
   - {host: a.io, insecure: yes}
 bogus: true
 "#;
-        let problems: Vec<(String, usize, String)> = shape_problems(source)
+        let problems: Vec<(String, usize, String)> = shape_problems(source, BUDGET)
             .iter()
             .map(PolicyIssue::brief)
             .collect();
@@ -245,9 +257,13 @@ bogus: true
 
     #[test]
     fn one_problem_and_no_problem_and_not_yaml() {
-        assert_eq!(shape_problems("version: 1\nrules: []\n"), []);
-        assert_eq!(shape_problems("version: 1\nrules: [\n"), []);
-        let one = shape_problems("version: 1\nbogus: true\n");
+        assert_eq!(shape_problems_of("version: 1\nrules: []\n"), []);
+        assert_eq!(shape_problems_of("version: 1\nrules: [\n"), []);
+        // The budget bounds the rounds: under two, only serde's own first error is given.
+        let two = "version: 1\nbogus: true\nother: 1\n";
+        assert_eq!(shape_problems(two, two.len() * 5), []);
+        assert_eq!(shape_problems(two, two.len() * 6).len(), 2);
+        let one = shape_problems_of("version: 1\nbogus: true\n");
         assert_eq!(one.len(), 1, "{one:?}");
         assert_eq!(one[0].path, "bogus");
     }

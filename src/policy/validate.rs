@@ -58,7 +58,7 @@ pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Polic
         return Err(error);
     }
     let document: PolicyDocument = serde_yaml::from_str(source).map_err(|error| {
-        let mut problems = super::shape::shape_problems(source);
+        let mut problems = super::shape::shape_problems(source, LOCATE_BUDGET_BYTES);
         if problems.len() < 2 {
             return PolicyError::Syntax(PolicyIssue::from_yaml_error(&error));
         }
