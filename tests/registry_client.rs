@@ -866,6 +866,9 @@ async fn the_referrers_api_is_used_and_filtered_by_prefix_on_the_client() {
     assert_eq!(counter.count_of(RegistryOperation::ReferrersTag), 0);
 }
 
+/// The `Link` target a paged server gives for a page (`None`: no header).
+type LinkOf = dyn Fn(usize, &str) -> Option<String> + Send + Sync;
+
 /// A referrers list split into pages (OCI 1.1 `Link: <…>; rel="next"`). Neither registry the
 /// test kit runs splits its lists, so a scripted server answers with the documented shape.
 fn paged_referrers_server(
@@ -940,7 +943,7 @@ async fn a_next_page_elsewhere_is_never_requested() {
         other_host.host
     );
     let other_repository = format!("/v2/other/repo/referrers/{subject}");
-    let cases: Vec<Box<dyn Fn(usize, &str) -> Option<String> + Send + Sync>> = vec![
+    let cases: Vec<Box<LinkOf>> = vec![
         Box::new(move |page, _| Some(format!("{elsewhere}?page={page}"))),
         Box::new(|_, _| Some(format!("/v2/{REPOSITORY}/manifests/latest"))),
         Box::new(move |_, _| Some(other_repository.clone())),

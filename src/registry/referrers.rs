@@ -179,7 +179,7 @@ mod tests {
                 "</v2/acme/api/referrers/{}?last=x>; rel=\"next\"",
                 Digest::of_bytes(b"other")
             ),
-            format!("</v2/acme/api/manifests/latest>; rel=\"next\""),
+            "</v2/acme/api/manifests/latest>; rel=\"next\"".to_owned(),
             format!("</v2/acme/api/referrers/{digest}/../../../other/manifests/x>; rel=\"next\""),
             format!("<{list}x>; rel=\"next\""),
         ] {
