@@ -16,6 +16,8 @@ mod manifest;
 mod observer;
 mod referrers;
 mod transport;
+#[doc(hidden)]
+pub mod wire;
 
 pub use client::{
     AllowedRegistries, HttpRegistry, RegistryOptions, DEFAULT_CONNECT_TIMEOUT,
