@@ -159,7 +159,10 @@ const REPOSITORIES: [(&str, &str, &str); 3] = [
     ("acme/web", "804070736", "16248153"),
     ("mallory/api", "999", "666"),
 ];
-const WORKFLOWS: [&str; 2] = [".github/workflows/release.yml", ".github/workflows/build.yml"];
+const WORKFLOWS: [&str; 2] = [
+    ".github/workflows/release.yml",
+    ".github/workflows/build.yml",
+];
 const REFS: [&str; 3] = ["refs/heads/main", "refs/tags/v1.2.0", "refs/heads/dev"];
 const TRIGGERS: [&str; 3] = ["push", "workflow_dispatch", "pull_request_target"];
 const RUNNERS: [&str; 2] = ["github-hosted", "self-hosted"];
@@ -340,7 +343,16 @@ fn stricter(loose: RuleLists) -> impl Strategy<Value = RuleLists> {
         any::<bool>(),
     )
         .prop_map(
-            move |(repositories, workflows, refs, triggers, runners, max_age_days, extra, allow)| {
+            move |(
+                repositories,
+                workflows,
+                refs,
+                triggers,
+                runners,
+                max_age_days,
+                extra,
+                allow,
+            )| {
                 let mut revoked_commits = loose.revoked_commits.clone();
                 revoked_commits.extend(extra);
                 revoked_commits.sort_unstable();
@@ -389,7 +401,11 @@ fn policy_of(lists: &RuleLists) -> Policy {
     if let Some(days) = lists.max_age_days {
         rule.push_str(&format!("    maxAge: {days}d\n"));
     }
-    let unmatched = if lists.unmatched_allow { "allow" } else { "deny" };
+    let unmatched = if lists.unmatched_allow {
+        "allow"
+    } else {
+        "deny"
+    };
     let yaml = format!(
         "version: 1\nunmatchedImages: {unmatched}\nrevoked: {{commits: {}}}\nrules:\n{rule}",
         yaml_list(&lists.revoked_commits)
@@ -496,7 +512,11 @@ fn the_generated_build_passes_a_rule_written_for_it() {
         revoked_commits: Vec::new(),
         unmatched_allow: false,
     };
-    let admitted = outcome(&policy_of(&lists), "ghcr.io/acme/api:1", &attestation(&build));
+    let admitted = outcome(
+        &policy_of(&lists),
+        "ghcr.io/acme/api:1",
+        &attestation(&build),
+    );
     assert!(
         matches!(admitted, ImageOutcome::Verified { .. }),
         "{admitted:?}"
@@ -533,7 +553,11 @@ fn the_generated_build_passes_a_rule_written_for_it() {
         },
     ];
     for lists in narrowed {
-        let refused = outcome(&policy_of(&lists), "ghcr.io/acme/api:1", &attestation(&build));
+        let refused = outcome(
+            &policy_of(&lists),
+            "ghcr.io/acme/api:1",
+            &attestation(&build),
+        );
         assert!(
             matches!(refused, ImageOutcome::Failed { .. }),
             "{lists:?}: {refused:?}"
@@ -631,7 +655,11 @@ fn change(leaf: &Value, position: Index) -> Value {
     }
 }
 
-fn verify_text(roots: &TrustedRoots, text: &str, artifact: &[u8]) -> Result<VerifiedAttestation, String> {
+fn verify_text(
+    roots: &TrustedRoots,
+    text: &str,
+    artifact: &[u8],
+) -> Result<VerifiedAttestation, String> {
     let bundles = read_bundles(text.as_bytes()).map_err(|error| error.to_string())?;
     let bundle = bundles.first().ok_or("no bundle")?;
     verify_bundle(roots, bundle, ArtifactInput::Bytes(artifact)).map_err(|error| error.to_string())

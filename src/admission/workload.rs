@@ -491,6 +491,10 @@ fn unfinished(policy: &Policy, image: &str, kind: FailureKind, reason: String) -
     }
 }
 
+/// Longest image reference quoted in a denial message (characters): longer than any valid
+/// reference, so that an invalid 10,000-character one cannot push out why it was denied.
+const MAX_IMAGE_IN_MESSAGE: usize = 1024;
+
 /// `image X denied: rule "acme": why` for each refused image.
 fn denial_message(verdicts: &[ImageVerdict]) -> String {
     verdicts
@@ -499,7 +503,8 @@ fn denial_message(verdicts: &[ImageVerdict]) -> String {
         .map(|verdict| {
             format!(
                 "image {} denied: {}",
-                verdict.check.image, verdict.decision.reason
+                bounded(&verdict.check.image, MAX_IMAGE_IN_MESSAGE),
+                verdict.decision.reason
             )
         })
         .collect::<Vec<_>>()
