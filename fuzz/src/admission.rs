@@ -81,7 +81,11 @@ fn state() -> &'static WebhookState<Down> {
         let mut registry = prometheus_client::registry::Registry::default();
         let now = now();
         WebhookState {
-            checker: Arc::new(ImageChecker::new(Down, embedded_roots(), CheckSettings::default())),
+            checker: Arc::new(ImageChecker::new(
+                Down,
+                embedded_roots(),
+                CheckSettings::default(),
+            )),
             policy: Arc::new(PolicyCell::new(Some(example_policy().clone()))),
             namespaces: Arc::new(NamespaceMap::default()),
             events: Arc::new(Discard),
@@ -104,7 +108,10 @@ pub(crate) fn admission_review(data: &[u8]) {
             .as_bool()
             .unwrap_or_else(|| panic!("no allowed: {answer}"));
         if let Some(image) = &must_deny {
-            assert!(!allowed, "{endpoint:?} admitted {image:?} while the registry is down: {answer}");
+            assert!(
+                !allowed,
+                "{endpoint:?} admitted {image:?} while the registry is down: {answer}"
+            );
         }
     }
 }
@@ -124,7 +131,9 @@ fn runs_a_checked_image_on_create(data: &[u8]) -> Option<String> {
         .into_iter()
         .map(|listed| listed.image)
         .find(|image| match ImageReference::parse(image) {
-            Ok(reference) => !matches!(policy.classify_image(&reference.name()), ImageClass::Exempt),
+            Ok(reference) => {
+                !matches!(policy.classify_image(&reference.name()), ImageClass::Exempt)
+            }
             Err(_) => true,
         })
 }

@@ -6,7 +6,9 @@
 use std::sync::OnceLock;
 
 use provenance_gate::verify::statement::read_statement;
-use provenance_gate::verify::{read_bundles, verify_bundle, ArtifactInput, ParsedBundle, VerifiedAttestation};
+use provenance_gate::verify::{
+    read_bundles, verify_bundle, ArtifactInput, ParsedBundle, VerifiedAttestation,
+};
 use sigstore_types::SignatureContent;
 
 use crate::embedded_roots;
@@ -80,7 +82,10 @@ fn real_evidence() -> &'static [VerifiedAttestation] {
             })
             .map(|attestation| evidence(&attestation))
             .collect();
-        assert!(facts.len() >= 2, "the real bundles with sha256 subjects verify");
+        assert!(
+            facts.len() >= 2,
+            "the real bundles with sha256 subjects verify"
+        );
         facts
     })
 }

@@ -15,7 +15,10 @@ pub(crate) fn image_reference(data: &[u8]) {
     let canonical = reference.to_string();
     let reparsed = ImageReference::parse(&canonical)
         .unwrap_or_else(|error| panic!("{input:?} → {canonical:?} does not parse: {error}"));
-    assert_eq!(reparsed, reference, "{input:?} → {canonical:?} is not stable");
+    assert_eq!(
+        reparsed, reference,
+        "{input:?} → {canonical:?} is not stable"
+    );
     assert_eq!(reparsed.to_string(), canonical);
     assert_eq!(
         canonical_registry(reference.registry()).as_deref(),

@@ -135,7 +135,11 @@ pub(crate) fn registry_answers(data: &[u8]) {
             .as_deref()
             .is_some_and(|artifact_type| artifact_type.starts_with(BUNDLE_PREFIX))));
     }
-    let served: Vec<String> = store.blobs.keys().map(|digest| digest.hex().to_owned()).collect();
+    let served: Vec<String> = store
+        .blobs
+        .keys()
+        .map(|digest| digest.hex().to_owned())
+        .collect();
     let checker = ImageChecker::new(store, embedded_roots(), CheckSettings::default());
     let check = block_on(checker.check_at(example_policy(), IMAGE, now()));
     match &check.outcome {
@@ -151,10 +155,17 @@ pub(crate) fn registry_answers(data: &[u8]) {
                 .filter_map(|subject| subject.digest.get("sha256").map(String::as_str))
                 .collect();
             let bound = match platforms_checked {
-                None => named.iter().any(|hex| Some(*hex) == digest.strip_prefix("sha256:")),
-                Some(_) => named.iter().any(|hex| served.iter().any(|served| served == hex)),
+                None => named
+                    .iter()
+                    .any(|hex| Some(*hex) == digest.strip_prefix("sha256:")),
+                Some(_) => named
+                    .iter()
+                    .any(|hex| served.iter().any(|served| served == hex)),
             };
-            assert!(bound, "verified {digest} by an attestation naming {named:?}");
+            assert!(
+                bound,
+                "verified {digest} by an attestation naming {named:?}"
+            );
         }
         ImageOutcome::Failed { reason, .. } => assert!(reason.len() <= MAX_REASON_BYTES),
         ImageOutcome::Exempt | ImageOutcome::Unmatched { .. } => {
@@ -174,7 +185,10 @@ pub(crate) fn www_authenticate(data: &[u8]) {
         assert!(params.keys().all(|key| *key == key.to_ascii_lowercase()));
     }
     if let Some(Some((realm, _service))) = wire::chosen_challenge(text.split('\n')) {
-        assert!(!realm.is_empty(), "a Bearer challenge without a realm is answered");
+        assert!(
+            !realm.is_empty(),
+            "a Bearer challenge without a realm is answered"
+        );
     }
     if let Ok((token, cache_for)) = wire::token_response(data) {
         assert!(!token.is_empty());

@@ -30,8 +30,10 @@ pub const REAL_BUNDLES: [(&str, &[u8]); 4] = [
 ];
 
 const GKE_POD_CREATE: &str = include_str!("../../tests/data/admission/pod-create.gke.json");
-const REFERRER_MANIFEST: &[u8] = include_bytes!("../../tests/data/oci/attestation-referrer-manifest.ghcr.json");
-const REFERRERS_INDEX: &[u8] = include_bytes!("../../tests/data/oci/referrers-index.spec-example.json");
+const REFERRER_MANIFEST: &[u8] =
+    include_bytes!("../../tests/data/oci/attestation-referrer-manifest.ghcr.json");
+const REFERRERS_INDEX: &[u8] =
+    include_bytes!("../../tests/data/oci/referrers-index.spec-example.json");
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -100,7 +102,8 @@ fn admission_reviews() -> Vec<(String, Vec<u8>)> {
         "spec": {"template": {"metadata": {}, "spec": spec}},
     });
     let mut exempt = pod.clone();
-    exempt["request"]["object"]["spec"]["containers"][0]["image"] = json!("registry.k8s.io/pause:3.9");
+    exempt["request"]["object"]["spec"]["containers"][0]["image"] =
+        json!("registry.k8s.io/pause:3.9");
     let mut namespace = pod.clone();
     namespace["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Namespace"});
     namespace["request"]["operation"] = json!("UPDATE");
@@ -113,13 +116,20 @@ fn admission_reviews() -> Vec<(String, Vec<u8>)> {
             "provenance-gate.dev/break-glass-expires": "2026-11-28T12:00:00Z",
         }},
     });
-    namespace["request"]["oldObject"] = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}});
+    namespace["request"]["oldObject"] =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}});
     let mut beta = pod.clone();
     beta["apiVersion"] = json!("admission.k8s.io/v1beta1");
-    [("pod-create.gke.json", pod), ("deployment.json", deployment), ("exempt.json", exempt), ("namespace.json", namespace), ("v1beta1.json", beta)]
-        .into_iter()
-        .map(|(name, review)| (name.to_owned(), serde_json::to_vec(&review).expect("JSON")))
-        .collect()
+    [
+        ("pod-create.gke.json", pod),
+        ("deployment.json", deployment),
+        ("exempt.json", exempt),
+        ("namespace.json", namespace),
+        ("v1beta1.json", beta),
+    ]
+    .into_iter()
+    .map(|(name, review)| (name.to_owned(), serde_json::to_vec(&review).expect("JSON")))
+    .collect()
 }
 
 /// A JSON-lines file of one bundle, then the same bundle in the `{"bundle": …}` wrapper.
@@ -161,17 +171,42 @@ fn registry_answers() -> Vec<(String, Vec<u8>)> {
     .expect("JSON");
     let mut listed = descriptor(OCI_MANIFEST, &referrer);
     listed["artifactType"] = json!(BUNDLE_TYPE);
-    let referrers = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed]}))
-        .expect("JSON");
+    let referrers = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [listed]}),
+    )
+    .expect("JSON");
     let mut amd64 = descriptor(OCI_MANIFEST, &image);
     amd64["platform"] = json!({"os": "linux", "architecture": "amd64"});
     let mut attestation = descriptor(OCI_MANIFEST, &referrer);
     attestation["platform"] = json!({"os": "unknown", "architecture": "unknown"});
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd64, attestation]}))
-        .expect("JSON");
+    let index = serde_json::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [amd64, attestation]}),
+    )
+    .expect("JSON");
     vec![
-        ("image-with-referrer".to_owned(), join(&[&image, b"", &referrers, &referrer, bundle])),
-        ("index".to_owned(), join(&[&index, OCI_INDEX.as_bytes(), &referrers, &image, &referrer, bundle])),
-        ("real-oci-files".to_owned(), join(&[REFERRERS_INDEX, b"application/json", REFERRERS_INDEX, REFERRER_MANIFEST])),
+        (
+            "image-with-referrer".to_owned(),
+            join(&[&image, b"", &referrers, &referrer, bundle]),
+        ),
+        (
+            "index".to_owned(),
+            join(&[
+                &index,
+                OCI_INDEX.as_bytes(),
+                &referrers,
+                &image,
+                &referrer,
+                bundle,
+            ]),
+        ),
+        (
+            "real-oci-files".to_owned(),
+            join(&[
+                REFERRERS_INDEX,
+                b"application/json",
+                REFERRERS_INDEX,
+                REFERRER_MANIFEST,
+            ]),
+        ),
     ]
 }
