@@ -29,3 +29,6 @@ if [ -f tests/oracle/package-lock.json ] && [ ! -d tests/oracle/node_modules ]; 
 fi
 
 cargo test --workspace --locked "$@"
+# The fuzz targets, a package of their own (fuzz/): over their seeds, the inputs of earlier
+# crashes, and a second per target of mutated seeds. Built into the same target directory.
+CARGO_TARGET_DIR="$PWD/target" cargo test --locked --manifest-path fuzz/Cargo.toml

@@ -20,9 +20,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+use provenance_gate::admission::response::{MAX_MESSAGE_CHARS, MAX_WARNING_CHARS};
 use provenance_gate::admission::{router, WebhookSettings, WebhookState};
 use provenance_gate::check::reference::{Digest, ImageReference};
-use provenance_gate::check::{CheckSettings, ImageChecker};
+use provenance_gate::check::{CheckSettings, ImageChecker, MAX_REASON_BYTES};
 use provenance_gate::cluster::{
     EventType, NamespaceDirectory, NamespaceInfo, NamespaceLookupError, NamespaceMap, ObjectRef,
     PolicyCell, RecordedEvents,
@@ -2760,4 +2761,230 @@ async fn the_report_command_summarises_the_records_the_webhook_wrote() {
     let (code, _, stderr) = report_command("", &[dir.path().join("missing").to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.starts_with("error: failed to read "), "{stderr}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input: the rows of SECURITY.md's bad-input catalogue that are judged at the router.
+
+/// The answer's texts stay within their bounds whatever the input held.
+fn assert_texts_bounded(response: &Value) {
+    let message = message(response);
+    assert!(
+        message.chars().count() <= MAX_MESSAGE_CHARS,
+        "{}",
+        message.len()
+    );
+    for warning in warnings(response) {
+        assert!(warning.chars().count() <= MAX_WARNING_CHARS, "{warning}");
+    }
+}
+
+#[tokio::test]
+async fn a_review_truncated_anywhere_is_a_400_answer() {
+    let harness = Harness::new();
+    let body = serde_json::to_vec(&pod_review("prod", &[("api", API)])).unwrap();
+    // Every 37th cut, and the last byte off: a JSON object cut short is never JSON.
+    let cuts = (0..body.len()).step_by(37).chain([body.len() - 1]);
+    for cut in cuts {
+        for path in ["/validate", "/mutate"] {
+            let (status, answer) = harness
+                .post_raw(path, body[..cut].to_vec(), Some("application/json"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "cut at {cut}");
+            let response = &answer["response"];
+            assert_eq!(response["allowed"], false, "cut at {cut}");
+            assert_eq!(response["status"]["code"], 400, "cut at {cut}");
+            assert!(
+                message(response).starts_with("malformed AdmissionReview: "),
+                "{}",
+                message(response)
+            );
+        }
+    }
+    assert!(harness.records().is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_with_thousands_of_containers_is_refused_unchecked() {
+    let harness = Harness::new();
+    let named: Vec<(String, String)> = (0..5000)
+        .map(|index| {
+            (
+                format!("c{index}"),
+                format!("ghcr.io/acme/worker-{index}:1"),
+            )
+        })
+        .collect();
+    let images: Vec<(&str, &str)> = named
+        .iter()
+        .map(|(name, image)| (name.as_str(), image.as_str()))
+        .collect();
+    let expected =
+        "Pod echo-pod runs 5000 container images, more than the 256 checked in one review";
+    let response = harness
+        .post("/validate", &pod_review("prod", &images))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert_eq!(message(&response), expected);
+    // Warn mode admits it unchecked, saying why, like any other unproven image.
+    let response = harness
+        .post("/validate", &pod_review("staging", &images))
+        .await;
+    assert_eq!(response["allowed"], true);
+    assert_eq!(warnings(&response), [expected]);
+    // None of the 5000 images was checked (records are per checked image); the denial
+    // leaves one Event.
+    assert!(harness.records().is_empty());
+    assert_eq!(harness.events.events().len(), 1);
+}
+
+#[tokio::test]
+async fn a_ten_thousand_character_reference_is_denied_with_a_bounded_answer() {
+    let harness = Harness::new();
+    let long = format!("ghcr.io/acme/{}:1", "a".repeat(10_000));
+    let response = harness
+        .post("/validate", &pod_review("prod", &[("long", &long)]))
+        .await;
+    assert_eq!(response["allowed"], false);
+    // The reference is quoted shortened, so that the reason is still there to read.
+    assert!(
+        message(&response).ends_with(
+            "… denied: invalid image reference: 10015 bytes is longer than the limit of 4096"
+        ),
+        "{}",
+        message(&response)
+    );
+    assert_texts_bounded(&response);
+    let response = harness
+        .post("/validate", &pod_review("staging", &[("long", &long)]))
+        .await;
+    assert_eq!(response["allowed"], true);
+    assert_texts_bounded(&response);
+    for record in harness.records() {
+        assert!(
+            record.reason.len() <= MAX_REASON_BYTES,
+            "{}",
+            record.reason.len()
+        );
+    }
+}
+
+#[tokio::test]
+async fn unicode_look_alike_hosts_are_refused_never_taken_for_the_real_host() {
+    let harness = Harness::new();
+    // Each looks like ghcr.io (covered by rule acme) or registry.k8s.io (exempt) to a reader.
+    let invalid = [
+        "ghcr.\u{456}o/acme/api:1.2",      // Cyrillic і
+        "\u{ff47}hcr.io/acme/api:1.2",     // fullwidth ｇ
+        "ghcr.io\u{200b}/acme/api:1.2",    // zero-width space
+        "ghcr\u{3002}io/acme/api:1.2",     // ideographic full stop
+        "registry.k8s.\u{456}o/pause:3.9", // the exempt host, Cyrillic і
+    ];
+    for image in invalid {
+        let response = harness
+            .post("/validate", &pod_review("prod", &[("api", image)]))
+            .await;
+        assert_eq!(response["allowed"], false, "{image}");
+        assert!(
+            message(&response).contains("invalid image reference"),
+            "{image}: {}",
+            message(&response)
+        );
+    }
+    // The punycode spelling is an ASCII host of its own: no rule names it.
+    let punycode = "xn--ghcr-8ve.io/acme/api:1.2";
+    let response = harness
+        .post("/validate", &pod_review("prod", &[("api", punycode)]))
+        .await;
+    assert_eq!(response["allowed"], false);
+    assert!(
+        message(&response).contains("no policy rule covers this image"),
+        "{}",
+        message(&response)
+    );
+    let records = harness.records();
+    assert_eq!(records.len(), invalid.len() + 1);
+    assert!(records
+        .iter()
+        .all(|record| record.result == "denied" && record.digest.is_none()));
+}
+
+#[tokio::test]
+async fn garbage_break_glass_annotations_never_admit() {
+    let harness = Harness::new();
+    let huge = "x".repeat(100_000);
+    let garbage: Vec<Vec<(&str, &str)>> = vec![
+        vec![
+            (TICKET_ANNOTATION, "INC-1"),
+            (REASON_ANNOTATION, "r"),
+            (EXPIRES_ANNOTATION, "tomorrow"),
+        ],
+        vec![
+            (TICKET_ANNOTATION, "INC-1"),
+            (REASON_ANNOTATION, "r"),
+            (EXPIRES_ANNOTATION, "9999-12-31T23:59:59Z"),
+            (APPROVED_BY_ANNOTATION, "alice@example.com"),
+            (APPROVER_GROUPS_ANNOTATION, SRE_ONCALL),
+        ],
+        vec![
+            (TICKET_ANNOTATION, "\u{0}\n\u{202e}"),
+            (REASON_ANNOTATION, "\u{0}"),
+            (EXPIRES_ANNOTATION, ""),
+        ],
+        vec![
+            (TICKET_ANNOTATION, &huge),
+            (REASON_ANNOTATION, &huge),
+            (EXPIRES_ANNOTATION, &huge),
+            (APPROVED_BY_ANNOTATION, &huge),
+        ],
+        vec![
+            (TICKET_ANNOTATION, "INC-1"),
+            (REASON_ANNOTATION, "r"),
+            (EXPIRES_ANNOTATION, "2026-11-28T18:00:00Z"),
+            (APPROVED_BY_ANNOTATION, "alice@example.com"),
+            (APPROVER_GROUPS_ANNOTATION, "not json"),
+        ],
+        vec![
+            (TICKET_ANNOTATION, "INC-1"),
+            (REASON_ANNOTATION, "r"),
+            (EXPIRES_ANNOTATION, "2026-11-28T18:00:00Z"),
+            (APPROVED_BY_ANNOTATION, "mallory@example.com"),
+            (APPROVER_GROUPS_ANNOTATION, r#"["system:masters"]"#),
+        ],
+    ];
+    for (index, annotations) in garbage.iter().enumerate() {
+        let name = format!("junk-{index}");
+        harness
+            .namespaces
+            .insert_if_absent(namespace(&name, "production", annotations));
+        let response = harness
+            .post("/validate", &pod_review(&name, &[("worker", WORKER)]))
+            .await;
+        assert_eq!(response["allowed"], false, "{name}: {response}");
+        assert_texts_bounded(&response);
+        // Declaring the same annotations, even as an approver, is refused.
+        let declared: serde_json::Map<String, Value> = annotations
+            .iter()
+            .filter(|(key, _)| *key != APPROVED_BY_ANNOTATION && *key != APPROVER_GROUPS_ANNOTATION)
+            .map(|(key, value)| (key.to_string(), json!(value)))
+            .collect();
+        let review = namespace_review(
+            "UPDATE",
+            "alice@example.com",
+            &["sre-oncall"],
+            Some(json!({})),
+            Value::Object(declared),
+        );
+        let response = harness.post("/mutate", &review).await;
+        if index == 4 || index == 5 {
+            // Well-formed declarations: only the recorded approval was garbage.
+            continue;
+        }
+        assert_eq!(response["allowed"], false, "{name}: {response}");
+        assert_texts_bounded(&response);
+    }
+    assert!(harness
+        .records()
+        .iter()
+        .all(|record| record.result == "denied"));
 }

@@ -903,3 +903,71 @@ async fn a_referrer_the_registry_failed_to_serve_is_asked_for_again() {
     assert_verified(&check, &proxied.image.manifest_digest);
     assert_eq!(proxied.manifest_gets(&second.referrer.digest), 2);
 }
+
+// Bad input from the registry: rows of SECURITY.md's bad-input catalogue.
+
+/// An index that lists one image under a thousand platform names is refused unexamined:
+/// more entries than a check examines, and not one of them is fetched.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_of_a_thousand_platforms_is_refused_without_fetching_them() {
+    let proxied =
+        Proxied::with_image(|client, _| push_unattested_image(client, "acme/api", "base"));
+    let client = proxied.registry.client();
+    let entries: Vec<Descriptor> = (0..1000)
+        .map(|index| {
+            let platform = Platform::new("linux", &format!("arch{index}"));
+            index_entry(&proxied.image, Some(platform), false)
+        })
+        .collect();
+    push_index(&client, "acme/api", "wide", &entries);
+    let policy = policy_for(&proxied.proxy.host(), "");
+    let checker = proxied.checker(CheckSettings::default());
+    let reference = format!("{}/acme/api:wide", proxied.proxy.host());
+    let check = checker.check(&policy, &reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "lists 1000 entries, more than the 64 examined",
+    );
+    assert_eq!(proxied.manifest_gets(&proxied.image.manifest_digest), 0);
+    // Resolve, the index, its referrers: a handful of requests, not a thousand.
+    let requests = proxied.proxy.request_count();
+    assert!(
+        requests <= 6,
+        "{requests} requests: {:?}",
+        proxied.proxy.requests()
+    );
+}
+
+/// The referrers of an image list the image itself as a bundle referrer (under the referrers
+/// tag schema anyone who can push writes that list): it is read once, holds no bundle, and
+/// the check ends denied instead of following the loop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_referrer_chain_pointing_at_itself_ends_denied() {
+    let proxied =
+        Proxied::with_image(|client, _| push_unattested_image(client, "acme/api", "loop"));
+    let client = proxied.registry.client();
+    let itself = Descriptor {
+        artifact_type: Some(SIGSTORE_BUNDLE_ARTIFACT_TYPE.to_owned()),
+        ..proxied.image.manifest.clone()
+    };
+    let referrers_tag = format!("sha256-{}", proxied.image.manifest.hex());
+    push_index(&client, "acme/api", &referrers_tag, &[itself]);
+    let policy = policy_for(&proxied.proxy.host(), "");
+    let checker = proxied.checker(CheckSettings::default());
+    let check = checker.check(&policy, &proxied.reference).await;
+    let digest = &proxied.image.manifest_digest;
+    assert_failed(
+        &check,
+        FailureKind::NoAttestation,
+        &format!("referrer {digest}: referrer manifest names subject (none), not {digest}"),
+    );
+    let gets = proxied.manifest_gets(&proxied.image.manifest_digest);
+    assert!(gets <= 2, "the image manifest was fetched {gets} times");
+    let requests = proxied.proxy.request_count();
+    assert!(
+        requests <= 6,
+        "{requests} requests: {:?}",
+        proxied.proxy.requests()
+    );
+}

@@ -10,6 +10,10 @@ use crate::check::ImageOutcome;
 use crate::decision::breakglass::BreakGlassState;
 use crate::decision::{review_verdict, Decision, ImageVerdict, Verdict};
 
+/// Longest image reference quoted in a denial message (characters): longer than any valid
+/// reference, so that an invalid 10,000-character one cannot push out why it was denied.
+const MAX_IMAGE_IN_MESSAGE: usize = 1024;
+
 /// `image X denied: rule "acme": why` for each refused image.
 pub fn denial_message(verdicts: &[ImageVerdict]) -> String {
     verdicts
@@ -18,7 +22,8 @@ pub fn denial_message(verdicts: &[ImageVerdict]) -> String {
         .map(|verdict| {
             format!(
                 "image {} denied: {}",
-                verdict.check.image, verdict.decision.reason
+                bounded(&verdict.check.image, MAX_IMAGE_IN_MESSAGE),
+                verdict.decision.reason
             )
         })
         .collect::<Vec<_>>()

@@ -328,6 +328,36 @@ mod tests {
         );
     }
 
+    /// Patterns that take a backtracking matcher exponential time, or nest deep: the matcher
+    /// (a finite automaton) answers them like any other, or the pattern is refused; never a
+    /// hang, a stack overflow or a panic.
+    #[test]
+    fn catastrophic_patterns_are_matched_or_refused() {
+        let segment = "a".repeat(255);
+        let stars = list(&[Glob::new(&format!("ghcr.io/{}b", "*a".repeat(64))).unwrap()]);
+        assert!(!stars.is_match(&format!("ghcr.io/{segment}")));
+        assert!(stars.is_match(&format!("ghcr.io/{segment}b")));
+
+        let recursive = list(&[Glob::new(&format!("ghcr.io/{}x", "**/".repeat(200))).unwrap()]);
+        assert!(recursive.is_match(&format!("ghcr.io/{}x", "a/".repeat(300))));
+        assert!(!recursive.is_match(&format!("ghcr.io/{}y", "a/".repeat(300))));
+
+        let classes = list(&[Glob::new(&format!("ghcr.io/{}", "[a-z]".repeat(255))).unwrap()]);
+        assert!(classes.is_match(&format!("ghcr.io/{segment}")));
+        assert!(!classes.is_match(&format!("ghcr.io/{segment}a")));
+
+        let alternatives = format!("ghcr.io/{}", "{a,b,c}".repeat(64));
+        let alternatives = list(&[Glob::new(&alternatives).unwrap()]);
+        assert!(alternatives.is_match(&format!("ghcr.io/{}", "abc".repeat(21) + "a")));
+
+        let nested = format!("ghcr.io/{}a{}", "{a,".repeat(500), "}".repeat(500));
+        let error = Glob::new(&nested).expect_err("nested groups").to_string();
+        assert!(
+            error.contains("alternate groups nested too deeply"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn knows_literal_patterns() {
         assert!(Glob::new("refs/heads/main").unwrap().is_literal());

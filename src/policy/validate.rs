@@ -1518,6 +1518,24 @@ rules:
         );
     }
 
+    /// "Billion laughs": nine levels of aliases, each naming the one below nine times, would
+    /// expand to 9^9 strings. Neither the duplicate-key walk nor the reader expands them: the
+    /// policy is refused at its first wrong value, at once (a hang here is the failure).
+    #[test]
+    fn an_alias_bomb_is_refused_unexpanded() {
+        let mut levels = vec!["&x0 [lol]".to_owned()];
+        for level in 1..=9 {
+            let below = vec![format!("*x{}", level - 1); 9].join(", ");
+            levels.push(format!("&x{level} [{below}]"));
+        }
+        let source = format!("version: 1\nexemptImages: [{}]\n", levels.join(", "));
+        let error = Policy::from_yaml(&source).expect_err("refused");
+        assert_eq!(
+            error.to_string(),
+            "line 2 column 16: exemptImages[0]: invalid type: sequence, expected a string"
+        );
+    }
+
     #[test]
     fn caps_the_number_of_reported_problems() {
         let mut source = String::from("version: 1\nexemptImages:\n");

@@ -17,6 +17,8 @@ mod manifest;
 mod observer;
 mod referrers;
 mod transport;
+#[doc(hidden)]
+pub mod wire;
 
 pub use client::{
     HttpRegistry, RegistryOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MANIFEST_BYTES,
