@@ -116,9 +116,11 @@ breakGlass:
         let directory = NamespaceMap::default();
         directory.replace_all(namespace);
         sweep(&metrics, policy, &directory, at(now));
-        let gauge = metrics.break_glass_active.get(&crate::evidence::metrics::NamespaceLabels {
-            namespace: "payments".into(),
-        });
+        let gauge = metrics
+            .break_glass_active
+            .get(&crate::evidence::metrics::NamespaceLabels {
+                namespace: "payments".into(),
+            });
         gauge.expect("the series stays").get()
     }
 

@@ -547,7 +547,10 @@ mod tests {
             .inc();
         let policy = policy_with(1, 1);
         let labels = PolicyLabels::new(&policy);
-        let (environment, rule) = (labels.environment(Some("env-0")), labels.rule(Some("rule-0")));
+        let (environment, rule) = (
+            labels.environment(Some("env-0")),
+            labels.rule(Some("rule-0")),
+        );
         metrics.record_decision(
             Mode::Enforce,
             Verdict::Denied,
@@ -719,7 +722,10 @@ mod tests {
         }
         assert!(seen.current.len() + seen.older.len() <= 2 * DIGESTS_REMEMBERED_PER_GENERATION);
         assert!(!seen.insert("sha256:hot", "prod"));
-        assert!(seen.insert("sha256:cold", "prod"), "forgotten, so new again");
+        assert!(
+            seen.insert("sha256:cold", "prod"),
+            "forgotten, so new again"
+        );
     }
 
     #[test]

@@ -453,14 +453,20 @@ mod tests {
             // Never resolved: the release is the reference as written.
             r#"provenance_gate_digest_verdicts_total{environment="none",rule="acme",result="denied",reason="no_attestation"} 1"#,
         ] {
-            assert!(metrics.contains(expected), "missing {expected} in {metrics}");
+            assert!(
+                metrics.contains(expected),
+                "missing {expected} in {metrics}"
+            );
         }
         // A dry run: the record, marked, and no cluster write; it counts as a decision but
         // released nothing.
         let (records, events, metrics) = written(&refused(true, true));
         assert_eq!(records, [true]);
         assert!(events.is_empty());
-        assert!(metrics.contains("provenance_gate_decisions_total{"), "{metrics}");
+        assert!(
+            metrics.contains("provenance_gate_decisions_total{"),
+            "{metrics}"
+        );
         assert!(
             !metrics.contains("provenance_gate_digest_verdicts_total{"),
             "{metrics}"
