@@ -1649,6 +1649,11 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
     );
     let response = harness.post("/mutate", &by_alice).await;
     assert_eq!(response["allowed"], true, "{response}");
+    let gauge = r#"provenance_gate_break_glass_active{namespace="payments"}"#;
+    assert!(
+        !harness.metrics().contains(gauge),
+        "not in force before /validate admits it"
+    );
     assert_eq!(
         patch_of(&response).unwrap(),
         json!([
@@ -1680,6 +1685,12 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
     assert_eq!(
         harness.events.events().last().unwrap().reason,
         "BreakGlassDeclared"
+    );
+    // In force from the declaration, before any workload is reviewed under it.
+    assert!(
+        harness.metrics().contains(&format!("{gauge} 1")),
+        "{}",
+        harness.metrics()
     );
 
     // Without the mutating webhook the approver is never recorded: refused at /validate.

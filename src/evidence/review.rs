@@ -90,6 +90,10 @@ pub struct NamespaceOutcome {
     pub events: Vec<NamespaceEvent>,
     /// `/validate` admitted a write that leaves no active break-glass.
     pub break_glass_lifted: bool,
+    /// `/validate` admitted a break-glass declared until then: the gauge is on from now, not
+    /// from the first workload review under it. (Were a later webhook to refuse the write,
+    /// the expiry timer finds no break-glass on the namespace and turns it off.)
+    pub break_glass_declared: Option<jiff::Timestamp>,
 }
 
 /// A mode change and what was decided on it.
@@ -317,6 +321,11 @@ impl<'a> Evidence<'a> {
         }
         if outcome.break_glass_lifted {
             record_break_glass_state(self.metrics, &outcome.namespace, &BreakGlassState::Absent);
+        }
+        if let Some(expires) = outcome.break_glass_declared {
+            self.metrics
+                .break_glass_active
+                .activate(&outcome.namespace, expires);
         }
     }
 }
