@@ -209,6 +209,14 @@ notes_expect tier1 "kubectl get namespaces -l 'env in (production),kubernetes.io
 notes_expect tier2 "every other namespace, including every namespace with no env label (default, kube-public, kube-node-lease, add-on namespaces): enforce"
 notes_expect tier2 "kubectl get namespaces -l 'env notin (dev),kubernetes.io/metadata.name notin (kube-system,$namespace)'"
 notes_expect tier2 "The webhook's own image (ghcr.io/provenance-gate/provenance-gate, any tag or digest) is exempt"
+notes_expect tier2 "WARNING: every namespace without an env label ENFORCES, those of cluster add-ons included."
+notes_expect tier2 "(webhook.excludeNamespaces), label them env=dev, or exempt their images (policy.exemptImages)."
+notes_expect default "In every mode, observe included, verified images are pinned to their digest and Pods are"
+if grep -qF "WARNING: every namespace without an env label ENFORCES" "$out/default.notes" "$out/tier1.notes"; then
+  fail "NOTES warn about unlabelled namespaces enforcing at tier 0 or 1"
+else
+  ok "NOTES (default, tier1): no warning about unlabelled namespaces enforcing"
+fi
 
 # A second release into another namespace: its cluster-scoped objects must not collide with
 # the first's, its partition must hold, and each release's policy must exempt the other's

@@ -1,7 +1,8 @@
 //! The `provenance-gate` command line: argument parsing and the offline commands.
 //!
-//! Exit status: 0 verified and allowed (or: a valid policy); 1 denied (or: an invalid policy,
-//! or warnings with `policy check --strict`); 2 bad usage or unreadable input.
+//! Exit status: 0 proven and allowed (or: a valid policy); 1 not proven, in whatever mode the
+//! webhook would run (or: an invalid policy, or warnings with `policy check --strict`); 2 bad
+//! usage or unreadable input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,7 +26,17 @@ const MAX_ARTIFACT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 #[command(
     name = "provenance-gate",
     version,
-    about = "Admit only artifacts with verifiable build provenance from trusted GitHub Actions workflows"
+    about = "Admit only artifacts with verifiable build provenance from trusted GitHub Actions workflows",
+    after_help = "\
+Exit status: 0 proven and allowed (verify, verify-bundle), or a valid policy (policy check);
+1 not proven or denied, whatever the namespace's mode (verify, verify-bundle), or an invalid
+policy, or warnings with --strict (policy check); 2 bad usage or unreadable input (a missing
+file, a bundle that is not JSON, an unknown option).
+
+--output text (the default) prints for people: verdicts on stdout, denials with their reasons
+and fix hints on stderr. --output json prints one JSON object per answer on stdout.
+
+Run `provenance-gate COMMAND --help` for each command's options and output."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,7 +45,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check images against live registries, as the webhook would decide.
+    /// Check images against live registries, as the webhook would decide: a CI deploy gate.
+    #[command(after_help = VERIFY_HELP)]
     Verify(VerifyImagesArgs),
     /// Verify one attestation bundle offline and check it against a policy.
     VerifyBundle(VerifyBundleArgs),
@@ -76,36 +88,68 @@ an earlier rule or an exemption covers (only the first rule whose images match i
         /// Fail (exit 1) when there are warnings.
         #[arg(long)]
         strict: bool,
+        /// text: errors and warnings on stderr, a summary on stdout; json: one object on
+        /// stdout (`valid`, `warnings`, the effective `policy`; or `valid`, `error`, `issues`).
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
 }
 
+const VERIFY_HELP: &str = "\
+Exit status: 0 when every image passes: proven (an attestation verifies and satisfies the rule
+the webhook picks), or admitted by the policy without proof (exemptImages, or no rule covers it
+and unmatchedImages is allow); 1 when any image is not proven, whatever mode the namespace
+labels or --mode pick (the mode only changes what the webhook would do with it, which the
+output shows); 2 bad usage or unreadable input.
+
+Output: text prints each passing image on stdout (with the repository, commit, workflow and run
+it was built from), each failing one on stderr: the verdict and its root cause first, then fix
+hints where one is known, then what the webhook would do in the namespace's mode. json prints
+one decision record per image on stdout (the webhook's record for the namespace's mode, `result`
+included) with `passed` (what the exit status says) and `hints`.
+
+Without a policy, --repo OWNER/REPO or --owner OWNER trust that repository's (or owner's)
+builds for any image, with the defaults of a rule: refs refs/heads/main; triggers push,
+release, workflow_dispatch, schedule; runners github-hosted (docs/policy.md).";
+
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("trust").args(["repo", "owner"]).multiple(true)))]
 struct VerifyImagesArgs {
     /// Image references as a pod spec names them (`ghcr.io/acme/api:1.2`, `nginx`).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
-    /// Policy file (the policy.yaml of the ConfigMap).
-    #[arg(long, value_name = "FILE", env = "PROVENANCE_GATE_POLICY")]
-    policy: PathBuf,
+    /// Policy file (the policy.yaml of the ConfigMap) [env: PROVENANCE_GATE_POLICY, used
+    /// when neither --policy nor --repo/--owner is given].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["repo", "owner"])]
+    policy: Option<PathBuf>,
+    /// Instead of a policy: trust builds of this repository for any image, with a rule's
+    /// default refs, triggers and runners (repeatable).
+    #[arg(long, value_name = "OWNER/REPO")]
+    repo: Vec<String>,
+    /// Instead of a policy: trust builds of every repository of this user or organisation
+    /// for any image, with a rule's default refs, triggers and runners (repeatable).
+    #[arg(long, value_name = "OWNER")]
+    owner: Vec<String>,
+    /// With --repo or --owner: reach this registry (HOST[:PORT]) over plain HTTP; a policy
+    /// says so under `registries` (repeatable).
+    #[arg(
+        long,
+        value_name = "HOST",
+        conflicts_with = "policy",
+        requires = "trust"
+    )]
+    insecure_registry: Vec<String>,
     /// Labels of the namespace the pod would run in; they pick the environment and mode.
     #[arg(long, value_name = "k=v,...", value_parser = parse_labels, default_value = "")]
     namespace_labels: std::collections::BTreeMap<String, String>,
-    /// Registry credentials in the .dockerconfigjson format (what imagePullSecrets hold).
-    #[arg(long, value_name = "FILE")]
-    docker_config: Option<PathBuf>,
-    /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
-    #[arg(long = "trusted-root", value_name = "FILE")]
-    trusted_roots: Vec<PathBuf>,
-    /// Seconds allowed for each image (registry round trips and verification).
-    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::PER_IMAGE_TIMEOUT),
-          value_parser = parse_seconds::<{ defaults::MAX_CLI_TIMEOUT_SECONDS }>)]
-    timeout: Seconds,
-    /// Send registry requests through this http(s) proxy; without it they go direct
-    /// (HTTPS_PROXY and the other proxy variables are ignored).
-    #[arg(long, value_name = "URL", value_parser = parse_proxy)]
-    registry_proxy: Option<reqwest::Url>,
+    /// Show what the webhook would do in this mode (observe, warn, enforce) instead of the
+    /// namespace's; the exit status is the same in every mode.
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    mode: Option<crate::policy::Mode>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// text: for people (passing images on stdout, failing ones with reasons and hints on
+    /// stderr); json: one decision record per image on stdout, with `passed` and `hints`.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -161,6 +205,10 @@ struct AuditArgs {
     output: Output,
 }
 
+fn parse_mode(text: &str) -> Result<crate::policy::Mode, ArgumentError> {
+    crate::policy::Mode::parse(text).ok_or_else(|| ArgumentError::UnknownMode(text.to_owned()))
+}
+
 /// Why a command-line value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum ArgumentError {
@@ -172,6 +220,8 @@ enum ArgumentError {
     NotAUrl(String),
     #[error("expected http://HOST:PORT or https://HOST:PORT")]
     NotAnHttpProxy,
+    #[error("unknown mode {0:?}, expected observe, warn or enforce")]
+    UnknownMode(String),
 }
 
 fn parse_labels(text: &str) -> Result<std::collections::BTreeMap<String, String>, ArgumentError> {
@@ -222,6 +272,9 @@ struct VerifyBundleArgs {
     /// Trusted root JSON replacing the embedded Sigstore public-good and GitHub roots (repeatable).
     #[arg(long = "trusted-root", value_name = "FILE")]
     trusted_roots: Vec<PathBuf>,
+    /// text: the accepted bundle's build on stdout, or every bundle's reasons (and, with one
+    /// rule, fix hints) on stderr; json: one object on stdout (`decision`, `rule`, `reasons`,
+    /// `hints`, every bundle's report).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -398,33 +451,29 @@ fn load_roots(files: &[PathBuf]) -> Result<TrustedRoots, UsageError> {
 }
 
 fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError> {
-    use crate::check::{CheckSettings, ImageChecker};
     use crate::decision::{decide, BreakGlass, Subject};
-    use crate::registry::{
-        AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
-    };
 
-    let policy = load_policy(&args.policy)?;
-    let roots = std::sync::Arc::new(load_roots(&args.trusted_roots)?);
-    // The user names the images here; which of them reach a registry is still decided by
-    // the policy (exempt and unmatched images are never fetched).
-    let mut options = RegistryOptions::new(AllowedRegistries::Any);
-    options.proxy = args.registry_proxy.clone();
-    for registry in policy.registries() {
-        options.hosts.push(HostOptions::from_policy(registry)?);
-    }
-    if let Some(path) = &args.docker_config {
-        options.credentials =
-            DockerConfig::from_json(&read_input(path, "docker config", MAX_INPUT_BYTES)?)
-                .map_err(|error| format!("{}: {error}", path.display()))?;
-    }
-    let registry = HttpRegistry::new(options)?;
-    let settings = CheckSettings {
-        per_image_timeout: args.timeout.0,
-        ..CheckSettings::default()
+    let by_repository = !(args.repo.is_empty() && args.owner.is_empty());
+    // Read here rather than by clap, so that --repo/--owner in a shell that exports the
+    // variable is not taken for a conflict with --policy.
+    let policy_file = args.policy.clone().or_else(|| {
+        (!by_repository)
+            .then(|| std::env::var_os(POLICY_VARIABLE).filter(|path| !path.is_empty()))
+            .flatten()
+            .map(PathBuf::from)
+    });
+    let policy = match (&policy_file, by_repository) {
+        (Some(path), _) => load_policy(path)?,
+        (None, true) => command_line_policy(args)?,
+        (None, false) => {
+            return Err(UsageError(format!(
+                "give --policy FILE (or {POLICY_VARIABLE}), or --repo OWNER/REPO or --owner OWNER"
+            )))
+        }
     };
-    let checker = ImageChecker::new(registry, roots, settings);
-    let (environment, mode) = policy.mode_for_namespace(&args.namespace_labels);
+    let checker = args.registry.checker(&policy)?;
+    let (environment, labelled_mode) = policy.mode_for_namespace(&args.namespace_labels);
+    let mode = args.mode.unwrap_or(labelled_mode);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -434,10 +483,20 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
             .iter()
             .map(|image| checker.check(&policy, image)),
     ));
-    let mut all_admitted = true;
+    let explain_rules = policy_file.is_some();
+    let mut all_passed = true;
     for check in &checks {
+        // Whether the image is proven is what a deploy gate needs, in every mode: enforce
+        // mode's verdict says it. The namespace's mode only says what the webhook would do.
+        let passed = decide(
+            Subject::settled(&check.outcome),
+            crate::policy::Mode::Enforce,
+            BreakGlass::Inactive,
+        )
+        .admits();
+        all_passed &= passed;
         let decision = decide(Subject::settled(&check.outcome), mode, BreakGlass::Inactive);
-        all_admitted &= decision.admits();
+        let hints = runtime.block_on(fix_hints(&checker, &policy, check, explain_rules));
         match args.output {
             Output::Json => {
                 let record = crate::evidence::records::DecisionRecord::new(
@@ -448,60 +507,204 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
                     environment,
                     jiff::Timestamp::now(),
                 );
-                println!("{}", serde_json::to_string(&record).unwrap_or_default());
+                let answer = VerifyAnswer {
+                    record,
+                    passed,
+                    hints,
+                };
+                println!("{}", serde_json::to_string(&answer).unwrap_or_default());
             }
-            Output::Text => print_check_text(check, &decision),
+            Output::Text => print_check_text(check, &decision, passed, &hints, (mode, environment)),
         }
     }
-    Ok(if all_admitted {
+    Ok(if all_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn print_check_text(check: &crate::check::ImageCheck, decision: &crate::decision::Decision) {
-    use crate::check::ImageOutcome;
-    let label = decision.verdict.as_str();
-    match &check.outcome {
-        ImageOutcome::Verified { attestation, .. } => {
-            let certificate = &attestation.certificate;
-            let unknown = || "?".to_owned();
-            println!(
-                "{label}: {} -> {}",
-                check.image,
-                check.pinned.as_deref().unwrap_or("?")
-            );
-            println!(
-                "  built from {}@{} (commit {})",
-                certificate
-                    .source_repository_uri
-                    .clone()
-                    .unwrap_or_else(unknown),
-                certificate
-                    .source_repository_ref
-                    .clone()
-                    .unwrap_or_else(unknown),
-                certificate
-                    .source_repository_digest
-                    .clone()
-                    .unwrap_or_else(unknown)
-            );
-            println!(
-                "  workflow   {}",
-                certificate.build_config_uri.clone().unwrap_or_else(unknown)
-            );
-            println!(
-                "  run        {}",
-                certificate
-                    .run_invocation_uri
-                    .clone()
-                    .unwrap_or_else(unknown)
-            );
-        }
-        _ if decision.admits() => println!("{label}: {}: {}", check.image, decision.reason),
-        _ => eprintln!("{label}: {}: {}", check.image, decision.reason),
+/// One image's answer of `verify --output json`: the webhook's decision record, and what the
+/// exit status makes of it.
+#[derive(serde::Serialize)]
+struct VerifyAnswer {
+    #[serde(flatten)]
+    record: crate::evidence::records::DecisionRecord,
+    /// Proven, or admitted by the policy without proof: what the exit status says.
+    passed: bool,
+    /// Fixes to try, where one is known.
+    hints: Vec<String>,
+}
+
+/// The policy of `verify --repo/--owner`: one rule for every image with a rule's defaults,
+/// checked like any policy file.
+fn command_line_policy(args: &VerifyImagesArgs) -> Result<Policy, UsageError> {
+    let quoted = |text: &str| serde_json::to_string(text).unwrap_or_default();
+    let names = |values: &[String]| {
+        values
+            .iter()
+            .map(|name| format!("{{name: {}}}", quoted(name)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let registries = args
+        .insecure_registry
+        .iter()
+        .map(|host| format!("{{host: {}, insecure: true}}", quoted(host)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let source = format!(
+        "version: 1\nrules:\n  - name: {}\n    images: [\"**\"]\n    repositories: [{}]\n    owners: [{}]\nregistries: [{registries}]\n",
+        quoted(COMMAND_LINE_RULE),
+        names(&args.repo),
+        names(&args.owner),
+    );
+    Policy::from_yaml(&source).map_err(|error| {
+        let problems: Vec<String> = error
+            .issues()
+            .iter()
+            .map(|issue| issue.message.clone())
+            .collect();
+        let problems = if problems.is_empty() {
+            error.to_string()
+        } else {
+            problems.join("; ")
+        };
+        UsageError(format!("--repo/--owner/--insecure-registry: {problems}"))
+    })
+}
+
+/// The policy file of `verify` when the command line names none.
+const POLICY_VARIABLE: &str = "PROVENANCE_GATE_POLICY";
+
+/// The rule `verify --repo/--owner` builds; denials name it.
+const COMMAND_LINE_RULE: &str = "--repo/--owner";
+
+/// What was probably missed when an image has no attestation in its registry.
+const NO_ATTESTATION_HINT: &str = "was the image attested with actions/attest-build-provenance and `push-to-registry: true`, with `subject-digest` the digest that was pushed? Without push-to-registry the attestation stays on GitHub, where the gate does not look; a multi-platform image needs its index digest attested (or every platform image)";
+
+/// Fixes for a failed check where one is known: the attestation that was never pushed, or
+/// (with `explain_rules`, when a policy file was given) the rule line that would trust the
+/// build that was found.
+async fn fix_hints<R: crate::registry::Registry>(
+    checker: &crate::check::ImageChecker<R>,
+    policy: &Policy,
+    check: &crate::check::ImageCheck,
+    explain_rules: bool,
+) -> Vec<String> {
+    use crate::check::reference::{Digest, ImageReference};
+    use crate::check::FailureKind;
+    let ImageOutcome::Failed {
+        rule: Some(rule),
+        digest: Some(digest),
+        kind,
+        ..
+    } = &check.outcome
+    else {
+        return Vec::new();
+    };
+    match kind {
+        FailureKind::NoAttestation => return vec![NO_ATTESTATION_HINT.to_owned()],
+        FailureKind::PolicyViolation if explain_rules => {}
+        _ => return Vec::new(),
     }
+    let (Some(rule), Ok(reference), Ok(digest)) = (
+        policy.rule(rule),
+        ImageReference::parse(&check.image),
+        Digest::parse(digest),
+    ) else {
+        return Vec::new();
+    };
+    let attestations = checker
+        .verified_attestations(&reference, &digest)
+        .await
+        .unwrap_or_default();
+    rule_hints(rule, &attestations)
+}
+
+/// What the webhook would do with an image given `decision`, in words.
+fn webhook_answer(decision: &crate::decision::Decision) -> &'static str {
+    use crate::decision::Verdict;
+    match decision.verdict {
+        Verdict::Allowed | Verdict::Exempt => "admit it",
+        Verdict::Warned => "admit it with a warning",
+        Verdict::WouldDeny => "admit it and record that it would have been denied",
+        Verdict::Denied => "deny it",
+        Verdict::BreakGlass => "admit it under break-glass",
+    }
+}
+
+fn print_check_text(
+    check: &crate::check::ImageCheck,
+    decision: &crate::decision::Decision,
+    passed: bool,
+    hints: &[String],
+    (mode, environment): (crate::policy::Mode, Option<&str>),
+) {
+    use crate::check::ImageOutcome;
+    if let ImageOutcome::Verified { attestation, .. } = &check.outcome {
+        let certificate = &attestation.certificate;
+        let unknown = || "?".to_owned();
+        println!(
+            "{}: {} -> {}",
+            decision.verdict.as_str(),
+            check.image,
+            check.pinned.as_deref().unwrap_or("?")
+        );
+        println!(
+            "  built from {}@{} (commit {})",
+            certificate
+                .source_repository_uri
+                .clone()
+                .unwrap_or_else(unknown),
+            certificate
+                .source_repository_ref
+                .clone()
+                .unwrap_or_else(unknown),
+            certificate
+                .source_repository_digest
+                .clone()
+                .unwrap_or_else(unknown)
+        );
+        println!(
+            "  workflow   {}",
+            certificate.build_config_uri.clone().unwrap_or_else(unknown)
+        );
+        println!(
+            "  run        {}",
+            certificate
+                .run_invocation_uri
+                .clone()
+                .unwrap_or_else(unknown)
+        );
+        return;
+    }
+    if passed {
+        println!(
+            "{}: {}: {}",
+            decision.verdict.as_str(),
+            check.image,
+            decision.reason
+        );
+        return;
+    }
+    // Not proven: the verdict is "denied" whatever the mode; the mode's answer comes last.
+    eprintln!(
+        "{}: {}: {}",
+        crate::decision::Verdict::Denied.as_str(),
+        check.image,
+        decision.reason
+    );
+    for hint in hints {
+        eprintln!("  hint: {hint}");
+    }
+    let environment = environment
+        .map(|name| format!(", environment {name:?}"))
+        .unwrap_or_default();
+    eprintln!(
+        "  the webhook would {} (mode {mode}{environment})",
+        webhook_answer(decision)
+    );
 }
 
 fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError> {
@@ -556,12 +759,22 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
         }
     };
     let verdict = check_bundles(&roots, &bundles, artifact, &rules);
+    let hints = match rules.as_slice() {
+        [rule] if !verdict.allowed => rule_hints(
+            rule,
+            verdict
+                .bundles
+                .iter()
+                .filter_map(|bundle| bundle.attestation.as_ref()),
+        ),
+        _ => Vec::new(),
+    };
     match args.output {
         Output::Json => println!(
             "{}",
-            verdict_json(&verdict, &artifact_digest, args.image.as_deref())
+            verdict_json(&verdict, &artifact_digest, args.image.as_deref(), &hints)
         ),
-        Output::Text => print_verdict_text(&verdict, &artifact_digest),
+        Output::Text => print_verdict_text(&verdict, &artifact_digest, &hints),
     }
     Ok(if enforced(&verdict.outcome(&artifact_digest)).admits() {
         ExitCode::SUCCESS
@@ -616,7 +829,31 @@ fn enforced(outcome: &ImageOutcome) -> crate::decision::Decision {
     )
 }
 
-fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Option<&str>) -> String {
+/// The rule lines that would trust the builds of `attestations` that broke `rule`, each once.
+fn rule_hints<'a>(
+    rule: &crate::policy::Rule,
+    attestations: impl IntoIterator<Item = &'a crate::verify::VerifiedAttestation>,
+) -> Vec<String> {
+    let now = jiff::Timestamp::now();
+    let mut hints: Vec<String> = Vec::new();
+    for attestation in attestations {
+        if let Err(violation) = crate::policy::evaluate(rule, attestation, now) {
+            for hint in crate::policy::fix_hints(rule, attestation, &violation) {
+                if !hints.contains(&hint) {
+                    hints.push(hint);
+                }
+            }
+        }
+    }
+    hints
+}
+
+fn verdict_json(
+    verdict: &ProvenanceVerdict,
+    artifact_digest: &str,
+    image: Option<&str>,
+    hints: &[String],
+) -> String {
     let accepted = verdict.accepted();
     let decision = enforced(&verdict.outcome(artifact_digest));
     serde_json::json!({
@@ -626,12 +863,13 @@ fn verdict_json(verdict: &ProvenanceVerdict, artifact_digest: &str, image: Optio
         "rule": accepted.and_then(|bundle| bundle.rule.clone()),
         "bundle": accepted.map(|bundle| bundle.index),
         "reasons": if decision.admits() { Vec::new() } else { verdict.reasons() },
+        "hints": hints,
         "bundles": verdict.bundles,
     })
     .to_string()
 }
 
-fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
+fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str, hints: &[String]) {
     use crate::decision::Verdict;
     let Some(accepted) = verdict.accepted() else {
         eprintln!(
@@ -640,6 +878,9 @@ fn print_verdict_text(verdict: &ProvenanceVerdict, artifact_digest: &str) {
         );
         for reason in verdict.reasons() {
             eprintln!("  - {reason}");
+        }
+        for hint in hints {
+            eprintln!("  hint: {hint}");
         }
         return;
     };

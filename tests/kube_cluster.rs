@@ -968,8 +968,18 @@ async fn apply_chart_rbac(admin: &Client) {
 
 fn render_rbac_template(template: &str) -> String {
     let mut rendered = String::new();
+    // The default values: the periodic audit (and its Pod rule) is off.
+    let mut in_audit_block = false;
     for line in template.lines() {
         let trimmed = line.trim();
+        if trimmed == "{{- if gt (int .Values.audit.intervalSeconds) 0 }}" {
+            in_audit_block = true;
+            continue;
+        }
+        if in_audit_block {
+            in_audit_block = trimmed != "{{- end }}";
+            continue;
+        }
         // `{{- $fullname := … -}}`, and the labels block (`labels:` + an include).
         if trimmed.starts_with("{{- $fullname :=")
             || trimmed == "labels:"

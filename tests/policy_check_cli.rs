@@ -145,3 +145,29 @@ fn help_documents_exit_status_and_strict() {
         "{help}"
     );
 }
+
+/// Before: the first shape problem (here the string where a list belongs) was the only one
+/// reported, and each fix revealed the next.
+#[test]
+fn every_shape_error_is_reported_at_once() {
+    let policy = "version: 1\nrules:\n  - name: acme\n    images: ghcr.io/acme/*\n    owners: [{name: acme}]\n  - name: web\n    image: [\"ghcr.io/acme/web\"]\n    owners: [{name: acme}]\nbogus: true\n";
+    let (code, stdout, stderr) = policy_check(policy, &[]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines[0], "policy.yaml: 4 problems in policy:", "{stderr}");
+    let expected = [
+        "line 4 column 13: rules[0].images: invalid type: string \"ghcr.io/acme/*\", expected a sequence",
+        "line 6 column 5: rules[1]: missing field `images`",
+        "line 7 column 12: rules[1].image: unknown field `image`, expected one of",
+        "line 9 column 8: bogus: unknown field `bogus`, expected one of",
+    ];
+    assert_eq!(lines.len(), 1 + expected.len(), "{stderr}");
+    for (line, want) in lines[1..].iter().zip(expected) {
+        assert!(line.trim_start().starts_with(want), "{want}\n{stderr}");
+    }
+    let (code, stdout, _) = policy_check(policy, &["--output", "json"]);
+    assert_eq!(code, 1);
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(json["issues"].as_array().map(Vec::len), Some(4), "{json}");
+    assert_eq!(json["issues"][3]["path"], "bogus");
+}

@@ -866,6 +866,107 @@ async fn the_referrers_api_is_used_and_filtered_by_prefix_on_the_client() {
     assert_eq!(counter.count_of(RegistryOperation::ReferrersTag), 0);
 }
 
+/// The `Link` target a paged server gives for a page (`None`: no header).
+type LinkOf = dyn Fn(usize, &str) -> Option<String> + Send + Sync;
+
+/// A referrers list split into pages (OCI 1.1 `Link: <…>; rel="next"`). Neither registry the
+/// test kit runs splits its lists, so a scripted server answers with the documented shape.
+fn paged_referrers_server(
+    pages: usize,
+    link_of: impl Fn(usize, &str) -> Option<String> + Send + Sync + 'static,
+) -> impl Fn(&SeenRequest, &str) -> Reply + Send + Sync + 'static {
+    move |request, host| {
+        if !request.path().contains("/referrers/") {
+            return reply(404, &[], "");
+        }
+        let page: usize = request
+            .target
+            .split_once("?page=")
+            .and_then(|(_, page)| page.parse().ok())
+            .unwrap_or(1);
+        // The bundle is on the last page only.
+        let artifact_type = if page == pages { BUNDLE_V03 } else { SBOM };
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{
+                "mediaType": OCI_MANIFEST,
+                "digest": Digest::of_bytes(&page.to_be_bytes()).to_string(),
+                "size": 500,
+                "artifactType": artifact_type,
+            }],
+        }))
+        .expect("json");
+        let link = (page < pages)
+            .then(|| link_of(page + 1, host))
+            .flatten()
+            .map(|target| format!("<{target}>; rel=\"next\""));
+        let mut headers = vec![("Content-Type", OCI_INDEX)];
+        if let Some(link) = &link {
+            headers.push(("Link", link.as_str()));
+        }
+        reply(200, &headers, index)
+    }
+}
+
+#[tokio::test]
+async fn a_bundle_on_a_later_referrers_page_is_found_within_the_page_bound() {
+    let subject = Digest::of_bytes(b"subject");
+    let list = format!("/v2/{REPOSITORY}/referrers/{subject}");
+    let same_list = move |page: usize, _: &str| Some(format!("{list}?page={page}"));
+    let server = ScriptedServer::start(paged_referrers_server(3, same_list.clone())).await;
+    let (client, _) = scripted_client(&server, |_| {});
+    let referrers = client
+        .referrers(&server.image(":v1"), &subject, BUNDLE_PREFIX)
+        .await
+        .expect("referrers");
+    assert_eq!(referrers.len(), 1, "the bundle on page 3: {referrers:?}");
+    assert_eq!(server.seen().len(), 3);
+
+    // A list that never ends is read for 8 pages, then given up on (the bundle is not found).
+    let endless = ScriptedServer::start(paged_referrers_server(1000, same_list)).await;
+    let (client, _) = scripted_client(&endless, |_| {});
+    let referrers = client
+        .referrers(&endless.image(":v1"), &subject, BUNDLE_PREFIX)
+        .await
+        .expect("referrers");
+    assert!(referrers.is_empty());
+    assert_eq!(endless.seen().len(), 8);
+}
+
+#[tokio::test]
+async fn a_next_page_elsewhere_is_never_requested() {
+    let subject = Digest::of_bytes(b"subject");
+    let other_host = ScriptedServer::start(paged_referrers_server(2, |_, _| None)).await;
+    let elsewhere = format!(
+        "http://{}/v2/{REPOSITORY}/referrers/{subject}",
+        other_host.host
+    );
+    let other_repository = format!("/v2/other/repo/referrers/{subject}");
+    let cases: Vec<Box<LinkOf>> = vec![
+        Box::new(move |page, _| Some(format!("{elsewhere}?page={page}"))),
+        Box::new(|_, _| Some(format!("/v2/{REPOSITORY}/manifests/latest"))),
+        Box::new(move |_, _| Some(other_repository.clone())),
+    ];
+    for link_of in cases {
+        let server = ScriptedServer::start(paged_referrers_server(2, link_of)).await;
+        let (client, _) = scripted_client(&server, |_| {});
+        let error = client
+            .referrers(&server.image(":v1"), &subject, BUNDLE_PREFIX)
+            .await
+            .expect_err("a next page elsewhere is refused");
+        assert!(
+            matches!(error, RegistryError::Malformed { .. }),
+            "{error:?}"
+        );
+        assert_eq!(server.seen().len(), 1, "only the first page was requested");
+    }
+    assert!(
+        other_host.seen().is_empty(),
+        "the other host was never contacted"
+    );
+}
+
 #[tokio::test]
 async fn anonymous_bearer_tokens_are_fetched_once_and_reused() {
     let server = ScriptedServer::start(|request, host| {

@@ -527,7 +527,10 @@ impl<R: Registry> ImageChecker<R> {
         rule: &Rule,
         now: jiff::Timestamp,
     ) -> Result<Accepted, (FailureKind, String)> {
-        let mut reasons = Vec::new();
+        // Reasons by how close their bundle came: a provenance attestation that verified and
+        // broke the rule is the root cause, before attestations of other kinds (an SBOM
+        // beside the provenance) and bundles that did not verify.
+        let mut reasons: Vec<(Closeness, String)> = Vec::new();
         let mut any_verified = false;
         for bundle in &facts.bundles {
             match self.verified(facts, bundle).await {
@@ -540,19 +543,37 @@ impl<R: Registry> ImageChecker<R> {
                                 attestation: Box::new(attestation.clone()),
                             })
                         }
-                        Err(violations) => reasons.extend(
-                            violations
-                                .iter()
-                                .map(|reason| bounded(reason, MAX_REASON_PART_BYTES)),
-                        ),
+                        Err(violations) => {
+                            let closeness = Closeness::of(attestation, rule);
+                            reasons.extend(
+                                violations.iter().map(|reason| {
+                                    (closeness, bounded(reason, MAX_REASON_PART_BYTES))
+                                }),
+                            )
+                        }
                     }
                 }
-                Err(error) => reasons.push(bounded(
-                    &format!("bundle {}: {error}", bundle.index),
-                    MAX_REASON_PART_BYTES,
+                Err(error) => reasons.push((
+                    Closeness::NotVerified,
+                    bounded(
+                        &format!("bundle {}: {error}", bundle.index),
+                        MAX_REASON_PART_BYTES,
+                    ),
                 )),
             }
         }
+        reasons.sort_by_key(|(closeness, _)| *closeness);
+        // Bundles of one build break a rule alike; each reason is said once.
+        let mut reasons: Vec<String> =
+            reasons
+                .into_iter()
+                .map(|(_, reason)| reason)
+                .fold(Vec::new(), |mut unique, reason| {
+                    if !unique.contains(&reason) {
+                        unique.push(reason);
+                    }
+                    unique
+                });
         let problems = facts
             .problems
             .iter()
@@ -571,6 +592,24 @@ impl<R: Registry> ImageChecker<R> {
             FailureKind::NotVerified
         };
         Err((kind, reasons.join("; ")))
+    }
+
+    /// Every attestation of `digest` (in `reference`'s repository) that verifies, from the
+    /// facts an earlier check left in the cache (fetched again once they expired): what the
+    /// command line explains a policy violation with.
+    pub async fn verified_attestations(
+        &self,
+        reference: &ImageReference,
+        digest: &Digest,
+    ) -> Result<Vec<VerifiedAttestation>, RegistryError> {
+        let facts = self.facts_of(reference, digest).await?;
+        let mut verified = Vec::new();
+        for bundle in &facts.bundles {
+            if let Ok(attestation) = self.verified(&facts, bundle).await {
+                verified.push(attestation.clone());
+            }
+        }
+        Ok(verified)
     }
 
     /// Entries of one index examined at most: every platform may come with an attestation
@@ -648,6 +687,30 @@ fn unfetched(image: &str, outcome: ImageOutcome) -> ImageCheck {
         image: image.to_owned(),
         pinned: None,
         outcome,
+    }
+}
+
+/// How close a bundle came to admitting an image, closest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Closeness {
+    /// Verified, of a predicate type the rule accepts: its violations are the root cause.
+    RuleBroken,
+    /// Verified, but an attestation of another kind (an SBOM, a test report).
+    OtherKind,
+    /// Did not verify.
+    NotVerified,
+}
+
+impl Closeness {
+    fn of(attestation: &VerifiedAttestation, rule: &Rule) -> Closeness {
+        let accepted_kind = rule
+            .effective_predicate_types()
+            .contains(&attestation.predicate_type);
+        if accepted_kind {
+            Closeness::RuleBroken
+        } else {
+            Closeness::OtherKind
+        }
     }
 }
 

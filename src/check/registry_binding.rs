@@ -4,7 +4,8 @@
 //! a pod from making the webhook connect anywhere it names. [`PolicyRegistry`] refuses every
 //! request for an image that the current policy does not route to a rule, and a rule's image
 //! patterns always write their registry host out (policy load refuses host globs), so the
-//! hosts a pod can make the webhook contact are exactly those the rules name. Images are
+//! hosts a pod can make the webhook contact are exactly those the rules name; a rule of `**`
+//! alone (every image) is the one deliberate exception, and `policy check` warns about it. Images are
 //! classified by their canonical name, the one spelling of the host the patterns use. The
 //! underlying client still allows any host: the policy, which may be reloaded, decides. The
 //! image checker already fetches nothing for exempt and unmatched images; this makes that a

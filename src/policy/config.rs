@@ -1,10 +1,10 @@
 //! The validated policy: what `policy.yaml` means once every value has been checked.
 //!
-//! Values are only built by [`Policy::from_yaml`], so a `Policy` in hand is always sound.
+//! Values are only built by [`Policy::from_yaml`] (in `validate.rs`, which depends on this
+//! model and never the other way round), so a `Policy` in hand is always sound.
 //! `Serialize` writes the effective policy (defaults filled in) for the CLI to print.
 
 use super::duration::{BreakGlassDuration, MaxAge};
-use super::error::PolicyError;
 use super::glob::{Glob, GlobList};
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -141,12 +141,6 @@ fn serialize_revocations<S: Serializer>(
 }
 
 impl Policy {
-    /// Parses and checks a `policy.yaml` source. Every error names its field path and line;
-    /// all semantic problems are reported together.
-    pub fn from_yaml(source: &str) -> Result<Policy, PolicyError> {
-        super::validate::parse_policy(source)
-    }
-
     /// The schema version (always 1).
     pub fn version(&self) -> u64 {
         self.version
@@ -532,7 +526,8 @@ impl Rule {
     }
 
     /// Globs over canonical image names (`ghcr.io/acme/api`, no tag or digest); their
-    /// registry host is always written out, never a glob.
+    /// registry host is always written out, never a glob, unless the pattern is `**` alone
+    /// (every image).
     pub fn images(&self) -> &[Glob] {
         &self.images
     }

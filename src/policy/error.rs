@@ -51,7 +51,8 @@ pub enum PolicyError {
         /// Bytes allowed.
         limit: usize,
     },
-    /// Not YAML, or not the shape of a policy (unknown field, wrong type, missing field).
+    /// Not YAML, or not the shape of a policy (unknown field, wrong type, missing field) in
+    /// one place; several such places are [`PolicyError::Invalid`].
     #[error("{0}")]
     Syntax(PolicyIssue),
     /// More rules than [`MAX_RULES`](super::MAX_RULES).
@@ -70,7 +71,8 @@ pub enum PolicyError {
         /// Globs allowed.
         limit: usize,
     },
-    /// Well-formed YAML whose values do not make a sound policy; lists every problem found.
+    /// Well-formed YAML whose values do not make a sound policy, or that is not the shape of
+    /// a policy in several places; lists every problem found.
     #[error("{}", describe_issues(issues, *omitted))]
     Invalid {
         /// The problems, in source order.

@@ -1,58 +1,16 @@
-//! What `policy check` says beyond "valid": values refused because no certificate can ever
-//! carry them (called from validation, so the webhook refuses them too), and warnings about
-//! sound policies that trust more than their author probably means.
+//! What `policy check` says beyond "valid": warnings about sound policies that trust more
+//! than their author probably means. (Values no certificate can ever carry are refused by
+//! validation, from `never_match.rs`.)
 
-use super::config::{Policy, RISKY_TRIGGERS};
+use super::config::{Policy, DEFAULT_REFS, RISKY_TRIGGERS};
 use super::document::{PolicyDocument, RuleDocument};
 use super::error::{PolicyError, PolicyIssue};
 use super::glob::has_glob_syntax;
 use super::locate::FieldPath;
-use super::validate::{locate_nearest, parse_with_document, LOCATE_BUDGET_BYTES};
+use super::never_match::is_commit;
+use super::validate::{locate_nearest, parse_with_document, EVERYTHING, LOCATE_BUDGET_BYTES};
 use globset::{GlobBuilder, GlobMatcher};
 use std::collections::HashMap;
-
-/// The events that start GitHub Actions workflows, as the certificate's Build Trigger (the
-/// run's `github.event_name`) names them: GitHub's "Events that trigger workflows", plus
-/// `dynamic`, the event of runs GitHub starts itself (Dependabot, CodeQL default setup).
-/// `workflow_call` is missing on purpose: a called workflow reports its caller's event.
-pub const GITHUB_ACTIONS_EVENTS: [&str; 36] = [
-    "branch_protection_rule",
-    "check_run",
-    "check_suite",
-    "create",
-    "delete",
-    "deployment",
-    "deployment_status",
-    "discussion",
-    "discussion_comment",
-    "dynamic",
-    "fork",
-    "gollum",
-    "image_version",
-    "issue_comment",
-    "issues",
-    "label",
-    "merge_group",
-    "milestone",
-    "page_build",
-    "project",
-    "project_card",
-    "project_column",
-    "public",
-    "pull_request",
-    "pull_request_review",
-    "pull_request_review_comment",
-    "pull_request_target",
-    "push",
-    "registry_package",
-    "release",
-    "repository_dispatch",
-    "schedule",
-    "status",
-    "watch",
-    "workflow_dispatch",
-    "workflow_run",
-];
 
 /// The most warnings listed; a large policy written one way could otherwise give thousands.
 const MAX_WARNINGS: usize = 200;
@@ -104,89 +62,19 @@ impl Policy {
     }
 }
 
-// ---- values no certificate can carry: refused by validation ----
-
-/// An `id` with leading zeros: GitHub writes IDs without them, and IDs are compared as text.
-pub(crate) fn id_never_matches(what: &str, id: &str) -> Option<String> {
-    id.starts_with('0').then(|| {
-        let written = id.trim_start_matches('0');
-        let fix = if written.is_empty() {
-            "GitHub IDs start at 1".to_string()
-        } else {
-            format!("write `{written}`")
-        };
-        format!("{what} id `{id}` has leading zeros and would never match the certificate, which writes IDs without them; {fix}")
-    })
-}
-
-/// A calling workflow below `.github/workflows/`: GitHub only runs workflows directly there.
-pub(crate) fn workflow_in_subdirectory(text: &str) -> String {
-    format!(
-        "workflow `{text}` reaches into subdirectories of .github/workflows/, where GitHub never runs workflows, so that part never matches; write .github/workflows/FILE (a `*` in FILE is fine)"
-    )
-}
-
-/// The `@…` of a signer workflow: the certificate's Build Signer URI ends in `@refs/…`, and
-/// its Build Signer Digest is the commit, so a short ref (`@v2`, `@main`) never matches.
-pub(crate) fn signer_ref_never_matches(text: &str, pinned: &str) -> Option<String> {
-    if is_commit(pinned) {
-        return None;
-    }
-    if !pinned.starts_with("refs/") {
-        return Some(format!(
-            "signer workflow `{text}` would never match: the certificate names the signer's ref in full (`@refs/tags/{pinned}` or `@refs/heads/{pinned}`) or pins its commit; write @refs/… or @ and the 40-hex commit"
-        ));
-    }
-    ref_never_matches(pinned).map(|problem| format!("signer workflow `{text}`: {problem}"))
-}
-
-/// A ref glob no git ref can match (git check-ref-format), beyond the `refs/` prefix that
-/// validation requires.
-pub(crate) fn ref_never_matches(text: &str) -> Option<String> {
-    let problem = if text.contains("..") {
-        "contains `..`"
-    } else if text.contains("//") {
-        "contains an empty path component `//`"
-    } else if text.ends_with('/') {
-        "ends with `/`"
-    } else if text.ends_with(".lock") {
-        "ends with `.lock`"
-    } else if text.contains("@{") {
-        "contains `@{`"
-    } else if text.contains(|c: char| c.is_whitespace() || c.is_control() || "~^:".contains(c)) {
-        "contains a space, control character, `~`, `^` or `:`"
-    } else {
-        return None;
-    };
-    Some(format!(
-        "ref `{text}` {problem}, which git does not allow in a ref name, so it would never match"
-    ))
-}
-
-/// A trigger that is not a GitHub Actions event name.
-pub(crate) fn trigger_never_matches(text: &str) -> Option<String> {
-    if GITHUB_ACTIONS_EVENTS.contains(&text) {
-        return None;
-    }
-    let lower = text.to_ascii_lowercase().replace('-', "_");
-    Some(if text == "workflow_call" {
-        "trigger `workflow_call` never appears in a certificate: a called (reusable) workflow reports the event of the workflow that called it; list that event".to_string()
-    } else if GITHUB_ACTIONS_EVENTS.contains(&lower.as_str()) {
-        format!("trigger `{text}` is not a GitHub Actions event name; write `{lower}`")
-    } else {
-        format!("trigger `{text}` is not a GitHub Actions event name (such as push or workflow_dispatch; docs/operating.md lists them)")
-    })
-}
-
-fn is_commit(text: &str) -> bool {
-    text.len() == 40 && text.bytes().all(|byte| byte.is_ascii_hexdigit())
-}
-
 // ---- warnings: sound, but probably not what the author means ----
 
 fn warnings(document: &PolicyDocument) -> Vec<(FieldPath, String)> {
     let rules = FieldPath::root().key("rules");
     let mut found = Vec::new();
+    for (index, pattern) in document.exempt_images.iter().enumerate() {
+        if pattern == EVERYTHING {
+            found.push((
+                FieldPath::root().key("exemptImages").index(index),
+                "`**` exempts every image: nothing is verified and no rule is ever tried; exempt the repositories that need it instead (`registry.k8s.io/**`)".to_string(),
+            ));
+        }
+    }
     for (index, rule) in document.rules.iter().enumerate() {
         rule_warnings(&rules.index(index), rule, &mut found);
     }
@@ -220,6 +108,22 @@ fn rule_warnings(path: &FieldPath, rule: &RuleDocument, found: &mut Vec<(FieldPa
                     "owner `{0}` has no `id`, so it is trusted by login alone: a login that is renamed or deleted can be registered by someone else, whose repositories' builds are then trusted (repojacking); pin it with `id: \"…\"` from `gh api users/{0} --jq .id`",
                     owner.name
                 ),
+            ));
+        }
+    }
+    for (index, pattern) in rule.images.iter().enumerate() {
+        if pattern == EVERYTHING {
+            found.push((
+                path.key("images").index(index),
+                "`**` covers every image on every registry, so a pod spec chooses which registry the webhook contacts to look for attestations (a host glob is refused for that reason; `**` is allowed as a deliberate choice); name the registries instead (`ghcr.io/**`), or restrict the webhook's egress".to_string(),
+            ));
+        }
+    }
+    for (index, pattern) in rule.refs.iter().flatten().enumerate() {
+        if pattern == EVERYTHING || pattern == "refs/**" {
+            found.push((
+                path.key("refs").index(index),
+                format!("`{pattern}` trusts builds from every branch and tag, so anyone who can push a branch to a trusted repository can build an image this rule admits; list the protected refs (the default is {})", DEFAULT_REFS.join(", ")),
             ));
         }
     }
@@ -580,6 +484,50 @@ rules:
         assert_eq!(warnings_of(source), []);
     }
 
+    #[test]
+    fn double_star_loads_but_says_what_it_gives_away() {
+        let source = r#"version: 1
+exemptImages: ["**"]
+rules:
+  - name: every
+    images: ["**"]
+    owners: [{name: acme, id: "1"}]
+    workflows: ["**"]
+    refs: ["**", "refs/**", "refs/heads/release/*"]
+  - name: api
+    images: ["ghcr.io/acme/api"]
+    owners: [{name: acme, id: "1"}]
+"#;
+        let found = warnings_of(source);
+        assert_eq!(
+            PolicyIssue::paths_and_lines(&found),
+            [
+                ("exemptImages[0]", 2),
+                ("rules[0]", 4),
+                ("rules[0].images[0]", 5),
+                ("rules[0].refs[0]", 8),
+                ("rules[0].refs[1]", 8),
+                ("rules[1]", 9),
+            ]
+        );
+        assert!(found[0].2.contains("nothing is verified"), "{:?}", found[0]);
+        assert!(
+            found[2].2.contains("chooses which registry"),
+            "{:?}",
+            found[2]
+        );
+        assert!(
+            found[3].2.contains("every branch and tag"),
+            "{:?}",
+            found[3]
+        );
+        assert!(
+            found[5].2.contains("rule `api` is never tried"),
+            "{:?}",
+            found[5]
+        );
+    }
+
     fn rule_with(extra: &str) -> String {
         format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{{name: acme, id: \"1\"}}]\n{extra}")
     }
@@ -690,18 +638,5 @@ rules:
             format!("rules[{}].owners[0]", MAX_WARNINGS - 1)
         );
         assert_eq!(found[MAX_WARNINGS].2, "... and 5 more warnings");
-    }
-
-    #[test]
-    fn every_risky_trigger_is_an_event() {
-        for trigger in RISKY_TRIGGERS {
-            assert!(GITHUB_ACTIONS_EVENTS.contains(&trigger), "{trigger}");
-        }
-        let mut sorted = GITHUB_ACTIONS_EVENTS;
-        sorted.sort_unstable();
-        assert_eq!(
-            sorted, GITHUB_ACTIONS_EVENTS,
-            "kept sorted, without repeats"
-        );
     }
 }

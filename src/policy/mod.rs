@@ -16,10 +16,13 @@ mod error;
 pub mod file;
 mod github;
 mod glob;
+mod hint;
 mod lint;
 mod locate;
+mod never_match;
 mod rule;
 mod selector;
+mod shape;
 mod validate;
 
 pub use classify::ImageClass;
@@ -33,5 +36,7 @@ pub use config::{
 pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};
 pub use glob::{Glob, GlobError, GlobList};
-pub use lint::{CheckedPolicy, GITHUB_ACTIONS_EVENTS};
+pub use hint::fix_hints;
+pub use lint::CheckedPolicy;
+pub use never_match::GITHUB_ACTIONS_EVENTS;
 pub use rule::{evaluate, Check, Failure, RuleViolation};

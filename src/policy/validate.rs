@@ -15,8 +15,8 @@ use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::{PolicyError, PolicyIssue};
 use super::github::{is_owner_login, is_repository_name, is_run_id, parse_run_uri};
 use super::glob::{has_glob_syntax, Glob, GlobList};
-use super::lint;
 use super::locate::{locate, FieldPath};
+use super::never_match;
 use crate::check::reference::{canonical_registry, DOCKER_HUB_REGISTRY};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,10 +32,17 @@ const MAX_REPORTED_ISSUES: usize = 100;
 pub(super) const LOCATE_BUDGET_BYTES: usize = 8 * MAX_POLICY_BYTES;
 
 const WORKFLOWS_DIRECTORY: &str = ".github/workflows/";
+/// `**` alone matches every image, workflow or ref (policy-controller's `glob: "**"`). It
+/// names no host, so it cannot be a half-written host glob: those stay refused in rules.
+pub(super) const EVERYTHING: &str = "**";
 const KNOWN_RUNNERS: [&str; 2] = ["github-hosted", "self-hosted"];
 
-pub(crate) fn parse_policy(source: &str) -> Result<Policy, PolicyError> {
-    parse_with_document(source).map(|(_, policy)| policy)
+impl Policy {
+    /// Parses and checks a `policy.yaml` source. Every error names its field path and line;
+    /// all semantic problems are reported together.
+    pub fn from_yaml(source: &str) -> Result<Policy, PolicyError> {
+        parse_with_document(source).map(|(_, policy)| policy)
+    }
 }
 
 /// The policy and the document it was built from, for checks that report by field path.
@@ -50,8 +57,23 @@ pub(super) fn parse_with_document(source: &str) -> Result<(PolicyDocument, Polic
     if let Some(error) = super::duplicates::refuse_duplicate_keys(source, located_budget) {
         return Err(error);
     }
-    let document: PolicyDocument = serde_yaml::from_str(source)
-        .map_err(|error| PolicyError::Syntax(PolicyIssue::from_yaml_error(&error)))?;
+    let document: PolicyDocument = serde_yaml::from_str(source).map_err(|error| {
+        let mut problems = super::shape::shape_problems(source, LOCATE_BUDGET_BYTES);
+        if problems.len() < 2 {
+            return PolicyError::Syntax(PolicyIssue::from_yaml_error(&error));
+        }
+        problems.sort_by_key(|issue| {
+            issue
+                .location
+                .map_or((1, 0, 0), |location| (0, location.line, location.column))
+        });
+        let omitted = problems.len().saturating_sub(MAX_REPORTED_ISSUES);
+        problems.truncate(MAX_REPORTED_ISSUES);
+        PolicyError::Invalid {
+            issues: problems,
+            omitted,
+        }
+    })?;
     if document.rules.len() > MAX_RULES {
         return Err(PolicyError::TooManyRules {
             count: document.rules.len(),
@@ -368,6 +390,9 @@ impl Checker {
     /// match one is a mistake worth reporting, and a host spelled another way is refused with
     /// its canonical spelling rather than silently never matching.
     fn image_glob(&mut self, path: &FieldPath, text: &str, kind: ImagePattern) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         let (host, repository) = text.split_once('/').unwrap_or((text, ""));
         let repository_segments: Vec<&str> = repository.split('/').collect();
         // `[` opens an IPv6 address in a host, never a character class.
@@ -756,7 +781,7 @@ impl Checker {
             return Some(None);
         };
         if !id.is_empty() && id.len() <= 20 && id.bytes().all(|byte| byte.is_ascii_digit()) {
-            if let Some(problem) = lint::id_never_matches(what, id) {
+            if let Some(problem) = never_match::id_never_matches(what, id) {
                 self.report(path, problem);
                 return None;
             }
@@ -774,6 +799,9 @@ impl Checker {
     }
 
     fn workflow_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         let problem = match text.strip_prefix(WORKFLOWS_DIRECTORY) {
             None => format!(
                 "workflow `{text}` must be a path starting with {WORKFLOWS_DIRECTORY} (the calling workflow's path in the source repository)"
@@ -782,7 +810,7 @@ impl Checker {
             Some(_) if text.contains('@') => format!(
                 "workflow `{text}` must be a path without @ref; the source ref is checked by `refs`"
             ),
-            Some(file) if file.contains('/') => lint::workflow_in_subdirectory(text),
+            Some(file) if file.contains('/') => never_match::workflow_in_subdirectory(text),
             Some(_) => return self.glob(path, text),
         };
         self.report(path, problem);
@@ -820,7 +848,7 @@ impl Checker {
             return None;
         }
         if let Some(problem) =
-            pinned_ref.and_then(|pinned| lint::signer_ref_never_matches(text, pinned))
+            pinned_ref.and_then(|pinned| never_match::signer_ref_never_matches(text, pinned))
         {
             self.report(path, problem);
             return None;
@@ -834,6 +862,9 @@ impl Checker {
     }
 
     fn ref_glob(&mut self, path: &FieldPath, text: &str) -> Option<Glob> {
+        if text == EVERYTHING {
+            return self.glob(path, text);
+        }
         if !text.starts_with("refs/") {
             self.report(
                 path,
@@ -841,7 +872,7 @@ impl Checker {
             );
             return None;
         }
-        if let Some(problem) = lint::ref_never_matches(text) {
+        if let Some(problem) = never_match::ref_never_matches(text) {
             self.report(path, problem);
             return None;
         }
@@ -849,7 +880,7 @@ impl Checker {
     }
 
     fn trigger(&mut self, path: &FieldPath, text: &str) -> Option<String> {
-        match lint::trigger_never_matches(text) {
+        match never_match::trigger_never_matches(text) {
             None => Some(text.to_string()),
             Some(problem) => {
                 self.report(path, problem);
@@ -1640,5 +1671,70 @@ rules:
         }
         let issue = first_issue(&pattern_policy("*.INTERNAL/**", true));
         assert!(issue.message.contains("matched in lower case"), "{issue}");
+    }
+
+    /// `**` alone (policy-controller's `glob: "**"`) is every image, workflow or ref; a host
+    /// glob next to a written path stays refused in rules.
+    #[test]
+    fn double_star_alone_matches_everything() {
+        for exempt in [true, false] {
+            let policy = Policy::from_yaml(&pattern_policy("**", exempt)).expect("`**` loads");
+            let globs = if exempt {
+                policy.exempt_images()
+            } else {
+                policy.rules()[0].images()
+            };
+            let list = GlobList::new(globs.to_vec()).expect("compiles");
+            for name in [
+                "docker.io/library/nginx",
+                "ghcr.io/acme/team/api",
+                "localhost:5000/a",
+                "[::1]:5000/acme/api",
+            ] {
+                assert!(list.is_match(name), "`**` matches {name}");
+            }
+        }
+        for (refused, exempt_too) in [
+            ("*/**", false),
+            ("**/**", false),
+            ("**/acme/api", false),
+            ("*.io/**", false),
+            ("** ", true),
+            ("***", true),
+            ("/**", true),
+        ] {
+            let issue = first_issue(&pattern_policy(refused, false));
+            assert_eq!(issue.path, "rules[0].images[0]", "{refused}: {issue}");
+            assert_eq!(
+                Policy::from_yaml(&pattern_policy(refused, true)).is_err(),
+                exempt_too,
+                "{refused} as an exemption"
+            );
+        }
+        let rule = |extra: &str| format!("version: 1\nrules:\n  - name: acme\n{RULE}{extra}");
+        let policy = Policy::from_yaml(&rule("    workflows: [\"**\"]\n    refs: [\"**\"]\n"))
+            .expect("`**` workflows and refs load");
+        let acme = &policy.rules()[0];
+        let workflows = GlobList::new(acme.workflows().expect("listed").to_vec()).unwrap();
+        assert!(workflows.is_match(".github/workflows/release.yml"));
+        let refs = GlobList::new(acme.effective_refs().to_vec()).unwrap();
+        for git_ref in [
+            "refs/heads/main",
+            "refs/tags/v1.2.3",
+            "refs/heads/feature/x",
+        ] {
+            assert!(refs.is_match(git_ref), "{git_ref}");
+        }
+        for (extra, path) in [
+            ("    workflows: [\"*\"]\n", "rules[0].workflows[0]"),
+            (
+                "    workflows: [\"**/build.yml\"]\n",
+                "rules[0].workflows[0]",
+            ),
+            ("    refs: [\"*\"]\n", "rules[0].refs[0]"),
+            ("    refs: [\"**/main\"]\n", "rules[0].refs[0]"),
+        ] {
+            assert_eq!(first_issue(&rule(extra)).path, path, "{extra}");
+        }
     }
 }

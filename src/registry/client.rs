@@ -19,7 +19,9 @@ use super::credentials::DockerConfig;
 use super::exchange::{AllowedRegistries, Exchanger, Target};
 use super::manifest::{announced_digest, manifest_media_type, MANIFEST_ACCEPT};
 use super::observer::{IgnoreRequests, RegistryOperation, RequestObserver};
-use super::referrers::{matching_referrers, referrers_path, referrers_tag, NotAnIndex};
+use super::referrers::{
+    matching_referrers, next_page, referrers_path, referrers_tag, NotAnIndex, MAX_REFERRER_PAGES,
+};
 use super::transport::{redacted_proxy, HostOptions, RegistryConfigError, TransportLimits};
 use super::{Descriptor, FetchedManifest, Registry, RegistryError, OCI_INDEX};
 
@@ -294,33 +296,70 @@ impl HttpRegistry {
     ) -> Result<Vec<Descriptor>, RegistryError> {
         let target = self.exchange.target(image)?;
         let what = format!("referrers of {digest}");
+        let mut found = Vec::new();
         // Unfiltered on purpose: the API's filter is an exact match and we want a prefix.
-        let exchange = self
-            .exchange
-            .request(
-                &target,
-                RegistryOperation::Referrers,
-                Method::GET,
-                &referrers_path(digest, None),
-                Some(OCI_INDEX),
-                &what,
-            )
-            .await?;
-        let status = exchange.response.status();
-        if status.is_success() {
+        let mut page = referrers_path(digest, None);
+        for page_number in 1..=MAX_REFERRER_PAGES {
+            let exchange = self
+                .exchange
+                .request(
+                    &target,
+                    RegistryOperation::Referrers,
+                    Method::GET,
+                    &page,
+                    Some(OCI_INDEX),
+                    &what,
+                )
+                .await?;
+            let status = exchange.response.status();
+            if !status.is_success() {
+                if page_number == 1 && referrers_api_missing(status) {
+                    break;
+                }
+                return Err(self.exchange.status_error(&target, status, &what));
+            }
+            let link = exchange
+                .response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
             let bytes = self
                 .exchange
                 .read_body(&target, exchange, self.max_manifest_bytes, &what)
                 .await?;
-            // Not an index: a registry without the API answering its catch-all page with 200.
-            if let Ok(found) = matching_referrers(&bytes, artifact_type_prefix, self.max_referrers)
-            {
-                return Ok(found);
+            let remaining = self.max_referrers - found.len();
+            match matching_referrers(&bytes, artifact_type_prefix, remaining) {
+                Ok(on_page) => found.extend(on_page),
+                // Not an index: a registry without the API answering its catch-all page
+                // with 200.
+                Err(_) if page_number == 1 => break,
+                Err(NotAnIndex(reason)) => {
+                    return Err(RegistryError::Malformed {
+                        registry: target.registry.to_owned(),
+                        what: format!("{what}, page {page_number}"),
+                        reason,
+                    })
+                }
             }
-        } else if referrers_api_missing(status) {
-            drop(exchange);
-        } else {
-            return Err(self.exchange.status_error(&target, status, &what));
+            let next = match link {
+                Some(link) => next_page(&link, target.api_host(), target.repository, digest)
+                    .map_err(|error| RegistryError::Malformed {
+                        registry: target.registry.to_owned(),
+                        what: what.clone(),
+                        reason: error.to_string(),
+                    })?,
+                None => None,
+            };
+            match next {
+                Some(next) if found.len() < self.max_referrers => page = next,
+                _ => return Ok(found),
+            }
+        }
+        if page != referrers_path(digest, None) {
+            // More pages than are read: a bundle listed beyond them is not found, so the
+            // image is unproven (closed), never admitted on an unread page.
+            return Ok(found);
         }
         self.referrers_from_tag(&target, digest, artifact_type_prefix)
             .await

@@ -85,6 +85,13 @@ pub(super) struct Target<'a> {
     transport: &'a HostTransport,
 }
 
+impl Target<'_> {
+    /// The host serving the registry's API.
+    pub fn api_host(&self) -> &str {
+        self.api_host
+    }
+}
+
 /// A response with the deadline its body must arrive by.
 pub(super) struct Exchange {
     pub response: reqwest::Response,

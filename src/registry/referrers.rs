@@ -88,9 +88,113 @@ pub(crate) fn matching_referrers(
         .collect())
 }
 
+/// Referrer list pages read at most per digest: a registry may split a long list (OCI 1.1,
+/// `Link: <…>; rel="next"`), and a hostile one may never stop.
+pub(crate) const MAX_REFERRER_PAGES: usize = 8;
+
+/// Why a `Link` header's next page is not followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NextPageError {
+    #[error("its next page {0:?} is not a referrers list of the same repository and digest")]
+    Elsewhere(String),
+    #[error("its next page {0:?} names another host")]
+    OtherHost(String),
+}
+
+/// The next page of a referrers list from a response's `Link` header, as a path below
+/// `/v2/<repository>/` (what the exchange sends), or `None` when there is none. Only the
+/// referrers list of the same repository and digest on the same host is followed: the
+/// registry, not the policy, writes the header, and it must not steer requests elsewhere.
+pub(crate) fn next_page(
+    link: &str,
+    api_host: &str,
+    repository: &str,
+    digest: &Digest,
+) -> Result<Option<String>, NextPageError> {
+    let Some(target) = link.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let is_next = params.split(';').any(|param| {
+            let param = param.trim().to_ascii_lowercase();
+            param == "rel=\"next\"" || param == "rel=next"
+        });
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        is_next.then(|| target.to_owned())
+    }) else {
+        return Ok(None);
+    };
+    let path = match target.split_once("://") {
+        Some((_, rest)) => {
+            let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if !host.eq_ignore_ascii_case(api_host) {
+                return Err(NextPageError::OtherHost(target));
+            }
+            format!("/{path}")
+        }
+        None => target.clone(),
+    };
+    let below = format!("/v2/{repository}/");
+    let list = format!("referrers/{digest}");
+    match path.strip_prefix(&below) {
+        Some(rest)
+            if (rest == list || rest.starts_with(&format!("{list}?")))
+                && !rest.contains('#')
+                && !rest.contains("..") =>
+        {
+            Ok(Some(rest.to_owned()))
+        }
+        _ => Err(NextPageError::Elsewhere(target)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_same_list_on_the_same_host_is_a_next_page() {
+        let digest = digest();
+        let next = |link: &str| next_page(link, "registry.example:5000", "acme/api", &digest);
+        let list = format!("/v2/acme/api/referrers/{digest}");
+        assert_eq!(next(""), Ok(None));
+        assert_eq!(next(&format!("<{list}?last=x>; rel=\"prev\"")), Ok(None));
+        assert_eq!(
+            next(&format!("<{list}?n=2&last=b>; rel=\"next\"")),
+            Ok(Some(format!("referrers/{digest}?n=2&last=b")))
+        );
+        assert_eq!(
+            next(&format!(
+                "<https://REGISTRY.example:5000{list}?last=c>; rel=next"
+            )),
+            Ok(Some(format!("referrers/{digest}?last=c")))
+        );
+        assert_eq!(
+            next(&format!(
+                "<{list}?last=a>; rel=\"prev\", <{list}?last=c>; rel=\"next\""
+            )),
+            Ok(Some(format!("referrers/{digest}?last=c")))
+        );
+        for elsewhere in [
+            format!("</v2/acme/other/referrers/{digest}?last=x>; rel=\"next\""),
+            format!(
+                "</v2/acme/api/referrers/{}?last=x>; rel=\"next\"",
+                Digest::of_bytes(b"other")
+            ),
+            "</v2/acme/api/manifests/latest>; rel=\"next\"".to_owned(),
+            format!("</v2/acme/api/referrers/{digest}/../../../other/manifests/x>; rel=\"next\""),
+            format!("<{list}x>; rel=\"next\""),
+        ] {
+            assert!(
+                matches!(next(&elsewhere), Err(NextPageError::Elsewhere(_))),
+                "{elsewhere}"
+            );
+        }
+        assert!(matches!(
+            next(&format!(
+                "<https://attacker.example{list}?last=x>; rel=\"next\""
+            )),
+            Err(NextPageError::OtherHost(_))
+        ));
+    }
 
     const BUNDLE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
 

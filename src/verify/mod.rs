@@ -55,6 +55,20 @@ impl<'a> ArtifactInput<'a> {
 pub struct RootRejection {
     pub instance: Instance,
     pub reason: String,
+    /// How far the bundle got under this root.
+    pub stage: RejectionStage,
+}
+
+/// How far a bundle got under a root before it was rejected: the further, the closer the
+/// reason is to the root cause. A GitHub-instance bundle checked for the wrong artifact is
+/// rejected by public-good for lacking a log entry (it was never meant for that root) and by
+/// GitHub for the artifact; the second is what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RejectionStage {
+    /// The signature, certificate, artifact or proof of time failed under this root.
+    Verification,
+    /// The bundle lacks the kind of time proof this root demands: made for another root.
+    OtherKindOfProof,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,9 +83,12 @@ pub enum VerifyError {
     Statement(#[from] statement::StatementError),
 }
 
+/// Most specific first: rejections of roots the bundle was made for lead, in root order.
 fn describe_rejections(rejections: &[RootRejection]) -> String {
-    rejections
-        .iter()
+    let mut ordered: Vec<&RootRejection> = rejections.iter().collect();
+    ordered.sort_by_key(|rejection| rejection.stage);
+    ordered
+        .into_iter()
         .map(|rejection| format!("{}: {}", rejection.instance, rejection.reason))
         .collect::<Vec<_>>()
         .join("; ")
@@ -101,9 +118,10 @@ pub fn verify_bundle(
                 let facts = statement::read_statement(envelope.payload.as_bytes())?;
                 return Ok(attestation_from(anchor, bundle, &result, facts));
             }
-            Err(reason) => rejections.push(RootRejection {
+            Err((stage, reason)) => rejections.push(RootRejection {
                 instance: anchor.instance.clone(),
                 reason,
+                stage,
             }),
         }
     }
@@ -114,13 +132,14 @@ fn verify_under(
     anchor: &trusted_roots::TrustAnchor,
     bundle: &Bundle,
     artifact: ArtifactInput<'_>,
-) -> Result<sigstore_verify::VerificationResult, String> {
+) -> Result<sigstore_verify::VerificationResult, (RejectionStage, String)> {
     check_time_proof_present(anchor.time_proof, bundle)?;
+    let failed = |reason: String| (RejectionStage::Verification, reason);
     let policy = anchor.time_proof.library_policy();
     let result = anchor
         .verifier
         .verify(artifact.as_library_artifact(), bundle, &policy)
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| failed(error.to_string()))?;
     // The library reports what it checked; insist on it rather than trust the policy flags.
     let checked = match anchor.time_proof {
         TimeProof::TransparencyLog => {
@@ -129,14 +148,20 @@ fn verify_under(
         TimeProof::Timestamp => result.certificate_verified(),
     };
     if !checked || result.verified_timestamps().is_empty() {
-        return Err("verification did not establish a trusted signing time and certificate".into());
+        return Err(failed(
+            "verification did not establish a trusted signing time and certificate".into(),
+        ));
     }
     Ok(result)
 }
 
 /// Each root's fixed demand on the proof of time, checked before any cryptography so that
 /// a bundle without it gets a reason that says what is missing.
-fn check_time_proof_present(time_proof: TimeProof, bundle: &Bundle) -> Result<(), String> {
+fn check_time_proof_present(
+    time_proof: TimeProof,
+    bundle: &Bundle,
+) -> Result<(), (RejectionStage, String)> {
+    let incomplete = |reason: &str| (RejectionStage::Verification, reason.to_owned());
     let material = &bundle.verification_material;
     let has_timestamp = !material
         .timestamp_verification_data
@@ -145,29 +170,29 @@ fn check_time_proof_present(time_proof: TimeProof, bundle: &Bundle) -> Result<()
     match time_proof {
         TimeProof::TransparencyLog => {
             if material.tlog_entries.is_empty() {
-                return Err("no transparency-log entry; this root requires one".into());
+                return Err((
+                    RejectionStage::OtherKindOfProof,
+                    "no transparency-log entry; this root requires one".into(),
+                ));
             }
             for entry in &material.tlog_entries {
                 if entry.inclusion_proof.is_none() {
-                    return Err(
-                        "transparency-log entry has no inclusion proof and checkpoint; this root requires them"
-                            .into(),
-                    );
+                    return Err(incomplete(
+                        "transparency-log entry has no inclusion proof and checkpoint; this root requires them",
+                    ));
                 }
                 let rekor_v1 = entry.kind_version != KindVersion::HashedRekordV002;
                 if rekor_v1
                     && (entry.inclusion_promise.is_none() || entry.integrated_time.is_none())
                 {
-                    return Err(
-                        "transparency-log entry has no signed entry timestamp (SET); this root requires it"
-                            .into(),
-                    );
+                    return Err(incomplete(
+                        "transparency-log entry has no signed entry timestamp (SET); this root requires it",
+                    ));
                 }
                 if !rekor_v1 && !has_timestamp {
-                    return Err(
-                        "Rekor v2 entry without an RFC 3161 timestamp: no trusted signing time"
-                            .into(),
-                    );
+                    return Err(incomplete(
+                        "Rekor v2 entry without an RFC 3161 timestamp: no trusted signing time",
+                    ));
                 }
             }
             Ok(())
@@ -176,7 +201,10 @@ fn check_time_proof_present(time_proof: TimeProof, bundle: &Bundle) -> Result<()
             if has_timestamp {
                 Ok(())
             } else {
-                Err("no RFC 3161 timestamp; this root requires one".into())
+                Err((
+                    RejectionStage::OtherKindOfProof,
+                    "no RFC 3161 timestamp; this root requires one".into(),
+                ))
             }
         }
     }
