@@ -338,7 +338,7 @@ records = []
 def walk(panels):
     for p in panels:
         for t in p.get("targets", []):
-            expr = t["expr"].replace("$__rate_interval", "5m").replace("$job", ".*")
+            expr = t["expr"].replace("$__rate_interval", "5m").replace("$job", ".*").replace("$environment", ".*")
             records.append({"record": f"dashboard:panel{p['id']}_{t['refId']}", "expr": expr})
         walk(p.get("panels", []))
 walk(dashboard["panels"])

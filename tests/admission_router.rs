@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use provenance_gate::admission::response::{MAX_MESSAGE_CHARS, MAX_WARNING_CHARS};
-use provenance_gate::admission::{router, WebhookSettings, WebhookState};
+use provenance_gate::admission::{router, Clock, WebhookSettings, WebhookState};
 use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::check::{CheckSettings, ImageChecker, MAX_REASON_BYTES};
 use provenance_gate::cluster::{
@@ -353,17 +353,28 @@ impl Harness {
     }
 
     /// The same harness, its namespaces answered by `directory` instead of the map.
-    fn with_directory(mut self, directory: Arc<dyn NamespaceDirectory>) -> Harness {
+    fn with_directory(self, directory: Arc<dyn NamespaceDirectory>) -> Harness {
+        let clock = Arc::clone(&self.state.clock);
+        self.rebuilt(directory, clock)
+    }
+
+    /// The same harness, its reviews timed by `clock`.
+    fn with_clock(self, clock: Clock) -> Harness {
+        let directory = Arc::clone(&self.state.namespaces);
+        self.rebuilt(directory, clock)
+    }
+
+    fn rebuilt(mut self, namespaces: Arc<dyn NamespaceDirectory>, clock: Clock) -> Harness {
         let state = &self.state;
         self.state = Arc::new(WebhookState {
             checker: Arc::clone(&state.checker),
             policy: Arc::clone(&state.policy),
-            namespaces: directory,
+            namespaces,
             events: Arc::clone(&state.events),
             records: Arc::clone(&state.records),
             metrics: state.metrics.clone(),
             settings: state.settings.clone(),
-            clock: Arc::clone(&state.clock),
+            clock,
         });
         self
     }
@@ -663,8 +674,8 @@ async fn a_verified_pod_is_admitted_and_mutate_pins_it_with_its_provenance() {
     let metrics = harness.metrics();
     for line in [
         r#"provenance_gate_admissions_total{kind="Pod",operation="CREATE"} 2"#,
-        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="verified"} 1"#,
-        r#"provenance_gate_decisions_total{mode="enforce",result="exempt",reason="exempt"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="verified",environment="production",rule="acme"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="exempt",reason="exempt",environment="production",rule="none"} 1"#,
         "provenance_gate_admission_duration_seconds_count 2",
         // Only the covered image is timed (exempt images are never fetched).
         "provenance_gate_verification_duration_seconds_count 2",
@@ -781,9 +792,9 @@ async fn each_mode_answers_an_unattested_image_its_own_way() {
     );
     let metrics = harness.metrics();
     for line in [
-        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation"} 2"#,
-        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="no_attestation"} 1"#,
-        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="no_attestation"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation",environment="production",rule="acme"} 2"#,
+        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="no_attestation",environment="staging",rule="acme"} 1"#,
+        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="no_attestation",environment="development",rule="acme"} 1"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
@@ -1099,7 +1110,7 @@ async fn the_review_budget_bounds_every_answer() {
         "{response}"
     );
     assert!(harness.metrics().contains(
-        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="timeout"} 1"#
+        r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="timeout",environment="production",rule="acme"} 1"#
     ));
 }
 
@@ -1405,7 +1416,7 @@ async fn an_active_break_glass_admits_failures_with_evidence() {
     let metrics = harness.metrics();
     for line in [
         r#"provenance_gate_break_glass_active{namespace="payments"} 1"#,
-        r#"provenance_gate_decisions_total{mode="enforce",result="break_glass",reason="no_attestation"} 1"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="break_glass",reason="no_attestation",environment="production",rule="acme"} 1"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
@@ -1419,6 +1430,122 @@ async fn an_active_break_glass_admits_failures_with_evidence() {
     assert!(harness
         .metrics()
         .contains(r#"provenance_gate_break_glass_active{namespace="payments"} 0"#));
+}
+
+/// A break-glass that expires with nothing deployed in its namespace: the gauge follows the
+/// expiry on the webhook's timer, without another review. Tokio's clock is paused after the
+/// review and drives both the timer and the review clock.
+#[tokio::test]
+async fn the_break_glass_gauge_drops_when_it_expires_without_another_review() {
+    let started = tokio::time::Instant::now();
+    let base: jiff::Timestamp = NOW.parse().unwrap();
+    let clock: Clock = Arc::new(move || {
+        let elapsed = jiff::SignedDuration::try_from(started.elapsed()).unwrap();
+        base.checked_add(elapsed).unwrap()
+    });
+    let harness = Harness::new().with_clock(Arc::clone(&clock));
+    // Expires a minute after NOW.
+    let brief = break_glass("2026-11-28T10:01:00Z");
+    harness
+        .namespaces
+        .upsert(namespace("payments-brief", "production", &pairs(&brief)));
+    let response = harness
+        .post(
+            "/validate",
+            &pod_review("payments-brief", &[("worker", WORKER)]),
+        )
+        .await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let gauge = |value: u8| {
+        format!(r#"provenance_gate_break_glass_active{{namespace="payments-brief"}} {value}"#)
+    };
+    assert!(
+        harness.metrics().contains(&gauge(1)),
+        "{}",
+        harness.metrics()
+    );
+
+    tokio::time::pause();
+    let period = provenance_gate::evidence::break_glass::SWEEP_PERIOD;
+    let state = &harness.state;
+    let timer = tokio::spawn(provenance_gate::evidence::break_glass::follow_expiry(
+        state.metrics.clone(),
+        Arc::clone(&state.policy),
+        Arc::clone(&state.namespaces),
+        clock,
+        period,
+    ));
+    // Still in force half-way.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        harness.metrics().contains(&gauge(1)),
+        "{}",
+        harness.metrics()
+    );
+    // At most one period after the expiry, with no review in between.
+    tokio::time::sleep(Duration::from_secs(30) + period).await;
+    assert!(
+        harness.metrics().contains(&gauge(0)),
+        "{}",
+        harness.metrics()
+    );
+    timer.abort();
+}
+
+/// The KPI counts what the runbook calls a pass: an image verified against a rule. Exempt
+/// images are left out, images no rule covers (admitted by `unmatchedImages: allow`) are
+/// judged and not passed; each decision carries the environment and rule from the policy,
+/// and each release (digest) counts once however many Pods run it.
+#[tokio::test]
+async fn the_pass_rate_counts_verified_images_per_environment_rule_and_release() {
+    let policy = POLICY.replace("unmatchedImages: deny", "unmatchedImages: allow");
+    let harness = Harness::with(WebhookSettings::default(), Some(&policy));
+    harness
+        .namespaces
+        .upsert(namespace("qa", "qa-not-in-the-policy", &[]));
+    let unmatched = "docker.io/library/nginx:1.27";
+    for namespace in ["prod", "prod", "qa"] {
+        let review = pod_review(
+            namespace,
+            &[("api", API), ("pause", PAUSE), ("web", unmatched)],
+        );
+        let response = harness
+            .post("/validate", &harness.mutated(&review).await)
+            .await;
+        assert_eq!(response["allowed"], true, "{response}");
+    }
+    let metrics = harness.metrics();
+    for line in [
+        // Per admission: two Pods in production, one in a namespace no environment selects.
+        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="verified",environment="production",rule="acme"} 2"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="unmatched",environment="production",rule="none"} 2"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="exempt",reason="exempt",environment="production",rule="none"} 2"#,
+        r#"provenance_gate_decisions_total{mode="enforce",result="allowed",reason="verified",environment="none",rule="acme"} 1"#,
+        // Per release: each image once per environment.
+        r#"provenance_gate_digest_verdicts_total{environment="production",rule="acme",result="allowed",reason="verified"} 1"#,
+        r#"provenance_gate_digest_verdicts_total{environment="production",rule="none",result="allowed",reason="unmatched"} 1"#,
+        r#"provenance_gate_digest_verdicts_total{environment="production",rule="none",result="exempt",reason="exempt"} 1"#,
+        r#"provenance_gate_digest_verdicts_total{environment="none",rule="acme",result="allowed",reason="verified"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(!metrics.contains("qa-not-in-the-policy"), "{metrics}");
+    // The runbook's pass rate over these series: verified / all but exempt.
+    let sum = |metric: &str, keep: &dyn Fn(&str) -> bool| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(&format!("{metric}{{")) && keep(line))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let verified = |line: &str| line.contains(r#"result="allowed",reason="verified""#);
+    let judged = |line: &str| !line.contains(r#"result="exempt""#);
+    let per_admission = sum("provenance_gate_decisions_total", &verified)
+        / sum("provenance_gate_decisions_total", &judged);
+    let per_release = sum("provenance_gate_digest_verdicts_total", &verified)
+        / sum("provenance_gate_digest_verdicts_total", &judged);
+    assert_eq!(per_admission, 0.5, "{metrics}");
+    assert_eq!(per_release, 0.5, "{metrics}");
 }
 
 #[tokio::test]
@@ -1523,6 +1650,11 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
     );
     let response = harness.post("/mutate", &by_alice).await;
     assert_eq!(response["allowed"], true, "{response}");
+    let gauge = r#"provenance_gate_break_glass_active{namespace="payments"}"#;
+    assert!(
+        !harness.metrics().contains(gauge),
+        "not in force before /validate admits it"
+    );
     assert_eq!(
         patch_of(&response).unwrap(),
         json!([
@@ -1554,6 +1686,12 @@ async fn break_glass_is_declared_only_by_approvers_and_recorded_by_the_webhook()
     assert_eq!(
         harness.events.events().last().unwrap().reason,
         "BreakGlassDeclared"
+    );
+    // In force from the declaration, before any workload is reviewed under it.
+    assert!(
+        harness.metrics().contains(&format!("{gauge} 1")),
+        "{}",
+        harness.metrics()
     );
 
     // Without the mutating webhook the approver is never recorded: refused at /validate.
@@ -1914,8 +2052,8 @@ async fn a_tag_left_after_mutation_warns_in_warn_mode_and_is_recorded_in_observe
     assert_eq!(results, ["warned", "would_deny"]);
     let metrics = harness.metrics();
     for line in [
-        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="unpinned_tag"} 1"#,
-        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="unpinned_tag"} 1"#,
+        r#"provenance_gate_decisions_total{mode="warn",result="warned",reason="unpinned_tag",environment="staging",rule="acme"} 1"#,
+        r#"provenance_gate_decisions_total{mode="observe",result="would_deny",reason="unpinned_tag",environment="development",rule="acme"} 1"#,
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }

@@ -140,6 +140,7 @@ pub(super) fn review_namespace<R>(
             mode_change: None,
             events: Vec::new(),
             break_glass_lifted: false,
+            break_glass_declared: None,
         },
         name,
     };
@@ -269,6 +270,7 @@ fn judge_break_glass(
                     "break-glass {ticket} declared on namespace {name} by {approver} until {expires}: unverified images will be admitted with a warning"
                 );
                 review.event(EventType::Normal, "BreakGlassDeclared", message.clone());
+                review.evidence.break_glass_declared = Some(expires);
                 tracing::info!(uid, namespace = %name, %approver, %ticket, %expires, "break-glass declared");
                 let mut response = AdmissionResponse::allow(uid).with_warnings([message]);
                 response.audit_annotations = BTreeMap::from([(

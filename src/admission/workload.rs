@@ -5,6 +5,7 @@
 //! review leaves as evidence is returned with the answer, for [`crate::evidence`] to write.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -193,6 +194,7 @@ fn brought<'a>(
 /// The namespace's mode and break-glass for one review, and how its evidence names it.
 struct Judging {
     subject: Subject,
+    policy: Arc<Policy>,
     mode: Mode,
     environment: Option<String>,
     break_glass: BreakGlassState,
@@ -207,6 +209,7 @@ impl Judging {
         let final_say = self.endpoint == Endpoint::Validate || !response.allowed;
         let outcome = ReviewOutcome::Workload(WorkloadOutcome {
             subject: self.subject,
+            policy: self.policy,
             mode: self.mode,
             environment: self.environment,
             break_glass: self.break_glass,
@@ -223,7 +226,7 @@ async fn judging<R>(
     state: &WebhookState<R>,
     request: &AdmissionRequest,
     object: &Value,
-    policy: &Policy,
+    policy: &Arc<Policy>,
     endpoint: Endpoint,
 ) -> (Judging, Vec<String>) {
     let now = (state.clock)();
@@ -248,6 +251,7 @@ async fn judging<R>(
         .collect();
     let judging = Judging {
         environment: environment.map(str::to_owned),
+        policy: Arc::clone(policy),
         subject,
         mode,
         break_glass,

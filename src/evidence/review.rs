@@ -7,12 +7,15 @@
 //! Dry runs write records (marked `dryRun`, as evidence of the decision) but no Events,
 //! which would be cluster writes.
 
+use std::sync::Arc;
+
+use crate::check::{ImageCheck, ImageOutcome};
 use crate::cluster::{ClusterEvent, EventRecorder, EventType, ObjectRef};
 use crate::decision::breakglass::{BreakGlassState, ModeChange};
 use crate::decision::{Decision, ImageVerdict, Verdict};
-use crate::policy::Mode;
+use crate::policy::{Mode, Policy};
 
-use super::metrics::{Metrics, NamespaceLabels};
+use super::metrics::{DigestVerdictLabels, Metrics, PolicyLabels};
 use super::records::{DecisionRecord, DecisionSink, RequestContext};
 
 /// Longest Event note: `events.k8s.io/v1` refuses notes over 1 KiB.
@@ -48,6 +51,9 @@ pub enum ReviewOutcome {
 #[derive(Debug)]
 pub struct WorkloadOutcome {
     pub subject: Subject,
+    /// The policy the review was judged under: the metrics' environment and rule labels are
+    /// its names.
+    pub policy: Arc<Policy>,
     pub mode: Mode,
     pub environment: Option<String>,
     pub break_glass: BreakGlassState,
@@ -84,6 +90,10 @@ pub struct NamespaceOutcome {
     pub events: Vec<NamespaceEvent>,
     /// `/validate` admitted a write that leaves no active break-glass.
     pub break_glass_lifted: bool,
+    /// `/validate` admitted a break-glass declared until then: the gauge is on from now, not
+    /// from the first workload review under it. (Were a later webhook to refuse the write,
+    /// the expiry timer finds no break-glass on the namespace and turns it off.)
+    pub break_glass_declared: Option<jiff::Timestamp>,
 }
 
 /// A mode change and what was decided on it.
@@ -152,8 +162,17 @@ impl<'a> Evidence<'a> {
                 self.break_glass_admission(subject, verdicts, &outcome.break_glass);
             }
             Judged::TooManyImages { decision, message } => {
-                self.metrics
-                    .record_decision(outcome.mode, decision.verdict, decision.reason_code);
+                // No image was checked, so no rule was tried and no digest is known.
+                let labels = PolicyLabels::new(&outcome.policy);
+                self.metrics.record_decision(
+                    outcome.mode,
+                    decision.verdict,
+                    decision.reason_code,
+                    (
+                        labels.environment(outcome.environment.as_deref()),
+                        labels.rule(None),
+                    ),
+                );
                 if !decision.admits() {
                     self.denial(subject, message);
                 }
@@ -161,9 +180,12 @@ impl<'a> Evidence<'a> {
         }
     }
 
-    /// Records and counts each image's decision.
+    /// Records and counts each image's decision, and the first verdict on each digest (dry
+    /// runs excepted: they release nothing).
     fn decisions(&self, outcome: &WorkloadOutcome, verdicts: &[ImageVerdict]) {
         let subject = &outcome.subject;
+        let labels = PolicyLabels::new(&outcome.policy);
+        let environment = labels.environment(outcome.environment.as_deref());
         for verdict in verdicts {
             let mut record = DecisionRecord::new(
                 &subject.context,
@@ -193,11 +215,24 @@ impl<'a> Evidence<'a> {
                 record.break_glass_expires = Some(expires.to_string());
             }
             self.records.write(&record);
+            let (rule, digest) = rule_and_digest(&verdict.check);
+            let rule = labels.rule(rule);
+            let (result, reason) = (verdict.verdict(), verdict.decision.reason_code);
             self.metrics.record_decision(
                 outcome.mode,
-                verdict.verdict(),
-                verdict.decision.reason_code,
+                result,
+                reason,
+                (environment.clone(), rule.clone()),
             );
+            if !subject.dry_run {
+                let labels = DigestVerdictLabels {
+                    environment: environment.clone(),
+                    rule,
+                    result: result.as_str(),
+                    reason,
+                };
+                self.metrics.digest_verdicts.record_first(digest, labels);
+            }
         }
     }
 
@@ -287,6 +322,24 @@ impl<'a> Evidence<'a> {
         if outcome.break_glass_lifted {
             record_break_glass_state(self.metrics, &outcome.namespace, &BreakGlassState::Absent);
         }
+        if let Some(expires) = outcome.break_glass_declared {
+            self.metrics
+                .break_glass_active
+                .activate(&outcome.namespace, expires);
+        }
+    }
+}
+
+/// The rule tried on a checked image, and what identifies the release: its digest, or the
+/// reference as written when it was never resolved (exempt, unmatched, or failed before).
+fn rule_and_digest(check: &ImageCheck) -> (Option<&str>, &str) {
+    match &check.outcome {
+        ImageOutcome::Verified { rule, digest, .. } => (Some(rule), digest),
+        ImageOutcome::Failed { rule, digest, .. } => (
+            rule.as_deref(),
+            digest.as_deref().unwrap_or(check.image.as_str()),
+        ),
+        ImageOutcome::Exempt | ImageOutcome::Unmatched { .. } => (None, check.image.as_str()),
     }
 }
 
@@ -313,17 +366,14 @@ fn note(message: &str) -> String {
 }
 
 /// Sets `provenance_gate_break_glass_active{namespace}`: 1 while active; 0 once it is not,
-/// for namespaces that had a series. Called on every review of a namespace's workloads;
-/// the Namespace watcher may call it on each change too.
+/// for namespaces that had a series. Called on every review of a namespace's workloads and
+/// by the timer that follows active ones to their expiry (`evidence::break_glass`).
 pub fn record_break_glass_state(metrics: &Metrics, namespace: &str, state: &BreakGlassState) {
-    let labels = NamespaceLabels {
-        namespace: namespace.to_owned(),
-    };
-    if state.is_active() {
-        metrics.break_glass_active.get_or_create(&labels).set(1);
-    } else if let Some(gauge) = metrics.break_glass_active.get(&labels) {
-        // No series for namespaces that never had a break-glass: the label set stays small.
-        gauge.set(0);
+    match state {
+        BreakGlassState::Active { expires, .. } => {
+            metrics.break_glass_active.activate(namespace, *expires)
+        }
+        _ => metrics.break_glass_active.deactivate(namespace),
     }
 }
 
@@ -352,7 +402,12 @@ mod tests {
             Mode::Enforce,
             BreakGlass::Inactive,
         );
+        let policy = Policy::from_yaml(
+            "version: 1\nrules:\n  - name: acme\n    images: [\"ghcr.io/acme/**\"]\n    repositories: [{name: acme/api}]\n",
+        )
+        .unwrap();
         ReviewOutcome::Workload(WorkloadOutcome {
+            policy: Arc::new(policy),
             subject: Subject {
                 context: RequestContext::default(),
                 regarding: ObjectRef {
@@ -402,11 +457,29 @@ mod tests {
         let (records, events, metrics) = written(&refused(false, true));
         assert_eq!(records, [false]);
         assert_eq!(events, ["ImageDenied"]);
-        assert!(metrics.contains(r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation"} 1"#), "{metrics}");
-        // A dry run: the record, marked, and no cluster write.
-        let (records, events, _) = written(&refused(true, true));
+        for expected in [
+            r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="no_attestation",environment="none",rule="acme"} 1"#,
+            // Never resolved: the release is the reference as written.
+            r#"provenance_gate_digest_verdicts_total{environment="none",rule="acme",result="denied",reason="no_attestation"} 1"#,
+        ] {
+            assert!(
+                metrics.contains(expected),
+                "missing {expected} in {metrics}"
+            );
+        }
+        // A dry run: the record, marked, and no cluster write; it counts as a decision but
+        // released nothing.
+        let (records, events, metrics) = written(&refused(true, true));
         assert_eq!(records, [true]);
         assert!(events.is_empty());
+        assert!(
+            metrics.contains("provenance_gate_decisions_total{"),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains("provenance_gate_digest_verdicts_total{"),
+            "{metrics}"
+        );
         // Another webhook of ours judges the attempt after this answer: nothing yet.
         let (records, events, metrics) = written(&refused(false, false));
         assert!(records.is_empty() && events.is_empty());

@@ -242,6 +242,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         draining: AtomicBool::new(false),
     });
     start_audit(&config, &view, &checker, &mut prometheus, &mut tasks)?;
+    tasks.spawn(
+        tracing::info_span!("break_glass_expiry"),
+        crate::evidence::break_glass::follow_expiry(
+            metrics.clone(),
+            Arc::clone(&view.policy),
+            Arc::clone(&view.namespaces),
+            WebhookState::<PolicyRegistry>::system_clock(),
+            crate::evidence::break_glass::SWEEP_PERIOD,
+        ),
+    );
     let probes = probes(prometheus, &metrics, &checker, Arc::clone(&readiness));
     let connection_limit = connections::ConnectionLimit::new(
         config.max_connections,
