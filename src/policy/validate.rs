@@ -1254,6 +1254,101 @@ registries:
     }
 
     #[test]
+    fn attestation_sources_default_to_the_registry_and_the_github_block_to_github_com() {
+        let rule = "  - {name: r, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]";
+        let policy = Policy::from_yaml(&format!("version: 1\nrules:\n{rule}}}\n")).unwrap();
+        assert_eq!(
+            policy.rules()[0].attestation_sources(),
+            [AttestationSource::Registry]
+        );
+        assert_eq!(policy.github(), &GithubApi::default());
+        let policy = Policy::from_yaml(&format!(
+            "version: 1\ngithub: {{apiHost: \"ghes.example.com:8443\", pathPrefix: /api/v3, tokenFile: /t, bundleHosts: [blobs.example.com]}}\nrules:\n{rule}, attestationSources: [github, registry]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            policy.rules()[0].attestation_sources(),
+            [AttestationSource::Github, AttestationSource::Registry]
+        );
+        let github = policy.github();
+        assert_eq!(github.api_host, "ghes.example.com:8443");
+        assert_eq!(github.path_prefix, "/api/v3");
+        assert_eq!(github.token_file.as_deref(), Some("/t"));
+        assert_eq!(github.bundle_hosts, ["blobs.example.com"]);
+    }
+
+    #[test]
+    fn attestation_sources_and_the_github_block_are_checked() {
+        let rule = |sources: &str| {
+            format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{{name: acme}}]\n    attestationSources: {sources}\n")
+        };
+        let github = |block: &str| format!("version: 1\ngithub:\n  {block}\n");
+        assert_issues(vec![
+            (
+                rule("[]"),
+                "rules[0].attestationSources",
+                6,
+                "must not be empty",
+            ),
+            (
+                rule("[registry, oci]"),
+                "rules[0].attestationSources[1]",
+                6,
+                "unknown attestation source `oci`",
+            ),
+            (
+                rule("[github, github]"),
+                "rules[0].attestationSources[1]",
+                6,
+                "listed twice",
+            ),
+            (
+                github("apiHost: https://api.github.com"),
+                "github.apiHost",
+                3,
+                "without scheme or path",
+            ),
+            (
+                github("apiHost: API.github.com"),
+                "github.apiHost",
+                3,
+                "lower-case",
+            ),
+            (
+                github("bundleHosts: [\"a.example/path\"]"),
+                "github.bundleHosts[0]",
+                3,
+                "without scheme or path",
+            ),
+            (
+                github("pathPrefix: api/v3"),
+                "github.pathPrefix",
+                3,
+                "absolute path",
+            ),
+            (
+                github("pathPrefix: /api/../v3"),
+                "github.pathPrefix",
+                3,
+                "absolute path",
+            ),
+            (
+                github("tokenFile: token"),
+                "github.tokenFile",
+                3,
+                "absolute path",
+            ),
+            (
+                github("{insecure: true, caFile: /ca.pem}"),
+                "github.caFile",
+                3,
+                "choose one",
+            ),
+            (github("{token: x}"), "", 3, "github: unknown field `token`"),
+        ]);
+    }
+
+    #[test]
     fn defaults_fill_what_the_rule_leaves_out() {
         let policy = Policy::from_yaml(
             "version: 1\nrules:\n  - {name: minimal, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]}\n",
