@@ -609,7 +609,10 @@ impl<R: Registry> ImageChecker<R> {
             match source {
                 AttestationSource::Registry => {
                     registry_asked = true;
-                    match self.from_registry(reference, rule, digest, now).await {
+                    match self
+                        .accepted_in_registry(reference, rule, digest, now)
+                        .await
+                    {
                         Ok(accepted) => return Ok(accepted),
                         Err(rejection) => rejections.push(("registry".to_owned(), rejection)),
                     }
@@ -617,7 +620,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Github => {
                     for location in locations_of(rule) {
                         match self
-                            .from_github(covered.github, &location, rule, digest, now)
+                            .accepted_at_github(covered.github, &location, rule, digest, now)
                             .await
                         {
                             Ok(accepted) => return Ok(accepted),
@@ -636,7 +639,10 @@ impl<R: Registry> ImageChecker<R> {
                 %digest,
                 "GitHub attestations API unavailable; asking the image's registry instead"
             );
-            match self.from_registry(reference, rule, digest, now).await {
+            match self
+                .accepted_in_registry(reference, rule, digest, now)
+                .await
+            {
                 Ok(accepted) => return Ok(accepted),
                 Err(rejection) => rejections.push((
                     "registry (asked because GitHub is unavailable)".to_owned(),
@@ -647,7 +653,7 @@ impl<R: Registry> ImageChecker<R> {
         Err(Rejection::combine(rejections))
     }
 
-    async fn from_registry(
+    async fn accepted_in_registry(
         &self,
         reference: &ImageReference,
         rule: &Rule,
@@ -667,9 +673,9 @@ impl<R: Registry> ImageChecker<R> {
             .map_err(Rejection::judged)
     }
 
-    /// As [`Self::from_registry`], for one GitHub location; the flag says GitHub is out of
+    /// As [`Self::accepted_in_registry`], for one GitHub location; the flag says GitHub is out of
     /// reach for now.
-    async fn from_github(
+    async fn accepted_at_github(
         &self,
         api: &GithubApi,
         location: &GithubLocation,
@@ -1173,6 +1179,75 @@ mod tests {
         assert!(listed_entries(OCI_MANIFEST, &bare).is_none());
         assert!(listed_entries(OCI_INDEX, &manifest(Some(OCI_MANIFEST), &[])).is_none());
         assert!(listed_entries(OCI_INDEX, b"not json").is_none());
+    }
+
+    fn rejection(kind: FailureKind, reason: &str, unreachable: bool) -> Rejection {
+        Rejection {
+            kind,
+            reason: reason.to_owned(),
+            unreachable,
+        }
+    }
+
+    #[test]
+    fn one_source_reads_as_before_and_several_are_named_with_the_kind_that_says_most() {
+        let alone = Rejection::combine(vec![(
+            "registry".to_owned(),
+            rejection(FailureKind::NoAttestation, "no attestation found", false),
+        )]);
+        assert_eq!(alone.kind, FailureKind::NoAttestation);
+        assert_eq!(alone.reason, "no attestation found");
+
+        let cases = [
+            (
+                FailureKind::NoAttestation,
+                FailureKind::Registry,
+                FailureKind::Registry,
+            ),
+            (
+                FailureKind::NotVerified,
+                FailureKind::Registry,
+                FailureKind::NotVerified,
+            ),
+            (
+                FailureKind::PolicyViolation,
+                FailureKind::NotVerified,
+                FailureKind::PolicyViolation,
+            ),
+            (
+                FailureKind::NoAttestation,
+                FailureKind::NoAttestation,
+                FailureKind::NoAttestation,
+            ),
+        ];
+        for (first, second, expected) in cases {
+            let combined = Rejection::combine(vec![
+                ("registry".to_owned(), rejection(first, "one", false)),
+                (
+                    "github repos/a/b".to_owned(),
+                    rejection(second, "two", true),
+                ),
+            ]);
+            assert_eq!(combined.kind, expected, "{first:?} + {second:?}");
+            assert_eq!(combined.reason, "registry: one; github repos/a/b: two");
+            // Something was examined: the index's platforms are still worth checking.
+            assert!(!combined.unreachable);
+        }
+        let unreachable = Rejection::combine(vec![
+            (
+                "registry".to_owned(),
+                rejection(FailureKind::Registry, "down", true),
+            ),
+            (
+                "github x".to_owned(),
+                rejection(FailureKind::Registry, "down", true),
+            ),
+        ]);
+        assert!(unreachable.unreachable);
+        assert_eq!(
+            Rejection::combine(Vec::new()).kind,
+            FailureKind::NoAttestation
+        );
     }
 
     #[test]
