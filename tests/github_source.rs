@@ -95,6 +95,19 @@ rules:
         self.instance.mint(&edit(spec))
     }
 
+    /// An image with nothing in the registry, listed at GitHub with a valid bundle about
+    /// another image.
+    fn image_listed_with_another_images_bundle(&self) -> PushedImage {
+        let image = push_unattested_image(&self.registry.client(), "acme/api", "v1");
+        let other = push_unattested_image(&self.registry.client(), "acme/api", "other");
+        self.github.add(
+            REPOSITORY,
+            &image.manifest.digest,
+            &self.mint_for(&other, |spec| spec),
+        );
+        image
+    }
+
     /// An image with nothing in the registry, and a valid attestation for it at GitHub.
     fn image_attested_at_github(&self, tag: &str) -> PushedImage {
         let image = push_unattested_image(&self.registry.client(), "acme/api", tag);
@@ -219,14 +232,7 @@ async fn the_token_file_is_sent_to_the_api_host() {
 #[tokio::test]
 async fn a_bundle_for_another_digest_is_refused() {
     let setup = Setup::new();
-    let image = push_unattested_image(&setup.registry.client(), "acme/api", "v1");
-    let other = push_unattested_image(&setup.registry.client(), "acme/api", "other");
-    // Listed under this image's digest, but signed about another image.
-    setup.github.add(
-        REPOSITORY,
-        &image.manifest.digest,
-        &setup.mint_for(&other, |spec| spec),
-    );
+    let image = setup.image_listed_with_another_images_bundle();
     let check = setup
         .default_checker()
         .check(&setup.policy("[github]", ""), &image.reference)
@@ -239,13 +245,7 @@ async fn a_bundle_for_another_digest_is_refused() {
 #[tokio::test]
 async fn pagination_finds_a_bundle_on_page_two() {
     let setup = Setup::new();
-    let image = push_unattested_image(&setup.registry.client(), "acme/api", "v1");
-    let other = push_unattested_image(&setup.registry.client(), "acme/api", "other");
-    setup.github.add(
-        REPOSITORY,
-        &image.manifest.digest,
-        &setup.mint_for(&other, |spec| spec),
-    );
+    let image = setup.image_listed_with_another_images_bundle();
     setup.github.add(
         REPOSITORY,
         &image.manifest.digest,

@@ -484,37 +484,38 @@ impl<R: Registry> ImageChecker<R> {
         digest: &Digest,
     ) -> Result<Arc<DigestFacts>, RegistryError> {
         let key = (reference.name(), digest.clone());
+        self.facts
+            .get_or_fill(&key, self.facts_ttl(), || async {
+                let discovery = find_bundles(
+                    &self.registry,
+                    reference,
+                    digest,
+                    self.settings.max_verifications,
+                )
+                .await?;
+                Ok(self
+                    .facts_from(
+                        digest,
+                        discovery.bundles,
+                        discovery.problems,
+                        discovery.complete,
+                        None,
+                    )
+                    .await)
+            })
+            .await
+    }
+
+    /// How long facts are kept, wherever they came from. Partial facts (a referrer or bundle
+    /// that failed to arrive) are kept only briefly: the missing one may be the one a policy
+    /// needs.
+    fn facts_ttl<E>(&self) -> impl Fn(&Result<Arc<DigestFacts>, E>) -> Duration {
         let verified_ttl = self.settings.verified_ttl;
         let failure_ttl = self.settings.failure_ttl;
-        self.facts
-            .get_or_fill(
-                &key,
-                // Partial facts (a referrer or bundle the registry failed to serve) are
-                // kept only briefly: the missing one may be the one a policy needs.
-                |result| match result {
-                    Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
-                    _ => failure_ttl,
-                },
-                || async {
-                    let discovery = find_bundles(
-                        &self.registry,
-                        reference,
-                        digest,
-                        self.settings.max_verifications,
-                    )
-                    .await?;
-                    Ok(self
-                        .facts_from(
-                            digest,
-                            discovery.bundles,
-                            discovery.problems,
-                            discovery.complete,
-                            None,
-                        )
-                        .await)
-                },
-            )
-            .await
+        move |result| match result {
+            Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
+            _ => failure_ttl,
+        }
     }
 
     /// What GitHub lists for `digest` under `location`, cached like registry answers.
@@ -529,31 +530,22 @@ impl<R: Registry> ImageChecker<R> {
             location.clone(),
             digest.clone(),
         );
-        let verified_ttl = self.settings.verified_ttl;
-        let failure_ttl = self.settings.failure_ttl;
         self.github_facts
-            .get_or_fill(
-                &key,
-                |result| match result {
-                    Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
-                    _ => failure_ttl,
-                },
-                || async {
-                    let listing = self
-                        .github
-                        .attestations(api, location, digest, self.settings.max_verifications)
-                        .await?;
-                    Ok(self
-                        .facts_from(
-                            digest,
-                            listing.bundles,
-                            listing.problems,
-                            listing.complete,
-                            Some(listing.url),
-                        )
-                        .await)
-                },
-            )
+            .get_or_fill(&key, self.facts_ttl(), || async {
+                let listing = self
+                    .github
+                    .attestations(api, location, digest, self.settings.max_verifications)
+                    .await?;
+                Ok(self
+                    .facts_from(
+                        digest,
+                        listing.bundles,
+                        listing.problems,
+                        listing.complete,
+                        Some(listing.url),
+                    )
+                    .await)
+            })
             .await
     }
 

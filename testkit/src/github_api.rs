@@ -10,14 +10,13 @@
 //! Plain HTTP on `127.0.0.1`; stops when dropped.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
+use crate::axum_server::AxumServer;
 use crate::registry::sha256_digest;
 
 /// One request as the fake received it.
@@ -59,16 +58,14 @@ struct State {
 
 /// The fake API; see the module documentation.
 pub struct FakeGithubApi {
-    address: SocketAddr,
+    server: AxumServer,
     state: Arc<Mutex<State>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for FakeGithubApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeGithubApi")
-            .field("address", &self.address)
+            .field("address", &self.server.address())
             .finish_non_exhaustive()
     }
 }
@@ -81,56 +78,24 @@ fn locked(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl FakeGithubApi {
     pub fn start() -> FakeGithubApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        listener
-            .set_nonblocking(true)
-            .expect("a listener can be made non-blocking for tokio");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let state = Arc::new(Mutex::new(State::default()));
         let served = Arc::clone(&state);
-        let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("fake-github-api".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime for the fake GitHub API");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("tokio adopts the bound listener");
-                    let app = axum::Router::new().fallback(move |request: Request<Body>| {
-                        let state = Arc::clone(&served);
-                        async move { answer(&state, &request) }
-                    });
-                    tokio::spawn(async move {
-                        if let Err(error) = axum::serve(listener, app).await {
-                            eprintln!("the fake GitHub API stopped serving: {error}");
-                        }
-                    });
-                    let _ = shutdown_requested.await;
-                });
-                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+        let server = AxumServer::start("fake-github-api", 1, move || {
+            axum::Router::new().fallback(move |request: Request<Body>| {
+                let state = Arc::clone(&served);
+                async move { answer(&state, &request) }
             })
-            .expect("the OS starts a thread");
-        FakeGithubApi {
-            address,
-            state,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
+        });
+        FakeGithubApi { server, state }
     }
 
     /// `127.0.0.1:PORT`, as a policy's `github.apiHost` names it.
     pub fn host(&self) -> String {
-        self.address.to_string()
+        self.server.address().to_string()
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     /// Lists `bundle_json` for `digest` (`sha256:…`) under `location` (`repos/acme/api` or
@@ -174,17 +139,6 @@ impl FakeGithubApi {
             .iter()
             .filter(|request| request.status == status)
             .count()
-    }
-}
-
-impl Drop for FakeGithubApi {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
