@@ -464,7 +464,12 @@ fn print_check_text(check: &crate::check::ImageCheck, decision: &crate::decision
     use crate::check::ImageOutcome;
     let label = decision.verdict.as_str();
     match &check.outcome {
-        ImageOutcome::Verified { attestation, .. } => {
+        ImageOutcome::Verified {
+            attestation,
+            source,
+            source_url,
+            ..
+        } => {
             let certificate = &attestation.certificate;
             let unknown = || "?".to_owned();
             println!(
@@ -498,6 +503,12 @@ fn print_check_text(check: &crate::check::ImageCheck, decision: &crate::decision
                     .clone()
                     .unwrap_or_else(unknown)
             );
+            if let Some(source) = source {
+                match source_url {
+                    Some(url) => println!("  found in   {source} ({url})"),
+                    None => println!("  found in   {source}"),
+                }
+            }
         }
         _ if decision.admits() => println!("{label}: {}: {}", check.image, decision.reason),
         _ => eprintln!("{label}: {}: {}", check.image, decision.reason),
