@@ -642,7 +642,13 @@ fn print_check_text(
     (mode, environment): (crate::policy::Mode, Option<&str>),
 ) {
     use crate::check::ImageOutcome;
-    if let ImageOutcome::Verified { attestation, .. } = &check.outcome {
+    if let ImageOutcome::Verified {
+        attestation,
+        source,
+        source_url,
+        ..
+    } = &check.outcome
+    {
         let certificate = &attestation.certificate;
         let unknown = || "?".to_owned();
         println!(
@@ -677,6 +683,11 @@ fn print_check_text(
                 .clone()
                 .unwrap_or_else(unknown)
         );
+        match (source, source_url) {
+            (Some(source), Some(url)) => println!("  found in   {source} ({url})"),
+            (Some(source), None) => println!("  found in   {source}"),
+            (None, _) => {}
+        }
         return;
     }
     if passed {

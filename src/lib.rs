@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod decision;
 pub mod defaults;
 pub mod evidence;
+pub mod github;
 pub mod policy;
 pub mod registry;
 pub mod reload;

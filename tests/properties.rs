@@ -428,6 +428,8 @@ fn outcome(policy: &Policy, image: &str, attestation: &VerifiedAttestation) -> I
                 bundle_digest: attestation.bundle_digest.clone(),
                 attestation: Box::new(attestation.clone()),
                 platforms_checked: None,
+                source: None,
+                source_url: None,
             },
             Err(violation) => ImageOutcome::Failed {
                 rule: Some(rule.name().to_owned()),

@@ -30,7 +30,10 @@ use self::cache::SingleFlightCache;
 use self::reference::{Digest, ImageReference};
 use self::resolve::TagResolver;
 use crate::decision;
-use crate::policy::{ImageClass, Policy, Rule, UnmatchedAction};
+use crate::github::{
+    locations_of, GithubAttestations, GithubClient, GithubError, GithubLocation, GithubOptions,
+};
+use crate::policy::{AttestationSource, GithubApi, ImageClass, Policy, Rule, UnmatchedAction};
 use crate::registry::{
     Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,
@@ -110,6 +113,8 @@ pub struct DigestFacts {
     pub problems: Vec<String>,
     /// Every referrer and bundle could be fetched (see `attestations::Discovery`).
     pub complete: bool,
+    /// Where the bundles were listed, for a source other than the image's registry.
+    pub listed_at: Option<String>,
 }
 
 impl DigestFacts {
@@ -162,6 +167,12 @@ pub enum ImageOutcome {
         attestation: Box<VerifiedAttestation>,
         /// Set when the index itself was not attested and every platform image was.
         platforms_checked: Option<usize>,
+        /// Where the accepted bundle was found; none for a bundle given as a file.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<AttestationSource>,
+        /// The listing it was found in, for a source other than the image's registry.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source_url: Option<String>,
     },
     /// Not proven.
     Failed {
@@ -199,6 +210,9 @@ enum IndexEntries {
 type ChildrenCache = SingleFlightCache<(String, Digest), Result<Arc<IndexEntries>, RegistryError>>;
 /// Cached per (repository, digest): the bundles found.
 type FactsCache = SingleFlightCache<(String, Digest), Result<Arc<DigestFacts>, RegistryError>>;
+/// Cached per (API host and prefix, location, digest): the bundles GitHub lists.
+type GithubFactsCache =
+    SingleFlightCache<(String, GithubLocation, Digest), Result<Arc<DigestFacts>, GithubError>>;
 
 /// Checks images against a policy over one registry implementation.
 pub struct ImageChecker<R> {
@@ -207,6 +221,8 @@ pub struct ImageChecker<R> {
     settings: CheckSettings,
     tags: TagResolver,
     facts: FactsCache,
+    github: Arc<dyn GithubAttestations>,
+    github_facts: GithubFactsCache,
     children: ChildrenCache,
     verifications: AtomicU64,
 }
@@ -220,9 +236,18 @@ impl<R: Registry> ImageChecker<R> {
             tags: TagResolver::new(capacity, settings.tag_ttl, settings.failure_ttl),
             settings,
             facts: SingleFlightCache::new(capacity),
+            github: Arc::new(GithubClient::new(GithubOptions::default())),
+            github_facts: SingleFlightCache::new(capacity),
             children: SingleFlightCache::new(capacity),
             verifications: AtomicU64::new(0),
         }
+    }
+
+    /// Asks `github` for the attestations of rules whose sources name GitHub, instead of
+    /// the default client (GitHub's REST API with [`GithubOptions::default`]).
+    pub fn with_github(mut self, github: Arc<dyn GithubAttestations>) -> Self {
+        self.github = github;
+        self
     }
 
     /// The caches' hit and miss counts: tags, attestations, index children.
@@ -286,7 +311,11 @@ impl<R: Registry> ImageChecker<R> {
             ImageClass::Rule(rule) => rule,
         };
         let timeout = self.settings.per_image_timeout;
-        match tokio::time::timeout(timeout, self.check_covered(&reference, rule, now)).await {
+        let covered = Covered {
+            rule,
+            github: policy.github(),
+        };
+        match tokio::time::timeout(timeout, self.check_covered(&reference, covered, now)).await {
             Ok((pinned, outcome)) => ImageCheck {
                 image: image.to_owned(),
                 pinned,
@@ -311,9 +340,10 @@ impl<R: Registry> ImageChecker<R> {
     async fn check_covered(
         &self,
         reference: &ImageReference,
-        rule: &Rule,
+        covered: Covered<'_>,
         now: jiff::Timestamp,
     ) -> (Option<String>, ImageOutcome) {
+        let rule = covered.rule;
         let failed = |digest: Option<&Digest>, kind, reason: String| ImageOutcome::Failed {
             rule: Some(rule.name().to_owned()),
             digest: digest.map(ToString::to_string),
@@ -325,16 +355,10 @@ impl<R: Registry> ImageChecker<R> {
             Err(error) => return (None, failed(None, FailureKind::Registry, error.to_string())),
         };
         let pinned = Some(reference.with_digest(digest.clone()).to_string());
-        let facts = match self.facts_of(reference, &digest).await {
-            Ok(facts) => facts,
-            Err(error) => {
-                return (
-                    pinned,
-                    failed(Some(&digest), FailureKind::Registry, error.to_string()),
-                )
-            }
-        };
-        let (own_kind, own_reason) = match self.first_accepted(&facts, rule, now).await {
+        let (own_kind, own_reason) = match self
+            .accepted_from_sources(reference, covered, &digest, now)
+            .await
+        {
             Ok(accepted) => {
                 let outcome = ImageOutcome::Verified {
                     rule: rule.name().to_owned(),
@@ -342,16 +366,24 @@ impl<R: Registry> ImageChecker<R> {
                     bundle_digest: accepted.bundle_digest,
                     attestation: accepted.attestation,
                     platforms_checked: None,
+                    source: Some(accepted.source),
+                    source_url: accepted.source_url,
                 };
                 return (pinned, outcome);
             }
-            Err(rejection) => rejection,
+            Err(rejection) if rejection.unreachable => {
+                return (
+                    pinned,
+                    failed(Some(&digest), FailureKind::Registry, rejection.reason),
+                )
+            }
+            Err(rejection) => (rejection.kind, rejection.reason),
         };
         // Not attested itself: an index passes when every platform image in it does.
         let outcome = match self.index_entries(reference, &digest).await {
             Ok(entries) => match entries.as_ref() {
                 IndexEntries::Selectable(children) if !children.is_empty() => {
-                    self.check_platforms(reference, rule, &digest, children, &own_reason, now)
+                    self.check_platforms(reference, covered, &digest, children, &own_reason, now)
                         .await
                 }
                 IndexEntries::TooMany(listed) => failed(
@@ -374,12 +406,13 @@ impl<R: Registry> ImageChecker<R> {
     async fn check_platforms(
         &self,
         reference: &ImageReference,
-        rule: &Rule,
+        covered: Covered<'_>,
         index_digest: &Digest,
         children: &[Descriptor],
         index_reason: &str,
         now: jiff::Timestamp,
     ) -> ImageOutcome {
+        let rule = covered.rule;
         let failed = |kind, reason: String| ImageOutcome::Failed {
             rule: Some(rule.name().to_owned()),
             digest: Some(index_digest.to_string()),
@@ -408,15 +441,17 @@ impl<R: Registry> ImageChecker<R> {
                     )
                 }
             };
-            let facts = match self.facts_of(reference, &child_digest).await {
-                Ok(facts) => facts,
-                Err(error) => return failed(FailureKind::Registry, error.to_string()),
-            };
-            match self.first_accepted(&facts, rule, now).await {
+            match self
+                .accepted_from_sources(reference, covered, &child_digest, now)
+                .await
+            {
                 Ok(accepted) => {
                     first_accepted.get_or_insert(accepted);
                 }
-                Err((kind, reason)) => {
+                Err(rejection) if rejection.unreachable => {
+                    return failed(FailureKind::Registry, rejection.reason)
+                }
+                Err(Rejection { kind, reason, .. }) => {
                     return failed(
                         kind,
                         format!(
@@ -433,6 +468,8 @@ impl<R: Registry> ImageChecker<R> {
                 bundle_digest: accepted.bundle_digest,
                 attestation: accepted.attestation,
                 platforms_checked: Some(children.len()),
+                source: Some(accepted.source),
+                source_url: accepted.source_url,
             },
             None => failed(FailureKind::NoAttestation, index_reason.to_owned()),
         }
@@ -447,49 +484,211 @@ impl<R: Registry> ImageChecker<R> {
         digest: &Digest,
     ) -> Result<Arc<DigestFacts>, RegistryError> {
         let key = (reference.name(), digest.clone());
+        self.facts
+            .get_or_fill(&key, self.facts_ttl(), || async {
+                let discovery = find_bundles(
+                    &self.registry,
+                    reference,
+                    digest,
+                    self.settings.max_verifications,
+                )
+                .await?;
+                Ok(self
+                    .facts_from(
+                        digest,
+                        discovery.bundles,
+                        discovery.problems,
+                        discovery.complete,
+                        None,
+                    )
+                    .await)
+            })
+            .await
+    }
+
+    /// How long facts are kept, wherever they came from. Partial facts (a referrer or bundle
+    /// that failed to arrive) are kept only briefly: the missing one may be the one a policy
+    /// needs.
+    fn facts_ttl<E>(&self) -> impl Fn(&Result<Arc<DigestFacts>, E>) -> Duration {
         let verified_ttl = self.settings.verified_ttl;
         let failure_ttl = self.settings.failure_ttl;
-        self.facts
-            .get_or_fill(
-                &key,
-                // Partial facts (a referrer or bundle the registry failed to serve) are
-                // kept only briefly: the missing one may be the one a policy needs.
-                |result| match result {
-                    Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
-                    _ => failure_ttl,
-                },
-                || async {
-                    let discovery = find_bundles(
-                        &self.registry,
-                        reference,
-                        digest,
-                        self.settings.max_verifications,
-                    )
+        move |result| match result {
+            Ok(facts) if facts.complete && facts.any_verified() => verified_ttl,
+            _ => failure_ttl,
+        }
+    }
+
+    /// What GitHub lists for `digest` under `location`, cached like registry answers.
+    async fn github_facts_of(
+        &self,
+        api: &GithubApi,
+        location: &GithubLocation,
+        digest: &Digest,
+    ) -> Result<Arc<DigestFacts>, GithubError> {
+        let key = (
+            format!("{}{}", api.api_host, api.path_prefix),
+            location.clone(),
+            digest.clone(),
+        );
+        self.github_facts
+            .get_or_fill(&key, self.facts_ttl(), || async {
+                let listing = self
+                    .github
+                    .attestations(api, location, digest, self.settings.max_verifications)
                     .await?;
-                    let facts = DigestFacts {
-                        subject: digest.clone(),
-                        bundles: discovery
-                            .bundles
-                            .into_iter()
-                            .map(|bundle| CandidateBundle {
-                                index: bundle.index,
-                                bundle_digest: bundle.digest.clone(),
-                                bundle: Arc::new(bundle),
-                                verified: OnceCell::new(),
-                            })
-                            .collect(),
-                        problems: discovery.problems,
-                        complete: discovery.complete,
-                    };
-                    for bundle in &facts.bundles {
-                        if self.verified(&facts, bundle).await.is_ok() {
-                            break;
+                Ok(self
+                    .facts_from(
+                        digest,
+                        listing.bundles,
+                        listing.problems,
+                        listing.complete,
+                        Some(listing.url),
+                    )
+                    .await)
+            })
+            .await
+    }
+
+    /// Facts of the bundles found for `digest`, verified in order up to the first that
+    /// verifies.
+    async fn facts_from(
+        &self,
+        digest: &Digest,
+        bundles: Vec<ParsedBundle>,
+        problems: Vec<String>,
+        complete: bool,
+        listed_at: Option<String>,
+    ) -> Arc<DigestFacts> {
+        let facts = DigestFacts {
+            subject: digest.clone(),
+            bundles: bundles
+                .into_iter()
+                .map(|bundle| CandidateBundle {
+                    index: bundle.index,
+                    bundle_digest: bundle.digest.clone(),
+                    bundle: Arc::new(bundle),
+                    verified: OnceCell::new(),
+                })
+                .collect(),
+            problems,
+            complete,
+            listed_at,
+        };
+        for bundle in &facts.bundles {
+            if self.verified(&facts, bundle).await.is_ok() {
+                break;
+            }
+        }
+        Arc::new(facts)
+    }
+
+    /// The first bundle that verifies and satisfies the rule, source by source in the rule's
+    /// order. When GitHub is out of reach (rate limit, outage) and the rule does not list the
+    /// registry, the registry is asked instead, and the reason says so: a GitHub outage must
+    /// not refuse images whose attestations the registry also holds.
+    async fn accepted_from_sources(
+        &self,
+        reference: &ImageReference,
+        covered: Covered<'_>,
+        digest: &Digest,
+        now: jiff::Timestamp,
+    ) -> Result<Accepted, Rejection> {
+        let rule = covered.rule;
+        let mut rejections = Vec::new();
+        let mut registry_asked = false;
+        let mut github_unavailable = false;
+        for source in rule.attestation_sources() {
+            match source {
+                AttestationSource::Registry => {
+                    registry_asked = true;
+                    match self
+                        .accepted_in_registry(reference, rule, digest, now)
+                        .await
+                    {
+                        Ok(accepted) => return Ok(accepted),
+                        Err(rejection) => rejections.push(("registry".to_owned(), rejection)),
+                    }
+                }
+                AttestationSource::Github => {
+                    for location in locations_of(rule) {
+                        match self
+                            .accepted_at_github(covered.github, &location, rule, digest, now)
+                            .await
+                        {
+                            Ok(accepted) => return Ok(accepted),
+                            Err((rejection, unavailable)) => {
+                                github_unavailable |= unavailable;
+                                rejections.push((format!("github {location}"), rejection));
+                            }
                         }
                     }
-                    Ok(Arc::new(facts))
-                },
-            )
+                }
+            }
+        }
+        if github_unavailable && !registry_asked {
+            tracing::warn!(
+                rule = rule.name(),
+                %digest,
+                "GitHub attestations API unavailable; asking the image's registry instead"
+            );
+            match self
+                .accepted_in_registry(reference, rule, digest, now)
+                .await
+            {
+                Ok(accepted) => return Ok(accepted),
+                Err(rejection) => rejections.push((
+                    "registry (asked because GitHub is unavailable)".to_owned(),
+                    rejection,
+                )),
+            }
+        }
+        Err(Rejection::combine(rejections))
+    }
+
+    async fn accepted_in_registry(
+        &self,
+        reference: &ImageReference,
+        rule: &Rule,
+        digest: &Digest,
+        now: jiff::Timestamp,
+    ) -> Result<Accepted, Rejection> {
+        let facts = self
+            .facts_of(reference, digest)
             .await
+            .map_err(|error| Rejection {
+                kind: FailureKind::Registry,
+                reason: error.to_string(),
+                unreachable: true,
+            })?;
+        self.first_accepted(&facts, rule, now)
+            .await
+            .map_err(Rejection::judged)
+    }
+
+    /// As [`Self::accepted_in_registry`], for one GitHub location; the flag says GitHub is out of
+    /// reach for now.
+    async fn accepted_at_github(
+        &self,
+        api: &GithubApi,
+        location: &GithubLocation,
+        rule: &Rule,
+        digest: &Digest,
+        now: jiff::Timestamp,
+    ) -> Result<Accepted, (Rejection, bool)> {
+        let facts = self
+            .github_facts_of(api, location, digest)
+            .await
+            .map_err(|error| {
+                let rejection = Rejection {
+                    kind: FailureKind::Registry,
+                    reason: error.to_string(),
+                    unreachable: true,
+                };
+                (rejection, error.is_unavailable())
+            })?;
+        self.first_accepted(&facts, rule, now)
+            .await
+            .map_err(|judged| (Rejection::judged(judged), false))
     }
 
     /// `bundle` verified for its digest, once: concurrent and later checks share the result.
@@ -538,10 +737,16 @@ impl<R: Registry> ImageChecker<R> {
                     any_verified = true;
                     match decision::judge(attestation, &[rule], now) {
                         Ok(_) => {
+                            let source = match facts.listed_at {
+                                Some(_) => AttestationSource::Github,
+                                None => AttestationSource::Registry,
+                            };
                             return Ok(Accepted {
                                 bundle_digest: bundle.bundle_digest.clone(),
                                 attestation: Box::new(attestation.clone()),
-                            })
+                                source,
+                                source_url: facts.listed_at.clone(),
+                            });
                         }
                         Err(violations) => {
                             let closeness = Closeness::of(attestation, rule);
@@ -718,6 +923,80 @@ impl Closeness {
 struct Accepted {
     bundle_digest: String,
     attestation: Box<VerifiedAttestation>,
+    source: AttestationSource,
+    source_url: Option<String>,
+}
+
+/// The rule an image is checked under, and where the policy says GitHub is.
+#[derive(Clone, Copy)]
+struct Covered<'p> {
+    rule: &'p Rule,
+    github: &'p GithubApi,
+}
+
+/// Why no source gave an acceptable bundle for a digest.
+#[derive(Debug)]
+struct Rejection {
+    kind: FailureKind,
+    reason: String,
+    /// Nothing could be examined: every source failed to answer.
+    unreachable: bool,
+}
+
+impl Rejection {
+    fn judged((kind, reason): (FailureKind, String)) -> Self {
+        Rejection {
+            kind,
+            reason,
+            unreachable: false,
+        }
+    }
+
+    /// One rejection from those of each source asked: a single one as it is (so that a rule
+    /// with one source reads as before sources existed), several named by source, with the
+    /// kind that says most (a violated rule over an unverified bundle over a failed fetch
+    /// over nothing found).
+    fn combine(mut rejections: Vec<(String, Rejection)>) -> Rejection {
+        if rejections.len() == 1 {
+            return rejections.remove(0).1;
+        }
+        if rejections.is_empty() {
+            return Rejection {
+                kind: FailureKind::NoAttestation,
+                reason: "no attestation source was asked".to_owned(),
+                unreachable: false,
+            };
+        }
+        let rank = |kind: FailureKind| match kind {
+            FailureKind::PolicyViolation => 3,
+            FailureKind::NotVerified => 2,
+            FailureKind::Registry => 1,
+            _ => 0,
+        };
+        let kind = rejections
+            .iter()
+            .map(|(_, rejection)| rejection.kind)
+            .max_by_key(|kind| rank(*kind))
+            .unwrap_or(FailureKind::NoAttestation);
+        let unreachable = rejections
+            .iter()
+            .all(|(_, rejection)| rejection.unreachable);
+        let reason = rejections
+            .iter()
+            .map(|(source, rejection)| {
+                bounded(
+                    &format!("{source}: {}", rejection.reason),
+                    MAX_REASON_PART_BYTES,
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Rejection {
+            kind,
+            reason,
+            unreachable,
+        }
+    }
 }
 
 /// `text` cut to at most `max_bytes` (on a character boundary), marked when cut.
@@ -955,6 +1234,75 @@ mod tests {
         assert!(listed_entries(OCI_MANIFEST, &bare).is_none());
         assert!(listed_entries(OCI_INDEX, &manifest(Some(OCI_MANIFEST), &[])).is_none());
         assert!(listed_entries(OCI_INDEX, b"not json").is_none());
+    }
+
+    fn rejection(kind: FailureKind, reason: &str, unreachable: bool) -> Rejection {
+        Rejection {
+            kind,
+            reason: reason.to_owned(),
+            unreachable,
+        }
+    }
+
+    #[test]
+    fn one_source_reads_as_before_and_several_are_named_with_the_kind_that_says_most() {
+        let alone = Rejection::combine(vec![(
+            "registry".to_owned(),
+            rejection(FailureKind::NoAttestation, "no attestation found", false),
+        )]);
+        assert_eq!(alone.kind, FailureKind::NoAttestation);
+        assert_eq!(alone.reason, "no attestation found");
+
+        let cases = [
+            (
+                FailureKind::NoAttestation,
+                FailureKind::Registry,
+                FailureKind::Registry,
+            ),
+            (
+                FailureKind::NotVerified,
+                FailureKind::Registry,
+                FailureKind::NotVerified,
+            ),
+            (
+                FailureKind::PolicyViolation,
+                FailureKind::NotVerified,
+                FailureKind::PolicyViolation,
+            ),
+            (
+                FailureKind::NoAttestation,
+                FailureKind::NoAttestation,
+                FailureKind::NoAttestation,
+            ),
+        ];
+        for (first, second, expected) in cases {
+            let combined = Rejection::combine(vec![
+                ("registry".to_owned(), rejection(first, "one", false)),
+                (
+                    "github repos/a/b".to_owned(),
+                    rejection(second, "two", true),
+                ),
+            ]);
+            assert_eq!(combined.kind, expected, "{first:?} + {second:?}");
+            assert_eq!(combined.reason, "registry: one; github repos/a/b: two");
+            // Something was examined: the index's platforms are still worth checking.
+            assert!(!combined.unreachable);
+        }
+        let unreachable = Rejection::combine(vec![
+            (
+                "registry".to_owned(),
+                rejection(FailureKind::Registry, "down", true),
+            ),
+            (
+                "github x".to_owned(),
+                rejection(FailureKind::Registry, "down", true),
+            ),
+        ]);
+        assert!(unreachable.unreachable);
+        assert_eq!(
+            Rejection::combine(Vec::new()).kind,
+            FailureKind::NoAttestation
+        );
     }
 
     #[test]

@@ -59,6 +59,8 @@ impl ProvenanceVerdict {
                 bundle_digest: bundle_digest.clone(),
                 attestation: Box::new(attestation.clone()),
                 platforms_checked: None,
+                source: None,
+                source_url: None,
             };
         }
         let kind = if self.bundles.is_empty() {

@@ -392,6 +392,8 @@ pub(crate) mod fixtures {
                 predicate: None,
             }),
             platforms_checked: None,
+            source: None,
+            source_url: None,
         }
     }
 }

@@ -100,6 +100,12 @@ pub struct DecisionRecord {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_digest: Option<String>,
+    /// Where the accepted attestation was found: `registry` or `github`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation_source: Option<&'static str>,
+    /// The GitHub API listing it was found in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_at: Option<String>,
     /// The admission request was a dry run: the decision was made, nothing was created.
@@ -139,9 +145,13 @@ impl DecisionRecord {
                 digest,
                 bundle_digest,
                 attestation,
+                source,
+                source_url,
                 ..
             } => {
                 let certificate = &attestation.certificate;
+                record.attestation_source = source.map(|source| source.as_str());
+                record.attestation_url = source_url.clone();
                 record.rule = Some(rule.clone());
                 record.digest = Some(digest.clone());
                 record.source_repository = certificate.source_repository_uri.clone();
@@ -223,6 +233,8 @@ impl DecisionRecord {
             predicate_type: None,
             instance: None,
             bundle_digest: None,
+            attestation_source: None,
+            attestation_url: None,
             signed_at: None,
             dry_run: false,
             break_glass_ticket: None,

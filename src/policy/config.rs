@@ -127,6 +127,7 @@ pub struct Policy {
         serialize_with = "serialize_revocations"
     )]
     pub(crate) revoked: Arc<Revocations>,
+    pub(crate) github: GithubApi,
 }
 
 fn revocations_are_empty(revoked: &Arc<Revocations>) -> bool {
@@ -189,6 +190,12 @@ impl Policy {
     /// Builds no rule admits, whatever the rule says.
     pub fn revoked(&self) -> &Revocations {
         &self.revoked
+    }
+
+    /// Where and how the GitHub attestations API is asked, for rules whose
+    /// `attestationSources` name `github`.
+    pub fn github(&self) -> &GithubApi {
+        &self.github
     }
 
     /// Settings for a registry `host` (with port, if any), in any spelling of it: compared in
@@ -513,6 +520,8 @@ pub struct Rule {
     /// The oldest signing time admitted, as an age at review time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_age: Option<MaxAge>,
+    /// Where the rule's attestations are looked for, in order (default: the registry only).
+    pub(crate) attestation_sources: Vec<AttestationSource>,
     /// The policy's revocations: callers evaluate a rule alone, so the policy-wide deny-list
     /// travels with every rule and no caller can leave it out. Printed once, at the top level.
     #[serde(skip)]
@@ -593,6 +602,11 @@ impl Rule {
     pub fn effective_issuers(&self) -> &[String] {
         &self.issuers
     }
+
+    /// Where attestations are looked for, in order; never empty (default: the registry).
+    pub fn attestation_sources(&self) -> &[AttestationSource] {
+        &self.attestation_sources
+    }
 }
 
 /// Break-glass limits.
@@ -627,4 +641,77 @@ pub struct Registry {
     /// PEM file of extra CA certificates for this registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+}
+
+/// Where a rule's attestations are looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttestationSource {
+    /// The image's registry: the OCI referrers API, or the referrers tag schema.
+    Registry,
+    /// GitHub's attestations API (`/repos/{owner}/{repo}/attestations/{digest}`, or the
+    /// `orgs/{org}` form), for the rule's repositories and owners.
+    Github,
+}
+
+impl AttestationSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestationSource::Registry => "registry",
+            AttestationSource::Github => "github",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<AttestationSource> {
+        match text {
+            "registry" => Some(AttestationSource::Registry),
+            "github" => Some(AttestationSource::Github),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttestationSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The GitHub API host asked for attestations (GitHub.com or GitHub Enterprise Server), and
+/// the only hosts a listing's `bundle_url` may point to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubApi {
+    /// Host with optional port: `api.github.com`, or a GitHub Enterprise Server's API host.
+    pub api_host: String,
+    /// Path prefix of the REST API on that host: empty on GitHub.com, `/api/v3` on GitHub
+    /// Enterprise Server.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    /// Plain HTTP instead of HTTPS (a mirror inside the cluster; tests).
+    pub insecure: bool,
+    /// PEM file of extra CA certificates for the API and bundle hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// File holding the token sent as `Authorization: Bearer`; none for public repositories.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Hosts besides `api_host` that a `bundle_url` may name; any other is not followed.
+    pub bundle_hosts: Vec<String>,
+}
+
+/// GitHub.com's REST API host.
+pub const GITHUB_API_HOST: &str = "api.github.com";
+
+impl Default for GithubApi {
+    fn default() -> Self {
+        GithubApi {
+            api_host: GITHUB_API_HOST.to_owned(),
+            path_prefix: String::new(),
+            insecure: false,
+            ca_file: None,
+            token_file: None,
+            bundle_hosts: Vec::new(),
+        }
+    }
 }

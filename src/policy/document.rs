@@ -22,6 +22,20 @@ pub(crate) struct PolicyDocument {
     #[serde(default)]
     pub registries: Vec<RegistryDocument>,
     pub revoked: Option<RevokedDocument>,
+    pub github: Option<GithubDocument>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct GithubDocument {
+    pub api_host: Option<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub insecure: bool,
+    pub ca_file: Option<String>,
+    pub token_file: Option<String>,
+    #[serde(default)]
+    pub bundle_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +96,7 @@ pub(crate) struct RuleDocument {
     pub runners: Option<Vec<String>>,
     pub predicate_types: Option<Vec<String>>,
     pub issuers: Option<Vec<String>>,
+    pub attestation_sources: Option<Vec<String>>,
 }
 
 /// `id` is read as text even when written unquoted: YAML would otherwise turn a large

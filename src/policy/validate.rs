@@ -1,15 +1,16 @@
 //! Turning a parsed [`PolicyDocument`] into a [`Policy`], collecting every problem on the way.
 
 use super::config::{
-    Approvers, BreakGlass, Environment, LabelRequirement, Mode, NamespaceSelector, Policy,
-    Registry, Revocations, RevokedRun, Rule, SelectorOperator, SignerWorkflow, TriggerFilter,
-    TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS, DEFAULT_RUNNERS,
-    DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES,
-    SLSA_PROVENANCE_V1,
+    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
+    NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
+    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS,
+    DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES,
+    MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
-    BreakGlassDocument, EnvironmentDocument, OwnerDocument, PolicyDocument, RegistryDocument,
-    RepositoryDocument, RequirementDocument, RevokedDocument, RuleDocument, SelectorDocument,
+    BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
+    RegistryDocument, RepositoryDocument, RequirementDocument, RevokedDocument, RuleDocument,
+    SelectorDocument,
 };
 use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::{PolicyError, PolicyIssue};
@@ -180,6 +181,10 @@ impl Checker {
             .as_ref()
             .and_then(|block| self.break_glass(&root.key("breakGlass"), block));
         let registries = self.registries(&root.key("registries"), &document.registries);
+        let github = match &document.github {
+            Some(block) => self.github(&root.key("github"), block),
+            None => GithubApi::default(),
+        };
         Policy {
             version: document.version,
             default_mode,
@@ -190,6 +195,7 @@ impl Checker {
             break_glass,
             registries,
             revoked,
+            github,
         }
     }
 
@@ -569,6 +575,10 @@ impl Checker {
         let build_config_digests =
             self.build_config_digests(path, document.build_config_digests.as_deref());
         let max_age = self.max_age(&path.key("maxAge"), document.max_age.as_deref());
+        let attestation_sources = self.attestation_sources(
+            &path.key("attestationSources"),
+            document.attestation_sources.as_deref(),
+        );
         Rule {
             name: document.name.clone(),
             images: self.glob_list(&images_path, images),
@@ -584,7 +594,113 @@ impl Checker {
             predicate_types,
             issuers,
             max_age,
+            attestation_sources,
             revoked: Arc::default(),
+        }
+    }
+
+    /// A rule's sources in order; absent means the registry only, as before sources existed.
+    fn attestation_sources(
+        &mut self,
+        path: &FieldPath,
+        texts: Option<&[String]>,
+    ) -> Vec<AttestationSource> {
+        let mut seen = Vec::new();
+        let sources = self.optional_list(path, texts, "registry", |this, entry_path, text| {
+            let Some(source) = AttestationSource::parse(text) else {
+                this.report(
+                    entry_path,
+                    format!("unknown attestation source `{text}`, expected registry or github"),
+                );
+                return None;
+            };
+            if seen.contains(&source) {
+                this.report(
+                    entry_path,
+                    format!("attestation source `{text}` is listed twice"),
+                );
+                return None;
+            }
+            seen.push(source);
+            Some(source)
+        });
+        match sources {
+            Some(sources) if !sources.is_empty() => sources,
+            _ => vec![AttestationSource::Registry],
+        }
+    }
+
+    /// The `github` block: hosts written as image names write them (so that the only hosts
+    /// contacted are spelled once, in one way), files named by absolute path.
+    fn github(&mut self, path: &FieldPath, document: &GithubDocument) -> GithubApi {
+        let mut api = GithubApi::default();
+        if let Some(host) = &document.api_host {
+            if self.plain_host(&path.key("apiHost"), host) {
+                api.api_host = host.clone();
+            }
+        }
+        if let Some(prefix) = &document.path_prefix {
+            let valid = prefix.starts_with('/')
+                && !prefix.ends_with('/')
+                && prefix.len() <= 64
+                && prefix[1..].split('/').all(|segment| {
+                    !segment.is_empty()
+                        && segment
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                        && segment != ".."
+                        && segment != "."
+                });
+            if valid {
+                api.path_prefix = prefix.clone();
+            } else {
+                self.report(
+                    &path.key("pathPrefix"),
+                    format!("path prefix `{prefix}` must be an absolute path such as /api/v3, without a trailing slash"),
+                );
+            }
+        }
+        api.bundle_hosts = self.list(
+            &path.key("bundleHosts"),
+            &document.bundle_hosts,
+            |this, entry_path, host| this.plain_host(entry_path, host).then(|| host.clone()),
+        );
+        for (key, file) in [
+            ("caFile", &document.ca_file),
+            ("tokenFile", &document.token_file),
+        ] {
+            if let Some(file) = file {
+                if !file.starts_with('/') {
+                    self.report(
+                        &path.key(key),
+                        format!("{key} `{file}` must be an absolute path"),
+                    );
+                }
+            }
+        }
+        if document.insecure && document.ca_file.is_some() {
+            self.report(
+                &path.key("caFile"),
+                "caFile is for HTTPS, but insecure: true selects plain HTTP; choose one",
+            );
+        }
+        api.insecure = document.insecure;
+        api.ca_file = document.ca_file.clone();
+        api.token_file = document.token_file.clone();
+        api
+    }
+
+    /// Whether `text` is a host with optional port, written as image names write it.
+    fn plain_host(&mut self, path: &FieldPath, text: &str) -> bool {
+        match canonical_registry(text) {
+            Ok(host) if host == text && host != DOCKER_HUB_REGISTRY => true,
+            _ => {
+                self.report(
+                    path,
+                    format!("host `{text}` must be a lower-case host name or [IPv6] address with an optional :port, without scheme or path"),
+                );
+                false
+            }
         }
     }
 
@@ -1166,6 +1282,101 @@ registries:
         let actions = policy.rule("actions-attest-demo").expect("rule exists");
         assert_eq!(actions.owners()[0].id(), Some("44036562"));
         assert!(actions.effective_triggers().allows("workflow_dispatch"));
+    }
+
+    #[test]
+    fn attestation_sources_default_to_the_registry_and_the_github_block_to_github_com() {
+        let rule = "  - {name: r, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]";
+        let policy = Policy::from_yaml(&format!("version: 1\nrules:\n{rule}}}\n")).unwrap();
+        assert_eq!(
+            policy.rules()[0].attestation_sources(),
+            [AttestationSource::Registry]
+        );
+        assert_eq!(policy.github(), &GithubApi::default());
+        let policy = Policy::from_yaml(&format!(
+            "version: 1\ngithub: {{apiHost: \"ghes.example.com:8443\", pathPrefix: /api/v3, tokenFile: /t, bundleHosts: [blobs.example.com]}}\nrules:\n{rule}, attestationSources: [github, registry]}}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            policy.rules()[0].attestation_sources(),
+            [AttestationSource::Github, AttestationSource::Registry]
+        );
+        let github = policy.github();
+        assert_eq!(github.api_host, "ghes.example.com:8443");
+        assert_eq!(github.path_prefix, "/api/v3");
+        assert_eq!(github.token_file.as_deref(), Some("/t"));
+        assert_eq!(github.bundle_hosts, ["blobs.example.com"]);
+    }
+
+    #[test]
+    fn attestation_sources_and_the_github_block_are_checked() {
+        let rule = |sources: &str| {
+            format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{{name: acme}}]\n    attestationSources: {sources}\n")
+        };
+        let github = |block: &str| format!("version: 1\ngithub:\n  {block}\n");
+        assert_issues(vec![
+            (
+                rule("[]"),
+                "rules[0].attestationSources",
+                6,
+                "must not be empty",
+            ),
+            (
+                rule("[registry, oci]"),
+                "rules[0].attestationSources[1]",
+                6,
+                "unknown attestation source `oci`",
+            ),
+            (
+                rule("[github, github]"),
+                "rules[0].attestationSources[1]",
+                6,
+                "listed twice",
+            ),
+            (
+                github("apiHost: https://api.github.com"),
+                "github.apiHost",
+                3,
+                "without scheme or path",
+            ),
+            (
+                github("apiHost: API.github.com"),
+                "github.apiHost",
+                3,
+                "lower-case",
+            ),
+            (
+                github("bundleHosts: [\"a.example/path\"]"),
+                "github.bundleHosts[0]",
+                3,
+                "without scheme or path",
+            ),
+            (
+                github("pathPrefix: api/v3"),
+                "github.pathPrefix",
+                3,
+                "absolute path",
+            ),
+            (
+                github("pathPrefix: /api/../v3"),
+                "github.pathPrefix",
+                3,
+                "absolute path",
+            ),
+            (
+                github("tokenFile: token"),
+                "github.tokenFile",
+                3,
+                "absolute path",
+            ),
+            (
+                github("{insecure: true, caFile: /ca.pem}"),
+                "github.caFile",
+                3,
+                "choose one",
+            ),
+            (github("{token: x}"), "", 3, "github: unknown field `token`"),
+        ]);
     }
 
     #[test]

@@ -43,6 +43,41 @@ impl CappedBody {
     }
 }
 
+/// Why a capped body could not be read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    TooLarge { limit: u64 },
+    Timeout,
+    Transport(String),
+}
+
+/// The body of `response`, refused as soon as it passes `cap` bytes or `deadline` passes:
+/// for callers outside the registry exchange (the GitHub API client).
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: u64,
+    deadline: tokio::time::Instant,
+) -> Result<Vec<u8>, BodyError> {
+    if !declared_length_allowed(response.content_length(), cap) {
+        return Err(BodyError::TooLarge { limit: cap });
+    }
+    let mut body = CappedBody::new(cap, response.content_length());
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body
+                .push(&chunk)
+                .map_err(|_| BodyError::TooLarge { limit: cap })?,
+            Ok(Ok(None)) => return Ok(body.into_bytes()),
+            Ok(Err(error)) if !error.is_timeout() => {
+                return Err(BodyError::Transport(super::transport::error_chain(
+                    &error.without_url(),
+                )))
+            }
+            _ => return Err(BodyError::Timeout),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,9 +26,11 @@ pub use client::{
 };
 pub use credentials::{Credentials, CredentialsError, DockerConfig};
 pub use exchange::AllowedRegistries;
+pub(crate) use limits::{read_capped, BodyError};
 pub use observer::{
     IgnoreRequests, RegistryOperation, RequestCounter, RequestKey, RequestObserver,
 };
+pub(crate) use transport::{error_chain, HostTransport, TransportLimits};
 pub use transport::{HostOptions, RegistryConfigError};
 
 /// OCI image index media type.

@@ -32,6 +32,8 @@
 //! Fulcio's: long expired by the wall clock, so a verifier only accepts it by
 //! taking time from the RFC 3161 timestamp, as it must.
 
+mod axum_server;
+pub mod github_api;
 pub mod kube;
 pub mod large_policy;
 pub mod netns;

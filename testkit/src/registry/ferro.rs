@@ -3,22 +3,20 @@
 //! runtime on its own thread, blobs on disk in a temporary directory (so a
 //! test can corrupt them), metadata in memory.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use ferro_oci_server::{probe_routes, router, AppState, InMemoryRegistryMeta};
 
 use super::client::RegistryClient;
 use super::oci::TestRegistry;
+use crate::axum_server::AxumServer;
 
 /// A running ferro-oci-server (plain HTTP, no auth), stopped when dropped.
 pub struct FerroRegistry {
-    address: SocketAddr,
     blob_root: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Declared before the storage: it stops before the blobs are removed.
+    server: AxumServer,
     _storage: tempfile::TempDir,
 }
 
@@ -40,48 +38,13 @@ impl FerroRegistry {
         let blob_root = storage.path().join("blobs");
         let blob_store = ferro_blob_store::FsBlobStore::new(blob_root.clone())
             .expect("ferro's filesystem blob store opens in a fresh directory");
-        // Bound here, before the thread starts, so the port is known and
-        // connections queue until the server accepts them.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        listener
-            .set_nonblocking(true)
-            .expect("a listener can be made non-blocking for tokio");
-        let address = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let (shutdown, shutdown_requested) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("ferro-oci-server".into())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("ferro-oci-server-worker")
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime for ferro-oci-server");
-                runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("tokio adopts the bound listener");
-                    let state =
-                        AppState::new(Arc::new(blob_store), Arc::new(InMemoryRegistryMeta::new()));
-                    let app = router(state).merge(probe_routes());
-                    tokio::spawn(async move {
-                        if let Err(error) = axum::serve(listener, app).await {
-                            eprintln!("ferro-oci-server stopped serving: {error}");
-                        }
-                    });
-                    // Not a graceful shutdown: a test may leave a request
-                    // hanging, and dropping the runtime cancels it.
-                    let _ = shutdown_requested.await;
-                });
-                runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-            })
-            .expect("the OS starts a thread");
+        let server = AxumServer::start("ferro-oci-server", 2, move || {
+            let state = AppState::new(Arc::new(blob_store), Arc::new(InMemoryRegistryMeta::new()));
+            router(state).merge(probe_routes())
+        });
         let registry = FerroRegistry {
-            address,
             blob_root,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            server,
             _storage: storage,
         };
         let ping = registry.client().ping();
@@ -98,11 +61,11 @@ impl FerroRegistry {
 
 impl TestRegistry for FerroRegistry {
     fn base_url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("http://{}", self.server.address())
     }
 
     fn host(&self) -> String {
-        self.address.to_string()
+        self.server.address().to_string()
     }
 
     fn ca_pem(&self) -> Option<String> {
@@ -132,16 +95,5 @@ impl TestRegistry for FerroRegistry {
             "blob {digest} is not stored in this registry"
         );
         std::fs::write(&path, bytes).expect("ferro's blob file is writable");
-    }
-}
-
-impl Drop for FerroRegistry {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
