@@ -234,8 +234,8 @@ impl BreakGlassGauges {
 /// millisecond, so the first buckets are 0.1 ms apart to read its p99; cold registry round
 /// trips take tens of milliseconds to seconds, and the webhook's budget is 8 s.
 const LATENCY_BUCKETS: [f64; 20] = [
-    0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -394,7 +394,8 @@ mod tests {
         metrics.admission_duration.observe(0.000_25);
         let text = encode(&registry);
         let bucket = |le: &str| {
-            let series = format!("provenance_gate_admission_duration_seconds_bucket{{le=\"{le}\"}} ");
+            let series =
+                format!("provenance_gate_admission_duration_seconds_bucket{{le=\"{le}\"}} ");
             text.lines()
                 .find_map(|line| line.strip_prefix(series.as_str()))
                 .unwrap_or_else(|| panic!("no bucket le={le} in:\n{text}"))

@@ -139,6 +139,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    report_first_failure_only();
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -250,6 +251,9 @@ registries:
             .args(["--trusted-root", &path_text(&instance_root)])
             .args(["--namespace-labels", "env=production"])
             .args(["--log-format", "json"])
+            // The API server multiplexes reviews over a few HTTP/2 connections; this HTTP/1.1
+            // generator needs one per review in flight (200 in the single-flight phase).
+            .args(["--max-connections", "1024"])
             // Decision records are written as in production (one JSON line per image); a
             // pipe nobody reads would fill, so they go to the null device.
             .stdout(Stdio::null())
@@ -531,18 +535,31 @@ fn closed_loop(
 
 /// Every review goes to `/mutate`, the first webhook the API server calls for a Pod: there a
 /// tag is resolved, checked and pinned (the patch), and an exempt image is only classified.
+/// A transport failure (the kit's client panics on one) is an unexpected answer, not the end
+/// of the run: a worker that died would leave the others waiting at a barrier.
 fn send_review(client: &RegistryClient, body: &[u8]) -> Vec<u8> {
-    let response = client.request_without_auth(
-        "POST",
-        "/mutate",
-        &[("Content-Type", "application/json")],
-        body,
-    );
-    if response.status == 200 {
-        response.body
-    } else {
-        Vec::new()
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        client.request_without_auth(
+            "POST",
+            "/mutate",
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    }));
+    match sent {
+        Ok(response) if response.status == 200 => response.body,
+        _ => Vec::new(),
     }
+}
+
+/// Prints the first transport failure only; the rest are counted as unexpected answers.
+fn report_first_failure_only() {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    std::panic::set_hook(Box::new(|info| {
+        if !REPORTED.swap(true, Ordering::Relaxed) {
+            eprintln!("admission-load: {info} (later failures are only counted)");
+        }
+    }));
 }
 
 /// Runs `perf record -g` on the gate while `phase` runs, when a directory was given.
