@@ -484,13 +484,17 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
                 })
             })
             .collect();
-        let mut run = Run::default();
-        for handle in handles {
-            run.merge(handle.join().expect("a load worker does not panic"));
-        }
-        run
+        merged(handles)
     });
     run.elapsed = start.elapsed();
+    run
+}
+
+fn merged(handles: Vec<std::thread::ScopedJoinHandle<'_, Run>>) -> Run {
+    let mut run = Run::default();
+    for handle in handles {
+        run.merge(handle.join().expect("a load worker does not panic"));
+    }
     run
 }
 
@@ -523,11 +527,7 @@ fn closed_loop(
                 })
             })
             .collect();
-        let mut run = Run::default();
-        for handle in handles {
-            run.merge(handle.join().expect("a load worker does not panic"));
-        }
-        run
+        merged(handles)
     });
     run.elapsed = start.elapsed();
     run
@@ -743,11 +743,7 @@ fn closed_loop_once(gate: &Gate, bodies: &[Vec<u8>], expect: Expect) -> Run {
                 })
             })
             .collect();
-        let mut run = Run::default();
-        for handle in handles {
-            run.merge(handle.join().expect("a load worker does not panic"));
-        }
-        run
+        merged(handles)
     });
     run.elapsed = start.elapsed();
     run
