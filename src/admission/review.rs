@@ -148,8 +148,13 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, Malformed> {
     };
     let review: Value = serde_json::from_slice(body)
         .map_err(|error| fail("", ApiVersion::V1, ReviewError::NotJson(error.to_string())))?;
-    let Value::Object(review) = review else {
+    let Value::Object(mut review) = review else {
         return Err(fail("", ApiVersion::V1, ReviewError::NotAnObject));
+    };
+    // The objects are most of a review: moved out here rather than copied later.
+    let objects = match review.get_mut("request") {
+        Some(Value::Object(request)) => (request.remove("object"), request.remove("oldObject")),
+        _ => (None, None),
     };
     // The uid is read first so that every later failure can still be echoed to the API
     // server, which otherwise discards the answer as belonging to another request.
@@ -190,13 +195,15 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, Malformed> {
     if uid.is_empty() {
         return Err(fail(uid, api_version, ReviewError::MissingUid));
     }
-    parse_request(request, uid, api_version).map_err(|error| fail(uid, api_version, error))
+    parse_request(request, uid, api_version, objects).map_err(|error| fail(uid, api_version, error))
 }
 
+/// `objects`: the request's `object` and `oldObject`, already taken out of it.
 fn parse_request(
     request: &Value,
     uid: &str,
     api_version: ApiVersion,
+    (object, old_object): (Option<Value>, Option<Value>),
 ) -> Result<AdmissionRequest, ReviewError> {
     let kind = match request.get("kind") {
         None | Some(Value::Null) => return Err(ReviewError::MissingField { field: "kind" }),
@@ -244,8 +251,8 @@ fn parse_request(
             })
         }
     };
-    let object = object_field(request, "object")?;
-    let old_object = object_field(request, "oldObject")?;
+    let object = object_field(object, "object")?;
+    let old_object = object_field(old_object, "oldObject")?;
     let needs_object = matches!(operation, Operation::Create | Operation::Update);
     if needs_object && object.is_none() {
         return Err(ReviewError::MissingField { field: "object" });
@@ -285,10 +292,10 @@ fn optional_str(
 }
 
 /// `object` / `oldObject`: absent or null, or a JSON object.
-fn object_field(request: &Value, field: &'static str) -> Result<Option<Value>, ReviewError> {
-    match request.get(field) {
+fn object_field(value: Option<Value>, field: &'static str) -> Result<Option<Value>, ReviewError> {
+    match value {
         None | Some(Value::Null) => Ok(None),
-        Some(object @ Value::Object(_)) => Ok(Some(object.clone())),
+        Some(object @ Value::Object(_)) => Ok(Some(object)),
         Some(_) => Err(ReviewError::WrongType {
             field,
             expected: "an object",

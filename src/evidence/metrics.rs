@@ -427,10 +427,16 @@ impl SeenPairs {
     }
 }
 
-/// Buckets from 5 ms to about 10 s: cached answers take milliseconds, cold registry round
-/// trips seconds, and the webhook's budget is 8 s.
+/// Upper bounds (seconds) from 0.1 ms to 10 s: a cached answer takes a fraction of a
+/// millisecond, so the first buckets are 0.1 ms apart to read its p99; cold registry round
+/// trips take tens of milliseconds to seconds, and the webhook's budget is 8 s.
+const LATENCY_BUCKETS: [f64; 20] = [
+    0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 12)
+    LATENCY_BUCKETS.into_iter()
 }
 
 impl Metrics {
@@ -726,6 +732,34 @@ mod tests {
             seen.insert("sha256:cold", "prod"),
             "forgotten, so new again"
         );
+    }
+
+    #[test]
+    fn latency_buckets_resolve_a_tenth_of_a_millisecond_up_to_the_budget() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        // A cached review and a slightly slower one: 0.1 ms apart, so in different buckets.
+        metrics.admission_duration.observe(0.000_15);
+        metrics.admission_duration.observe(0.000_25);
+        let text = encode(&registry);
+        let bucket = |le: &str| {
+            let series =
+                format!("provenance_gate_admission_duration_seconds_bucket{{le=\"{le}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .unwrap_or_else(|| panic!("no bucket le={le} in:\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(bucket("0.0001"), "0");
+        assert_eq!(bucket("0.0002"), "1");
+        assert_eq!(bucket("0.0003"), "2");
+        assert_eq!(bucket("+Inf"), "2");
+        let budget = crate::defaults::REVIEW_BUDGET.as_secs_f64();
+        assert!(
+            LATENCY_BUCKETS.last().is_some_and(|&bound| bound >= budget),
+            "the last bucket must hold a review that uses the whole budget"
+        );
+        assert!(LATENCY_BUCKETS.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
     #[test]

@@ -52,6 +52,11 @@ impl<S> axum_server::accept::Accept<TcpStream, S> for ConnectionLimit {
     type Future = Ready<io::Result<(Limited<TcpStream>, S)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        // As axum-server's default acceptor does: without it, a response written in two
+        // segments waits for the client's delayed ACK (40 ms on Linux) before its second.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "failed to disable Nagle's algorithm on a webhook connection");
+        }
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
             // Dropping the stream closes the connection.
             self.refused.inc();
@@ -151,4 +156,24 @@ pub(super) async fn identify_caller(mut request: Request, next: Next) -> Respons
         .unwrap_or_default();
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_disable_nagle() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        assert!(!stream.nodelay().unwrap(), "a fresh socket has Nagle on");
+        let limit = ConnectionLimit::new(1, Counter::default());
+        let (limited, ()) = axum_server::accept::Accept::accept(&limit, stream, ())
+            .await
+            .unwrap();
+        assert!(limited.inner.nodelay().unwrap());
+    }
 }

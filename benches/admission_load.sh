@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Load harness of the whole admission path (BENCHMARKS.md): `provenance-gate serve` from the
+# release build over HTTPS with keep-alive, a real OCI registry on loopback (ferro-oci-server,
+# in-process, behind the test kit's counting proxy) holding minted attested images, and an
+# open-loop generator (testkit/src/bin/admission-load.rs) on the same machine.
+#
+#   benches/admission_load.sh            full run (several minutes: 10,000 images are minted)
+#   benches/admission_load.sh --smoke    seconds-long run of every phase, debug build (CI: .ci/run)
+#   benches/admission_load.sh [admission-load options]   e.g. --seconds 20 --rates 500,2000
+#       --images N --connections N --cold-images N --cold-rate R --concurrent N --fill N
+#       --soak-seconds S --soak-rate R --perf-dir DIR (perf record -g of the max phases)
+#
+# Exits non-zero when any review got an unexpected answer; it never judges timings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The smoke run only proves the harness works, so it uses the debug build the tests already
+# made (a release build takes half an hour on 2 busy cores); figures come from release builds.
+profile=release
+[ "${1:-}" = "--smoke" ] && profile=debug
+if [ "$profile" = release ]; then
+  nice -n 5 cargo build --release --locked --quiet -p provenance-gate -p provenance-gate-testkit --bins
+else
+  cargo build --locked --quiet -p provenance-gate -p provenance-gate-testkit --bins
+fi
+exec "target/$profile/admission-load" "$@"
