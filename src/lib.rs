@@ -3,9 +3,10 @@
 //! One admission flows top-down through the folders: `server` (HTTPS, TLS, limits) →
 //! `admission` (review in, response out) → `check` (the image pipeline) → `decision` (pure
 //! verdicts) → `evidence` (records, metrics). Beneath them: `policy` (decides over facts
-//! without I/O), `verify` (a Sigstore bundle into facts about a build), `registry` and
-//! `cluster` (the outside world behind traits). `cli` is the command line; `report` summarises
-//! decision records after the fact.
+//! without I/O), `verify` (a Sigstore bundle into facts about a build), `registry`, `github`
+//! and `cluster` (the outside world behind traits). `cli` is the command line; `audit` runs the
+//! same check and decision over every running Pod; `report` summarises decision records after
+//! the fact.
 //! docs/architecture.md follows one admission through the modules.
 pub mod admission;
 pub mod audit;
