@@ -430,6 +430,7 @@ fn outcome(policy: &Policy, image: &str, attestation: &VerifiedAttestation) -> I
                 platforms_checked: None,
                 source: None,
                 source_url: None,
+                attestations: Vec::new(),
             },
             Err(violation) => ImageOutcome::Failed {
                 rule: Some(rule.name().to_owned()),

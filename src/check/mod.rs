@@ -33,7 +33,9 @@ use crate::decision;
 use crate::github::{
     locations_of, GithubAttestations, GithubClient, GithubError, GithubLocation, GithubOptions,
 };
-use crate::policy::{AttestationSource, GithubApi, ImageClass, Policy, Rule, UnmatchedAction};
+use crate::policy::{
+    AttestationSource, GithubApi, ImageClass, Policy, Rule, UnmatchedAction, SLSA_PROVENANCE_V1,
+};
 use crate::registry::{
     Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
     OCI_MANIFEST,
@@ -173,6 +175,11 @@ pub enum ImageOutcome {
         /// The listing it was found in, for a source other than the image's registry.
         #[serde(skip_serializing_if = "Option::is_none")]
         source_url: Option<String>,
+        /// Under a rule with `requireAttestations`: the bundle admitted for each required
+        /// predicate type, in the rule's order (`bundle_digest` is the provenance's, or the
+        /// first's). Empty otherwise.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        attestations: Vec<AttestedPredicate>,
     },
     /// Not proven.
     Failed {
@@ -181,6 +188,14 @@ pub enum ImageOutcome {
         kind: FailureKind,
         reason: String,
     },
+}
+
+/// One required attestation an image was admitted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestedPredicate {
+    pub predicate_type: String,
+    pub bundle_digest: String,
 }
 
 /// One image's check: what was asked, what it was pinned to, and the outcome.
@@ -368,6 +383,7 @@ impl<R: Registry> ImageChecker<R> {
                     platforms_checked: None,
                     source: Some(accepted.source),
                     source_url: accepted.source_url,
+                    attestations: accepted.attestations,
                 };
                 return (pinned, outcome);
             }
@@ -470,6 +486,7 @@ impl<R: Registry> ImageChecker<R> {
                 platforms_checked: Some(children.len()),
                 source: Some(accepted.source),
                 source_url: accepted.source_url,
+                attestations: accepted.attestations,
             },
             None => failed(FailureKind::NoAttestation, index_reason.to_owned()),
         }
@@ -582,15 +599,62 @@ impl<R: Registry> ImageChecker<R> {
         Arc::new(facts)
     }
 
-    /// The first bundle that verifies and satisfies the rule, source by source in the rule's
-    /// order. When GitHub is out of reach (rate limit, outage) and the rule does not list the
-    /// registry, the registry is asked instead, and the reason says so: a GitHub outage must
-    /// not refuse images whose attestations the registry also holds.
+    /// The bundle the image is admitted on: the first that verifies and satisfies the rule
+    /// or, under `requireAttestations`, one for each required predicate type (each judged
+    /// against every identity check of the rule), the provenance's standing for all.
     async fn accepted_from_sources(
         &self,
         reference: &ImageReference,
         covered: Covered<'_>,
         digest: &Digest,
+        now: jiff::Timestamp,
+    ) -> Result<Accepted, Rejection> {
+        let required = covered.rule.required_attestations();
+        if required.is_empty() {
+            return self
+                .accepted_of_kind(reference, covered, digest, None, now)
+                .await;
+        }
+        let mut accepted = Vec::with_capacity(required.len());
+        let mut missing = Vec::new();
+        for predicate_type in required {
+            match self
+                .accepted_of_kind(reference, covered, digest, Some(predicate_type), now)
+                .await
+            {
+                Ok(found) => accepted.push(found),
+                Err(rejection) => missing.push((format!("required {predicate_type}"), rejection)),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Rejection::named(missing));
+        }
+        let attestations = accepted
+            .iter()
+            .map(|found| AttestedPredicate {
+                predicate_type: found.attestation.predicate_type.clone(),
+                bundle_digest: found.bundle_digest.clone(),
+            })
+            .collect();
+        let primary = accepted
+            .iter()
+            .position(|found| found.attestation.predicate_type == SLSA_PROVENANCE_V1)
+            .unwrap_or(0);
+        let mut primary = accepted.swap_remove(primary);
+        primary.attestations = attestations;
+        Ok(primary)
+    }
+
+    /// The first bundle that verifies and satisfies the rule (and is of type `wanted`, when
+    /// given), source by source in the rule's order. When GitHub is out of reach (rate limit, outage) and the rule does not list the
+    /// registry, the registry is asked instead, and the reason says so: a GitHub outage must
+    /// not refuse images whose attestations the registry also holds.
+    async fn accepted_of_kind(
+        &self,
+        reference: &ImageReference,
+        covered: Covered<'_>,
+        digest: &Digest,
+        wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, Rejection> {
         let rule = covered.rule;
@@ -602,7 +666,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Registry => {
                     registry_asked = true;
                     match self
-                        .accepted_in_registry(reference, rule, digest, now)
+                        .accepted_in_registry(reference, rule, digest, wanted, now)
                         .await
                     {
                         Ok(accepted) => return Ok(accepted),
@@ -612,7 +676,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Github => {
                     for location in locations_of(rule) {
                         match self
-                            .accepted_at_github(covered.github, &location, rule, digest, now)
+                            .accepted_at_github(covered.github, &location, rule, digest, wanted, now)
                             .await
                         {
                             Ok(accepted) => return Ok(accepted),
@@ -632,7 +696,7 @@ impl<R: Registry> ImageChecker<R> {
                 "GitHub attestations API unavailable; asking the image's registry instead"
             );
             match self
-                .accepted_in_registry(reference, rule, digest, now)
+                .accepted_in_registry(reference, rule, digest, wanted, now)
                 .await
             {
                 Ok(accepted) => return Ok(accepted),
@@ -650,6 +714,7 @@ impl<R: Registry> ImageChecker<R> {
         reference: &ImageReference,
         rule: &Rule,
         digest: &Digest,
+        wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, Rejection> {
         let facts = self
@@ -660,7 +725,7 @@ impl<R: Registry> ImageChecker<R> {
                 reason: error.to_string(),
                 unreachable: true,
             })?;
-        self.first_accepted(&facts, rule, now)
+        self.first_accepted(&facts, rule, wanted, now)
             .await
             .map_err(Rejection::judged)
     }
@@ -673,6 +738,7 @@ impl<R: Registry> ImageChecker<R> {
         location: &GithubLocation,
         rule: &Rule,
         digest: &Digest,
+        wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, (Rejection, bool)> {
         let facts = self
@@ -686,7 +752,7 @@ impl<R: Registry> ImageChecker<R> {
                 };
                 (rejection, error.is_unavailable())
             })?;
-        self.first_accepted(&facts, rule, now)
+        self.first_accepted(&facts, rule, wanted, now)
             .await
             .map_err(|judged| (Rejection::judged(judged), false))
     }
@@ -719,11 +785,12 @@ impl<R: Registry> ImageChecker<R> {
 
     /// The current rule over cached, policy-free facts ([`decision::judge`] per bundle): the
     /// first bundle in order that verifies and satisfies the rule is accepted; bundles after
-    /// it stay unverified.
+    /// it stay unverified. With `wanted`, bundles of other predicate types are passed over.
     async fn first_accepted(
         &self,
         facts: &DigestFacts,
         rule: &Rule,
+        wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, (FailureKind, String)> {
         // Reasons by how close their bundle came: a provenance attestation that verified and
@@ -731,8 +798,14 @@ impl<R: Registry> ImageChecker<R> {
         // beside the provenance) and bundles that did not verify.
         let mut reasons: Vec<(Closeness, String)> = Vec::new();
         let mut any_verified = false;
+        let mut other_kind_verified = false;
         for bundle in &facts.bundles {
             match self.verified(facts, bundle).await {
+                Ok(attestation)
+                    if wanted.is_some_and(|wanted| wanted != attestation.predicate_type) =>
+                {
+                    other_kind_verified = true;
+                }
                 Ok(attestation) => {
                     any_verified = true;
                     match decision::judge(attestation, &[rule], now) {
@@ -746,6 +819,7 @@ impl<R: Registry> ImageChecker<R> {
                                 attestation: Box::new(attestation.clone()),
                                 source,
                                 source_url: facts.listed_at.clone(),
+                                attestations: Vec::new(),
                             });
                         }
                         Err(violations) => {
@@ -791,6 +865,12 @@ impl<R: Registry> ImageChecker<R> {
             return Err((FailureKind::NoAttestation, reason));
         }
         reasons.extend(problems);
+        if let (Some(wanted), false) = (wanted, any_verified) {
+            reasons.insert(0, format!("no verified {wanted} attestation for {}", facts.subject));
+            if other_kind_verified {
+                return Err((FailureKind::NoAttestation, reasons.join("; ")));
+            }
+        }
         let kind = if any_verified {
             FailureKind::PolicyViolation
         } else {
@@ -925,6 +1005,8 @@ struct Accepted {
     attestation: Box<VerifiedAttestation>,
     source: AttestationSource,
     source_url: Option<String>,
+    /// Every required attestation, under `requireAttestations`.
+    attestations: Vec<AttestedPredicate>,
 }
 
 /// The rule an image is checked under, and where the policy says GitHub is.
@@ -960,6 +1042,12 @@ impl Rejection {
         if rejections.len() == 1 {
             return rejections.remove(0).1;
         }
+        Rejection::named(rejections)
+    }
+
+    /// One rejection from several, each named, with the kind that says most; unreachable
+    /// only when all were.
+    fn named(rejections: Vec<(String, Rejection)>) -> Rejection {
         if rejections.is_empty() {
             return Rejection {
                 kind: FailureKind::NoAttestation,

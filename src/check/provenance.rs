@@ -61,6 +61,7 @@ impl ProvenanceVerdict {
                 platforms_checked: None,
                 source: None,
                 source_url: None,
+                attestations: Vec::new(),
             };
         }
         let kind = if self.bundles.is_empty() {

@@ -394,6 +394,7 @@ pub(crate) mod fixtures {
             platforms_checked: None,
             source: None,
             source_url: None,
+            attestations: Vec::new(),
         }
     }
 }

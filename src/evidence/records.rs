@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::check::{bounded, ImageCheck, ImageOutcome};
+use crate::check::{bounded, AttestedPredicate, ImageCheck, ImageOutcome};
 use crate::decision::breakglass::ModeChange;
 use crate::decision::{Decision, Verdict};
 use crate::policy::Mode;
@@ -100,6 +100,10 @@ pub struct DecisionRecord {
     pub instance: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_digest: Option<String>,
+    /// Under a rule with `requireAttestations`: each required predicate type and the
+    /// bundle that attested it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestedPredicate>,
     /// Where the accepted attestation was found: `registry` or `github`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestation_source: Option<&'static str>,
@@ -147,6 +151,7 @@ impl DecisionRecord {
                 attestation,
                 source,
                 source_url,
+                attestations,
                 ..
             } => {
                 let certificate = &attestation.certificate;
@@ -166,6 +171,7 @@ impl DecisionRecord {
                 record.predicate_type = Some(attestation.predicate_type.clone());
                 record.instance = Some(attestation.instance.to_string());
                 record.bundle_digest = Some(bundle_digest.clone());
+                record.attestations = attestations.clone();
                 record.signed_at = attestation.signed_at.clone();
             }
             ImageOutcome::Failed { rule, digest, .. } => {
@@ -233,6 +239,7 @@ impl DecisionRecord {
             predicate_type: None,
             instance: None,
             bundle_digest: None,
+            attestations: Vec::new(),
             attestation_source: None,
             attestation_url: None,
             signed_at: None,

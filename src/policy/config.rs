@@ -22,6 +22,16 @@ pub const MAX_GLOBS: usize = 20_000;
 pub const GITHUB_ACTIONS_ISSUER: &str = "https://token.actions.githubusercontent.com";
 /// SLSA provenance v1, the predicate type trusted when a rule names none.
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// SPDX 2.3 documents, as `actions/attest-sbom` writes them.
+pub const SPDX_DOCUMENT_V2_3: &str = "https://spdx.dev/Document/v2.3";
+/// CycloneDX BOMs, as `actions/attest-sbom` writes them.
+pub const CYCLONEDX_BOM: &str = "https://cyclonedx.org/bom";
+/// Short names `requireAttestations` accepts for the predicate types GitHub's actions write.
+pub const ATTESTATION_ALIASES: [(&str, &str); 3] = [
+    ("provenance", SLSA_PROVENANCE_V1),
+    ("spdx", SPDX_DOCUMENT_V2_3),
+    ("cyclonedx", CYCLONEDX_BOM),
+];
 /// Refs trusted when a rule names none: the default branch only, the branch that review and
 /// branch protection guard. Tags are pushed by anyone with write access, onto any commit, so
 /// teams that release from tags list `refs/tags/v*` and protect tags with a tag ruleset.
@@ -516,6 +526,10 @@ pub struct Rule {
     pub(crate) triggers: TriggerFilter,
     pub(crate) runners: Vec<String>,
     pub(crate) predicate_types: Vec<String>,
+    /// Predicate types that must each be attested (`requireAttestations`); empty: one
+    /// attestation of any of `predicate_types` is enough.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) require_attestations: Vec<String>,
     pub(crate) issuers: Vec<String>,
     /// The oldest signing time admitted, as an age at review time.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -596,6 +610,12 @@ impl Rule {
     /// Predicate types, defaulting to SLSA provenance v1.
     pub fn effective_predicate_types(&self) -> &[String] {
         &self.predicate_types
+    }
+
+    /// Predicate types that must each be attested by a bundle satisfying the rule; empty
+    /// when one attestation of any of [`Rule::effective_predicate_types`] is enough.
+    pub fn required_attestations(&self) -> &[String] {
+        &self.require_attestations
     }
 
     /// Certificate issuers, defaulting to GitHub Actions.

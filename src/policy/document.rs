@@ -95,6 +95,7 @@ pub(crate) struct RuleDocument {
     pub triggers: Option<Vec<String>>,
     pub runners: Option<Vec<String>>,
     pub predicate_types: Option<Vec<String>>,
+    pub require_attestations: Option<Vec<String>>,
     pub issuers: Option<Vec<String>>,
     pub attestation_sources: Option<Vec<String>>,
 }

@@ -31,7 +31,7 @@ pub use config::{
     NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
     SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS,
     DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, GITHUB_API_HOST, MAX_GLOBS,
-    MAX_POLICY_BYTES, MAX_RULES, RISKY_TRIGGERS, SLSA_PROVENANCE_V1,
+    MAX_POLICY_BYTES, MAX_RULES, RISKY_TRIGGERS, SLSA_PROVENANCE_V1, ATTESTATION_ALIASES, CYCLONEDX_BOM, SPDX_DOCUMENT_V2_3,
 };
 pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};

@@ -5,7 +5,7 @@ use super::config::{
     NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
     SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS,
     DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES,
-    MAX_RULES, SLSA_PROVENANCE_V1,
+    MAX_RULES, ATTESTATION_ALIASES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
@@ -554,6 +554,17 @@ impl Checker {
                 |this, entry_path, text: &String| this.uri(entry_path, text, "predicate type"),
             )
             .unwrap_or_else(|| vec![SLSA_PROVENANCE_V1.to_string()]);
+        let require_attestations = self.require_attestations(
+            &path.key("requireAttestations"),
+            document.require_attestations.as_deref(),
+            document.predicate_types.is_some(),
+        );
+        // Each required type is also an accepted one: a bundle of any of them is judged.
+        let predicate_types = if require_attestations.is_empty() {
+            predicate_types
+        } else {
+            require_attestations.clone()
+        };
         let issuers = self
             .optional_list(
                 &path.key("issuers"),
@@ -592,11 +603,57 @@ impl Checker {
             triggers,
             runners,
             predicate_types,
+            require_attestations,
             issuers,
             max_age,
             attestation_sources,
             revoked: Arc::default(),
         }
+    }
+
+    /// Predicate types that must each be attested, aliases resolved; absent: none (one
+    /// attestation of `predicateTypes` is enough, as before this key existed).
+    fn require_attestations(
+        &mut self,
+        path: &FieldPath,
+        texts: Option<&[String]>,
+        predicate_types_given: bool,
+    ) -> Vec<String> {
+        if texts.is_some() && predicate_types_given {
+            self.report(
+                path,
+                "requireAttestations and predicateTypes cannot both be set: the required types are the accepted ones".to_owned(),
+            );
+        }
+        let mut seen: Vec<String> = Vec::new();
+        let aliases = ATTESTATION_ALIASES
+            .iter()
+            .map(|(alias, _)| *alias)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let required = self.optional_list(path, texts, "none", |this, entry_path, text| {
+            let resolved = match ATTESTATION_ALIASES.iter().find(|(alias, _)| alias == text) {
+                Some((_, predicate_type)) => (*predicate_type).to_owned(),
+                None if text.contains("://") => this.uri(entry_path, text, "predicate type")?,
+                None => {
+                    this.report(
+                        entry_path,
+                        format!("unknown attestation `{text}`, expected one of {aliases} or a predicate type URI"),
+                    );
+                    return None;
+                }
+            };
+            if seen.contains(&resolved) {
+                this.report(
+                    entry_path,
+                    format!("attestation `{text}` ({resolved}) is listed twice"),
+                );
+                return None;
+            }
+            seen.push(resolved.clone());
+            Some(resolved)
+        });
+        required.unwrap_or_default()
     }
 
     /// A rule's sources in order; absent means the registry only, as before sources existed.
@@ -1306,6 +1363,63 @@ registries:
         assert_eq!(github.path_prefix, "/api/v3");
         assert_eq!(github.token_file.as_deref(), Some("/t"));
         assert_eq!(github.bundle_hosts, ["blobs.example.com"]);
+    }
+
+    #[test]
+    fn required_attestations_resolve_aliases_and_default_to_none() {
+        let rule = "  - {name: r, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]";
+        let policy = Policy::from_yaml(&format!("version: 1\nrules:\n{rule}}}\n")).unwrap();
+        assert!(policy.rules()[0].required_attestations().is_empty());
+        assert_eq!(
+            policy.rules()[0].effective_predicate_types(),
+            [SLSA_PROVENANCE_V1]
+        );
+        let policy = Policy::from_yaml(&format!(
+            "version: 1\nrules:\n{rule}, requireAttestations: [provenance, spdx, cyclonedx, \"https://in-toto.io/attestation/vulns/v0.1\"]}}\n"
+        ))
+        .unwrap();
+        let expected = [
+            SLSA_PROVENANCE_V1,
+            "https://spdx.dev/Document/v2.3",
+            "https://cyclonedx.org/bom",
+            "https://in-toto.io/attestation/vulns/v0.1",
+        ];
+        assert_eq!(policy.rules()[0].required_attestations(), expected);
+        // Every required type is one the rule judges.
+        assert_eq!(policy.rules()[0].effective_predicate_types(), expected);
+    }
+
+    #[test]
+    fn required_attestations_are_checked() {
+        let rule = |extra: &str| {
+            format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{{name: acme}}]\n    {extra}\n")
+        };
+        assert_issues(vec![
+            (
+                rule("requireAttestations: []"),
+                "rules[0].requireAttestations",
+                6,
+                "must not be empty",
+            ),
+            (
+                rule("requireAttestations: [provenance, sbom]"),
+                "rules[0].requireAttestations[1]",
+                6,
+                "unknown attestation `sbom`, expected one of provenance, spdx, cyclonedx or a predicate type URI",
+            ),
+            (
+                rule("requireAttestations: [spdx, \"https://spdx.dev/Document/v2.3\"]"),
+                "rules[0].requireAttestations[1]",
+                6,
+                "is listed twice",
+            ),
+            (
+                rule("requireAttestations: [provenance, spdx]\n    predicateTypes: [\"https://slsa.dev/provenance/v1\"]"),
+                "rules[0].requireAttestations",
+                6,
+                "cannot both be set",
+            ),
+        ]);
     }
 
     #[test]
