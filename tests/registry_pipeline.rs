@@ -971,3 +971,112 @@ async fn a_referrer_chain_pointing_at_itself_ends_denied() {
         proxied.proxy.requests()
     );
 }
+
+const SPDX: &str = "https://spdx.dev/Document/v2.3";
+
+/// The reason of a failed check, or a panic naming what it was instead.
+fn failure_reason(check: &ImageCheck) -> &str {
+    match &check.outcome {
+        ImageOutcome::Failed { reason, .. } => reason,
+        other => panic!("{} should fail, got {other:?}", check.image),
+    }
+}
+
+/// A rule requiring provenance and an SPDX SBOM admits an image only when both are attested
+/// by the trusted repository's build, and says which is missing or failing otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_requiring_provenance_and_an_sbom_needs_both_from_the_trusted_build() {
+    let setup = Setup::new();
+    let registry = FerroRegistry::start();
+    let host = registry.host();
+    let client = registry.client();
+    let policy = policy_for(&host, "    requireAttestations: [provenance, spdx]\n");
+    let checker = setup.plain_checker(&registry);
+
+    let both = push_unattested_image(&client, "acme/api", "both");
+    let provenance = setup.attest(&client, &both.manifest, |spec| spec);
+    let sbom = setup.attest(&client, &both.manifest, |spec| spec.with_predicate_type(SPDX));
+    let check = checker.check(&policy, &both.reference).await;
+    assert_verified(&check, &both.manifest_digest);
+    let ImageOutcome::Verified {
+        bundle_digest,
+        attestations,
+        ..
+    } = &check.outcome
+    else {
+        unreachable!("asserted above")
+    };
+    assert_eq!(bundle_digest, &provenance.bundle.digest);
+    let attested: Vec<(&str, &str)> = attestations
+        .iter()
+        .map(|entry| (entry.predicate_type.as_str(), entry.bundle_digest.as_str()))
+        .collect();
+    assert_eq!(
+        attested,
+        [
+            ("https://slsa.dev/provenance/v1", provenance.bundle.digest.as_str()),
+            (SPDX, sbom.bundle.digest.as_str()),
+        ]
+    );
+    let decision = decide(
+        Subject::settled(&check.outcome),
+        Mode::Enforce,
+        BreakGlass::Inactive,
+    );
+    let record = DecisionRecord::new(
+        &RequestContext::default(),
+        &check,
+        &decision,
+        Mode::Enforce,
+        None,
+        jiff::Timestamp::now(),
+    );
+    let record = serde_json::to_value(&record).expect("record serialises");
+    assert_eq!(
+        record["attestations"],
+        serde_json::json!([
+            {"predicateType": "https://slsa.dev/provenance/v1", "bundleDigest": provenance.bundle.digest},
+            {"predicateType": SPDX, "bundleDigest": sbom.bundle.digest},
+        ])
+    );
+
+    // Provenance alone: the SBOM is named as missing.
+    let provenance_only = push_unattested_image(&client, "acme/api", "provenance-only");
+    setup.attest(&client, &provenance_only.manifest, |spec| spec);
+    let check = checker.check(&policy, &provenance_only.reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NoAttestation,
+        &format!("required {SPDX}: no verified {SPDX} attestation"),
+    );
+    assert!(
+        !failure_reason(&check).contains("required https://slsa.dev/provenance/v1"),
+        "{}",
+        failure_reason(&check)
+    );
+
+    // An SBOM signed by another repository's workflow does not count for the trusted build.
+    let foreign_sbom = push_unattested_image(&client, "acme/api", "foreign-sbom");
+    setup.attest(&client, &foreign_sbom.manifest, |spec| spec);
+    setup.attest(&client, &foreign_sbom.manifest, |spec| {
+        spec.with_predicate_type(SPDX)
+            .with_repository("mallory/api")
+            .with_repository_ids("999", "888")
+    });
+    let check = checker.check(&policy, &foreign_sbom.reference).await;
+    assert_failed(&check, FailureKind::PolicyViolation, &format!("required {SPDX}: "));
+    assert!(
+        failure_reason(&check).contains("mallory/api"),
+        "{}",
+        failure_reason(&check)
+    );
+
+    // The same images under a rule without requireAttestations: provenance is enough.
+    let lenient = policy_for(&host, "");
+    let check = checker.check(&lenient, &provenance_only.reference).await;
+    assert_verified(&check, &provenance_only.manifest_digest);
+    let ImageOutcome::Verified { attestations, .. } = &check.outcome else {
+        unreachable!("asserted above")
+    };
+    assert!(attestations.is_empty(), "{attestations:?}");
+}
