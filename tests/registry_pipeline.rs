@@ -982,22 +982,61 @@ fn failure_reason(check: &ImageCheck) -> &str {
     }
 }
 
-/// A rule requiring provenance and an SPDX SBOM admits an image only when both are attested
-/// by the trusted repository's build, and says which is missing or failing otherwise.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rule_requiring_provenance_and_an_sbom_needs_both_from_the_trusted_build() {
-    let setup = Setup::new();
-    let registry = FerroRegistry::start();
-    let host = registry.host();
-    let client = registry.client();
-    let policy = policy_for(&host, "    requireAttestations: [provenance, spdx]\n");
-    let checker = setup.plain_checker(&registry);
+/// A rule requiring provenance and an SPDX SBOM, over a referrers-API registry.
+struct RequiredSbom {
+    setup: Setup,
+    registry: FerroRegistry,
+    policy: Policy,
+    checker: ImageChecker<HttpRegistry>,
+}
 
-    let both = push_unattested_image(&client, "acme/api", "both");
-    let provenance = setup.attest(&client, &both.manifest, |spec| spec);
-    let sbom = setup.attest(&client, &both.manifest, |spec| spec.with_predicate_type(SPDX));
-    let check = checker.check(&policy, &both.reference).await;
-    assert_verified(&check, &both.manifest_digest);
+impl RequiredSbom {
+    fn start() -> RequiredSbom {
+        let setup = Setup::new();
+        let registry = FerroRegistry::start();
+        let policy = policy_for(&registry.host(), "    requireAttestations: [provenance, spdx]\n");
+        let checker = setup.plain_checker(&registry);
+        RequiredSbom {
+            setup,
+            registry,
+            policy,
+            checker,
+        }
+    }
+
+    /// An image under `tag` with one attestation per edit (the kit's default build signs
+    /// each), checked under the rule.
+    async fn check(
+        &self,
+        tag: &str,
+        edits: &[fn(MintSpec) -> MintSpec],
+    ) -> (PushedImage, Vec<PushedAttestation>, ImageCheck) {
+        let client = self.registry.client();
+        let image = push_unattested_image(&client, "acme/api", tag);
+        let attestations = edits
+            .iter()
+            .map(|edit| self.setup.attest(&client, &image.manifest, edit))
+            .collect();
+        let check = self.checker.check(&self.policy, &image.reference).await;
+        (image, attestations, check)
+    }
+}
+
+fn provenance(spec: MintSpec) -> MintSpec {
+    spec
+}
+
+fn sbom(spec: MintSpec) -> MintSpec {
+    spec.with_predicate_type(SPDX)
+}
+
+/// Both required attestations from the trusted build: admitted, and the outcome and the
+/// decision record name each with its bundle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_requiring_provenance_and_an_sbom_admits_an_image_with_both() {
+    let case = RequiredSbom::start();
+    let (image, pushed, check) = case.check("both", &[provenance, sbom]).await;
+    assert_verified(&check, &image.manifest_digest);
     let ImageOutcome::Verified {
         bundle_digest,
         attestations,
@@ -1006,7 +1045,8 @@ async fn a_rule_requiring_provenance_and_an_sbom_needs_both_from_the_trusted_bui
     else {
         unreachable!("asserted above")
     };
-    assert_eq!(bundle_digest, &provenance.bundle.digest);
+    // The provenance stands for the image in the record's certificate fields.
+    assert_eq!(bundle_digest, &pushed[0].bundle.digest);
     let attested: Vec<(&str, &str)> = attestations
         .iter()
         .map(|entry| (entry.predicate_type.as_str(), entry.bundle_digest.as_str()))
@@ -1014,8 +1054,8 @@ async fn a_rule_requiring_provenance_and_an_sbom_needs_both_from_the_trusted_bui
     assert_eq!(
         attested,
         [
-            ("https://slsa.dev/provenance/v1", provenance.bundle.digest.as_str()),
-            (SPDX, sbom.bundle.digest.as_str()),
+            ("https://slsa.dev/provenance/v1", pushed[0].bundle.digest.as_str()),
+            (SPDX, pushed[1].bundle.digest.as_str()),
         ]
     );
     let decision = decide(
@@ -1035,48 +1075,47 @@ async fn a_rule_requiring_provenance_and_an_sbom_needs_both_from_the_trusted_bui
     assert_eq!(
         record["attestations"],
         serde_json::json!([
-            {"predicateType": "https://slsa.dev/provenance/v1", "bundleDigest": provenance.bundle.digest},
-            {"predicateType": SPDX, "bundleDigest": sbom.bundle.digest},
+            {"predicateType": "https://slsa.dev/provenance/v1", "bundleDigest": pushed[0].bundle.digest},
+            {"predicateType": SPDX, "bundleDigest": pushed[1].bundle.digest},
         ])
     );
+}
 
-    // Provenance alone: the SBOM is named as missing.
-    let provenance_only = push_unattested_image(&client, "acme/api", "provenance-only");
-    setup.attest(&client, &provenance_only.manifest, |spec| spec);
-    let check = checker.check(&policy, &provenance_only.reference).await;
+/// Provenance alone: denied, the SBOM named as missing; a rule without
+/// `requireAttestations` admits the same image, and its outcome lists no attestations.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_requiring_an_sbom_denies_provenance_alone_naming_the_sbom() {
+    let case = RequiredSbom::start();
+    let (image, _, check) = case.check("provenance-only", &[provenance]).await;
     assert_failed(
         &check,
         FailureKind::NoAttestation,
         &format!("required {SPDX}: no verified {SPDX} attestation"),
     );
-    assert!(
-        !failure_reason(&check).contains("required https://slsa.dev/provenance/v1"),
-        "{}",
-        failure_reason(&check)
-    );
+    let reason = failure_reason(&check);
+    assert!(!reason.contains("required https://slsa.dev/provenance/v1"), "{reason}");
 
-    // An SBOM signed by another repository's workflow does not count for the trusted build.
-    let foreign_sbom = push_unattested_image(&client, "acme/api", "foreign-sbom");
-    setup.attest(&client, &foreign_sbom.manifest, |spec| spec);
-    setup.attest(&client, &foreign_sbom.manifest, |spec| {
-        spec.with_predicate_type(SPDX)
-            .with_repository("mallory/api")
-            .with_repository_ids("999", "888")
-    });
-    let check = checker.check(&policy, &foreign_sbom.reference).await;
-    assert_failed(&check, FailureKind::PolicyViolation, &format!("required {SPDX}: "));
-    assert!(
-        failure_reason(&check).contains("mallory/api"),
-        "{}",
-        failure_reason(&check)
-    );
-
-    // The same images under a rule without requireAttestations: provenance is enough.
-    let lenient = policy_for(&host, "");
-    let check = checker.check(&lenient, &provenance_only.reference).await;
-    assert_verified(&check, &provenance_only.manifest_digest);
+    let lenient = policy_for(&case.registry.host(), "");
+    let check = case.checker.check(&lenient, &image.reference).await;
+    assert_verified(&check, &image.manifest_digest);
     let ImageOutcome::Verified { attestations, .. } = &check.outcome else {
         unreachable!("asserted above")
     };
     assert!(attestations.is_empty(), "{attestations:?}");
+}
+
+/// An SBOM signed by another repository's workflow does not count for the trusted build.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_requiring_an_sbom_denies_one_signed_by_another_repository() {
+    let case = RequiredSbom::start();
+    let foreign = |spec: MintSpec| {
+        sbom(spec)
+            .with_repository("mallory/api")
+            .with_repository_ids("999", "888")
+    };
+    let (_, _, check) = case.check("foreign-sbom", &[provenance, foreign]).await;
+    assert_failed(&check, FailureKind::PolicyViolation, &format!("required {SPDX}: "));
+    let reason = failure_reason(&check);
+    assert!(reason.contains("mallory/api"), "{reason}");
+    assert!(!reason.contains("required https://slsa.dev/provenance/v1"), "{reason}");
 }
