@@ -994,7 +994,10 @@ impl RequiredSbom {
     fn start() -> RequiredSbom {
         let setup = Setup::new();
         let registry = FerroRegistry::start();
-        let policy = policy_for(&registry.host(), "    requireAttestations: [provenance, spdx]\n");
+        let policy = policy_for(
+            &registry.host(),
+            "    requireAttestations: [provenance, spdx]\n",
+        );
         let checker = setup.plain_checker(&registry);
         RequiredSbom {
             setup,
@@ -1054,7 +1057,10 @@ async fn a_rule_requiring_provenance_and_an_sbom_admits_an_image_with_both() {
     assert_eq!(
         attested,
         [
-            ("https://slsa.dev/provenance/v1", pushed[0].bundle.digest.as_str()),
+            (
+                "https://slsa.dev/provenance/v1",
+                pushed[0].bundle.digest.as_str()
+            ),
             (SPDX, pushed[1].bundle.digest.as_str()),
         ]
     );
@@ -1093,7 +1099,10 @@ async fn a_rule_requiring_an_sbom_denies_provenance_alone_naming_the_sbom() {
         &format!("required {SPDX}: no verified {SPDX} attestation"),
     );
     let reason = failure_reason(&check);
-    assert!(!reason.contains("required https://slsa.dev/provenance/v1"), "{reason}");
+    assert!(
+        !reason.contains("required https://slsa.dev/provenance/v1"),
+        "{reason}"
+    );
 
     let lenient = policy_for(&case.registry.host(), "");
     let check = case.checker.check(&lenient, &image.reference).await;
@@ -1114,8 +1123,15 @@ async fn a_rule_requiring_an_sbom_denies_one_signed_by_another_repository() {
             .with_repository_ids("999", "888")
     };
     let (_, _, check) = case.check("foreign-sbom", &[provenance, foreign]).await;
-    assert_failed(&check, FailureKind::PolicyViolation, &format!("required {SPDX}: "));
+    assert_failed(
+        &check,
+        FailureKind::PolicyViolation,
+        &format!("required {SPDX}: "),
+    );
     let reason = failure_reason(&check);
     assert!(reason.contains("mallory/api"), "{reason}");
-    assert!(!reason.contains("required https://slsa.dev/provenance/v1"), "{reason}");
+    assert!(
+        !reason.contains("required https://slsa.dev/provenance/v1"),
+        "{reason}"
+    );
 }

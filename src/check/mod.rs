@@ -676,7 +676,14 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Github => {
                     for location in locations_of(rule) {
                         match self
-                            .accepted_at_github(covered.github, &location, rule, digest, wanted, now)
+                            .accepted_at_github(
+                                covered.github,
+                                &location,
+                                rule,
+                                digest,
+                                wanted,
+                                now,
+                            )
                             .await
                         {
                             Ok(accepted) => return Ok(accepted),
@@ -866,7 +873,10 @@ impl<R: Registry> ImageChecker<R> {
         }
         reasons.extend(problems);
         if let (Some(wanted), false) = (wanted, any_verified) {
-            reasons.insert(0, format!("no verified {wanted} attestation for {}", facts.subject));
+            reasons.insert(
+                0,
+                format!("no verified {wanted} attestation for {}", facts.subject),
+            );
             if other_kind_verified {
                 return Err((FailureKind::NoAttestation, reasons.join("; ")));
             }

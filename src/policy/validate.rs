@@ -3,9 +3,9 @@
 use super::config::{
     Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
     NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
-    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction, DEFAULT_REFS,
-    DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES,
-    MAX_RULES, ATTESTATION_ALIASES, SLSA_PROVENANCE_V1,
+    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
+    ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER,
+    MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
