@@ -229,6 +229,23 @@ fn assert_verified(check: &ImageCheck, expected_digest: &str) {
     }
 }
 
+/// The decision record of `check` in an enforcing namespace.
+fn enforced_record(check: &ImageCheck) -> DecisionRecord {
+    let decision = decide(
+        Subject::settled(&check.outcome),
+        Mode::Enforce,
+        BreakGlass::Inactive,
+    );
+    DecisionRecord::new(
+        &RequestContext::default(),
+        check,
+        &decision,
+        Mode::Enforce,
+        None,
+        jiff::Timestamp::now(),
+    )
+}
+
 fn assert_failed(check: &ImageCheck, kind: FailureKind, fragment: &str) {
     match &check.outcome {
         ImageOutcome::Failed {
@@ -806,20 +823,7 @@ async fn verifications_per_digest_are_capped_and_non_bundle_referrers_never_fetc
         unreachable!("asserted above")
     };
     assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
-    let decision = decide(
-        Subject::settled(&check.outcome),
-        Mode::Enforce,
-        BreakGlass::Inactive,
-    );
-    let record = DecisionRecord::new(
-        &RequestContext::default(),
-        &check,
-        &decision,
-        Mode::Enforce,
-        None,
-        jiff::Timestamp::now(),
-    );
-    let line = serde_json::to_string(&record).expect("record serialises");
+    let line = serde_json::to_string(&enforced_record(&check)).expect("record serialises");
     assert!(
         line.len() < 8 * 1024,
         "decision record is {} bytes",
@@ -1064,20 +1068,7 @@ async fn a_rule_requiring_provenance_and_an_sbom_admits_an_image_with_both() {
             (SPDX, pushed[1].bundle.digest.as_str()),
         ]
     );
-    let decision = decide(
-        Subject::settled(&check.outcome),
-        Mode::Enforce,
-        BreakGlass::Inactive,
-    );
-    let record = DecisionRecord::new(
-        &RequestContext::default(),
-        &check,
-        &decision,
-        Mode::Enforce,
-        None,
-        jiff::Timestamp::now(),
-    );
-    let record = serde_json::to_value(&record).expect("record serialises");
+    let record = serde_json::to_value(enforced_record(&check)).expect("record serialises");
     assert_eq!(
         record["attestations"],
         serde_json::json!([
