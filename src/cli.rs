@@ -646,6 +646,7 @@ fn print_check_text(
         attestation,
         source,
         source_url,
+        attestations,
         ..
     } = &check.outcome
     {
@@ -687,6 +688,12 @@ fn print_check_text(
             (Some(source), Some(url)) => println!("  found in   {source} ({url})"),
             (Some(source), None) => println!("  found in   {source}"),
             (None, _) => {}
+        }
+        for required in attestations {
+            println!(
+                "  attested   {} ({})",
+                required.predicate_type, required.bundle_digest
+            );
         }
         return;
     }
