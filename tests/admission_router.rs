@@ -1138,6 +1138,31 @@ async fn too_many_images_are_refused_in_enforce_mode() {
         warnings(&response),
         ["Pod echo-pod runs 3 container images, more than the 2 checked in one review"]
     );
+    // Each review leaves its record, although no image was checked.
+    let records = harness.records();
+    let results: Vec<_> = records
+        .iter()
+        .map(|record| {
+            (
+                record.namespace.as_deref(),
+                record.result,
+                record.image.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (Some("prod"), "denied", ""),
+            (Some("staging"), "warned", "")
+        ]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|record| record.reason
+                == "3 container images, more than the 2 checked in one review")
+    );
 }
 
 #[tokio::test]
@@ -2970,9 +2995,11 @@ async fn a_pod_with_thousands_of_containers_is_refused_unchecked() {
         .await;
     assert_eq!(response["allowed"], true);
     assert_eq!(warnings(&response), [expected]);
-    // None of the 5000 images was checked (records are per checked image); the denial
-    // leaves one Event.
-    assert!(harness.records().is_empty());
+    // None of the 5000 images was checked: each review leaves one record that names no
+    // image (not 5000), and the denial one Event.
+    let records = harness.records();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|record| record.image.is_empty()));
     assert_eq!(harness.events.events().len(), 1);
 }
 

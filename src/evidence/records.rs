@@ -203,6 +203,21 @@ impl DecisionRecord {
         record
     }
 
+    /// The record of a review refused (or, outside enforce mode, admitted with a warning)
+    /// for naming more images than one review checks: no image was checked, so it names
+    /// none, and `reason` says how many there were.
+    pub fn too_many_images(
+        context: &RequestContext,
+        decision: &Decision,
+        mode: Mode,
+        environment: Option<&str>,
+        time: jiff::Timestamp,
+    ) -> Self {
+        let mut record = DecisionRecord::bare(context, mode, environment, decision.verdict, time);
+        record.reason = decision.reason.clone();
+        record
+    }
+
     fn bare(
         context: &RequestContext,
         mode: Mode,

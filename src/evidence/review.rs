@@ -162,6 +162,16 @@ impl<'a> Evidence<'a> {
                 self.break_glass_admission(subject, verdicts, &outcome.break_glass);
             }
             Judged::TooManyImages { decision, message } => {
+                let mut record = DecisionRecord::too_many_images(
+                    &subject.context,
+                    decision,
+                    outcome.mode,
+                    outcome.environment.as_deref(),
+                    outcome.now,
+                );
+                record.dry_run = subject.dry_run;
+                record.mode_fallback = subject.mode_fallback.clone();
+                self.records.write(&record);
                 // No image was checked, so no rule was tried and no digest is known.
                 let labels = PolicyLabels::new(&outcome.policy);
                 self.metrics.record_decision(
