@@ -1,6 +1,7 @@
 //! The periodic audit's metrics (`serve --audit-interval`), registered into the caller's
-//! registry. The only label is the environment: names from the policy (operators write them,
-//! not pod creators), capped, with `none` for namespaces no environment selects.
+//! registry. The only label is the environment, made by the decision metrics' own
+//! [`PolicyLabels`]: the policy's first names in policy order, `none` for namespaces no
+//! environment selects, `other` past the cap, so both sets of series name environments alike.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,9 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::AuditReport;
-
-/// Environments exported at most; further ones are summed into `other`.
-pub const MAX_ENVIRONMENT_LABELS: usize = 32;
+use crate::evidence::metrics::PolicyLabels;
+use crate::policy::Policy;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvironmentLabel {
@@ -77,9 +77,11 @@ impl AuditMetrics {
         metrics
     }
 
-    /// Replaces the gauges with `report`'s figures; environments gone from the policy
-    /// disappear.
-    pub fn observe(&self, report: &AuditReport) {
+    /// Replaces the gauges with `report`'s figures, labelled by `policy` (the one the audit
+    /// judged against); environments gone from the policy disappear, and those past the
+    /// label cap are summed into `other`.
+    pub fn observe(&self, report: &AuditReport, policy: &Policy) {
+        let labels = PolicyLabels::new(policy);
         for family in [
             &self.pods,
             &self.denied_under_enforce,
@@ -87,14 +89,10 @@ impl AuditMetrics {
         ] {
             family.clear();
         }
-        for (index, (environment, totals)) in report.environments.iter().enumerate() {
-            let environment = match environment.as_str() {
-                _ if index >= MAX_ENVIRONMENT_LABELS => "other",
-                "" => "none",
-                name => name,
-            };
+        for (environment, totals) in &report.environments {
+            let name = Some(environment.as_str()).filter(|name| !name.is_empty());
             let label = EnvironmentLabel {
-                environment: environment.to_owned(),
+                environment: labels.environment(name).as_str().to_owned(),
             };
             self.pods.get_or_create(&label).inc_by(totals.pods as i64);
             self.denied_under_enforce
@@ -154,13 +152,15 @@ mod tests {
 
     #[test]
     fn gauges_follow_the_last_audit_and_environments_are_capped() {
+        use crate::evidence::metrics::{policy_with, MAX_ENVIRONMENT_LABELS};
         let mut registry = Registry::default();
         let metrics = AuditMetrics::register(&mut registry);
-        metrics.observe(&report(&[("", 1), ("production", 3)]));
+        let policy = policy_with(MAX_ENVIRONMENT_LABELS + 10, 1);
+        metrics.observe(&report(&[("", 1), ("env-3", 3)]), &policy);
         let text = exposition(&registry);
         assert!(
             text.contains(
-                "provenance_gate_audit_pods_denied_under_enforce{environment=\"production\"} 3"
+                "provenance_gate_audit_pods_denied_under_enforce{environment=\"env-3\"} 3"
             ),
             "{text}"
         );
@@ -169,18 +169,20 @@ mod tests {
         assert!(text.contains("provenance_gate_audit_images_not_checked 2"));
         assert!(text.contains("provenance_gate_audit_runs_total{result=\"ok\"} 1"));
 
-        metrics.observe(&report(&[("staging", 0)]));
+        metrics.observe(&report(&[("env-4", 0)]), &policy);
         let text = exposition(&registry);
         assert!(
-            !text.contains("production"),
+            !text.contains("env-3"),
             "a vanished environment is gone: {text}"
         );
 
+        // Sorted by name, `env-10` … `env-41` come before `env-5`: the cap must follow the
+        // policy's order, as the decision metrics do, not the report's.
         let many: Vec<(String, usize)> = (0..MAX_ENVIRONMENT_LABELS + 10)
-            .map(|n| (format!("e{n:03}"), 1))
+            .map(|n| (format!("env-{n}"), 1))
             .collect();
         let many: Vec<(&str, usize)> = many.iter().map(|(name, n)| (name.as_str(), *n)).collect();
-        metrics.observe(&report(&many));
+        metrics.observe(&report(&many), &policy);
         let text = exposition(&registry);
         let series = text
             .lines()
@@ -189,5 +191,14 @@ mod tests {
         assert_eq!(series, MAX_ENVIRONMENT_LABELS + 1, "{text}");
         assert!(text
             .contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"other\"} 10"));
+        let last_in = format!("{{environment=\"env-{}\"}}", MAX_ENVIRONMENT_LABELS - 1);
+        let first_out = format!("{{environment=\"env-{MAX_ENVIRONMENT_LABELS}\"}}");
+        assert!(text.contains(&last_in), "{text}");
+        assert!(!text.contains(&first_out), "{text}");
+
+        let unknown = report(&[("not-in-the-policy", 2)]);
+        metrics.observe(&unknown, &policy);
+        assert!(exposition(&registry)
+            .contains("provenance_gate_audit_pods_denied_under_enforce{environment=\"other\"} 2"));
     }
 }

@@ -536,6 +536,25 @@ pub fn encode(registry: &Registry) -> String {
     text
 }
 
+/// A valid policy with `environments` environments (`env-N`) and `rules` rules (`rule-N`),
+/// for tests of the label caps.
+#[cfg(test)]
+pub(crate) fn policy_with(environments: usize, rules: usize) -> Policy {
+    let mut yaml = String::from("version: 1\nenvironments:\n");
+    for index in 0..environments {
+        yaml += &format!(
+            "  - name: env-{index}\n    namespaceSelector: {{matchLabels: {{env: e{index}}}}}\n    mode: enforce\n"
+        );
+    }
+    yaml += "rules:\n";
+    for index in 0..rules {
+        yaml += &format!(
+            "  - name: rule-{index}\n    images: [\"ghcr.io/r{index}/**\"]\n    repositories: [{{name: acme/r{index}}}]\n"
+        );
+    }
+    Policy::from_yaml(&yaml).expect("the generated policy is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,22 +637,6 @@ mod tests {
     }
 
     /// A policy with `environments` environments `env-N` and `rules` rules `rule-N`.
-    fn policy_with(environments: usize, rules: usize) -> Policy {
-        let mut yaml = String::from("version: 1\nenvironments:\n");
-        for index in 0..environments {
-            yaml += &format!(
-                "  - name: env-{index}\n    namespaceSelector: {{matchLabels: {{env: e{index}}}}}\n    mode: enforce\n"
-            );
-        }
-        yaml += "rules:\n";
-        for index in 0..rules {
-            yaml += &format!(
-                "  - name: rule-{index}\n    images: [\"ghcr.io/r{index}/**\"]\n    repositories: [{{name: acme/r{index}}}]\n"
-            );
-        }
-        Policy::from_yaml(&yaml).expect("the generated policy is valid")
-    }
-
     #[test]
     fn environment_and_rule_labels_are_the_policys_first_names() {
         let policy = policy_with(MAX_ENVIRONMENT_LABELS + 3, MAX_RULE_LABELS + 3);

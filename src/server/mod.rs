@@ -425,7 +425,7 @@ async fn audit_periodically(
         };
         match scan(client.clone(), &checker, &policy, ScanLimits::default()).await {
             Ok(report) => {
-                metrics.observe(&report);
+                metrics.observe(&report, &policy);
                 tracing::info!(
                     pods = report.pods,
                     pods_denied_under_enforce = report.pods_denied_under_enforce,
