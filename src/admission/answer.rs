@@ -30,12 +30,17 @@ pub fn denial_message(verdicts: &[ImageVerdict]) -> String {
         .join("; ")
 }
 
+/// Longest image reference quoted in a warning (characters): kubectl's warning lines are cut
+/// at [`MAX_WARNING_CHARS`](super::response::MAX_WARNING_CHARS), and the reason must survive
+/// a long reference.
+const MAX_IMAGE_IN_WARNING: usize = 80;
+
 /// One short warning per image admitted without proof (warn mode, break-glass).
 pub fn image_warnings(verdicts: &[ImageVerdict], break_glass: &BreakGlassState) -> Vec<String> {
     verdicts
         .iter()
         .filter_map(|verdict| {
-            let image = &verdict.check.image;
+            let image = bounded(&verdict.check.image, MAX_IMAGE_IN_WARNING);
             let reason = &verdict.decision.reason;
             match verdict.verdict() {
                 Verdict::BreakGlass => {
@@ -191,6 +196,26 @@ mod tests {
             &active(),
         );
         assert_eq!(warned[0].verdict().as_str(), "warned");
+    }
+
+    #[test]
+    fn a_warning_for_a_huge_reference_still_says_why() {
+        let image = format!("ghcr.io/acme/{}:1", "x".repeat(10_000));
+        let warn = verdicts(
+            Mode::Warn,
+            vec![failed(&image, "no attestation found")],
+            &BreakGlassState::Absent,
+        );
+        let answer = super::super::response::AdmissionResponse::allow("uid")
+            .with_warnings(image_warnings(&warn, &BreakGlassState::Absent));
+        let [warning] = answer.warnings.as_slice() else {
+            panic!("one warning expected: {:?}", answer.warnings);
+        };
+        assert!(
+            warning.ends_with("not verified: rule \"acme\": no attestation found"),
+            "{warning}"
+        );
+        assert!(warning.starts_with("image ghcr.io/acme/xxx"), "{warning}");
     }
 
     #[test]
