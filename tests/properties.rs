@@ -20,7 +20,7 @@ use serde_json::Value;
 use provenance_gate::check::reference::ImageReference;
 use provenance_gate::check::{FailureKind, ImageOutcome};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
-use provenance_gate::policy::{evaluate, ImageClass, Mode, Policy};
+use provenance_gate::policy::{evaluate, Destination, ImageClass, Mode, Policy};
 use provenance_gate::verify::{
     read_bundles, verify_bundle, ArtifactInput, CertificateClaims, Instance, PredicateClaims,
     TrustedRoots, VerifiedAttestation,
@@ -421,24 +421,26 @@ fn outcome(policy: &Policy, image: &str, attestation: &VerifiedAttestation) -> I
     match policy.classify_image(&name) {
         ImageClass::Exempt => ImageOutcome::Exempt,
         ImageClass::Unmatched(action) => ImageOutcome::Unmatched { action },
-        ImageClass::Rule(rule) => match evaluate(rule, attestation, now) {
-            Ok(()) => ImageOutcome::Verified {
-                rule: rule.name().to_owned(),
-                digest: "sha256:00".into(),
-                bundle_digest: attestation.bundle_digest.clone(),
-                attestation: Box::new(attestation.clone()),
-                platforms_checked: None,
-                source: None,
-                source_url: None,
-                attestations: Vec::new(),
-            },
-            Err(violation) => ImageOutcome::Failed {
-                rule: Some(rule.name().to_owned()),
-                digest: Some("sha256:00".into()),
-                kind: FailureKind::PolicyViolation,
-                reason: violation.to_string(),
-            },
-        },
+        ImageClass::Rule(rule) => {
+            match evaluate(rule, &Destination::Unselected, attestation, now) {
+                Ok(()) => ImageOutcome::Verified {
+                    rule: rule.name().to_owned(),
+                    digest: "sha256:00".into(),
+                    bundle_digest: attestation.bundle_digest.clone(),
+                    attestation: Box::new(attestation.clone()),
+                    platforms_checked: None,
+                    source: None,
+                    source_url: None,
+                    attestations: Vec::new(),
+                },
+                Err(violation) => ImageOutcome::Failed {
+                    rule: Some(rule.name().to_owned()),
+                    digest: Some("sha256:00".into()),
+                    kind: FailureKind::PolicyViolation,
+                    reason: violation.to_string(),
+                },
+            }
+        }
     }
 }
 

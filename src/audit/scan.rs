@@ -8,7 +8,7 @@ use futures::stream::{self, StreamExt};
 use super::{assess, AuditReport, CHECK_CONCURRENCY};
 use crate::check::ImageChecker;
 use crate::cluster::workloads::{list_inventory, WorkloadListError};
-use crate::policy::Policy;
+use crate::policy::{Destination, Policy};
 use crate::registry::Registry;
 
 /// Bounds of one run.
@@ -39,7 +39,9 @@ pub async fn scan<R: Registry>(
     let now = jiff::Timestamp::now();
     let outcomes: BTreeMap<_, _> = stream::iter(images)
         .map(|image| async move {
-            let check = checker.check_at(policy, &image, now).await;
+            let check = checker
+                .check_at(policy, &image, &Destination::Unselected, now)
+                .await;
             (image, check.outcome)
         })
         .buffer_unordered(CHECK_CONCURRENCY)
