@@ -142,7 +142,8 @@ pub(crate) fn registry_answers(data: &[u8]) {
         .map(|digest| digest.hex().to_owned())
         .collect();
     let checker = ImageChecker::new(store, embedded_roots(), CheckSettings::default());
-    let check = block_on(checker.check_at(example_policy(), IMAGE, &Destination::Unselected, now()));
+    let check =
+        block_on(checker.check_at(example_policy(), IMAGE, &Destination::Unselected, now()));
     match &check.outcome {
         ImageOutcome::Verified {
             digest,
