@@ -1909,7 +1909,8 @@ rules:
         let production_refs = "environment \"production\" of rule \"r\" allows refs: refs/tags/v*";
         let staging_refs = "environment \"staging\" of rule \"r\" allows refs: refs/heads/main";
         // (build, destination, the environments whose constraint fails, with a fragment each)
-        let cases: Vec<(VerifiedAttestation, Destination, Vec<(&str, &str)>)> = vec![
+        type Case<'a> = (VerifiedAttestation, Destination, Vec<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
             (actions_demo(), Destination::Unselected, vec![]),
             (tagged_build(), Destination::Unselected, vec![]),
             (actions_demo(), environment("staging"), vec![]),
