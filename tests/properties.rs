@@ -418,29 +418,28 @@ fn policy_of(lists: &RuleLists) -> Policy {
 fn outcome(policy: &Policy, image: &str, attestation: &VerifiedAttestation) -> ImageOutcome {
     let now: jiff::Timestamp = NOW.parse().unwrap();
     let name = ImageReference::parse(image).unwrap().name();
+    let anywhere = Destination::Unselected;
     match policy.classify_image(&name) {
         ImageClass::Exempt => ImageOutcome::Exempt,
         ImageClass::Unmatched(action) => ImageOutcome::Unmatched { action },
-        ImageClass::Rule(rule) => {
-            match evaluate(rule, &Destination::Unselected, attestation, now) {
-                Ok(()) => ImageOutcome::Verified {
-                    rule: rule.name().to_owned(),
-                    digest: "sha256:00".into(),
-                    bundle_digest: attestation.bundle_digest.clone(),
-                    attestation: Box::new(attestation.clone()),
-                    platforms_checked: None,
-                    source: None,
-                    source_url: None,
-                    attestations: Vec::new(),
-                },
-                Err(violation) => ImageOutcome::Failed {
-                    rule: Some(rule.name().to_owned()),
-                    digest: Some("sha256:00".into()),
-                    kind: FailureKind::PolicyViolation,
-                    reason: violation.to_string(),
-                },
-            }
-        }
+        ImageClass::Rule(rule) => match evaluate(rule, &anywhere, attestation, now) {
+            Ok(()) => ImageOutcome::Verified {
+                rule: rule.name().to_owned(),
+                digest: "sha256:00".into(),
+                bundle_digest: attestation.bundle_digest.clone(),
+                attestation: Box::new(attestation.clone()),
+                platforms_checked: None,
+                source: None,
+                source_url: None,
+                attestations: Vec::new(),
+            },
+            Err(violation) => ImageOutcome::Failed {
+                rule: Some(rule.name().to_owned()),
+                digest: Some("sha256:00".into()),
+                kind: FailureKind::PolicyViolation,
+                reason: violation.to_string(),
+            },
+        },
     }
 }
 

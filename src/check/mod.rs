@@ -689,13 +689,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Registry => {
                     registry_asked = true;
                     match self
-                        .accepted_in_registry(
-                            reference,
-                            (rule, covered.destination),
-                            digest,
-                            wanted,
-                            now,
-                        )
+                        .accepted_in_registry(reference, covered, digest, wanted, now)
                         .await
                     {
                         Ok(accepted) => return Ok(accepted),
@@ -708,7 +702,7 @@ impl<R: Registry> ImageChecker<R> {
                             .accepted_at_github(
                                 covered.github,
                                 &location,
-                                (rule, covered.destination),
+                                covered,
                                 digest,
                                 wanted,
                                 now,
@@ -732,7 +726,7 @@ impl<R: Registry> ImageChecker<R> {
                 "GitHub attestations API unavailable; asking the image's registry instead"
             );
             match self
-                .accepted_in_registry(reference, (rule, covered.destination), digest, wanted, now)
+                .accepted_in_registry(reference, covered, digest, wanted, now)
                 .await
             {
                 Ok(accepted) => return Ok(accepted),
@@ -748,7 +742,7 @@ impl<R: Registry> ImageChecker<R> {
     async fn accepted_in_registry(
         &self,
         reference: &ImageReference,
-        (rule, destination): (&Rule, &Destination),
+        covered: Covered<'_>,
         digest: &Digest,
         wanted: Option<&str>,
         now: jiff::Timestamp,
@@ -761,7 +755,7 @@ impl<R: Registry> ImageChecker<R> {
                 reason: error.to_string(),
                 unreachable: true,
             })?;
-        self.first_accepted(&facts, rule, destination, wanted, now)
+        self.first_accepted(&facts, covered, wanted, now)
             .await
             .map_err(Rejection::judged)
     }
@@ -772,7 +766,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         api: &GithubApi,
         location: &GithubLocation,
-        (rule, destination): (&Rule, &Destination),
+        covered: Covered<'_>,
         digest: &Digest,
         wanted: Option<&str>,
         now: jiff::Timestamp,
@@ -788,7 +782,7 @@ impl<R: Registry> ImageChecker<R> {
                 };
                 (rejection, error.is_unavailable())
             })?;
-        self.first_accepted(&facts, rule, destination, wanted, now)
+        self.first_accepted(&facts, covered, wanted, now)
             .await
             .map_err(|judged| (Rejection::judged(judged), false))
     }
@@ -825,8 +819,9 @@ impl<R: Registry> ImageChecker<R> {
     async fn first_accepted(
         &self,
         facts: &DigestFacts,
-        rule: &Rule,
-        destination: &Destination,
+        Covered {
+            rule, destination, ..
+        }: Covered<'_>,
         wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, (FailureKind, String)> {
