@@ -654,6 +654,23 @@ impl Checker {
         })
     }
 
+    /// An environment's glob list under `key` (`workflows`, `refs`), each entry checked by
+    /// `check`.
+    fn narrowing_globs(
+        &mut self,
+        path: &FieldPath,
+        key: &'static str,
+        texts: Option<&[String]>,
+        check: fn(&mut Self, &FieldPath, &str) -> Option<Glob>,
+    ) -> Option<GlobList> {
+        let path = path.key(key);
+        let default = format!("the rule's {key}");
+        let globs = self.optional_list(&path, texts, &default, |this, entry_path, text| {
+            check(this, entry_path, text)
+        })?;
+        Some(self.glob_list(&path, globs))
+    }
+
     fn known_environment(&mut self, path: &FieldPath, name: &str) {
         if self.environment_names.iter().any(|known| known == name) {
             return;
@@ -681,22 +698,13 @@ impl Checker {
         document: &RuleEnvironmentDocument,
         predicate_types_given: bool,
     ) -> Option<EnvironmentConstraints> {
-        let workflows = self
-            .optional_list(
-                &path.key("workflows"),
-                document.workflows.as_deref(),
-                "the rule's workflows",
-                |this, entry_path, text| this.workflow_glob(entry_path, text),
-            )
-            .map(|globs| self.glob_list(&path.key("workflows"), globs));
-        let refs = self
-            .optional_list(
-                &path.key("refs"),
-                document.refs.as_deref(),
-                "the rule's refs",
-                |this, entry_path, text| this.ref_glob(entry_path, text),
-            )
-            .map(|globs| self.glob_list(&path.key("refs"), globs));
+        let workflows = self.narrowing_globs(
+            path,
+            "workflows",
+            document.workflows.as_deref(),
+            Self::workflow_glob,
+        );
+        let refs = self.narrowing_globs(path, "refs", document.refs.as_deref(), Self::ref_glob);
         let triggers = self
             .optional_list(
                 &path.key("triggers"),
