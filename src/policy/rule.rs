@@ -185,10 +185,15 @@ impl<'a> Evaluation<'a> {
     /// As [`Self::allows`], naming the environment when the values are one environment's:
     /// `environment "production" of rule "name" allows …`.
     fn allows_at(&self, bar: Bar<'_>, what: &str, values: impl std::fmt::Display) -> String {
+        format!("{} allows {what}: {values}", self.whose(bar))
+    }
+
+    /// `rule "name"`, or `environment "production" of rule "name"`.
+    fn whose(&self, bar: Bar<'_>) -> String {
         match bar {
-            None => format!("rule {:?} allows {what}: {values}", self.rule.name),
+            None => format!("rule {:?}", self.rule.name),
             Some(constraints) => format!(
-                "environment {:?} of rule {:?} allows {what}: {values}",
+                "environment {:?} of rule {:?}",
                 constraints.environment, self.rule.name
             ),
         }
@@ -721,14 +726,10 @@ impl<'a> Evaluation<'a> {
         signed_at: Option<&str>,
         now: jiff::Timestamp,
     ) {
-        let allowed = match bar {
-            None => format!("rule {:?}", self.rule.name),
-            Some(constraints) => format!(
-                "environment {:?} of rule {:?}",
-                constraints.environment, self.rule.name
-            ),
-        };
-        let allowed = format!("{allowed} allows builds signed at most {max_age} before review");
+        let allowed = format!(
+            "{} allows builds signed at most {max_age} before review",
+            self.whose(bar)
+        );
         match signed_at.and_then(|text| text.parse::<jiff::Timestamp>().ok()) {
             Some(signed) if now.duration_since(signed) <= max_age.as_signed_duration() => {}
             Some(signed) => self.fail_at(
