@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::check::{CheckSettings, ImageChecker, ImageOutcome};
-use provenance_gate::policy::{evaluate, Policy};
+use provenance_gate::policy::{evaluate, Destination, Policy};
 use provenance_gate::registry::{Descriptor, FetchedManifest, Registry, RegistryError};
 use provenance_gate::verify::{read_bundles, verify_bundle, ArtifactInput, Instance, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, TestInstance};
@@ -143,7 +143,7 @@ fn main() {
     let rule = policy.rule("attest-demo").expect("example rule");
     let now = jiff::Timestamp::now();
     let evaluation = measure("evaluate a rule over verified claims", 5000, || {
-        evaluate(rule, &attestation, now).unwrap();
+        evaluate(rule, &Destination::Unselected, &attestation, now).unwrap();
     });
 
     // Whole checks through the pipeline, over the in-memory registry.

@@ -142,6 +142,10 @@ struct VerifyImagesArgs {
     /// Labels of the namespace the pod would run in; they pick the environment and mode.
     #[arg(long, value_name = "k=v,...", value_parser = parse_labels, default_value = "")]
     namespace_labels: std::collections::BTreeMap<String, String>,
+    /// Judge as the webhook would in a namespace of this environment (a name under the
+    /// policy's `environments`): the rules' constraints for it apply, and its mode.
+    #[arg(long, value_name = "NAME", conflicts_with = "namespace_labels")]
+    environment: Option<String>,
     /// Show what the webhook would do in this mode (observe, warn, enforce) instead of the
     /// namespace's; the exit status is the same in every mode.
     #[arg(long, value_name = "MODE", value_parser = parse_mode)]
@@ -472,17 +476,20 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
         }
     };
     let checker = args.registry.checker(&policy)?;
-    let (environment, labelled_mode) = policy.mode_for_namespace(&args.namespace_labels);
+    let (environment, labelled_mode) = match &args.environment {
+        Some(name) => named_environment(&policy, name)?,
+        None => policy.mode_for_namespace(&args.namespace_labels),
+    };
     let mode = args.mode.unwrap_or(labelled_mode);
+    let destination = crate::policy::Destination::of(environment);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|error| format!("failed to start the async runtime: {error}"))?;
-    let checks = runtime.block_on(futures::future::join_all(
-        args.images
-            .iter()
-            .map(|image| checker.check(&policy, image)),
-    ));
+    let checks =
+        runtime.block_on(futures::future::join_all(args.images.iter().map(|image| {
+            checker.check_at(&policy, image, &destination, jiff::Timestamp::now())
+        })));
     let explain_rules = policy_file.is_some();
     let mut all_passed = true;
     for check in &checks {
@@ -496,7 +503,12 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
         .admits();
         all_passed &= passed;
         let decision = decide(Subject::settled(&check.outcome), mode, BreakGlass::Inactive);
-        let hints = runtime.block_on(fix_hints(&checker, &policy, check, explain_rules));
+        let hints = runtime.block_on(fix_hints(
+            &checker,
+            (&policy, &destination),
+            check,
+            explain_rules,
+        ));
         match args.output {
             Output::Json => {
                 let record = crate::evidence::records::DecisionRecord::new(
@@ -522,6 +534,32 @@ fn verify_images_command(args: &VerifyImagesArgs) -> Result<ExitCode, UsageError
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The environment `verify --environment` names, with its mode; an unknown name is bad usage.
+fn named_environment<'p>(
+    policy: &'p Policy,
+    name: &str,
+) -> Result<(Option<&'p str>, crate::policy::Mode), UsageError> {
+    match policy
+        .environments()
+        .iter()
+        .find(|environment| environment.name() == name)
+    {
+        Some(environment) => Ok((Some(environment.name()), environment.mode())),
+        None if policy.environments().is_empty() => Err(UsageError(format!(
+            "--environment {name:?}: the policy defines no environments"
+        ))),
+        None => Err(UsageError(format!(
+            "--environment {name:?}: no such environment; the policy's environments are {}",
+            policy
+                .environments()
+                .iter()
+                .map(|environment| environment.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// One image's answer of `verify --output json`: the webhook's decision record, and what the
@@ -588,7 +626,7 @@ const NO_ATTESTATION_HINT: &str = "was the image attested with actions/attest-bu
 /// build that was found.
 async fn fix_hints<R: crate::registry::Registry>(
     checker: &crate::check::ImageChecker<R>,
-    policy: &Policy,
+    (policy, destination): (&Policy, &crate::policy::Destination),
     check: &crate::check::ImageCheck,
     explain_rules: bool,
 ) -> Vec<String> {
@@ -619,7 +657,7 @@ async fn fix_hints<R: crate::registry::Registry>(
         .verified_attestations(&reference, &digest)
         .await
         .unwrap_or_default();
-    rule_hints(rule, &attestations)
+    rule_hints(rule, destination, &attestations)
 }
 
 /// What the webhook would do with an image given `decision`, in words.
@@ -780,6 +818,7 @@ fn verify_bundle_command(args: &VerifyBundleArgs) -> Result<ExitCode, UsageError
     let hints = match rules.as_slice() {
         [rule] if !verdict.allowed => rule_hints(
             rule,
+            &crate::policy::Destination::Unselected,
             verdict
                 .bundles
                 .iter()
@@ -850,12 +889,13 @@ fn enforced(outcome: &ImageOutcome) -> crate::decision::Decision {
 /// The rule lines that would trust the builds of `attestations` that broke `rule`, each once.
 fn rule_hints<'a>(
     rule: &crate::policy::Rule,
+    destination: &crate::policy::Destination,
     attestations: impl IntoIterator<Item = &'a crate::verify::VerifiedAttestation>,
 ) -> Vec<String> {
     let now = jiff::Timestamp::now();
     let mut hints: Vec<String> = Vec::new();
     for attestation in attestations {
-        if let Err(violation) = crate::policy::evaluate(rule, attestation, now) {
+        if let Err(violation) = crate::policy::evaluate(rule, destination, attestation, now) {
             for hint in crate::policy::fix_hints(rule, attestation, &violation) {
                 if !hints.contains(&hint) {
                     hints.push(hint);

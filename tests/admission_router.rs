@@ -870,6 +870,90 @@ async fn max_age_is_measured_to_the_review_clock() {
     }
 }
 
+/// Issue 13, item 3: one rule, narrowed per environment. The same attested image (built from
+/// refs/heads/main) is promoted from staging to production: staging admits it, production
+/// admits only release tags and refuses it, naming the environment whose constraint failed in
+/// the denial and the record. A namespace whose labels cannot be read meets every
+/// environment's constraints.
+#[tokio::test]
+async fn a_promoted_image_meets_each_environments_bar() {
+    let rule_line = "    workflows: [\".github/workflows/release.yml\"]\n";
+    let policy = POLICY.replace(
+        rule_line,
+        &format!(
+            "{rule_line}    refs: [refs/heads/main, \"refs/tags/v*\"]
+    environments:
+      - {{name: production, refs: [\"refs/tags/v*\"]}}
+      - {{name: staging, refs: [refs/heads/main], maxAge: 3650d}}
+"
+        ),
+    );
+    assert_ne!(policy, POLICY);
+    // Staging in enforce mode too, so that "admitted" is the check's verdict, not the mode's.
+    let policy = policy.replace(
+        "matchLabels: {env: staging}}\n    mode: warn",
+        "matchLabels: {env: staging}}\n    mode: enforce",
+    );
+    let harness = Harness::with(WebhookSettings::default(), Some(&policy));
+    let image = harness.pinned(API);
+    let production_bar = "environment \"production\" of rule \"acme\" allows refs: refs/tags/v*";
+
+    let staged = harness
+        .post("/validate", &pod_review("staging", &[("api", &image)]))
+        .await;
+    assert_eq!(staged["allowed"], true, "{staged}");
+    assert!(warnings(&staged).is_empty(), "{staged}");
+    let promoted = harness
+        .post("/validate", &pod_review("prod", &[("api", &image)]))
+        .await;
+    assert_eq!(promoted["allowed"], false, "{promoted}");
+    let text = message(&promoted);
+    assert!(
+        text.contains(&format!(
+            "built from refs/heads/main (trigger push); {production_bar}"
+        )),
+        "{text}"
+    );
+    // An environment the rule does not narrow gets the rule alone.
+    let developed = harness
+        .post("/validate", &pod_review("dev", &[("api", &image)]))
+        .await;
+    assert_eq!(developed["allowed"], true, "{developed}");
+    assert!(warnings(&developed).is_empty(), "{developed}");
+
+    let records = harness.records();
+    let summary: Vec<(Option<&str>, &str)> = records
+        .iter()
+        .map(|record| (record.environment.as_deref(), record.result))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Some("staging"), "allowed"),
+            (Some("production"), "denied"),
+            (Some("development"), "allowed"),
+        ]
+    );
+    assert!(
+        records[1].reason.contains(production_bar),
+        "{:?}",
+        records[1]
+    );
+    assert_eq!(records[1].rule.as_deref(), Some("acme"));
+    assert!(
+        !records[0].reason.contains("environment"),
+        "{:?}",
+        records[0]
+    );
+
+    // Unknown labels: judged in enforce mode, against production's bar as well.
+    let unseen = harness
+        .post("/validate", &pod_review("payments-new", &[("api", &image)]))
+        .await;
+    assert_eq!(unseen["allowed"], false, "{unseen}");
+    assert!(message(&unseen).contains(production_bar), "{unseen}");
+}
+
 /// Issue 8, item 3: a covered registry spelled another way (case, `:443`) is the same registry;
 /// its images are verified under the rule, never admitted as unmatched.
 #[tokio::test]

@@ -11,13 +11,13 @@ use provenance_gate::check::{CheckSettings, FailureKind, ImageCheck, ImageChecke
 use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
 use provenance_gate::github::{GithubClient, GithubOptions, GITHUB_API_VERSION};
-use provenance_gate::policy::{AttestationSource, Mode, Policy};
+use provenance_gate::policy::{AttestationSource, Destination, Mode, Policy};
 use provenance_gate::registry::{AllowedRegistries, HostOptions, HttpRegistry, RegistryOptions};
 use provenance_gate::verify::{Instance, TrustedRoots};
 use provenance_gate_testkit::github_api::{FakeGithubApi, RateLimit};
 use provenance_gate_testkit::registry::{
-    push_attested_image, push_unattested_image, ConnectionRecorder, FerroRegistry, PushedImage,
-    TestRegistry,
+    attach_attestation, push_attested_image, push_unattested_image, ConnectionRecorder,
+    FerroRegistry, PushedImage, ReferrersTagSchema, TestRegistry,
 };
 use provenance_gate_testkit::{MintSpec, TestInstance};
 
@@ -49,6 +49,12 @@ impl Setup {
     /// The kit's default build (`acme/api`, id 804070735) trusted for `<registry>/acme/**`,
     /// its attestations looked for in `sources`; `github` is `extra` lines of the github block.
     fn policy(&self, sources: &str, github: &str) -> Policy {
+        self.policy_with_rule(sources, github, "")
+    }
+
+    /// As [`Setup::policy`], `rule_extra` lines added to the rule, with a `production`
+    /// environment (namespaces labelled env=production).
+    fn policy_with_rule(&self, sources: &str, github: &str, rule_extra: &str) -> Policy {
         Policy::from_yaml(&format!(
             r#"
 version: 1
@@ -56,12 +62,14 @@ github:
   apiHost: "{api}"
   insecure: true
 {github}
+environments:
+  - {{name: production, namespaceSelector: {{matchLabels: {{env: production}}}}, mode: enforce}}
 rules:
   - name: acme
     images: ["{host}/acme/**"]
     repositories: [{{name: acme/api, id: "804070735"}}]
     attestationSources: {sources}
-"#,
+{rule_extra}"#,
             api = self.github.host(),
             host = self.registry.host(),
         ))
@@ -432,5 +440,104 @@ async fn an_oversized_listing_is_refused_within_its_bound() {
     assert!(
         reason.contains("larger than the 32768 bytes allowed"),
         "{reason}"
+    );
+}
+
+const SPDX: &str = "https://spdx.dev/Document/v2.3";
+
+/// The predicate types an image was admitted on, in the rule's order, with where it was found.
+fn attested_types(check: &ImageCheck) -> Vec<&str> {
+    match &check.outcome {
+        ImageOutcome::Verified { attestations, .. } => attestations
+            .iter()
+            .map(|entry| entry.predicate_type.as_str())
+            .collect(),
+        other => panic!("{} should verify, got {other:?}", check.image),
+    }
+}
+
+/// Issue 13, item 2 with item 1: each required attestation is looked for source by source in
+/// the rule's order. Provenance and SBOM both listed by GitHub admit the image from there; an
+/// SBOM only in the registry counts when the rule lists the registry too, and is named missing
+/// when it does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn required_attestations_are_found_at_github_and_in_the_registry() {
+    let setup = Setup::new();
+    let checker = setup.default_checker();
+    let required = "    requireAttestations: [provenance, spdx]\n";
+
+    let both_at_github = setup.image_attested_at_github("both");
+    setup.github.add(
+        REPOSITORY,
+        &both_at_github.manifest.digest,
+        &setup.mint_for(&both_at_github, |spec| spec.with_predicate_type(SPDX)),
+    );
+    let github_only = setup.policy_with_rule("[github]", "", required);
+    let check = checker.check(&github_only, &both_at_github.reference).await;
+    assert_verified_from(&check, &both_at_github, AttestationSource::Github);
+    assert_eq!(
+        attested_types(&check),
+        ["https://slsa.dev/provenance/v1", SPDX]
+    );
+
+    let split = setup.image_attested_at_github("split");
+    let client = setup.registry.client();
+    attach_attestation(
+        &client,
+        &split.repository,
+        &split.manifest,
+        &setup.mint_for(&split, |spec| spec.with_predicate_type(SPDX)),
+        ReferrersTagSchema::Auto,
+    );
+    let check = checker.check(&github_only, &split.reference).await;
+    let (kind, reason) = failure(&check);
+    assert_eq!(kind, FailureKind::NoAttestation, "{reason}");
+    assert!(reason.contains(&format!("required {SPDX}")), "{reason}");
+    assert!(
+        !reason.contains("required https://slsa.dev/provenance/v1"),
+        "the provenance was found at GitHub: {reason}"
+    );
+    let both_sources = setup.policy_with_rule("[github, registry]", "", required);
+    let check = checker.check(&both_sources, &split.reference).await;
+    assert_eq!(
+        attested_types(&check),
+        ["https://slsa.dev/provenance/v1", SPDX]
+    );
+}
+
+/// Issue 13, item 3 with items 1 and 2: an environment that requires an SBOM refuses, in its
+/// namespaces only, an image whose only attestation GitHub lists is its provenance, and the
+/// reason names the environment; the same cached listing admits it elsewhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_requiring_an_sbom_is_held_to_it_with_github_listings() {
+    let setup = Setup::new();
+    let checker = setup.default_checker();
+    let image = setup.image_attested_at_github("v1");
+    let policy = setup.policy_with_rule(
+        "[github]",
+        "",
+        "    environments:\n      - {name: production, requireAttestations: [provenance, spdx]}\n",
+    );
+    let now = jiff::Timestamp::now();
+    let elsewhere = checker
+        .check_at(&policy, &image.reference, &Destination::Unselected, now)
+        .await;
+    assert_verified_from(&elsewhere, &image, AttestationSource::Github);
+    let production = Destination::Environment("production".into());
+    let check = checker
+        .check_at(&policy, &image.reference, &production, now)
+        .await;
+    let (kind, reason) = failure(&check);
+    assert_eq!(kind, FailureKind::NoAttestation, "{reason}");
+    assert!(
+        reason.contains(&format!(
+            "required {SPDX} (environment \"production\" of rule \"acme\")"
+        )),
+        "{reason}"
+    );
+    assert_eq!(
+        setup.github.requests().len(),
+        1,
+        "one listing, judged for both environments"
     );
 }

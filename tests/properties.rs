@@ -20,7 +20,7 @@ use serde_json::Value;
 use provenance_gate::check::reference::ImageReference;
 use provenance_gate::check::{FailureKind, ImageOutcome};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
-use provenance_gate::policy::{evaluate, ImageClass, Mode, Policy};
+use provenance_gate::policy::{evaluate, Destination, ImageClass, Mode, Policy};
 use provenance_gate::verify::{
     read_bundles, verify_bundle, ArtifactInput, CertificateClaims, Instance, PredicateClaims,
     TrustedRoots, VerifiedAttestation,
@@ -418,10 +418,11 @@ fn policy_of(lists: &RuleLists) -> Policy {
 fn outcome(policy: &Policy, image: &str, attestation: &VerifiedAttestation) -> ImageOutcome {
     let now: jiff::Timestamp = NOW.parse().unwrap();
     let name = ImageReference::parse(image).unwrap().name();
+    let anywhere = Destination::Unselected;
     match policy.classify_image(&name) {
         ImageClass::Exempt => ImageOutcome::Exempt,
         ImageClass::Unmatched(action) => ImageOutcome::Unmatched { action },
-        ImageClass::Rule(rule) => match evaluate(rule, attestation, now) {
+        ImageClass::Rule(rule) => match evaluate(rule, &anywhere, attestation, now) {
             Ok(()) => ImageOutcome::Verified {
                 rule: rule.name().to_owned(),
                 digest: "sha256:00".into(),

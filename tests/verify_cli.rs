@@ -213,6 +213,67 @@ fn exempt_and_allowed_unmatched_images_pass_as_the_webhook_admits_them() {
     assert!(run.stdout.starts_with("exempt: "), "{run}");
 }
 
+/// Issue 13, item 3: `--environment NAME` judges as the webhook does in that environment's
+/// namespaces, the rule's constraints for it included; an unknown name is bad usage.
+#[test]
+fn environment_judges_with_that_environments_constraints() {
+    let gate = Gate::start();
+    let policy = gate.policy(
+        "    refs: [refs/heads/main, \"refs/tags/v*\"]
+    environments:
+      - {name: production, refs: [\"refs/tags/v*\"]}
+",
+    );
+    let text = std::fs::read_to_string(&policy).unwrap().replace(
+        "environments:\n  - {name: staging",
+        "environments:\n  - {name: production, namespaceSelector: {matchLabels: {env: production}}, mode: enforce}\n  - {name: staging",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let image = &gate.attested.reference;
+
+    let staged = gate.verify_with_policy(image, &policy, &["--environment", "staging"]);
+    assert_eq!(staged.code, 0, "{staged}");
+    let production_bar = "environment \"production\" of rule \"acme\" allows refs: refs/tags/v*";
+    for selected in [
+        vec!["--environment", "production"],
+        vec!["--namespace-labels", "env=production"],
+    ] {
+        let run = gate.verify_with_policy(image, &policy, &selected);
+        assert_eq!(run.code, 1, "{selected:?}\n{run}");
+        assert!(run.stderr.contains(production_bar), "{run}");
+        assert!(
+            !run.stderr.contains("hint:"),
+            "the rule itself admits main: {run}"
+        );
+        assert!(
+            run.stderr.ends_with(
+                "  the webhook would deny it (mode enforce, environment \"production\")\n"
+            ),
+            "{run}"
+        );
+    }
+    let run = gate.verify_with_policy(
+        image,
+        &policy,
+        &["--environment", "production", "--output", "json"],
+    );
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON object");
+    assert_eq!(answer["environment"], "production", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains(production_bar),
+        "{answer}"
+    );
+
+    let unknown = gate.verify_with_policy(image, &policy, &["--environment", "prod"]);
+    assert_eq!(unknown.code, 2, "{unknown}");
+    assert!(
+        unknown.stderr.contains(
+            "--environment \"prod\": no such environment; the policy's environments are production, staging"
+        ),
+        "{unknown}"
+    );
+}
+
 #[test]
 fn a_calling_workflow_the_rule_does_not_list_gets_the_rule_line_to_add() {
     let gate = Gate::start();

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::check::{CheckSettings, ImageChecker, ImageOutcome, MAX_REASON_BYTES};
+use provenance_gate::policy::Destination;
 use provenance_gate::registry::wire;
 use provenance_gate::registry::{
     Descriptor, FetchedManifest, Registry, RegistryError, DEFAULT_MAX_REFERRERS,
@@ -141,7 +142,8 @@ pub(crate) fn registry_answers(data: &[u8]) {
         .map(|digest| digest.hex().to_owned())
         .collect();
     let checker = ImageChecker::new(store, embedded_roots(), CheckSettings::default());
-    let check = block_on(checker.check_at(example_policy(), IMAGE, now()));
+    let check =
+        block_on(checker.check_at(example_policy(), IMAGE, &Destination::Unselected, now()));
     match &check.outcome {
         ImageOutcome::Verified {
             digest,

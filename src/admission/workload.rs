@@ -18,7 +18,7 @@ use crate::decision::{
 };
 use crate::evidence::records::RequestContext;
 use crate::evidence::review::{Judged, ReviewOutcome, Subject, WorkloadOutcome};
-use crate::policy::{Mode, Policy};
+use crate::policy::{Destination, Mode, Policy};
 use crate::registry::Registry;
 
 use super::answer;
@@ -66,7 +66,17 @@ pub(super) async fn review_workload<R: Registry + 'static>(
     };
     let (budget, now) = (state.settings.review_budget, judging.now);
     let duration = &state.metrics.verification_duration;
-    let checks = check_all(&state.checker, &policy, &distinct, now, budget, duration).await;
+    let destination = judging.destination();
+    let checks = check_all(
+        &state.checker,
+        &policy,
+        &distinct,
+        &destination,
+        now,
+        budget,
+        duration,
+    )
+    .await;
     let pinned_here =
         patch::pinned_in_this_request(brought.object, brought.old_object, brought.ephemeral_update);
     let verdicts: Vec<ImageVerdict> = checks
@@ -203,6 +213,15 @@ struct Judging {
 }
 
 impl Judging {
+    /// The environment the review's images are judged for: the namespace's; every
+    /// environment's constraints when its labels could not be read (judged in enforce mode).
+    fn destination(&self) -> Destination {
+        if self.subject.mode_fallback.is_some() {
+            return Destination::Unknown;
+        }
+        Destination::of(self.environment.as_deref())
+    }
+
     /// The answer with the review's outcome; its records and Events are written when no
     /// webhook of ours judges the attempt after this answer.
     fn conclude(self, response: AdmissionResponse, judged: Judged) -> Reviewed {

@@ -78,6 +78,53 @@ impl Inventory {
     }
 }
 
+/// The audit's checks: each image's outcome, for all its namespaces, or per environment where
+/// its rule narrows itself per environment (the outcome then depends on where it runs).
+#[derive(Debug, Clone, Default)]
+pub struct ImageOutcomes {
+    everywhere: BTreeMap<String, ImageOutcome>,
+    /// By (environment, image); `None`: namespaces no environment selects.
+    per_environment: BTreeMap<(Option<String>, String), ImageOutcome>,
+}
+
+impl ImageOutcomes {
+    /// `image`'s outcome in every environment.
+    pub fn insert_everywhere(&mut self, image: String, outcome: ImageOutcome) {
+        self.everywhere.insert(image, outcome);
+    }
+
+    /// `image`'s outcome in the namespaces of `environment`.
+    pub fn insert_in(&mut self, environment: Option<String>, image: String, outcome: ImageOutcome) {
+        self.per_environment.insert((environment, image), outcome);
+    }
+
+    fn get(&self, environment: Option<&str>, image: &str) -> Option<&ImageOutcome> {
+        self.per_environment
+            .get(&(environment.map(str::to_owned), image.to_owned()))
+            .or_else(|| self.everywhere.get(image))
+    }
+
+    /// Distinct images checked.
+    pub fn images(&self) -> usize {
+        let per_environment: BTreeSet<&str> = self
+            .per_environment
+            .keys()
+            .map(|(_, image)| image.as_str())
+            .filter(|image| !self.everywhere.contains_key(*image))
+            .collect();
+        self.everywhere.len() + per_environment.len()
+    }
+}
+
+impl From<BTreeMap<String, ImageOutcome>> for ImageOutcomes {
+    fn from(everywhere: BTreeMap<String, ImageOutcome>) -> Self {
+        ImageOutcomes {
+            everywhere,
+            per_environment: BTreeMap::new(),
+        }
+    }
+}
+
 /// One image of one Pod that enforce mode would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -164,11 +211,12 @@ impl AuditReport {
 }
 
 /// Judges every running image as enforce mode would, next to what the namespace's mode does
-/// today. `outcomes` holds the checked images by reference; an image missing from it was
-/// left out by the audit's bound and counts against enforcing. Pure: `now` is the clock.
+/// today. `outcomes` holds the checked images by reference (and environment); an image
+/// missing from it was left out by the audit's bound and counts against enforcing. Pure:
+/// `now` is the clock.
 pub fn assess(
     inventory: &Inventory,
-    outcomes: &BTreeMap<String, ImageOutcome>,
+    outcomes: &ImageOutcomes,
     images_not_checked: usize,
     policy: &Policy,
     now: Timestamp,
@@ -188,7 +236,7 @@ pub fn assess(
     let mut report = AuditReport {
         generated_at: now,
         pods: inventory.pods.len(),
-        images_checked: outcomes.len(),
+        images_checked: outcomes.images(),
         images_not_checked,
         pods_not_read: inventory.pods_not_read,
         pods_denied_under_enforce: 0,
@@ -218,7 +266,7 @@ fn assess_namespace(
     name: &str,
     namespace: Option<&NamespaceInfo>,
     pods: &[&PodFacts],
-    outcomes: &BTreeMap<String, ImageOutcome>,
+    outcomes: &ImageOutcomes,
     policy: &Policy,
     now: Timestamp,
 ) -> NamespaceAudit {
@@ -246,7 +294,7 @@ fn assess_namespace(
     for pod in pods {
         let mut unproven = Vec::new();
         for running in &pod.images {
-            let finding = match outcomes.get(&running.image) {
+            let finding = match outcomes.get(environment, &running.image) {
                 Some(outcome) => {
                     let enforced = decide(
                         Subject::settled(outcome),

@@ -98,7 +98,7 @@ fn every_unproven_image_is_listed_with_what_its_namespace_does_today() {
         ],
         pods_not_read: 0,
     };
-    let report = assess(&inventory, &outcomes(), 0, &policy(), now());
+    let report = assess(&inventory, &outcomes().into(), 0, &policy(), now());
 
     assert_eq!(report.pods, 3);
     assert_eq!(report.pods_denied_under_enforce, 2);
@@ -141,7 +141,7 @@ fn a_cluster_of_proven_and_exempt_images_is_clean() {
             action: UnmatchedAction::Allow,
         },
     );
-    let report = assess(&inventory, &outcomes, 0, &policy(), now());
+    let report = assess(&inventory, &outcomes.into(), 0, &policy(), now());
     assert!(report.clean());
     assert_eq!(report.environments[""].pods, 1, "no environment: key \"\"");
     assert!(report.namespaces[0].findings.is_empty());
@@ -159,7 +159,7 @@ fn images_left_out_by_the_bound_count_against_enforcing() {
         )],
         pods_not_read: 0,
     };
-    let report = assess(&inventory, &outcomes(), 1, &policy(), now());
+    let report = assess(&inventory, &outcomes().into(), 1, &policy(), now());
     assert_eq!(report.pods_denied_under_enforce, 1);
     assert_eq!(report.namespaces[0].findings[0].reason_code, "not_checked");
     assert!(!report.clean());
@@ -167,7 +167,7 @@ fn images_left_out_by_the_bound_count_against_enforcing() {
         pods_not_read: 3,
         ..Inventory::default()
     };
-    assert!(!assess(&unread, &outcomes(), 0, &policy(), now()).clean());
+    assert!(!assess(&unread, &outcomes().into(), 0, &policy(), now()).clean());
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn pods_created_under_a_break_glass_that_has_expired_are_listed() {
         ],
         pods_not_read: 0,
     };
-    let report = assess(&inventory, &outcomes(), 0, &policy(), now());
+    let report = assess(&inventory, &outcomes().into(), 0, &policy(), now());
     let shop = &report.namespaces[0];
     assert_eq!(shop.break_glass, "expired");
     assert_eq!(shop.expired_break_glass.len(), 1, "{shop:?}");
@@ -215,7 +215,7 @@ fn an_active_break_glass_shows_in_what_happens_today_but_not_in_enforce() {
         pods: vec![pod("shop", "api", "2026-12-01T11:30:00Z", &[UNPROVEN])],
         pods_not_read: 0,
     };
-    let report = assess(&inventory, &outcomes(), 0, &policy(), now());
+    let report = assess(&inventory, &outcomes().into(), 0, &policy(), now());
     let finding = &report.namespaces[0].findings[0];
     assert_eq!(finding.today, Verdict::BreakGlass);
     assert_eq!(report.pods_denied_under_enforce, 1);
@@ -230,7 +230,7 @@ fn findings_are_bounded_per_namespace_and_counted_beyond() {
         pods: vec![pod("shop", "wide", "2026-12-01T10:00:00Z", &images)],
         pods_not_read: 0,
     };
-    let report = assess(&inventory, &outcomes(), 0, &policy(), now());
+    let report = assess(&inventory, &outcomes().into(), 0, &policy(), now());
     let shop = &report.namespaces[0];
     assert_eq!(shop.findings.len(), MAX_FINDINGS_PER_NAMESPACE);
     assert_eq!(shop.findings_not_listed, 5);
@@ -255,4 +255,39 @@ fn distinct_images_are_bounded_and_the_rest_counted() {
         inventory.distinct_images(2),
         (vec!["a:1".into(), "b:1".into()], 1)
     );
+}
+
+/// Issue 13, item 3: an image whose rule narrows itself per environment is judged for each
+/// environment it runs in; a finding only where its environment's bar refuses it.
+#[test]
+fn an_image_is_assessed_with_its_outcome_for_each_environment() {
+    let inventory = Inventory {
+        namespaces: vec![
+            namespace("shop", &[("env", "production")], &[]),
+            namespace("lab", &[("env", "dev")], &[]),
+        ],
+        pods: vec![
+            pod("shop", "api", "2026-12-01T10:00:00Z", &[UNPROVEN]),
+            pod("lab", "api", "2026-12-01T10:00:00Z", &[UNPROVEN]),
+        ],
+        pods_not_read: 0,
+    };
+    let refused = outcomes().remove(UNPROVEN).expect("a failed outcome");
+    let mut judged = ImageOutcomes::default();
+    judged.insert_in(Some("production".into()), UNPROVEN.into(), refused);
+    judged.insert_in(
+        Some("dev".into()),
+        UNPROVEN.into(),
+        ImageOutcome::Unmatched {
+            action: UnmatchedAction::Allow,
+        },
+    );
+    let report = assess(&inventory, &judged, 0, &policy(), now());
+    assert_eq!(report.images_checked, 1);
+    let findings: Vec<(&str, usize)> = report
+        .namespaces
+        .iter()
+        .map(|audit| (audit.namespace.as_str(), audit.findings.len()))
+        .collect();
+    assert_eq!(findings, [("lab", 0), ("shop", 1)]);
 }

@@ -8,15 +8,16 @@ use tracing::Instrument as _;
 
 use super::reference::ImageReference;
 use super::{FailureKind, ImageCheck, ImageChecker, ImageOutcome};
-use crate::policy::{ImageClass, Policy};
+use crate::policy::{Destination, ImageClass, Policy};
 use crate::registry::Registry;
 
-/// Checks each image concurrently; whatever is unfinished when the budget runs out fails
-/// with "verification timed out".
+/// Checks each image concurrently for `destination`, the namespace's environment; whatever
+/// is unfinished when the budget runs out fails with "verification timed out".
 pub async fn check_all<R: Registry + 'static>(
     checker: &Arc<ImageChecker<R>>,
     policy: &Arc<Policy>,
     images: &[String],
+    destination: &Destination,
     now: jiff::Timestamp,
     budget: Duration,
     verification_duration: &Histogram,
@@ -27,6 +28,7 @@ pub async fn check_all<R: Registry + 'static>(
         .map(|image| {
             let checker = Arc::clone(checker);
             let policy = Arc::clone(policy);
+            let destination = destination.clone();
             let verification_duration = verification_duration.clone();
             let image = image.clone();
             // Spawned rather than awaited in place: a check that outlives the budget still
@@ -37,7 +39,7 @@ pub async fn check_all<R: Registry + 'static>(
             tokio::spawn(
                 async move {
                     let started = Instant::now();
-                    let check = checker.check_at(&policy, &image, now).await;
+                    let check = checker.check_at(&policy, &image, &destination, now).await;
                     let covered = matches!(
                         &check.outcome,
                         ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }

@@ -34,7 +34,8 @@ use crate::github::{
     locations_of, GithubAttestations, GithubClient, GithubError, GithubLocation, GithubOptions,
 };
 use crate::policy::{
-    AttestationSource, GithubApi, ImageClass, Policy, Rule, UnmatchedAction, SLSA_PROVENANCE_V1,
+    AttestationSource, Destination, GithubApi, ImageClass, Policy, Rule, UnmatchedAction,
+    SLSA_PROVENANCE_V1,
 };
 use crate::registry::{
     Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
@@ -279,16 +280,29 @@ impl<R: Registry> ImageChecker<R> {
         self.verifications.load(Ordering::Relaxed)
     }
 
-    /// Checks one image reference under `policy` as of the wall clock, within the per-image
-    /// time bound.
+    /// Checks one image reference under `policy` as of the wall clock, for a namespace no
+    /// environment selects (the rule alone), within the per-image time bound.
     pub async fn check(&self, policy: &Policy, image: &str) -> ImageCheck {
-        self.check_at(policy, image, jiff::Timestamp::now()).await
+        self.check_at(
+            policy,
+            image,
+            &Destination::Unselected,
+            jiff::Timestamp::now(),
+        )
+        .await
     }
 
-    /// Checks one image reference under `policy` as reviewed at `now` (rules' `maxAge` is
-    /// measured to it), within the per-image time bound.
-    pub async fn check_at(&self, policy: &Policy, image: &str, now: jiff::Timestamp) -> ImageCheck {
-        let mut check = self.check_unbounded(policy, image, now).await;
+    /// Checks one image reference under `policy` for `destination` (the rule's constraints
+    /// for that environment hold too), as reviewed at `now` (rules' `maxAge` is measured to
+    /// it), within the per-image time bound.
+    pub async fn check_at(
+        &self,
+        policy: &Policy,
+        image: &str,
+        destination: &Destination,
+        now: jiff::Timestamp,
+    ) -> ImageCheck {
+        let mut check = self.check_unbounded(policy, image, destination, now).await;
         // Reasons quote registries, bundles and rules; one place keeps them short for
         // every reader (denial messages, Events, decision records).
         if let ImageOutcome::Failed { reason, .. } = &mut check.outcome {
@@ -301,6 +315,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         policy: &Policy,
         image: &str,
+        destination: &Destination,
         now: jiff::Timestamp,
     ) -> ImageCheck {
         let reference = match ImageReference::parse(image) {
@@ -328,6 +343,7 @@ impl<R: Registry> ImageChecker<R> {
         let timeout = self.settings.per_image_timeout;
         let covered = Covered {
             rule,
+            destination,
             github: policy.github(),
         };
         match tokio::time::timeout(timeout, self.check_covered(&reference, covered, now)).await {
@@ -609,7 +625,7 @@ impl<R: Registry> ImageChecker<R> {
         digest: &Digest,
         now: jiff::Timestamp,
     ) -> Result<Accepted, Rejection> {
-        let required = covered.rule.required_attestations();
+        let required = covered.rule.required_attestations_for(covered.destination);
         if required.is_empty() {
             return self
                 .accepted_of_kind(reference, covered, digest, None, now)
@@ -617,13 +633,20 @@ impl<R: Registry> ImageChecker<R> {
         }
         let mut accepted = Vec::with_capacity(required.len());
         let mut missing = Vec::new();
-        for predicate_type in required {
+        for (predicate_type, environment) in required {
             match self
                 .accepted_of_kind(reference, covered, digest, Some(predicate_type), now)
                 .await
             {
                 Ok(found) => accepted.push(found),
-                Err(rejection) => missing.push((format!("required {predicate_type}"), rejection)),
+                Err(rejection) => {
+                    let required_by = environment
+                        .map(|name| {
+                            format!(" (environment {name:?} of rule {:?})", covered.rule.name())
+                        })
+                        .unwrap_or_default();
+                    missing.push((format!("required {predicate_type}{required_by}"), rejection))
+                }
             }
         }
         if !missing.is_empty() {
@@ -666,7 +689,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Registry => {
                     registry_asked = true;
                     match self
-                        .accepted_in_registry(reference, rule, digest, wanted, now)
+                        .accepted_in_registry(reference, covered, digest, wanted, now)
                         .await
                     {
                         Ok(accepted) => return Ok(accepted),
@@ -679,7 +702,7 @@ impl<R: Registry> ImageChecker<R> {
                             .accepted_at_github(
                                 covered.github,
                                 &location,
-                                rule,
+                                covered,
                                 digest,
                                 wanted,
                                 now,
@@ -703,7 +726,7 @@ impl<R: Registry> ImageChecker<R> {
                 "GitHub attestations API unavailable; asking the image's registry instead"
             );
             match self
-                .accepted_in_registry(reference, rule, digest, wanted, now)
+                .accepted_in_registry(reference, covered, digest, wanted, now)
                 .await
             {
                 Ok(accepted) => return Ok(accepted),
@@ -719,7 +742,7 @@ impl<R: Registry> ImageChecker<R> {
     async fn accepted_in_registry(
         &self,
         reference: &ImageReference,
-        rule: &Rule,
+        covered: Covered<'_>,
         digest: &Digest,
         wanted: Option<&str>,
         now: jiff::Timestamp,
@@ -732,7 +755,7 @@ impl<R: Registry> ImageChecker<R> {
                 reason: error.to_string(),
                 unreachable: true,
             })?;
-        self.first_accepted(&facts, rule, wanted, now)
+        self.first_accepted(&facts, covered, wanted, now)
             .await
             .map_err(Rejection::judged)
     }
@@ -743,7 +766,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         api: &GithubApi,
         location: &GithubLocation,
-        rule: &Rule,
+        covered: Covered<'_>,
         digest: &Digest,
         wanted: Option<&str>,
         now: jiff::Timestamp,
@@ -759,7 +782,7 @@ impl<R: Registry> ImageChecker<R> {
                 };
                 (rejection, error.is_unavailable())
             })?;
-        self.first_accepted(&facts, rule, wanted, now)
+        self.first_accepted(&facts, covered, wanted, now)
             .await
             .map_err(|judged| (Rejection::judged(judged), false))
     }
@@ -796,7 +819,9 @@ impl<R: Registry> ImageChecker<R> {
     async fn first_accepted(
         &self,
         facts: &DigestFacts,
-        rule: &Rule,
+        Covered {
+            rule, destination, ..
+        }: Covered<'_>,
         wanted: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<Accepted, (FailureKind, String)> {
@@ -815,7 +840,7 @@ impl<R: Registry> ImageChecker<R> {
                 }
                 Ok(attestation) => {
                     any_verified = true;
-                    match decision::judge(attestation, &[rule], now) {
+                    match decision::judge(attestation, &[rule], destination, now) {
                         Ok(_) => {
                             let source = match facts.listed_at {
                                 Some(_) => AttestationSource::Github,
@@ -1019,10 +1044,12 @@ struct Accepted {
     attestations: Vec<AttestedPredicate>,
 }
 
-/// The rule an image is checked under, and where the policy says GitHub is.
+/// The rule an image is checked under, the environment it is judged for, and where the
+/// policy says GitHub is.
 #[derive(Clone, Copy)]
 struct Covered<'p> {
     rule: &'p Rule,
+    destination: &'p Destination,
     github: &'p GithubApi,
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::check::{FailureKind, ImageOutcome};
 use crate::decision;
-use crate::policy::Rule;
+use crate::policy::{Destination, Rule};
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
 };
@@ -155,7 +155,9 @@ fn check_one(
             return report;
         }
     };
-    match decision::judge(&attestation, rules, now) {
+    // A bundle on its own is judged for no namespace: the rules alone, without any
+    // environment's constraints.
+    match decision::judge(&attestation, rules, &Destination::Unselected, now) {
         Ok(rule) => {
             report.accepted = true;
             report.rule = Some(rule.name().to_owned());

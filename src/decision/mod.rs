@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use self::breakglass::BreakGlassState;
 use crate::check::{ImageCheck, ImageOutcome};
-use crate::policy::{self, Mode, Rule, UnmatchedAction};
+use crate::policy::{self, Destination, Mode, Rule, UnmatchedAction};
 use crate::verify::VerifiedAttestation;
 
 /// What the gate made of one image (or of a review over the image limit). Its
@@ -353,6 +353,7 @@ pub fn review_verdict(verdicts: &[ImageVerdict]) -> Verdict {
 pub fn judge<'r>(
     attestation: &VerifiedAttestation,
     rules: &[&'r Rule],
+    destination: &Destination,
     now: jiff::Timestamp,
 ) -> Result<&'r Rule, Vec<String>> {
     if rules.is_empty() {
@@ -362,7 +363,7 @@ pub fn judge<'r>(
     }
     let mut reasons = Vec::new();
     for rule in rules {
-        match policy::evaluate(rule, attestation, now) {
+        match policy::evaluate(rule, destination, attestation, now) {
             Ok(()) => return Ok(rule),
             Err(violation) => reasons.extend(violation.reasons()),
         }
@@ -667,7 +668,13 @@ mod tests {
             unreachable!("the fixture is verified")
         };
         assert_eq!(
-            judge(&attestation, &[], jiff::Timestamp::now()).map(Rule::name),
+            judge(
+                &attestation,
+                &[],
+                &Destination::Unselected,
+                jiff::Timestamp::now()
+            )
+            .map(Rule::name),
             Err(vec![
                 "no policy rule to check the attestation against".to_owned()
             ])

@@ -536,6 +536,10 @@ pub struct Rule {
     pub(crate) max_age: Option<MaxAge>,
     /// Where the rule's attestations are looked for, in order (default: the registry only).
     pub(crate) attestation_sources: Vec<AttestationSource>,
+    /// Constraints added in named environments (`environments`), each on top of the rule's
+    /// own: an environment can only narrow what the rule admits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) environments: Vec<EnvironmentConstraints>,
     /// The policy's revocations: callers evaluate a rule alone, so the policy-wide deny-list
     /// travels with every rule and no caller can leave it out. Printed once, at the top level.
     #[serde(skip)]
@@ -626,6 +630,116 @@ impl Rule {
     /// Where attestations are looked for, in order; never empty (default: the registry).
     pub fn attestation_sources(&self) -> &[AttestationSource] {
         &self.attestation_sources
+    }
+
+    /// The constraints the rule adds per environment, as written.
+    pub fn environments(&self) -> &[EnvironmentConstraints] {
+        &self.environments
+    }
+
+    /// The constraints that hold, besides the rule's own, for a build judged for
+    /// `destination`: those of its environment; all of them when the environment is unknown.
+    pub fn constraints_for<'r>(
+        &'r self,
+        destination: &'r Destination,
+    ) -> impl Iterator<Item = &'r EnvironmentConstraints> + 'r {
+        self.environments
+            .iter()
+            .filter(move |constraints| match destination {
+                Destination::Unselected => false,
+                Destination::Environment(name) => constraints.environment == *name,
+                Destination::Unknown => true,
+            })
+    }
+
+    /// Predicate types that must each be attested for `destination`, each with the
+    /// environment that requires it (`None`: the rule itself). Empty when one attestation of
+    /// any of [`Rule::effective_predicate_types`] is enough. An environment's
+    /// `requireAttestations` adds to the rule's own, or, when the rule has none, to the one
+    /// attestation of its predicate type the rule asks for.
+    pub fn required_attestations_for<'r>(
+        &'r self,
+        destination: &'r Destination,
+    ) -> Vec<(&'r str, Option<&'r str>)> {
+        let mut required: Vec<(&str, Option<&str>)> = self
+            .require_attestations
+            .iter()
+            .map(|predicate_type| (predicate_type.as_str(), None))
+            .collect();
+        for constraints in self.constraints_for(destination) {
+            if constraints.require_attestations.is_empty() {
+                continue;
+            }
+            if required.is_empty() {
+                required.extend(
+                    self.predicate_types
+                        .iter()
+                        .map(|predicate_type| (predicate_type.as_str(), None)),
+                );
+            }
+            for predicate_type in &constraints.require_attestations {
+                if !required.iter().any(|(listed, _)| listed == predicate_type) {
+                    required.push((predicate_type, Some(constraints.environment.as_str())));
+                }
+            }
+        }
+        required
+    }
+}
+
+/// What a rule adds for the namespaces of one environment (`rules[].environments`): each
+/// value set here must hold besides the rule's own, so that an image promoted from a softer
+/// environment to a stricter one meets the stricter bar there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentConstraints {
+    /// The policy's environment (`environments[].name`) these constraints apply in.
+    #[serde(rename = "name")]
+    pub(crate) environment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) workflows: Option<GlobList>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refs: Option<GlobList>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) triggers: Option<TriggerFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) runners: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_age: Option<MaxAge>,
+    /// Predicate types required here besides the rule's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) require_attestations: Vec<String>,
+}
+
+impl EnvironmentConstraints {
+    /// The environment's name.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+}
+
+/// Which environment an image is judged for: the namespace's, as [`Policy::mode_for_namespace`]
+/// picks it. An input of every decision, never part of a cache key: the caches hold facts
+/// about digests, the policy and the destination are applied afresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// A namespace no environment selects, or the command line without an environment: the
+    /// rule's own constraints alone.
+    #[default]
+    Unselected,
+    /// A namespace of this environment: its constraints hold besides the rule's.
+    Environment(String),
+    /// A namespace whose labels could not be read (judged in enforce mode): every
+    /// environment's constraints hold, since any could be the namespace's.
+    Unknown,
+}
+
+impl Destination {
+    /// The destination of a namespace in `environment` (`None`: no environment selects it).
+    pub fn of(environment: Option<&str>) -> Destination {
+        environment.map_or(Destination::Unselected, |name| {
+            Destination::Environment(name.to_owned())
+        })
     }
 }
 

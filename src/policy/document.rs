@@ -98,6 +98,21 @@ pub(crate) struct RuleDocument {
     pub require_attestations: Option<Vec<String>>,
     pub issuers: Option<Vec<String>>,
     pub attestation_sources: Option<Vec<String>>,
+    #[serde(default)]
+    pub environments: Vec<RuleEnvironmentDocument>,
+}
+
+/// What a rule adds in one environment; every key narrows the rule's own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RuleEnvironmentDocument {
+    pub name: String,
+    pub workflows: Option<Vec<String>>,
+    pub refs: Option<Vec<String>>,
+    pub triggers: Option<Vec<String>>,
+    pub runners: Option<Vec<String>>,
+    pub max_age: Option<String>,
+    pub require_attestations: Option<Vec<String>>,
 }
 
 /// `id` is read as text even when written unquoted: YAML would otherwise turn a large

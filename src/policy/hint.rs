@@ -16,7 +16,14 @@ pub fn fix_hints(
     violation: &RuleViolation,
 ) -> Vec<String> {
     let claims = &attestation.certificate;
-    let failed = |check: Check| violation.failures.iter().any(|f| f.check == check);
+    // Only the rule's own lists are extended: an environment's constraint narrows the rule
+    // on purpose, and the build is one the rule already admits elsewhere.
+    let failed = |check: Check| {
+        violation
+            .failures
+            .iter()
+            .any(|f| f.check == check && f.environment.is_none())
+    };
     // A build started from outside the reviewed history (a fork's pull request, a comment)
     // is not one to trust by adding its repository or ref: say that, and nothing else.
     if let Some(trigger) = claims.build_trigger.as_deref() {
@@ -214,7 +221,12 @@ rules:
         let policy = Policy::from_yaml(POLICY).expect("valid");
         let rule = &policy.rules()[0];
         let attestation = attestation(edit);
-        match evaluate(rule, &attestation, jiff::Timestamp::UNIX_EPOCH) {
+        match evaluate(
+            rule,
+            &crate::policy::Destination::Unselected,
+            &attestation,
+            jiff::Timestamp::UNIX_EPOCH,
+        ) {
             Ok(()) => Vec::new(),
             Err(violation) => fix_hints(rule, &attestation, &violation),
         }

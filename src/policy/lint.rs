@@ -2,10 +2,15 @@
 //! than their author probably means. (Values no certificate can ever carry are refused by
 //! validation, from `never_match.rs`.)
 
-use super::config::{Policy, DEFAULT_REFS, RISKY_TRIGGERS};
-use super::document::{PolicyDocument, RuleDocument};
+use super::config::{
+    Policy, ATTESTATION_ALIASES, CYCLONEDX_BOM, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,
+    RISKY_TRIGGERS, SLSA_PROVENANCE_V1, SPDX_DOCUMENT_V2_3,
+};
+use super::document::{PolicyDocument, RuleDocument, RuleEnvironmentDocument};
+use super::duration::MaxAge;
 use super::error::{PolicyError, PolicyIssue};
 use super::glob::has_glob_syntax;
+use super::glob::{Glob, GlobList};
 use super::locate::FieldPath;
 use super::never_match::is_commit;
 use super::validate::{locate_nearest, parse_with_document, EVERYTHING, LOCATE_BUDGET_BYTES};
@@ -150,6 +155,178 @@ fn rule_warnings(path: &FieldPath, rule: &RuleDocument, found: &mut Vec<(FieldPa
             ));
         }
     }
+    required_attestation_warnings(path, rule, found);
+    for (index, environment) in rule.environments.iter().enumerate() {
+        environment_warnings(
+            &path.key("environments").index(index),
+            rule,
+            environment,
+            found,
+        );
+    }
+}
+
+/// A predicate type as `requireAttestations` resolves it (aliases to their URIs).
+fn resolved_attestation(text: &str) -> &str {
+    ATTESTATION_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == text)
+        .map_or(text, |(_, predicate_type)| predicate_type)
+}
+
+/// What an operator trips on with `requireAttestations`: a list without the provenance (an
+/// SBOM alone then admits, and nothing compares a predicate with its certificate), and both
+/// SBOM formats (`actions/attest-sbom` attests the one SBOM it is given, so most builds have
+/// one format, and every image of the others is refused).
+fn required_attestation_warnings(
+    path: &FieldPath,
+    rule: &RuleDocument,
+    found: &mut Vec<(FieldPath, String)>,
+) {
+    if let Some(required) = &rule.require_attestations {
+        let has = |wanted: &str| {
+            required
+                .iter()
+                .any(|text| resolved_attestation(text) == wanted)
+        };
+        if !required.is_empty() && !has(SLSA_PROVENANCE_V1) {
+            found.push((
+                path.key("requireAttestations"),
+                "requireAttestations leaves out `provenance`: an image is admitted on the listed attestations alone, without SLSA provenance, and no predicate is compared with its certificate (`predicate_agreement`); add `provenance` unless that is meant".to_string(),
+            ));
+        }
+    }
+    let both_formats_at =
+        std::iter::once((path.key("requireAttestations"), &rule.require_attestations))
+            .chain(
+                rule.environments
+                    .iter()
+                    .enumerate()
+                    .map(|(index, environment)| {
+                        (
+                            path.key("environments")
+                                .index(index)
+                                .key("requireAttestations"),
+                            &environment.require_attestations,
+                        )
+                    }),
+            )
+            .filter(|(_, required)| {
+                let listed = |wanted: &str| {
+                    required
+                        .iter()
+                        .flatten()
+                        .chain(rule.require_attestations.iter().flatten())
+                        .any(|text| resolved_attestation(text) == wanted)
+                };
+                required.is_some() && listed(SPDX_DOCUMENT_V2_3) && listed(CYCLONEDX_BOM)
+            })
+            .map(|(at, _)| at)
+            .next();
+    if let Some(at) = both_formats_at {
+        found.push((
+            at,
+            "both `spdx` and `cyclonedx` are required: each must be attested, and actions/attest-sbom attests the one SBOM it is given, so an image with an SBOM in one format is refused; require the format your builds produce".to_string(),
+        ));
+    }
+}
+
+/// An environment's constraints hold besides the rule's, so a value the rule does not allow
+/// admits nothing there: an author who meant to widen the rule for one environment is told.
+fn environment_warnings(
+    path: &FieldPath,
+    rule: &RuleDocument,
+    environment: &RuleEnvironmentDocument,
+    found: &mut Vec<(FieldPath, String)>,
+) {
+    let name = &environment.name;
+    let narrower_only = |key: &str, value: &str, rule_values: String| {
+        format!(
+            "{key} `{value}` of environment `{name}` admits nothing there: rule `{}` allows {key} {rule_values} in every environment, and an environment's constraints only narrow the rule's; add it to the rule's {key} too",
+            rule.name
+        )
+    };
+    let rule_triggers: Vec<&str> = match &rule.triggers {
+        Some(triggers) => triggers.iter().map(String::as_str).collect(),
+        None => DEFAULT_TRIGGERS.to_vec(),
+    };
+    for (index, trigger) in environment.triggers.iter().flatten().enumerate() {
+        if !rule_triggers.contains(&trigger.as_str()) {
+            found.push((
+                path.key("triggers").index(index),
+                narrower_only("triggers", trigger, rule_triggers.join(", ")),
+            ));
+        }
+    }
+    let rule_runners: Vec<&str> = match &rule.runners {
+        Some(runners) => runners.iter().map(String::as_str).collect(),
+        None => DEFAULT_RUNNERS.to_vec(),
+    };
+    for (index, runner) in environment.runners.iter().flatten().enumerate() {
+        if !rule_runners.contains(&runner.as_str()) {
+            found.push((
+                path.key("runners").index(index),
+                narrower_only("runners", runner, rule_runners.join(", ")),
+            ));
+        }
+    }
+    let default_refs: Vec<String> = DEFAULT_REFS.iter().map(|text| text.to_string()).collect();
+    let lists = [
+        (
+            "refs",
+            rule.refs.as_ref().or(Some(&default_refs)),
+            &environment.refs,
+        ),
+        ("workflows", rule.workflows.as_ref(), &environment.workflows),
+    ];
+    for (key, rule_patterns, environment_patterns) in lists {
+        let (Some(rule_patterns), Some(environment_patterns)) =
+            (rule_patterns, environment_patterns)
+        else {
+            continue;
+        };
+        let Some(allowed) = compiled(rule_patterns) else {
+            continue;
+        };
+        // Only a literal value can be shown to fall outside the rule's globs.
+        for (index, value) in environment_patterns.iter().enumerate() {
+            let literal = Glob::new(value).is_ok_and(|glob| glob.is_literal());
+            if literal && !allowed.is_match(value) {
+                found.push((
+                    path.key(key).index(index),
+                    narrower_only(key, value, rule_patterns.join(", ")),
+                ));
+            }
+        }
+    }
+    let ages = (
+        rule.max_age
+            .as_deref()
+            .and_then(|text| MaxAge::parse(text).ok()),
+        environment
+            .max_age
+            .as_deref()
+            .and_then(|text| MaxAge::parse(text).ok()),
+    );
+    if let (Some(rule_age), Some(environment_age)) = ages {
+        if environment_age >= rule_age {
+            found.push((
+                path.key("maxAge"),
+                format!(
+                    "maxAge {environment_age} of environment `{name}` changes nothing: rule `{}` already allows builds at most {rule_age} old everywhere, and an environment's constraints only narrow the rule's",
+                    rule.name
+                ),
+            ));
+        }
+    }
+}
+
+fn compiled(patterns: &[String]) -> Option<GlobList> {
+    let globs = patterns
+        .iter()
+        .map(|pattern| Glob::new(pattern).ok())
+        .collect::<Option<Vec<_>>>()?;
+    GlobList::new(globs).ok()
 }
 
 /// An image pattern that may cover others: an exemption or a rule's pattern.
@@ -525,6 +702,101 @@ rules:
             found[5].2.contains("rule `api` is never tried"),
             "{:?}",
             found[5]
+        );
+    }
+
+    #[test]
+    fn required_attestations_that_trip_operators_are_warned_about() {
+        let source = r#"version: 1
+environments:
+  - {name: production, namespaceSelector: {matchLabels: {env: production}}, mode: enforce}
+rules:
+  - name: sbom-only
+    images: ["ghcr.io/acme/api"]
+    owners: [{name: acme, id: "1"}]
+    requireAttestations: [spdx]
+    environments:
+      - {name: production, requireAttestations: [cyclonedx]}
+  - name: both-formats
+    images: ["ghcr.io/acme/web"]
+    owners: [{name: acme, id: "1"}]
+    requireAttestations: [provenance, spdx, "https://cyclonedx.org/bom"]
+  - name: careful
+    images: ["ghcr.io/acme/db"]
+    owners: [{name: acme, id: "1"}]
+    requireAttestations: [provenance, cyclonedx]
+    environments:
+      - {name: production, requireAttestations: [provenance, cyclonedx]}
+"#;
+        let found = warnings_of(source);
+        assert_eq!(
+            PolicyIssue::paths_and_lines(&found),
+            [
+                ("rules[0].requireAttestations", 8),
+                ("rules[0].environments[0].requireAttestations", 10),
+                ("rules[1].requireAttestations", 14),
+            ],
+            "{found:#?}"
+        );
+        assert!(found[0].2.contains("leaves out `provenance`"), "{found:#?}");
+        assert!(
+            found[1]
+                .2
+                .contains("both `spdx` and `cyclonedx` are required"),
+            "{found:#?}"
+        );
+        assert!(
+            found[2]
+                .2
+                .contains("both `spdx` and `cyclonedx` are required"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn environment_values_the_rule_refuses_are_warned_about() {
+        let source = r#"version: 1
+environments:
+  - {name: production, namespaceSelector: {matchLabels: {env: production}}, mode: enforce}
+  - {name: dev, namespaceSelector: {}, mode: warn}
+rules:
+  - name: api
+    images: ["ghcr.io/acme/api"]
+    owners: [{name: acme, id: "1"}]
+    refs: [refs/heads/main, "refs/tags/v*"]
+    workflows: [.github/workflows/release.yml]
+    maxAge: 30d
+    environments:
+      - name: production
+        refs: ["refs/tags/v*", refs/tags/v1.0.0, refs/heads/release]
+        triggers: [push, pull_request]
+        runners: [self-hosted]
+        workflows: [.github/workflows/release.yml, .github/workflows/deploy.yml]
+        maxAge: 7d
+      - {name: dev, maxAge: 90d}
+"#;
+        let found = warnings_of(source);
+        assert_eq!(
+            PolicyIssue::paths_and_lines(&found),
+            [
+                ("rules[0].environments[0].refs[2]", 14),
+                ("rules[0].environments[0].triggers[1]", 15),
+                ("rules[0].environments[0].runners[0]", 16),
+                ("rules[0].environments[0].workflows[1]", 17),
+                ("rules[0].environments[1].maxAge", 19),
+            ],
+            "{found:#?}"
+        );
+        assert!(found[0].2.contains("refs `refs/heads/release` of environment `production` admits nothing there: rule `api` allows refs refs/heads/main, refs/tags/v* in every environment"), "{found:#?}");
+        assert!(
+            found[2].2.contains("allows runners github-hosted"),
+            "{found:#?}"
+        );
+        assert!(
+            found[4]
+                .2
+                .contains("maxAge 90d of environment `dev` changes nothing"),
+            "{found:#?}"
         );
     }
 

@@ -2,12 +2,20 @@
 //!
 //! Every check runs, so a denial lists everything that is wrong at once. A claim the rule
 //! needs but the certificate lacks is a failure: this is a security gate, doubt denies.
-//! Time is an input (`now`, the review's clock), so a decision is a function of its arguments.
+//! Time is an input (`now`, the review's clock), and so is the environment the image is judged
+//! for (its [`Destination`]): a rule's constraints for that environment are checked beside the
+//! rule's own, each in the place of the check it narrows. A decision is a function of its
+//! arguments.
 
-use super::config::{RevokedRun, Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
+use super::config::{
+    Destination, EnvironmentConstraints, RevokedRun, Rule, SignerWorkflow, TriggerFilter,
+    SLSA_PROVENANCE_V1,
+};
+use super::duration::MaxAge;
 use super::github::{
     parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, RunUri, WorkflowUri,
 };
+use super::glob::GlobList;
 use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
 
@@ -65,6 +73,10 @@ pub struct Failure {
     pub check: Check,
     /// What was found and what the rule allows.
     pub message: String,
+    /// The environment whose constraint failed (`rules[].environments`); `None` for the
+    /// rule's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 impl std::fmt::Display for Failure {
@@ -106,15 +118,17 @@ impl RuleViolation {
 
 impl std::error::Error for RuleViolation {}
 
-/// Checks an attestation's certificate claims and SLSA predicate against a rule and the
-/// policy's revocations, as reviewed at `now`.
+/// Checks an attestation's certificate claims and SLSA predicate against a rule, the rule's
+/// constraints for `destination`, and the policy's revocations, as reviewed at `now`.
 pub fn evaluate(
     rule: &Rule,
+    destination: &Destination,
     attestation: &VerifiedAttestation,
     now: jiff::Timestamp,
 ) -> Result<(), RuleViolation> {
     let mut evaluation = Evaluation {
         rule,
+        constraints: rule.constraints_for(destination).collect(),
         claims: &attestation.certificate,
         failures: Vec::new(),
     };
@@ -141,21 +155,65 @@ pub fn evaluate(
 
 struct Evaluation<'a> {
     rule: &'a Rule,
+    /// The rule's constraints for the destination, checked beside its own values.
+    constraints: Vec<&'a EnvironmentConstraints>,
     claims: &'a CertificateClaims,
     failures: Vec<Failure>,
 }
 
+/// Whose values a check holds a claim against: the rule's own, or one environment's.
+type Bar<'a> = Option<&'a EnvironmentConstraints>;
+
 impl<'a> Evaluation<'a> {
     fn fail(&mut self, check: Check, message: String) {
+        self.fail_at(None, check, message);
+    }
+
+    fn fail_at(&mut self, bar: Bar<'_>, check: Check, message: String) {
         self.failures.push(Failure {
             check,
             message: one_line(message),
+            environment: bar.map(|constraints| constraints.environment.clone()),
         });
     }
 
     /// `rule "name" allows <what>: <values>`, the second half of most messages.
     fn allows(&self, what: &str, values: impl std::fmt::Display) -> String {
-        format!("rule {:?} allows {what}: {values}", self.rule.name)
+        self.allows_at(None, what, values)
+    }
+
+    /// As [`Self::allows`], naming the environment when the values are one environment's:
+    /// `environment "production" of rule "name" allows …`.
+    fn allows_at(&self, bar: Bar<'_>, what: &str, values: impl std::fmt::Display) -> String {
+        format!("{} allows {what}: {values}", self.whose(bar))
+    }
+
+    /// `rule "name"`, or `environment "production" of rule "name"`.
+    fn whose(&self, bar: Bar<'_>) -> String {
+        match bar {
+            None => format!("rule {:?}", self.rule.name),
+            Some(constraints) => format!(
+                "environment {:?} of rule {:?}",
+                constraints.environment, self.rule.name
+            ),
+        }
+    }
+
+    /// The rule's own value of a check (`None` where it sets none) and each environment's
+    /// that sets one, with whose it is.
+    fn bars<T: ?Sized>(
+        &self,
+        own: Option<&'a T>,
+        of: impl Fn(&'a EnvironmentConstraints) -> Option<&'a T>,
+    ) -> Vec<(Bar<'a>, &'a T)> {
+        own.map(|own| (None, own))
+            .into_iter()
+            .chain(
+                self.constraints
+                    .iter()
+                    .filter_map(|constraints| Some((Some(*constraints), of(constraints)?))),
+            )
+            .collect()
     }
 
     fn issuer(&mut self) {
@@ -173,14 +231,23 @@ impl<'a> Evaluation<'a> {
         }
     }
 
+    /// The rule's predicate types, and those its environments require besides.
     fn predicate_type(&mut self, predicate_type: &str) {
-        if !self
+        let mut accepted: Vec<&str> = self
             .rule
             .predicate_types
             .iter()
-            .any(|entry| entry == predicate_type)
-        {
-            let allowed = self.allows("predicate types", self.rule.predicate_types.join(", "));
+            .map(String::as_str)
+            .collect();
+        for constraints in &self.constraints {
+            for required in &constraints.require_attestations {
+                if !accepted.contains(&required.as_str()) {
+                    accepted.push(required);
+                }
+            }
+        }
+        if !accepted.contains(&predicate_type) {
+            let allowed = self.allows("predicate types", accepted.join(", "));
             self.fail(
                 Check::PredicateType,
                 format!("predicate type {predicate_type} is not allowed; {allowed}"),
@@ -322,10 +389,14 @@ impl<'a> Evaluation<'a> {
                 );
             }
         }
-        if let Some(workflows) = &self.rule.workflows {
+        let bars = self.bars(self.rule.workflows.as_ref(), |constraints| {
+            constraints.workflows.as_ref()
+        });
+        for (bar, workflows) in bars {
             if !workflows.is_match(calling.path) {
-                let allowed = self.allows("workflows", join(workflows));
-                self.fail(
+                let allowed = self.allows_at(bar, "workflows", join(workflows));
+                self.fail_at(
+                    bar,
                     Check::CallingWorkflow,
                     format!(
                         "calling workflow {} is not allowed; {allowed}",
@@ -431,9 +502,18 @@ impl<'a> Evaluation<'a> {
     }
 
     fn source_ref(&mut self) {
-        let allowed = self.allows("refs", join(&self.rule.refs));
+        let bars = self.bars(Some(&self.rule.refs), |constraints| {
+            constraints.refs.as_ref()
+        });
+        for (bar, refs) in bars {
+            self.source_ref_in(bar, refs);
+        }
+    }
+
+    fn source_ref_in(&mut self, bar: Bar<'_>, refs: &GlobList) {
+        let allowed = self.allows_at(bar, "refs", join(refs));
         match self.claims.source_repository_ref.as_deref() {
-            Some(source_ref) if self.rule.refs.is_match(source_ref) => {}
+            Some(source_ref) if refs.is_match(source_ref) => {}
             Some(source_ref) => {
                 let trigger = self
                     .claims
@@ -441,12 +521,14 @@ impl<'a> Evaluation<'a> {
                     .as_deref()
                     .map(|trigger| format!(" (trigger {trigger})"))
                     .unwrap_or_default();
-                self.fail(
+                self.fail_at(
+                    bar,
                     Check::Ref,
                     format!("built from {source_ref}{trigger}; {allowed}"),
                 );
             }
-            None => self.fail(
+            None => self.fail_at(
+                bar,
                 Check::Ref,
                 format!("certificate has no source ref; {allowed}"),
             ),
@@ -454,14 +536,25 @@ impl<'a> Evaluation<'a> {
     }
 
     fn trigger(&mut self) {
-        let allowed = self.allows("triggers", &self.rule.triggers);
+        let bars = self.bars(Some(&self.rule.triggers), |constraints| {
+            constraints.triggers.as_ref()
+        });
+        for (bar, triggers) in bars {
+            self.trigger_in(bar, triggers);
+        }
+    }
+
+    fn trigger_in(&mut self, bar: Bar<'_>, triggers: &TriggerFilter) {
+        let allowed = self.allows_at(bar, "triggers", triggers);
         match self.claims.build_trigger.as_deref() {
-            Some(trigger) if self.rule.triggers.allows(trigger) => {}
-            Some(trigger) => self.fail(
+            Some(trigger) if triggers.allows(trigger) => {}
+            Some(trigger) => self.fail_at(
+                bar,
                 Check::Trigger,
                 format!("trigger {trigger} is not allowed; {allowed}"),
             ),
-            None => self.fail(
+            None => self.fail_at(
+                bar,
                 Check::Trigger,
                 format!("certificate has no build trigger; {allowed}"),
             ),
@@ -469,14 +562,25 @@ impl<'a> Evaluation<'a> {
     }
 
     fn runner(&mut self) {
-        let allowed = self.allows("runners", self.rule.runners.join(", "));
+        let bars = self.bars(Some(self.rule.runners.as_slice()), |constraints| {
+            constraints.runners.as_deref()
+        });
+        for (bar, runners) in bars {
+            self.runner_in(bar, runners);
+        }
+    }
+
+    fn runner_in(&mut self, bar: Bar<'_>, runners: &[String]) {
+        let allowed = self.allows_at(bar, "runners", runners.join(", "));
         match self.claims.runner_environment.as_deref() {
-            Some(runner) if self.rule.runners.iter().any(|entry| entry == runner) => {}
-            Some(runner) => self.fail(
+            Some(runner) if runners.iter().any(|entry| entry == runner) => {}
+            Some(runner) => self.fail_at(
+                bar,
                 Check::Runner,
                 format!("runner {runner} is not allowed; {allowed}"),
             ),
-            None => self.fail(
+            None => self.fail_at(
+                bar,
                 Check::Runner,
                 format!("certificate has no runner environment; {allowed}"),
             ),
@@ -604,24 +708,38 @@ impl<'a> Evaluation<'a> {
         }
     }
 
-    /// The rule's `maxAge`, from the proven signing time (the log entry's or the RFC 3161
-    /// timestamp's, never a claim) to the review.
+    /// The rule's `maxAge` and its environments', from the proven signing time (the log
+    /// entry's or the RFC 3161 timestamp's, never a claim) to the review.
     fn age(&mut self, signed_at: Option<&str>, now: jiff::Timestamp) {
-        let Some(max_age) = self.rule.max_age else {
-            return;
-        };
+        let bars = self.bars(self.rule.max_age.as_ref(), |constraints| {
+            constraints.max_age.as_ref()
+        });
+        for (bar, max_age) in bars {
+            self.age_in(bar, *max_age, signed_at, now);
+        }
+    }
+
+    fn age_in(
+        &mut self,
+        bar: Bar<'_>,
+        max_age: MaxAge,
+        signed_at: Option<&str>,
+        now: jiff::Timestamp,
+    ) {
         let allowed = format!(
-            "rule {:?} allows builds signed at most {max_age} before review",
-            self.rule.name
+            "{} allows builds signed at most {max_age} before review",
+            self.whose(bar)
         );
         match signed_at.and_then(|text| text.parse::<jiff::Timestamp>().ok()) {
             Some(signed) if now.duration_since(signed) <= max_age.as_signed_duration() => {}
-            Some(signed) => self.fail(
+            Some(signed) => self.fail_at(
+                bar,
                 Check::Age,
                 // Whole seconds: the review clock's nanoseconds only add noise to the reason.
                 format!("signed at {signed:.0}, longer ago than maxAge {max_age} at review time {now:.0}; {allowed}"),
             ),
-            None => self.fail(
+            None => self.fail_at(
+                bar,
                 Check::Age,
                 format!("the attestation has no proven signing time; {allowed}"),
             ),
@@ -795,6 +913,15 @@ mod tests {
     use super::*;
     use crate::policy::Policy;
     use crate::verify::claims::{Instance, Subject};
+
+    /// [`super::evaluate`] for a namespace no environment selects: the rule alone.
+    fn evaluate(
+        rule: &Rule,
+        attestation: &VerifiedAttestation,
+        now: jiff::Timestamp,
+    ) -> Result<(), RuleViolation> {
+        super::evaluate(rule, &Destination::Unselected, attestation, now)
+    }
 
     /// The review time of these tests: a week after the demo bundles were signed.
     fn now() -> jiff::Timestamp {
@@ -1560,8 +1687,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn tags_need_listing() {
+    /// [`actions_demo`] built from the tag `refs/tags/v1.2.0` instead of main.
+    fn tagged_build() -> VerifiedAttestation {
         let mut tagged = actions_demo();
         let workflow = "https://github.com/actions/attest-demo/.github/workflows/build-python.yml@refs/tags/v1.2.0";
         tagged.certificate.source_repository_ref = Some("refs/tags/v1.2.0".to_string());
@@ -1571,6 +1698,12 @@ mod tests {
         if let Some(predicate) = tagged.predicate.as_mut() {
             predicate.workflow_ref = Some("refs/tags/v1.2.0".to_string());
         }
+        tagged
+    }
+
+    #[test]
+    fn tags_need_listing() {
+        let tagged = tagged_build();
         assert_single_failure(
             &rule(ACTIONS_DEMO),
             &tagged,
@@ -1741,5 +1874,162 @@ mod tests {
         assert!(found[1].1.contains("certificate has no source repository; rule \"r\" trusts repositories: actions/attest-demo (id 763287532)"));
         assert!(found[5].1.contains("certificate has no build trigger"));
         assert_eq!(Check::PredicateAgreement.as_str(), "predicate_agreement");
+    }
+
+    /// A policy with staging, production and dev environments, and rule `r` trusting
+    /// main and release tags, narrowed per environment by `constraints` (YAML list entries).
+    fn promoted_rule(constraints: &str) -> Rule {
+        let source = format!(
+            "version: 1
+environments:
+  - {{name: production, namespaceSelector: {{matchLabels: {{env: production}}}}, mode: enforce}}
+  - {{name: staging, namespaceSelector: {{matchLabels: {{env: staging}}}}, mode: enforce}}
+  - {{name: dev, namespaceSelector: {{}}, mode: warn}}
+rules:
+  - name: r
+    images: [\"ghcr.io/x/*\"]
+{ACTIONS_DEMO}    refs: [refs/heads/main, \"refs/tags/v*\"]
+    environments:
+{constraints}"
+        );
+        let policy = Policy::from_yaml(&source).unwrap_or_else(|error| panic!("{source}\n{error}"));
+        policy.rules()[0].clone()
+    }
+
+    const PROMOTION: &str = "      - {name: production, refs: [\"refs/tags/v*\"], triggers: [push, release, workflow_dispatch], maxAge: 30d}
+      - {name: staging, refs: [refs/heads/main]}
+";
+
+    fn environment(name: &str) -> Destination {
+        Destination::Environment(name.to_owned())
+    }
+
+    #[test]
+    fn environments_narrow_the_rule_for_their_namespaces() {
+        let rule = promoted_rule(PROMOTION);
+        let production_refs = "environment \"production\" of rule \"r\" allows refs: refs/tags/v*";
+        let staging_refs = "environment \"staging\" of rule \"r\" allows refs: refs/heads/main";
+        // (build, destination, the environments whose constraint fails, with a fragment each)
+        type Case<'a> = (VerifiedAttestation, Destination, Vec<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
+            (actions_demo(), Destination::Unselected, vec![]),
+            (tagged_build(), Destination::Unselected, vec![]),
+            (actions_demo(), environment("staging"), vec![]),
+            (actions_demo(), environment("dev"), vec![]),
+            (
+                actions_demo(),
+                environment("production"),
+                vec![("production", production_refs)],
+            ),
+            (tagged_build(), environment("production"), vec![]),
+            (
+                tagged_build(),
+                environment("staging"),
+                vec![("staging", staging_refs)],
+            ),
+            // Labels unknown: every environment's constraints, so no build passes both.
+            (
+                actions_demo(),
+                Destination::Unknown,
+                vec![("production", production_refs)],
+            ),
+            (
+                tagged_build(),
+                Destination::Unknown,
+                vec![("staging", staging_refs)],
+            ),
+        ];
+        for (build, destination, expected) in cases {
+            let found = match super::evaluate(&rule, &destination, &build, now()) {
+                Ok(()) => Vec::new(),
+                Err(violation) => violation.failures,
+            };
+            let context = format!(
+                "{:?} for {destination:?}: {found:#?}",
+                build.certificate.source_repository_ref
+            );
+            assert_eq!(found.len(), expected.len(), "{context}");
+            for (failure, (environment, fragment)) in found.iter().zip(&expected) {
+                assert_eq!(failure.check, Check::Ref, "{context}");
+                assert_eq!(
+                    failure.environment.as_deref(),
+                    Some(*environment),
+                    "{context}"
+                );
+                assert!(failure.message.contains(fragment), "{context}");
+            }
+        }
+    }
+
+    #[test]
+    fn environment_constraints_join_the_rules_failures_in_check_order() {
+        let rule = promoted_rule(
+            "      - {name: production, refs: [\"refs/tags/v*\"], triggers: [release], runners: [self-hosted], workflows: [.github/workflows/release.yml], maxAge: 7d}\n",
+        );
+        let found = super::evaluate(&rule, &environment("production"), &actions_demo(), now())
+            .expect_err("denied in production");
+        let checks: Vec<(Check, Option<&str>)> = found
+            .failures
+            .iter()
+            .map(|failure| (failure.check, failure.environment.as_deref()))
+            .collect();
+        let production = Some("production");
+        assert_eq!(
+            checks,
+            [
+                (Check::CallingWorkflow, production),
+                (Check::Ref, production),
+                (Check::Trigger, production),
+                (Check::Runner, production),
+                (Check::Age, production),
+            ],
+            "{found:#?}"
+        );
+        assert!(found.failures[4].message.contains(
+            "environment \"production\" of rule \"r\" allows builds signed at most 7d before review"
+        ));
+        // The rule's own failures come first within a check and name no environment.
+        let mut pushed_elsewhere = actions_demo();
+        pushed_elsewhere.certificate.source_repository_ref = Some("refs/heads/dev".to_string());
+        let found = failures(&rule, &pushed_elsewhere);
+        assert!(found.iter().any(|(check, message)| *check == Check::Ref
+            && message.contains("rule \"r\" allows refs: refs/heads/main, refs/tags/v*")));
+    }
+
+    #[test]
+    fn an_environment_can_require_more_attestations() {
+        let rule = promoted_rule("      - {name: production, requireAttestations: [spdx]}\n");
+        assert_eq!(
+            rule.required_attestations_for(&Destination::Unselected),
+            Vec::<(&str, Option<&str>)>::new()
+        );
+        assert_eq!(
+            rule.required_attestations_for(&environment("production")),
+            [
+                (SLSA_PROVENANCE_V1, None),
+                (super::super::config::SPDX_DOCUMENT_V2_3, Some("production")),
+            ]
+        );
+        let mut sbom = actions_demo();
+        sbom.predicate_type = super::super::config::SPDX_DOCUMENT_V2_3.to_owned();
+        sbom.predicate = None;
+        assert_eq!(
+            super::evaluate(&rule, &environment("production"), &sbom, now()),
+            Ok(())
+        );
+        let refused = super::evaluate(&rule, &environment("staging"), &sbom, now())
+            .expect_err("no SBOM accepted in staging");
+        assert_eq!(refused.failures[0].check, Check::PredicateType);
+        // The rule's own requirements stay first, and are not repeated.
+        let required = promoted_rule(
+            "      - {name: production, requireAttestations: [provenance, cyclonedx]}\n",
+        );
+        assert_eq!(
+            required.required_attestations_for(&Destination::Unknown),
+            [
+                (SLSA_PROVENANCE_V1, None),
+                (super::super::config::CYCLONEDX_BOM, Some("production")),
+            ]
+        );
     }
 }

@@ -1,16 +1,16 @@
 //! Turning a parsed [`PolicyDocument`] into a [`Policy`], collecting every problem on the way.
 
 use super::config::{
-    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
-    NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
-    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
-    ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER,
-    MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    Approvers, AttestationSource, BreakGlass, Environment, EnvironmentConstraints, GithubApi,
+    LabelRequirement, Mode, NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule,
+    SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository,
+    UnmatchedAction, ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,
+    GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
     RegistryDocument, RepositoryDocument, RequirementDocument, RevokedDocument, RuleDocument,
-    SelectorDocument,
+    RuleEnvironmentDocument, SelectorDocument,
 };
 use super::duration::{BreakGlassDuration, MaxAge};
 use super::error::{PolicyError, PolicyIssue};
@@ -102,6 +102,8 @@ struct Checker {
     problems: Vec<(FieldPath, String)>,
     /// Compiled matchers of short glob lists by their patterns, for rules that repeat one.
     glob_sets: HashMap<Vec<String>, Arc<globset::GlobSet>>,
+    /// The policy's environment names, which rules' `environments` must name.
+    environment_names: Vec<String>,
 }
 
 impl Checker {
@@ -155,6 +157,10 @@ impl Checker {
             None => Mode::Enforce,
         };
         let environments = self.environments(&root.key("environments"), &document.environments);
+        self.environment_names = environments
+            .iter()
+            .map(|environment| environment.name.clone())
+            .collect();
         let exempt_images = self.list(
             &root.key("exemptImages"),
             &document.exempt_images,
@@ -533,17 +539,7 @@ impl Checker {
                 &path.key("runners"),
                 document.runners.as_deref(),
                 &DEFAULT_RUNNERS.join(", "),
-                |this, entry_path, text: &String| {
-                    if KNOWN_RUNNERS.contains(&text.as_str()) {
-                        Some(text.clone())
-                    } else {
-                        this.report(
-                            entry_path,
-                            format!("unknown runner environment `{text}`, expected github-hosted or self-hosted"),
-                        );
-                        None
-                    }
-                },
+                |this, entry_path, text: &String| this.runner(entry_path, text),
             )
             .unwrap_or_else(|| owned(&DEFAULT_RUNNERS));
         let predicate_types = self
@@ -590,6 +586,11 @@ impl Checker {
             &path.key("attestationSources"),
             document.attestation_sources.as_deref(),
         );
+        let environments = self.rule_environments(
+            &path.key("environments"),
+            &document.environments,
+            document.predicate_types.is_some(),
+        );
         Rule {
             name: document.name.clone(),
             images: self.glob_list(&images_path, images),
@@ -607,8 +608,147 @@ impl Checker {
             issuers,
             max_age,
             attestation_sources,
+            environments,
             revoked: Arc::default(),
         }
+    }
+
+    fn runner(&mut self, path: &FieldPath, text: &str) -> Option<String> {
+        if KNOWN_RUNNERS.contains(&text) {
+            return Some(text.to_owned());
+        }
+        self.report(
+            path,
+            format!("unknown runner environment `{text}`, expected github-hosted or self-hosted"),
+        );
+        None
+    }
+
+    /// A rule's `environments`: each names one of the policy's environments, once, and
+    /// narrows at least one thing.
+    fn rule_environments(
+        &mut self,
+        path: &FieldPath,
+        documents: &[RuleEnvironmentDocument],
+        predicate_types_given: bool,
+    ) -> Vec<EnvironmentConstraints> {
+        let mut first_use: BTreeMap<&str, usize> = BTreeMap::new();
+        self.list(path, documents, |this, entry_path, document| {
+            let name_path = entry_path.key("name");
+            if this.entry_name(&name_path, &document.name, "environment") {
+                this.known_environment(&name_path, &document.name);
+                match first_use.get(document.name.as_str()) {
+                    Some(first) => this.report(
+                        &name_path,
+                        format!(
+                            "environment `{}` is constrained twice in this rule, already by environments[{first}]; merge the two entries",
+                            document.name
+                        ),
+                    ),
+                    None => {
+                        first_use.insert(&document.name, entry_index(entry_path));
+                    }
+                }
+            }
+            this.environment_constraints(entry_path, document, predicate_types_given)
+        })
+    }
+
+    /// An environment's glob list under `key` (`workflows`, `refs`), each entry checked by
+    /// `check`.
+    fn narrowing_globs(
+        &mut self,
+        path: &FieldPath,
+        key: &'static str,
+        texts: Option<&[String]>,
+        check: fn(&mut Self, &FieldPath, &str) -> Option<Glob>,
+    ) -> Option<GlobList> {
+        let path = path.key(key);
+        let default = format!("the rule's {key}");
+        let globs = self.optional_list(&path, texts, &default, |this, entry_path, text| {
+            check(this, entry_path, text)
+        })?;
+        Some(self.glob_list(&path, globs))
+    }
+
+    fn known_environment(&mut self, path: &FieldPath, name: &str) {
+        if self.environment_names.iter().any(|known| known == name) {
+            return;
+        }
+        let message = if self.environment_names.is_empty() {
+            format!("unknown environment `{name}`: the policy defines no `environments`, so no namespace is ever in it")
+        } else {
+            let spelled = self
+                .environment_names
+                .iter()
+                .find(|known| known.eq_ignore_ascii_case(name))
+                .map(|known| format!(" (did you mean `{known}`?)"))
+                .unwrap_or_default();
+            format!(
+                "unknown environment `{name}`{spelled}; the policy's environments are {}",
+                self.environment_names.join(", ")
+            )
+        };
+        self.report(path, message);
+    }
+
+    fn environment_constraints(
+        &mut self,
+        path: &FieldPath,
+        document: &RuleEnvironmentDocument,
+        predicate_types_given: bool,
+    ) -> Option<EnvironmentConstraints> {
+        let workflows = self.narrowing_globs(
+            path,
+            "workflows",
+            document.workflows.as_deref(),
+            Self::workflow_glob,
+        );
+        let refs = self.narrowing_globs(path, "refs", document.refs.as_deref(), Self::ref_glob);
+        let triggers = self
+            .optional_list(
+                &path.key("triggers"),
+                document.triggers.as_deref(),
+                "the rule's triggers",
+                |this, entry_path, text: &String| this.trigger(entry_path, text),
+            )
+            .map(TriggerFilter::OneOf);
+        let runners = self.optional_list(
+            &path.key("runners"),
+            document.runners.as_deref(),
+            "the rule's runners",
+            |this, entry_path, text: &String| this.runner(entry_path, text),
+        );
+        let max_age = self.max_age(&path.key("maxAge"), document.max_age.as_deref());
+        let require_attestations = self.require_attestations(
+            &path.key("requireAttestations"),
+            document.require_attestations.as_deref(),
+            predicate_types_given,
+        );
+        let constrains_something = document.workflows.is_some()
+            || document.refs.is_some()
+            || document.triggers.is_some()
+            || document.runners.is_some()
+            || document.max_age.is_some()
+            || document.require_attestations.is_some();
+        if !constrains_something {
+            self.report(
+                path,
+                format!(
+                    "environment `{}` adds no constraint; give it workflows, refs, triggers, runners, maxAge or requireAttestations, or leave it out",
+                    document.name
+                ),
+            );
+        }
+        Some(EnvironmentConstraints {
+            environment: document.name.clone(),
+            workflows,
+            refs,
+            triggers,
+            runners,
+            max_age,
+            require_attestations,
+        })
     }
 
     /// Predicate types that must each be attested, aliases resolved; absent: none (one
@@ -1180,7 +1320,18 @@ fn glob_count(document: &PolicyDocument) -> usize {
         + document
             .rules
             .iter()
-            .map(|rule| rule.images.len() + written(&rule.refs) + written(&rule.workflows))
+            .map(|rule| {
+                rule.images.len()
+                    + written(&rule.refs)
+                    + written(&rule.workflows)
+                    + rule
+                        .environments
+                        .iter()
+                        .map(|environment| {
+                            written(&environment.refs) + written(&environment.workflows)
+                        })
+                        .sum::<usize>()
+            })
             .sum::<usize>()
 }
 
@@ -1418,6 +1569,105 @@ registries:
                 "rules[0].requireAttestations",
                 6,
                 "cannot both be set",
+            ),
+        ]);
+    }
+
+    /// A policy with environments production and staging whose rule `r` ends with an
+    /// `environments:` list of `entries` (line 10 is the first entry).
+    fn constrained(entries: &str) -> String {
+        format!(
+            "version: 1
+environments:
+  - {{name: production, namespaceSelector: {{matchLabels: {{env: production}}}}, mode: enforce}}
+  - {{name: staging, namespaceSelector: {{matchLabels: {{env: staging}}}}, mode: warn}}
+rules:
+  - name: r
+    images: [\"ghcr.io/acme/*\"]
+    owners: [{{name: acme}}]
+    environments:
+{entries}"
+        )
+    }
+
+    #[test]
+    fn rule_environments_name_known_environments_once_and_narrow_something() {
+        let policy = Policy::from_yaml(&constrained(
+            "      - {name: production, refs: [\"refs/tags/v*\"], maxAge: 30d, requireAttestations: [provenance, spdx]}\n      - {name: staging, triggers: [push]}\n",
+        ))
+        .expect("valid");
+        let constraints = policy.rules()[0].environments();
+        assert_eq!(constraints.len(), 2);
+        assert_eq!(constraints[0].environment(), "production");
+        let json = serde_json::to_value(&policy).expect("serializes");
+        assert_eq!(
+            json["rules"][0]["environments"][0]["refs"][0],
+            "refs/tags/v*"
+        );
+        assert_eq!(
+            json["rules"][0]["environments"][1]["triggers"]["oneOf"][0],
+            "push"
+        );
+        assert_issues(vec![
+            (
+                constrained("      - {name: prod, refs: [\"refs/tags/v*\"]}\n"),
+                "rules[0].environments[0].name",
+                10,
+                "unknown environment `prod`; the policy's environments are production, staging",
+            ),
+            (
+                constrained("      - {name: Production, refs: [\"refs/tags/v*\"]}\n"),
+                "rules[0].environments[0].name",
+                10,
+                "(did you mean `production`?)",
+            ),
+            (
+                constrained("      - {name: staging, refs: [refs/heads/main]}\n      - {name: staging, maxAge: 7d}\n"),
+                "rules[0].environments[1].name",
+                11,
+                "environment `staging` is constrained twice in this rule, already by environments[0]",
+            ),
+            (
+                constrained("      - {name: production}\n"),
+                "rules[0].environments[0]",
+                10,
+                "environment `production` adds no constraint",
+            ),
+            (
+                constrained("      - {name: production, refs: []}\n"),
+                "rules[0].environments[0].refs",
+                10,
+                "must not be empty; leave it out for the default (the rule's refs)",
+            ),
+            (
+                constrained("      - {name: production, refs: [v1]}\n"),
+                "rules[0].environments[0].refs[0]",
+                10,
+                "must be a full git ref",
+            ),
+            (
+                constrained("      - {name: production, triggers: [Pull-Request]}\n"),
+                "rules[0].environments[0].triggers[0]",
+                10,
+                "pull_request",
+            ),
+            (
+                constrained("      - {name: production, maxAge: 1w}\n"),
+                "rules[0].environments[0].maxAge",
+                10,
+                "maxAge",
+            ),
+            (
+                constrained("      - {name: production, requireAttestations: [spdx]}\n    predicateTypes: [\"https://slsa.dev/provenance/v1\"]\n"),
+                "rules[0].environments[0].requireAttestations",
+                10,
+                "cannot both be set",
+            ),
+            (
+                "version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/acme/*\"]\n    owners: [{name: acme}]\n    environments: [{name: production, refs: [refs/heads/main]}]\n".to_owned(),
+                "rules[0].environments[0].name",
+                6,
+                "the policy defines no `environments`",
             ),
         ]);
     }
