@@ -360,6 +360,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS",
           value_parser = parse_seconds::<{ defaults::MAX_AUDIT_INTERVAL_SECONDS }>)]
     audit_interval: Option<Seconds>,
+    /// Use each workload's imagePullSecrets (or its ServiceAccount's) for its registry
+    /// requests, as the kubelet does, falling back to --docker-config; needs get on Secrets
+    /// and ServiceAccounts. Off by default.
+    #[arg(long, conflicts_with = "policy")]
+    workload_credentials: bool,
 }
 
 fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
@@ -969,6 +974,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.max_in_flight = args.max_in_flight;
     config.registry_proxy = args.registry_proxy;
     config.log_format = args.log_format;
+    config.workload_credentials = args.workload_credentials;
     if let Some(Seconds(interval)) = args.audit_interval {
         if interval < defaults::MIN_AUDIT_INTERVAL {
             return Err(UsageError(format!(

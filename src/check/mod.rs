@@ -404,12 +404,9 @@ impl<R: Registry> ImageChecker<R> {
             kind,
             reason,
         };
-        let resolved = self.tags.resolve(
-            &self.registry,
-            reference,
-            login,
-            self.per_workload_logins,
-        );
+        let resolved =
+            self.tags
+                .resolve(&self.registry, reference, login, self.per_workload_logins);
         let digest = match resolved.await {
             Ok(digest) => digest,
             Err(error) => return (None, failed(None, FailureKind::Registry, error.to_string())),

@@ -238,7 +238,11 @@ const OAUTH_CLIENT_ID: &str = "provenance-gate";
 
 /// The form body of an OAuth2 refresh-token grant at a token realm (Docker's
 /// `identitytoken`): `grant_type=refresh_token`, the service, the pull scope, the token.
-pub(crate) fn refresh_token_form(service: Option<&str>, scope: &str, refresh_token: &str) -> String {
+pub(crate) fn refresh_token_form(
+    service: Option<&str>,
+    scope: &str,
+    refresh_token: &str,
+) -> String {
     // The URL query serializer is application/x-www-form-urlencoded, which a form body is.
     let mut form = Url::parse("https://form.invalid/").expect("a constant URL parses");
     {

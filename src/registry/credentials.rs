@@ -272,7 +272,11 @@ impl DockerConfig {
 /// The login an entry holds: an `identitytoken` wins over a user name and password, as
 /// with `docker` itself (ACR's entries carry both, the user name a placeholder).
 fn entry_login(key: &str, entry: &AuthEntry) -> Result<Option<RegistryLogin>, CredentialsError> {
-    if let Some(token) = entry.identitytoken.as_deref().filter(|token| !token.is_empty()) {
+    if let Some(token) = entry
+        .identitytoken
+        .as_deref()
+        .filter(|token| !token.is_empty())
+    {
         return Ok(Some(RegistryLogin::IdentityToken(token.to_owned())));
     }
     Ok(entry_credentials(key, entry)?.map(RegistryLogin::Password))
@@ -462,7 +466,9 @@ mod tests {
             config.login_for("acme.azurecr.io", "team/app"),
             Some(&RegistryLogin::IdentityToken("refresh-1".to_owned()))
         );
-        assert!(config.credentials_for("acme.azurecr.io", "team/app").is_none());
+        assert!(config
+            .credentials_for("acme.azurecr.io", "team/app")
+            .is_none());
         // An empty token is no token.
         assert_eq!(config.ignored_keys(), ["plain.example"]);
     }
@@ -478,8 +484,12 @@ mod tests {
             config.credentials_for("registry.example:5000", "a/b"),
             Some(&Credentials::new("u", "p"))
         );
-        // A .dockerconfigjson document is not a .dockercfg one, nor the reverse.
-        assert!(DockerConfig::from_dockercfg(br#"{"auths": {"h": {"auth": "%%"}}}"#).is_err());
+        // A .dockerconfigjson document read as .dockercfg names one key, `auths`, with no
+        // login in it; a .dockercfg document has no `auths`.
+        let misread = DockerConfig::from_dockercfg(br#"{"auths": {"h": {"auth": "%%"}}}"#)
+            .expect("an entry named auths");
+        assert!(misread.is_empty());
+        assert_eq!(misread.ignored_keys(), ["auths"]);
         assert!(DockerConfig::from_json(json.as_bytes()).is_err());
     }
 
