@@ -47,9 +47,8 @@ impl Private {
     fn start() -> Private {
         let registry = DistributionRegistry::tls_with_token_auth(TokenAccess::CredentialsRequired);
         let instance = TestInstance::timestamp_only();
-        let image = push_attested_image(&registry.client(), "acme/api", "v1", &instance, |spec| {
-            spec
-        });
+        let image =
+            push_attested_image(&registry.client(), "acme/api", "v1", &instance, |spec| spec);
         let ca_dir = tempfile::tempdir().expect("a temporary directory");
         std::fs::write(
             ca_dir.path().join("ca.pem"),
@@ -242,7 +241,9 @@ async fn a_private_image_is_admitted_only_with_the_pods_own_pull_secret() {
     let webhook = private.webhook(DockerConfig::empty(), store);
     let (tag, digest) = (private.by_tag(), private.by_digest());
 
-    let admitted = webhook.pod("team-a", &tag, pull_secrets(&["regcred"])).await;
+    let admitted = webhook
+        .pod("team-a", &tag, pull_secrets(&["regcred"]))
+        .await;
     assert!(admitted.allowed, "{admitted:#?}");
     // Its ServiceAccount's pull secrets, when the pod names none.
     let admitted = webhook

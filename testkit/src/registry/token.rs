@@ -265,10 +265,8 @@ impl TokenState {
                 .collect()
         };
         if form("grant_type") != ["refresh_token"] {
-            return Err(
-                Response::new(400, r#"{"error":"unsupported_grant_type"}"#)
-                    .with_header("Content-Type", "application/json"),
-            );
+            return Err(Response::new(400, r#"{"error":"unsupported_grant_type"}"#)
+                .with_header("Content-Type", "application/json"));
         }
         let token = form("refresh_token");
         Ok(Presented {
