@@ -175,14 +175,16 @@ pub enum UnusableSecret {
     Unusable(String),
 }
 
+/// Reads one of the Docker config formats.
+type DockerConfigParser = fn(&[u8]) -> Result<DockerConfig, CredentialsError>;
+
 /// The logins of one Secret, checked as the module documentation says.
 pub fn logins_of(secret: &StoredSecret) -> Result<DockerConfig, UnusableSecret> {
-    let (key, parse): (&str, fn(&[u8]) -> Result<DockerConfig, CredentialsError>) =
-        match secret.type_.as_str() {
-            DOCKER_CONFIG_JSON_TYPE => (DOCKER_CONFIG_JSON_KEY, DockerConfig::from_json),
-            DOCKERCFG_TYPE => (DOCKERCFG_KEY, DockerConfig::from_dockercfg),
-            other => return Err(UnusableSecret::WrongType(bounded_name(other))),
-        };
+    let (key, parse): (&str, DockerConfigParser) = match secret.type_.as_str() {
+        DOCKER_CONFIG_JSON_TYPE => (DOCKER_CONFIG_JSON_KEY, DockerConfig::from_json),
+        DOCKERCFG_TYPE => (DOCKERCFG_KEY, DockerConfig::from_dockercfg),
+        other => return Err(UnusableSecret::WrongType(bounded_name(other))),
+    };
     let unusable = |why: String| Err(UnusableSecret::Unusable(why));
     let Some(bytes) = secret.data.get(key) else {
         return unusable(format!("it has no {key} key"));
