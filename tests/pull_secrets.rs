@@ -166,29 +166,62 @@ impl Answer {
     }
 }
 
+/// A pod spec running `image`, with `extra` merged into it.
+fn pod_spec(image: &str, extra: Value) -> Value {
+    let mut spec = json!({"containers": [{"name": "app", "image": image}]});
+    for (key, value) in extra.as_object().into_iter().flatten() {
+        spec[key] = value.clone();
+    }
+    spec
+}
+
 impl Webhook {
     /// `/mutate` for a Pod in `namespace` running `image`, whose spec `extra` is merged into.
     async fn pod(&self, namespace: &str, image: &str, extra: Value) -> Answer {
-        let mut spec = json!({"containers": [{"name": "app", "image": image}]});
-        for (key, value) in extra.as_object().into_iter().flatten() {
-            spec[key] = value.clone();
-        }
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": pod_spec(image, extra),
+        });
+        self.review(namespace, ("", "Pod", "pods"), object).await
+    }
+
+    /// `/mutate` for a Deployment in `namespace` whose pod template runs `image`.
+    async fn deployment(&self, namespace: &str, image: &str, extra: Value) -> Answer {
+        let object = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "app", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"app": "app"}},
+                "template": {
+                    "metadata": {"labels": {"app": "app"}},
+                    "spec": pod_spec(image, extra),
+                },
+            },
+        });
+        self.review(namespace, ("apps", "Deployment", "deployments"), object)
+            .await
+    }
+
+    async fn review(
+        &self,
+        namespace: &str,
+        (group, kind, resource): (&str, &str, &str),
+        object: Value,
+    ) -> Answer {
         let review = json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
             "request": {
                 "uid": "6f1c5a52-0000-4000-8000-000000000001",
-                "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "kind": {"group": group, "version": "v1", "kind": kind},
+                "resource": {"group": group, "version": "v1", "resource": resource},
                 "namespace": namespace,
                 "operation": "CREATE",
                 "userInfo": {"username": "alice"},
-                "object": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "app", "namespace": namespace},
-                    "spec": spec,
-                },
+                "object": object,
                 "dryRun": false,
             },
         });
@@ -245,11 +278,17 @@ async fn a_private_image_is_admitted_only_with_the_pods_own_pull_secret() {
         .pod("team-a", &tag, pull_secrets(&["regcred"]))
         .await;
     assert!(admitted.allowed, "{admitted:#?}");
-    // Its ServiceAccount's pull secrets, when the pod names none.
-    let admitted = webhook
-        .pod("team-a", &tag, json!({"serviceAccountName": "builder"}))
-        .await;
+    // Its ServiceAccount's pull secrets, when the pod names none; a controller's template
+    // the same.
+    let builder = json!({"serviceAccountName": "builder"});
+    let admitted = webhook.pod("team-a", &tag, builder.clone()).await;
     assert!(admitted.allowed, "{admitted:#?}");
+    let admitted = webhook.deployment("team-a", &tag, builder).await;
+    assert!(admitted.allowed, "{admitted:#?}");
+    webhook
+        .deployment("team-a", &tag, json!({"serviceAccountName": "nobody"}))
+        .await
+        .assert_denied_for(UNAUTHORIZED);
 
     // With the tag resolved, the token cached and the digest's attestations verified for
     // team-a's login, nothing of it serves a pod without a login, by tag or by digest.
