@@ -715,4 +715,37 @@ mod tests {
         let read = pull_secrets.logins("", &names(&["first"], None)).await;
         assert!(read.logins.is_empty() && read.problems.is_empty());
     }
+
+    /// An API server that never answers.
+    struct Stalled;
+
+    impl SecretStore for Stalled {
+        fn secret<'a>(
+            &'a self,
+            _namespace: &'a str,
+            _name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<StoredSecret>, String>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn service_account_pull_secrets<'a>(
+            &'a self,
+            _namespace: &'a str,
+            _name: &'a str,
+        ) -> BoxFuture<'a, Result<Option<Vec<String>>, String>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_that_do_not_answer_end_at_the_read_timeout_with_no_logins() {
+        let pull_secrets = PullSecrets::new(Arc::new(Stalled));
+        let started = tokio::time::Instant::now();
+        let read = pull_secrets
+            .logins("team-a", &PullSecretNames::default())
+            .await;
+        assert_eq!(started.elapsed(), PULL_SECRET_READ_TIMEOUT);
+        assert!(read.logins.is_empty());
+        assert_eq!(read.problems, [PullSecretError::TimedOut]);
+    }
 }
