@@ -187,25 +187,28 @@ pub(crate) fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
 }
 
-/// The token request URL for a Bearer challenge. The realm is chosen by the registry, so it
-/// is only followed over https, unless the registry itself is plain HTTP by policy.
+/// The realm of a Bearer challenge as a URL. The realm is chosen by the registry, so it is
+/// only followed over https, unless the registry itself is plain HTTP by policy.
+pub(crate) fn token_realm_url(realm: &str, allow_plain_http: bool) -> Result<Url, String> {
+    let url = Url::parse(realm).map_err(|error| format!("token realm is not a URL: {error}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_plain_http => Ok(url),
+        scheme => Err(format!(
+            "token realm uses {scheme}; only https is allowed for this registry"
+        )),
+    }
+}
+
+/// The token request URL for a Bearer challenge ([`token_realm_url`] with the service and
+/// scope in its query).
 pub(crate) fn token_request_url(
     realm: &str,
     service: Option<&str>,
     scope: &str,
     allow_plain_http: bool,
 ) -> Result<Url, String> {
-    let mut url =
-        Url::parse(realm).map_err(|error| format!("token realm is not a URL: {error}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_plain_http => {}
-        scheme => {
-            return Err(format!(
-                "token realm uses {scheme}; only https is allowed for this registry"
-            ))
-        }
-    }
+    let mut url = token_realm_url(realm, allow_plain_http)?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {

@@ -17,7 +17,8 @@ use crate::check::reference::{canonical_registry, ImageReference};
 
 use super::auth::{
     basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope,
-    refresh_token_form, select_challenge, token_request_url, AuthChallenge, AuthorizationCache,
+    refresh_token_form, select_challenge, token_realm_url, token_request_url, AuthChallenge,
+    AuthorizationCache,
 };
 use super::credentials::{DockerConfig, LoginFingerprint, RegistryLogin};
 use super::limits::{declared_length_allowed, CappedBody};
@@ -330,43 +331,34 @@ impl Exchanger {
         scope: &str,
         login: Option<&RegistryLogin>,
     ) -> Result<super::auth::IssuedToken, RegistryError> {
-        let url = token_request_url(realm, service, scope, target.transport.insecure).map_err(
-            |reason| RegistryError::Malformed {
-                registry: target.registry.to_owned(),
-                what: "authentication challenge".to_owned(),
-                reason,
-            },
-        )?;
+        let insecure = target.transport.insecure;
+        let url = match login {
+            // OAuth2: the refresh token is posted to the realm itself, the service and
+            // scope in the form rather than the query.
+            Some(RegistryLogin::IdentityToken(_)) => token_realm_url(realm, insecure),
+            _ => token_request_url(realm, service, scope, insecure),
+        }
+        .map_err(|reason| RegistryError::Malformed {
+            registry: target.registry.to_owned(),
+            what: "authentication challenge".to_owned(),
+            reason,
+        })?;
         let what = format!("token from {}", url.host_str().unwrap_or("the token realm"));
         // Docker's token flow: the registry's realm gets the login, the registry itself
         // only ever sees the token.
+        let client = &target.transport.client;
         let request = match login {
-            None => target.transport.client.get(url),
-            Some(RegistryLogin::Password(credentials)) => target
-                .transport
-                .client
+            None => client.get(url),
+            Some(RegistryLogin::Password(credentials)) => client
                 .get(url)
                 .header(AUTHORIZATION, basic_authorization(credentials)),
-            Some(RegistryLogin::IdentityToken(refresh_token)) => {
-                // OAuth2: the refresh token is posted to the realm itself (its own query
-                // kept), the service and scope in the form rather than the query.
-                let mut realm_url = url;
-                realm_url.set_query(
-                    reqwest::Url::parse(realm)
-                        .ok()
-                        .and_then(|parsed| parsed.query().map(str::to_owned))
-                        .as_deref(),
-                );
-                target
-                    .transport
-                    .client
-                    .post(realm_url)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(refresh_token_form(service, scope, refresh_token))
-            }
+            Some(RegistryLogin::IdentityToken(refresh_token)) => client
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(refresh_token_form(service, scope, refresh_token)),
         };
         let exchange = self
             .execute(target, RegistryOperation::Token, request, &what)
