@@ -748,4 +748,35 @@ mod tests {
         assert!(read.logins.is_empty());
         assert_eq!(read.problems, [PullSecretError::TimedOut]);
     }
+
+    proptest::proptest! {
+        /// Whatever a secret holds, reading it never panics and no refusal quotes it.
+        #[test]
+        fn no_refusal_quotes_a_secrets_content(
+            prefix in ".{0,24}",
+            suffix in ".{0,24}",
+            shape in 0usize..6,
+            legacy in proptest::bool::ANY,
+        ) {
+            const MARKER: &str = "MARKER-7f3a";
+            let text = format!("{prefix}{MARKER}{suffix}");
+            let quoted = serde_json::Value::String(text.clone()).to_string();
+            let document = match shape {
+                0 => text.clone(),
+                1 => format!(r#"{{"auths": {quoted}}}"#),
+                2 => format!(r#"{{"auths": {{"h": {{"auth": {quoted}}}}}}}"#),
+                3 => format!(r#"{{"auths": {{"h": {{"username": 1, "password": {quoted}}}}}}}"#),
+                4 => format!(r#"{{{quoted}: {{"auth": {quoted}}}}}"#),
+                _ => format!(r#"[{quoted}]"#),
+            };
+            let (type_, key) = if legacy {
+                (DOCKERCFG_TYPE, DOCKERCFG_KEY)
+            } else {
+                (DOCKER_CONFIG_JSON_TYPE, DOCKER_CONFIG_JSON_KEY)
+            };
+            if let Err(UnusableSecret::Unusable(why)) = logins_of(&secret(type_, key, document.as_bytes())) {
+                proptest::prop_assert!(!why.contains(MARKER), "{why}");
+            }
+        }
+    }
 }
