@@ -1183,4 +1183,22 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn workload_credentials_are_off_by_default_and_need_the_cluster() {
+        assert!(
+            !serve_args(&[])
+                .expect("defaults parse")
+                .workload_credentials
+        );
+        assert!(
+            serve_args(&["--workload-credentials"])
+                .expect("cluster mode")
+                .workload_credentials
+        );
+        let error = serve_args(&["--policy", "p.yaml", "--workload-credentials"])
+            .expect_err("no cluster to read secrets from")
+            .to_string();
+        assert!(error.contains("--workload-credentials"), "{error}");
+    }
 }
