@@ -364,6 +364,11 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS",
           value_parser = parse_seconds::<{ defaults::MAX_AUDIT_INTERVAL_SECONDS }>)]
     audit_interval: Option<Seconds>,
+    /// Use each workload's imagePullSecrets (or its ServiceAccount's) for its registry
+    /// requests, as the kubelet does, falling back to --docker-config; needs get on Secrets
+    /// and ServiceAccounts. Off by default.
+    #[arg(long, conflicts_with = "policy")]
+    workload_credentials: bool,
 }
 
 fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
@@ -1009,6 +1014,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.max_in_flight = args.max_in_flight;
     config.registry_proxy = args.registry_proxy;
     config.log_format = args.log_format;
+    config.workload_credentials = args.workload_credentials;
     if let Some(Seconds(interval)) = args.audit_interval {
         if interval < defaults::MIN_AUDIT_INTERVAL {
             return Err(UsageError(format!(
@@ -1216,5 +1222,23 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn workload_credentials_are_off_by_default_and_need_the_cluster() {
+        assert!(
+            !serve_args(&[])
+                .expect("defaults parse")
+                .workload_credentials
+        );
+        assert!(
+            serve_args(&["--workload-credentials"])
+                .expect("cluster mode")
+                .workload_credentials
+        );
+        let error = serve_args(&["--policy", "p.yaml", "--workload-credentials"])
+            .expect_err("no cluster to read secrets from")
+            .to_string();
+        assert!(error.contains("--workload-credentials"), "{error}");
     }
 }

@@ -341,6 +341,7 @@ impl Harness {
             metrics,
             settings,
             clock: Arc::new(move || now),
+            pull_secrets: None,
         });
         Harness {
             state,
@@ -375,6 +376,7 @@ impl Harness {
             metrics: state.metrics.clone(),
             settings: state.settings.clone(),
             clock,
+            pull_secrets: state.pull_secrets.clone(),
         });
         self
     }

@@ -1314,3 +1314,238 @@ async fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+// --- workload credentials (serve --workload-credentials) -------------------------------------
+
+/// `helm template` of the chart's `rbac-workload-credentials.yaml` for release
+/// `provenance-gate` in its namespace, with workload credentials on and `namespaces` (empty:
+/// cluster-wide), applied as the admin. Helm itself renders it, so the rules are the chart's.
+async fn apply_workload_credentials_rbac(admin: &Client, namespaces: &[&str]) {
+    let helm = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/helm");
+    assert!(
+        helm.is_file(),
+        "this test renders the chart with {}: run scripts/install-chart-tools.sh",
+        helm.display()
+    );
+    let mut command = std::process::Command::new(&helm);
+    command
+        .args(["template", SERVICE_ACCOUNT])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/provenance-gate"))
+        .args(["--namespace", RELEASE_NAMESPACE])
+        .args(["--show-only", "templates/rbac-workload-credentials.yaml"])
+        .args(["--set", "workloadCredentials.enabled=true"]);
+    if !namespaces.is_empty() {
+        command.args([
+            "--set",
+            &format!(
+                "workloadCredentials.namespaces={{{}}}",
+                namespaces.join(",")
+            ),
+        ]);
+    }
+    let output = command.output().expect("run helm");
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered = String::from_utf8(output.stdout).expect("helm prints UTF-8");
+    let post = PostParams::default();
+    for document in serde_yaml::Deserializer::from_str(&rendered) {
+        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
+            .expect("helm renders YAML");
+        match value["kind"].as_str() {
+            // Both renders share the ClusterRole; the second finds it there.
+            Some("ClusterRole") => {
+                let role: ClusterRole = from_value(value);
+                match Api::<ClusterRole>::all(admin.clone())
+                    .create(&post, &role)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(error) => panic!("the admin creates the ClusterRole: {error}"),
+                }
+            }
+            Some("ClusterRoleBinding") => {
+                let binding: ClusterRoleBinding = from_value(value);
+                Api::<ClusterRoleBinding>::all(admin.clone())
+                    .create(&post, &binding)
+                    .await
+                    .expect("the admin creates the ClusterRoleBinding");
+            }
+            Some("RoleBinding") => {
+                let binding: RoleBinding = from_value(value);
+                let namespace = binding.metadata.namespace.clone().expect("a namespace");
+                Api::<RoleBinding>::namespaced(admin.clone(), &namespace)
+                    .create(&post, &binding)
+                    .await
+                    .expect("the admin creates the RoleBinding");
+            }
+            None => {}
+            Some(other) => panic!("unexpected kind {other} in the workload credentials RBAC"),
+        }
+    }
+}
+
+fn pull_secret(name: &str, type_: &str, key: &str, value: &str) -> Secret {
+    Secret {
+        metadata: meta(name),
+        type_: Some(type_.to_owned()),
+        string_data: Some(BTreeMap::from([(key.to_owned(), value.to_owned())])),
+        ..Secret::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_credentials_are_read_with_exactly_the_charts_rbac() {
+    use provenance_gate::cluster::pull_secrets::{
+        KubeSecrets, PullSecretError, PullSecretNames, PullSecrets, DOCKER_CONFIG_JSON_KEY,
+        DOCKER_CONFIG_JSON_TYPE,
+    };
+    use provenance_gate::registry::{Credentials, RegistryLogin};
+
+    let server = start_server().await;
+    let admin = client(server.kubeconfig_path()).await;
+    for name in [RELEASE_NAMESPACE, "team-a", "team-b"] {
+        create_namespace(&admin, name, BTreeMap::new(), BTreeMap::new()).await;
+    }
+    apply_chart_rbac(&admin).await;
+    apply_workload_credentials_rbac(&admin, &["team-a"]).await;
+    let token = service_account_token(&admin).await;
+    let kubeconfig = server.write_kubeconfig("service-account.kubeconfig", &token);
+    let webhook = client(&kubeconfig).await;
+
+    let docker_config = |user: &str| {
+        format!(r#"{{"auths": {{"ghcr.io": {{"username": "{user}", "password": "p"}}}}}}"#)
+    };
+    for (namespace, user) in [("team-a", "team-a-bot"), ("team-b", "team-b-bot")] {
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+        let config = docker_config(user);
+        for secret in [
+            pull_secret(
+                "regcred",
+                DOCKER_CONFIG_JSON_TYPE,
+                DOCKER_CONFIG_JSON_KEY,
+                &config,
+            ),
+            // A docker config under another type: never used.
+            pull_secret("opaque", "Opaque", DOCKER_CONFIG_JSON_KEY, &config),
+        ] {
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .expect("the admin creates a secret");
+        }
+        let account = ServiceAccount {
+            metadata: meta("builder"),
+            image_pull_secrets: Some(vec![k8s_openapi::api::core::v1::LocalObjectReference {
+                name: "regcred".to_owned(),
+            }]),
+            ..ServiceAccount::default()
+        };
+        Api::<ServiceAccount>::namespaced(admin.clone(), namespace)
+            .create(&PostParams::default(), &account)
+            .await
+            .expect("the admin creates a ServiceAccount");
+    }
+
+    let pull_secrets = PullSecrets::new(Arc::new(KubeSecrets::new(webhook.clone())));
+    let user = |read: &provenance_gate::cluster::pull_secrets::WorkloadLogins| match read
+        .logins
+        .login_for("ghcr.io", "acme/api")
+    {
+        Some(RegistryLogin::Password(credentials)) => {
+            Some(Credentials::username(credentials).to_owned())
+        }
+        _ => None,
+    };
+    let by_secret = PullSecretNames {
+        secrets: vec!["regcred".to_owned(), "opaque".to_owned()],
+        service_account: None,
+    };
+    let by_account = PullSecretNames {
+        secrets: Vec::new(),
+        service_account: Some("builder".to_owned()),
+    };
+
+    // The pod's secrets, and its ServiceAccount's, in a namespace the chart binds.
+    let read = pull_secrets.logins("team-a", &by_secret).await;
+    assert_eq!(user(&read).as_deref(), Some("team-a-bot"));
+    assert!(
+        matches!(
+            read.problems.as_slice(),
+            [PullSecretError::WrongType { .. }]
+        ),
+        "{:?}",
+        read.problems
+    );
+    let read = pull_secrets.logins("team-a", &by_account).await;
+    assert_eq!(user(&read).as_deref(), Some("team-a-bot"));
+
+    // Not bound in team-b: refused by the API server, so nothing is used.
+    let read = pull_secrets.logins("team-b", &by_account).await;
+    assert_eq!(user(&read), None);
+    assert!(
+        matches!(read.problems.as_slice(), [PullSecretError::ServiceAccount { why, .. }] if why.contains("forbidden")),
+        "{:?}",
+        read.problems
+    );
+
+    // get by name only: the webhook cannot list, watch or write Secrets or ServiceAccounts,
+    // nor read anything else in the namespace.
+    let secrets: Api<Secret> = Api::namespaced(webhook.clone(), "team-a");
+    assert_forbidden(secrets.list(&ListParams::default()).await, "list secrets");
+    assert_forbidden(
+        secrets
+            .create(
+                &PostParams::default(),
+                &pull_secret("mine", "Opaque", "k", "v"),
+            )
+            .await,
+        "create a secret",
+    );
+    assert_forbidden(
+        secrets
+            .patch(
+                "regcred",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"x": "y"}}})),
+            )
+            .await,
+        "patch a secret",
+    );
+    assert_forbidden(
+        Api::<ServiceAccount>::namespaced(webhook.clone(), "team-a")
+            .list(&ListParams::default())
+            .await,
+        "list service accounts",
+    );
+    assert_forbidden(
+        Api::<ConfigMap>::namespaced(webhook.clone(), "team-a")
+            .list(&ListParams::default())
+            .await,
+        "list configmaps",
+    );
+    assert_forbidden(
+        Api::<Pod>::namespaced(webhook.clone(), "team-a")
+            .list(&ListParams::default())
+            .await,
+        "list pods",
+    );
+
+    // Cluster-wide (no namespaces listed): team-b too. A new reader, since failed reads are
+    // remembered for a few seconds.
+    apply_workload_credentials_rbac(&admin, &[]).await;
+    let pull_secrets = PullSecrets::new(Arc::new(KubeSecrets::new(webhook.clone())));
+    eventually("the ClusterRoleBinding applies", || async {
+        user(&pull_secrets.logins("team-b", &by_account).await).as_deref() == Some("team-b-bot")
+    })
+    .await;
+    let secrets: Api<Secret> = Api::all(webhook.clone());
+    assert_forbidden(
+        secrets.list(&ListParams::default()).await,
+        "list secrets cluster-wide",
+    );
+    stop_server(server).await;
+}

@@ -93,6 +93,7 @@ fn state() -> &'static WebhookState<Down> {
             metrics: Metrics::register(&mut registry),
             settings: WebhookSettings::default(),
             clock: Arc::new(move || now),
+            pull_secrets: None,
         }
     })
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 
 use crate::check::ImageChecker;
+use crate::cluster::pull_secrets::PullSecrets;
 use crate::cluster::{EventRecorder, NamespaceDirectory, PolicySource};
 use crate::evidence::metrics::{AdmissionLabels, KindLabel, Metrics, OperationLabel};
 use crate::evidence::records::{Caller, DecisionSink};
@@ -103,6 +104,9 @@ pub struct WebhookState<R> {
     pub metrics: Metrics,
     pub settings: WebhookSettings,
     pub clock: Clock,
+    /// With `serve --workload-credentials`: the imagePullSecrets of each reviewed workload
+    /// are used for its registry requests. `None`: the webhook's own credentials only.
+    pub pull_secrets: Option<Arc<PullSecrets>>,
 }
 
 impl<R> WebhookState<R> {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::check::batch::check_all;
+use crate::cluster::pull_secrets::PullSecretNames;
 use crate::cluster::{NamespaceInfo, ObjectRef};
 use crate::decision::breakglass::{self, BreakGlassState};
 use crate::decision::{
@@ -19,7 +20,7 @@ use crate::decision::{
 use crate::evidence::records::RequestContext;
 use crate::evidence::review::{Judged, ReviewOutcome, Subject, WorkloadOutcome};
 use crate::policy::{Destination, Mode, Policy};
-use crate::registry::Registry;
+use crate::registry::{DockerConfig, Registry};
 
 use super::answer;
 use super::images::{self, PodImage};
@@ -51,7 +52,7 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         );
         return (response, ReviewOutcome::Unjudged);
     };
-    let (judging, warnings) = judging(state, request, brought.object, &policy, endpoint).await;
+    let (judging, mut warnings) = judging(state, request, brought.object, &policy, endpoint).await;
     if brought.listed.len() > state.settings.max_images {
         return too_many_images(state, judging, warnings, brought.listed.len());
     }
@@ -64,13 +65,25 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             .map(|image| image.image.clone())
             .collect()
     };
-    let (budget, now) = (state.settings.review_budget, judging.now);
+    let reading_secrets = std::time::Instant::now();
+    let logins = workload_logins(state, request, brought.object, spec_pointer).await;
+    if judging.mode != Mode::Observe {
+        warnings.extend(logins.1);
+    }
+    // The secrets' read comes out of the review's budget, so that the answer still comes
+    // before the API server's timeout.
+    let budget = state
+        .settings
+        .review_budget
+        .saturating_sub(reading_secrets.elapsed());
+    let now = judging.now;
     let duration = &state.metrics.verification_duration;
     let destination = judging.destination();
+    let images = (distinct.as_slice(), &logins.0);
     let checks = check_all(
         &state.checker,
         &policy,
-        &distinct,
+        images,
         &destination,
         now,
         budget,
@@ -101,6 +114,29 @@ pub(super) async fn review_workload<R: Registry + 'static>(
         })
         .collect();
     answer_images(uid, judging, warnings, &brought, verdicts)
+}
+
+/// The logins of the workload's imagePullSecrets, read in the request's own namespace (never
+/// the one the object names), and a warning for each named secret that gave none. Empty
+/// unless `serve --workload-credentials`.
+async fn workload_logins<R>(
+    state: &WebhookState<R>,
+    request: &AdmissionRequest,
+    object: &Value,
+    spec_pointer: &str,
+) -> (Arc<DockerConfig>, Vec<String>) {
+    let Some(pull_secrets) = &state.pull_secrets else {
+        return (Arc::default(), Vec::new());
+    };
+    let names = PullSecretNames::of_pod_spec(object.pointer(spec_pointer).unwrap_or(&Value::Null));
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    let read = pull_secrets.logins(namespace, &names).await;
+    let warnings = read
+        .problems
+        .iter()
+        .map(|problem| format!("{problem}; not used for the provenance check"))
+        .collect();
+    (read.logins, warnings)
 }
 
 /// What a Pod or workload request brings, read from its objects alone.

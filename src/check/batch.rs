@@ -9,14 +9,15 @@ use tracing::Instrument as _;
 use super::reference::ImageReference;
 use super::{FailureKind, ImageCheck, ImageChecker, ImageOutcome};
 use crate::policy::{Destination, ImageClass, Policy};
-use crate::registry::Registry;
+use crate::registry::{DockerConfig, Registry};
 
-/// Checks each image concurrently for `destination`, the namespace's environment; whatever
-/// is unfinished when the budget runs out fails with "verification timed out".
+/// Checks each image concurrently for `destination` (the namespace's environment), with the
+/// workload's `logins` (its imagePullSecrets; empty: the webhook's own credentials only);
+/// whatever is unfinished when the budget runs out fails with "verification timed out".
 pub async fn check_all<R: Registry + 'static>(
     checker: &Arc<ImageChecker<R>>,
     policy: &Arc<Policy>,
-    images: &[String],
+    (images, logins): (&[String], &Arc<DockerConfig>),
     destination: &Destination,
     now: jiff::Timestamp,
     budget: Duration,
@@ -31,6 +32,7 @@ pub async fn check_all<R: Registry + 'static>(
             let destination = destination.clone();
             let verification_duration = verification_duration.clone();
             let image = image.clone();
+            let logins = Arc::clone(logins);
             // Spawned rather than awaited in place: a check that outlives the budget still
             // finishes (within its own per-image timeout) and fills the cache, so the API
             // server's retry is answered at once.
@@ -39,7 +41,9 @@ pub async fn check_all<R: Registry + 'static>(
             tokio::spawn(
                 async move {
                     let started = Instant::now();
-                    let check = checker.check_at(&policy, &image, &destination, now).await;
+                    let check = checker
+                        .check_for_workload(&policy, &image, &destination, now, &logins)
+                        .await;
                     let covered = matches!(
                         &check.outcome,
                         ImageOutcome::Verified { .. } | ImageOutcome::Failed { rule: Some(_), .. }

@@ -38,8 +38,8 @@ use crate::policy::{
     SLSA_PROVENANCE_V1,
 };
 use crate::registry::{
-    Descriptor, Registry, RegistryError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX,
-    OCI_MANIFEST,
+    with_workload_logins, Descriptor, DockerConfig, LoginFingerprint, Registry, RegistryError,
+    RegistryLogin, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 use crate::verify::bundle_file::BUNDLE_MEDIA_TYPES;
 use crate::verify::{
@@ -241,6 +241,9 @@ pub struct ImageChecker<R> {
     github_facts: GithubFactsCache,
     children: ChildrenCache,
     verifications: AtomicU64,
+    /// Workloads bring their own logins ([`Self::check_for_workload`]), so access to a
+    /// digest is proven per login before cached facts about it are used.
+    per_workload_logins: bool,
 }
 
 impl<R: Registry> ImageChecker<R> {
@@ -256,7 +259,18 @@ impl<R: Registry> ImageChecker<R> {
             github_facts: SingleFlightCache::new(capacity),
             children: SingleFlightCache::new(capacity),
             verifications: AtomicU64::new(0),
+            per_workload_logins: false,
         }
+    }
+
+    /// Prepares the checker for workloads with logins of their own
+    /// ([`Self::check_for_workload`]): a reference pinned to a digest is then asked of the
+    /// registry with the workload's login too (once per login, cached like a tag), so that
+    /// facts cached for a digest that one workload could read are never used for a workload
+    /// that cannot read it.
+    pub fn with_workload_logins(mut self) -> Self {
+        self.per_workload_logins = true;
+        self
     }
 
     /// Asks `github` for the attestations of rules whose sources name GitHub, instead of
@@ -302,7 +316,27 @@ impl<R: Registry> ImageChecker<R> {
         destination: &Destination,
         now: jiff::Timestamp,
     ) -> ImageCheck {
-        let mut check = self.check_unbounded(policy, image, destination, now).await;
+        let no_logins = Arc::new(DockerConfig::empty());
+        self.check_for_workload(policy, image, destination, now, &no_logins)
+            .await
+    }
+
+    /// As [`Self::check_at`], for a workload whose imagePullSecrets are `logins`: the
+    /// registry requests of this check use its entry for the image's registry where it has
+    /// one, the webhook's own credentials otherwise (as the kubelet falls back to the
+    /// node's). Tag answers are kept per login; facts about a digest's content (its
+    /// attestations, verified) are shared, since they do not depend on who read them.
+    pub async fn check_for_workload(
+        &self,
+        policy: &Policy,
+        image: &str,
+        destination: &Destination,
+        now: jiff::Timestamp,
+        logins: &Arc<DockerConfig>,
+    ) -> ImageCheck {
+        let mut check = self
+            .check_unbounded(policy, image, destination, now, logins)
+            .await;
         // Reasons quote registries, bundles and rules; one place keeps them short for
         // every reader (denial messages, Events, decision records).
         if let ImageOutcome::Failed { reason, .. } = &mut check.outcome {
@@ -317,6 +351,7 @@ impl<R: Registry> ImageChecker<R> {
         image: &str,
         destination: &Destination,
         now: jiff::Timestamp,
+        logins: &Arc<DockerConfig>,
     ) -> ImageCheck {
         let reference = match ImageReference::parse(image) {
             Ok(reference) => reference,
@@ -346,7 +381,14 @@ impl<R: Registry> ImageChecker<R> {
             destination,
             github: policy.github(),
         };
-        match tokio::time::timeout(timeout, self.check_covered(&reference, covered, now)).await {
+        let login = logins
+            .login_for(reference.registry(), reference.repository())
+            .map(RegistryLogin::fingerprint);
+        let checked = with_workload_logins(
+            Arc::clone(logins),
+            self.check_covered(&reference, covered, login, now),
+        );
+        match tokio::time::timeout(timeout, checked).await {
             Ok((pinned, outcome)) => ImageCheck {
                 image: image.to_owned(),
                 pinned,
@@ -372,6 +414,7 @@ impl<R: Registry> ImageChecker<R> {
         &self,
         reference: &ImageReference,
         covered: Covered<'_>,
+        login: Option<LoginFingerprint>,
         now: jiff::Timestamp,
     ) -> (Option<String>, ImageOutcome) {
         let rule = covered.rule;
@@ -381,7 +424,10 @@ impl<R: Registry> ImageChecker<R> {
             kind,
             reason,
         };
-        let digest = match self.tags.resolve(&self.registry, reference).await {
+        let resolved =
+            self.tags
+                .resolve(&self.registry, reference, login, self.per_workload_logins);
+        let digest = match resolved.await {
             Ok(digest) => digest,
             Err(error) => return (None, failed(None, FailureKind::Registry, error.to_string())),
         };

@@ -2,16 +2,23 @@
 //! digest is its own answer and costs no request; a tag is asked of the registry once per
 //! fill (single flight) and remembered briefly, since tags move, and a failure more briefly
 //! still, so that a registry outage is retried soon.
+//!
+//! Answers are kept per login ([`LoginFingerprint`]; none: the webhook's own credentials):
+//! whether a tag can be read at all depends on who asks, so a workload whose pull secrets
+//! resolved a private tag never lends that answer to a workload without them. Where
+//! workloads bring their own logins, a reference that names a digest is no proof of access
+//! either: its manifest is fetched once per login before anything cached about the digest
+//! is used for it.
 
 use std::time::Duration;
 
 use super::cache::{CacheStats, SingleFlightCache};
 use super::reference::{Digest, ImageReference};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{LoginFingerprint, Registry, RegistryError};
 
-/// Resolves image references to digests, caching the answers per reference.
+/// Resolves image references to digests, caching the answers per login and reference.
 pub struct TagResolver {
-    tags: SingleFlightCache<String, Result<Digest, RegistryError>>,
+    tags: SingleFlightCache<(Option<LoginFingerprint>, String), Result<Digest, RegistryError>>,
     /// How long a resolved tag is trusted to still name its digest.
     ttl: Duration,
     /// How long a failed resolution is answered from the cache.
@@ -27,22 +34,36 @@ impl TagResolver {
         }
     }
 
-    /// The digest `reference` names now, asked of `registry` when it names only a tag.
+    /// The digest `reference` names now, asked of `registry` (with `login`, the one the
+    /// registry requests of this task use) when it names only a tag. With `prove_access`, a
+    /// reference that names a digest is answered only once its manifest could be read with
+    /// `login`.
     pub async fn resolve<R: Registry>(
         &self,
         registry: &R,
         reference: &ImageReference,
+        login: Option<LoginFingerprint>,
+        prove_access: bool,
     ) -> Result<Digest, RegistryError> {
-        if let Some(digest) = reference.digest() {
+        let pinned = reference.digest();
+        if let (Some(digest), false) = (pinned, prove_access) {
             return Ok(digest.clone());
         }
-        let key = reference.to_string();
+        let key = (login, reference.to_string());
         let (ttl, failure_ttl) = (self.ttl, self.failure_ttl);
         self.tags
             .get_or_fill(
                 &key,
                 |result| if result.is_ok() { ttl } else { failure_ttl },
-                || registry.resolve(reference),
+                || async move {
+                    match pinned {
+                        Some(digest) => registry
+                            .fetch_manifest(reference, digest)
+                            .await
+                            .map(|_| digest.clone()),
+                        None => registry.resolve(reference).await,
+                    }
+                },
             )
             .await
     }

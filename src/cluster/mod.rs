@@ -10,6 +10,7 @@ pub mod events;
 pub mod kube;
 pub mod namespace_watch;
 pub mod policy_watch;
+pub mod pull_secrets;
 pub mod workloads;
 
 use std::collections::BTreeMap;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use reqwest::Url;
 
-use super::credentials::Credentials;
+use super::credentials::{Credentials, LoginFingerprint};
 
 /// Docker's token spec: a token without `expires_in` is valid for 60 seconds.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
@@ -187,25 +187,28 @@ pub(crate) fn pull_scope(repository: &str) -> String {
     format!("repository:{repository}:pull")
 }
 
-/// The token request URL for a Bearer challenge. The realm is chosen by the registry, so it
-/// is only followed over https, unless the registry itself is plain HTTP by policy.
+/// The realm of a Bearer challenge as a URL. The realm is chosen by the registry, so it is
+/// only followed over https, unless the registry itself is plain HTTP by policy.
+pub(crate) fn token_realm_url(realm: &str, allow_plain_http: bool) -> Result<Url, String> {
+    let url = Url::parse(realm).map_err(|error| format!("token realm is not a URL: {error}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_plain_http => Ok(url),
+        scheme => Err(format!(
+            "token realm uses {scheme}; only https is allowed for this registry"
+        )),
+    }
+}
+
+/// The token request URL for a Bearer challenge ([`token_realm_url`] with the service and
+/// scope in its query).
 pub(crate) fn token_request_url(
     realm: &str,
     service: Option<&str>,
     scope: &str,
     allow_plain_http: bool,
 ) -> Result<Url, String> {
-    let mut url =
-        Url::parse(realm).map_err(|error| format!("token realm is not a URL: {error}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_plain_http => {}
-        scheme => {
-            return Err(format!(
-                "token realm uses {scheme}; only https is allowed for this registry"
-            ))
-        }
-    }
+    let mut url = token_realm_url(realm, allow_plain_http)?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = service {
@@ -231,6 +234,31 @@ struct TokenResponse {
 pub(crate) struct IssuedToken {
     pub token: String,
     pub cache_for: Duration,
+}
+
+/// OAuth2 client id sent with refresh-token grants, as `docker` sends `docker`.
+const OAUTH_CLIENT_ID: &str = "provenance-gate";
+
+/// The form body of an OAuth2 refresh-token grant at a token realm (Docker's
+/// `identitytoken`): `grant_type=refresh_token`, the service, the pull scope, the token.
+pub(crate) fn refresh_token_form(
+    service: Option<&str>,
+    scope: &str,
+    refresh_token: &str,
+) -> String {
+    // The URL query serializer is application/x-www-form-urlencoded, which a form body is.
+    let mut form = Url::parse("https://form.invalid/").expect("a constant URL parses");
+    {
+        let mut pairs = form.query_pairs_mut();
+        pairs.append_pair("grant_type", "refresh_token");
+        if let Some(service) = service {
+            pairs.append_pair("service", service);
+        }
+        pairs.append_pair("client_id", OAUTH_CLIENT_ID);
+        pairs.append_pair("scope", scope);
+        pairs.append_pair("refresh_token", refresh_token);
+    }
+    form.query().unwrap_or_default().to_owned()
 }
 
 /// Reads a token endpoint's answer: `token` or (OAuth2 style) `access_token`, and
@@ -273,10 +301,15 @@ struct CachedAuthorization {
     expires_at: Instant,
 }
 
-/// `Authorization` values per (registry host, scope), until they expire. Bounded: a pod spec
-/// can name many repositories in an allowed registry, each with its own scope.
+/// What a cached `Authorization` was obtained for: a registry host, a scope and the login
+/// used (none: anonymous). The login is part of the key so that a token one workload's pull
+/// secret obtained is never sent on behalf of another workload, or of the webhook itself.
+type AuthorizationKey = (String, String, Option<LoginFingerprint>);
+
+/// `Authorization` values per (registry host, scope, login), until they expire. Bounded: a
+/// pod spec can name many repositories in an allowed registry, each with its own scope.
 pub(crate) struct AuthorizationCache {
-    entries: Mutex<HashMap<(String, String), CachedAuthorization>>,
+    entries: Mutex<HashMap<AuthorizationKey, CachedAuthorization>>,
     max_entries: usize,
 }
 
@@ -288,15 +321,27 @@ impl AuthorizationCache {
         }
     }
 
-    pub fn get(&self, host: &str, scope: &str, now: Instant) -> Option<String> {
+    pub fn get(
+        &self,
+        host: &str,
+        scope: &str,
+        login: Option<LoginFingerprint>,
+        now: Instant,
+    ) -> Option<String> {
         let entries = self.lock();
         entries
-            .get(&(host.to_owned(), scope.to_owned()))
+            .get(&(host.to_owned(), scope.to_owned(), login))
             .filter(|cached| cached.expires_at > now)
             .map(|cached| cached.value.clone())
     }
 
-    pub fn insert(&self, host: &str, scope: &str, value: String, lifetime: Duration, now: Instant) {
+    pub fn insert(
+        &self,
+        (host, scope, login): (&str, &str, Option<LoginFingerprint>),
+        value: String,
+        lifetime: Duration,
+        now: Instant,
+    ) {
         if lifetime.is_zero() || self.max_entries == 0 {
             return;
         }
@@ -313,16 +358,17 @@ impl AuthorizationCache {
             }
         }
         entries.insert(
-            (host.to_owned(), scope.to_owned()),
+            (host.to_owned(), scope.to_owned(), login),
             CachedAuthorization { value, expires_at },
         );
     }
 
-    pub fn remove(&self, host: &str, scope: &str) {
-        self.lock().remove(&(host.to_owned(), scope.to_owned()));
+    pub fn remove(&self, host: &str, scope: &str, login: Option<LoginFingerprint>) {
+        self.lock()
+            .remove(&(host.to_owned(), scope.to_owned(), login));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), CachedAuthorization>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AuthorizationKey, CachedAuthorization>> {
         // The map holds only plain values; one left by a panicking thread is still consistent.
         self.entries
             .lock()
@@ -465,20 +511,56 @@ mod tests {
     fn cache_expires_and_stays_bounded() {
         let cache = AuthorizationCache::new(2);
         let now = Instant::now();
-        cache.insert("h", "s1", "Bearer a".into(), Duration::from_secs(10), now);
-        assert_eq!(cache.get("h", "s1", now).as_deref(), Some("Bearer a"));
-        assert_eq!(cache.get("h", "s1", now + Duration::from_secs(11)), None);
-        assert_eq!(cache.get("other", "s1", now), None);
+        let ten = Duration::from_secs(10);
+        cache.insert(("h", "s1", None), "Bearer a".into(), ten, now);
+        assert_eq!(cache.get("h", "s1", None, now).as_deref(), Some("Bearer a"));
+        assert_eq!(
+            cache.get("h", "s1", None, now + Duration::from_secs(11)),
+            None
+        );
+        assert_eq!(cache.get("other", "s1", None, now), None);
 
-        cache.insert("h", "s2", "Bearer b".into(), Duration::from_secs(10), now);
-        cache.insert("h", "s3", "Bearer c".into(), Duration::from_secs(10), now);
+        cache.insert(("h", "s2", None), "Bearer b".into(), ten, now);
+        cache.insert(("h", "s3", None), "Bearer c".into(), ten, now);
         assert!(cache.lock().len() <= 2);
-        assert_eq!(cache.get("h", "s3", now).as_deref(), Some("Bearer c"));
+        assert_eq!(cache.get("h", "s3", None, now).as_deref(), Some("Bearer c"));
 
-        cache.insert("h", "zero", "Bearer z".into(), Duration::ZERO, now);
-        assert_eq!(cache.get("h", "zero", now), None);
+        cache.insert(("h", "zero", None), "Bearer z".into(), Duration::ZERO, now);
+        assert_eq!(cache.get("h", "zero", None, now), None);
 
-        cache.remove("h", "s3");
-        assert_eq!(cache.get("h", "s3", now), None);
+        cache.remove("h", "s3", None);
+        assert_eq!(cache.get("h", "s3", None, now), None);
+    }
+
+    #[test]
+    fn a_token_is_only_found_again_for_the_login_that_obtained_it() {
+        let cache = AuthorizationCache::new(8);
+        let now = Instant::now();
+        let alice = crate::registry::RegistryLogin::Password(Credentials::new("alice", "1"));
+        let bob = crate::registry::RegistryLogin::Password(Credentials::new("bob", "2"));
+        let key = |login: Option<&crate::registry::RegistryLogin>| {
+            login.map(crate::registry::RegistryLogin::fingerprint)
+        };
+        cache.insert(
+            ("h", "s", key(Some(&alice))),
+            "Bearer alice".into(),
+            Duration::from_secs(10),
+            now,
+        );
+        assert_eq!(
+            cache.get("h", "s", key(Some(&alice)), now).as_deref(),
+            Some("Bearer alice")
+        );
+        assert_eq!(cache.get("h", "s", key(Some(&bob)), now), None);
+        assert_eq!(cache.get("h", "s", key(None), now), None);
+    }
+
+    #[test]
+    fn refresh_token_forms_are_url_encoded() {
+        assert_eq!(
+            refresh_token_form(Some("reg.example"), &pull_scope("acme/api"), "a+b/c=="),
+            "grant_type=refresh_token&service=reg.example&client_id=provenance-gate&scope=repository%3Aacme%2Fapi%3Apull&refresh_token=a%2Bb%2Fc%3D%3D"
+        );
+        assert!(!refresh_token_form(None, "s", "t").contains("service"));
     }
 }

@@ -1,6 +1,12 @@
 //! Registry credentials in the `.dockerconfigjson` format, which is what Kubernetes
 //! imagePullSecrets (`kubernetes.io/dockerconfigjson`) and `docker login` write:
-//! `{"auths": {"<host>[/<path>]": {"auth": base64("user:pass")} | {"username", "password"}}}`.
+//! `{"auths": {"<host>[/<path>]": {"auth": base64("user:pass")} | {"username", "password"}
+//! | {"identitytoken"}}}`, and in the older `.dockercfg` format (the same map of entries
+//! without the `auths` wrapper, `kubernetes.io/dockercfg`).
+//!
+//! An `identitytoken` is an OAuth2 refresh token (what `docker login` keeps for Azure
+//! Container Registry and other registries with an OAuth2 token service): it is exchanged
+//! at the registry's token realm with `grant_type=refresh_token`, never sent to the registry.
 //!
 //! Keys are matched the way the kubelet does it, minus wildcards: the host (with port) must be
 //! equal, and a key with a path only covers repositories under that path; the longest path
@@ -49,6 +55,63 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// How to log in to one registry: a user name and password, or an OAuth2 refresh token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RegistryLogin {
+    /// Sent as Basic credentials to the token realm (or to the registry on a Basic challenge).
+    Password(Credentials),
+    /// An `identitytoken`: exchanged at the token realm for an access token
+    /// (`grant_type=refresh_token`); a Basic challenge cannot be answered with it.
+    IdentityToken(String),
+}
+
+impl RegistryLogin {
+    /// What distinguishes this login from any other, for keeping answers obtained with it
+    /// apart from those obtained with other credentials (tokens, tag resolutions). A
+    /// SHA-256 over the login, so the secret itself is never kept as a key or logged.
+    pub fn fingerprint(&self) -> LoginFingerprint {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        // Length-prefixed fields: no two logins encode alike.
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        };
+        match self {
+            RegistryLogin::Password(credentials) => {
+                field(b"password");
+                field(credentials.username.as_bytes());
+                field(credentials.password.as_bytes());
+            }
+            RegistryLogin::IdentityToken(token) => {
+                field(b"identitytoken");
+                field(token.as_bytes());
+            }
+        }
+        LoginFingerprint(hash.finalize().into())
+    }
+}
+
+/// Never prints the password or token.
+impl fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryLogin::Password(credentials) => credentials.fmt(f),
+            RegistryLogin::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
+}
+
+/// The SHA-256 of a [`RegistryLogin`] ([`RegistryLogin::fingerprint`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LoginFingerprint([u8; 32]);
+
+impl fmt::Debug for LoginFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LoginFingerprint({})", hex::encode(&self.0[..6]))
+    }
+}
+
 /// Why a `.dockerconfigjson` document was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialsError {
@@ -62,7 +125,7 @@ pub enum CredentialsError {
 struct CredentialEntry {
     host: String,
     path: String,
-    credentials: Credentials,
+    login: RegistryLogin,
 }
 
 /// Credentials for any number of registries; empty means anonymous everywhere.
@@ -82,6 +145,8 @@ struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
     #[serde(default)]
+    identitytoken: Option<String>,
+    #[serde(default)]
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
@@ -95,19 +160,32 @@ impl DockerConfig {
 
     /// Parses a `.dockerconfigjson` document.
     ///
-    /// Entries that carry no user name and password (only an `identitytoken` or
-    /// `registrytoken`, which need a credential helper's exchange) are skipped rather than
-    /// failing the whole document; [`DockerConfig::ignored_keys`] names them so they can be
-    /// logged. A malformed `auth` value is an error: it is a typo the operator must see.
+    /// Entries that carry neither a user name and password nor an `identitytoken` (only a
+    /// `registrytoken`, or nothing) are skipped rather than failing the whole document;
+    /// [`DockerConfig::ignored_keys`] names them so they can be logged. A malformed `auth`
+    /// value is an error: it is a typo the operator must see.
     pub fn from_json(bytes: &[u8]) -> Result<Self, CredentialsError> {
         let document: DockerConfigDocument =
             serde_json::from_slice(bytes).map_err(|error| CredentialsError::NotDockerConfig {
                 reason: error.to_string(),
             })?;
+        Self::from_entries(document.auths)
+    }
+
+    /// Parses a legacy `.dockercfg` document: the map of entries alone, without `auths`.
+    pub fn from_dockercfg(bytes: &[u8]) -> Result<Self, CredentialsError> {
+        let entries: BTreeMap<String, AuthEntry> =
+            serde_json::from_slice(bytes).map_err(|error| CredentialsError::NotDockerConfig {
+                reason: error.to_string(),
+            })?;
+        Self::from_entries(entries)
+    }
+
+    fn from_entries(entries: BTreeMap<String, AuthEntry>) -> Result<Self, CredentialsError> {
         let mut config = DockerConfig::default();
-        for (key, entry) in document.auths {
-            match entry_credentials(&key, &entry)? {
-                Some(credentials) => config.insert(&key, credentials),
+        for (key, entry) in entries {
+            match entry_login(&key, &entry)? {
+                Some(login) => config.insert(&key, login),
                 None => config.ignored_keys.push(key),
             }
         }
@@ -115,9 +193,34 @@ impl DockerConfig {
     }
 
     /// Adds credentials for `key` (a host, `host/path`, or URL as in `.dockerconfigjson`).
-    pub fn with_credentials(mut self, key: &str, credentials: Credentials) -> Self {
-        self.insert(key, credentials);
+    pub fn with_credentials(self, key: &str, credentials: Credentials) -> Self {
+        self.with_login(key, RegistryLogin::Password(credentials))
+    }
+
+    /// Adds a login for `key` (a host, `host/path`, or URL as in `.dockerconfigjson`).
+    pub fn with_login(mut self, key: &str, login: RegistryLogin) -> Self {
+        self.insert(key, login);
         self
+    }
+
+    /// Adds the entries of `other` whose keys this config does not have yet: the first
+    /// of several imagePullSecrets to name a registry (and path) is the one used.
+    pub fn merge_missing(&mut self, other: DockerConfig) {
+        for entry in other.entries {
+            let present = self
+                .entries
+                .iter()
+                .any(|existing| (&existing.host, &existing.path) == (&entry.host, &entry.path));
+            if !present {
+                self.entries.push(entry);
+            }
+        }
+        self.ignored_keys.extend(other.ignored_keys);
+    }
+
+    /// Entries (distinct host and path keys) held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// Adds all entries of `other`; on equal keys, `other` wins.
@@ -130,7 +233,7 @@ impl DockerConfig {
         self.ignored_keys.extend(other.ignored_keys);
     }
 
-    /// Keys that were skipped because they had no user name and password.
+    /// Keys that were skipped because they had no user name and password nor identity token.
     pub fn ignored_keys(&self) -> &[String] {
         &self.ignored_keys
     }
@@ -139,26 +242,44 @@ impl DockerConfig {
         self.entries.is_empty()
     }
 
-    /// The credentials for `repository` in `registry` (names as in image references), if any.
-    pub fn credentials_for(&self, registry: &str, repository: &str) -> Option<&Credentials> {
+    /// The login for `repository` in `registry` (names as in image references), if any:
+    /// the entry with the longest path covering the repository.
+    pub fn login_for(&self, registry: &str, repository: &str) -> Option<&RegistryLogin> {
         let host = normalise_host(registry);
         self.entries
             .iter()
             .filter(|entry| entry.host == host && path_covers(&entry.path, repository))
             .max_by_key(|entry| entry.path.len())
-            .map(|entry| &entry.credentials)
+            .map(|entry| &entry.login)
     }
 
-    fn insert(&mut self, key: &str, credentials: Credentials) {
+    /// The user name and password for `repository` in `registry`, if its login is one.
+    pub fn credentials_for(&self, registry: &str, repository: &str) -> Option<&Credentials> {
+        match self.login_for(registry, repository)? {
+            RegistryLogin::Password(credentials) => Some(credentials),
+            RegistryLogin::IdentityToken(_) => None,
+        }
+    }
+
+    fn insert(&mut self, key: &str, login: RegistryLogin) {
         let (host, path) = split_key(key);
         self.entries
             .retain(|existing| (&existing.host, &existing.path) != (&host, &path));
-        self.entries.push(CredentialEntry {
-            host,
-            path,
-            credentials,
-        });
+        self.entries.push(CredentialEntry { host, path, login });
     }
+}
+
+/// The login an entry holds: an `identitytoken` wins over a user name and password, as
+/// with `docker` itself (ACR's entries carry both, the user name a placeholder).
+fn entry_login(key: &str, entry: &AuthEntry) -> Result<Option<RegistryLogin>, CredentialsError> {
+    if let Some(token) = entry
+        .identitytoken
+        .as_deref()
+        .filter(|token| !token.is_empty())
+    {
+        return Ok(Some(RegistryLogin::IdentityToken(token.to_owned())));
+    }
+    Ok(entry_credentials(key, entry)?.map(RegistryLogin::Password))
 }
 
 fn entry_credentials(
@@ -324,13 +445,91 @@ mod tests {
     }
 
     #[test]
-    fn entries_without_user_and_password_are_ignored_and_named() {
-        let json = r#"{"auths": {"myregistry.azurecr.io": {"identitytoken": "t"}, "ghcr.io": {"username": "u", "password": "p"}}}"#;
+    fn entries_without_any_login_are_ignored_and_named() {
+        let json = r#"{"auths": {"tokens.example": {"registrytoken": "t"}, "empty.example": {}, "ghcr.io": {"username": "u", "password": "p"}}}"#;
         let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
-        assert_eq!(config.ignored_keys(), ["myregistry.azurecr.io"]);
+        assert_eq!(config.ignored_keys(), ["empty.example", "tokens.example"]);
+        assert!(config.login_for("tokens.example", "x").is_none());
+        assert_eq!(config.len(), 1);
+    }
+
+    #[test]
+    fn identity_tokens_win_over_user_and_password() {
+        // What `docker login` writes for Azure Container Registry: a placeholder user in
+        // `auth` and the refresh token beside it.
+        let json = format!(
+            r#"{{"auths": {{"acme.azurecr.io": {{"auth": "{}", "identitytoken": "refresh-1"}}, "plain.example": {{"identitytoken": ""}}}}}}"#,
+            base64_of("00000000-0000-0000-0000-000000000000:")
+        );
+        let config = DockerConfig::from_json(json.as_bytes()).expect("valid config");
+        assert_eq!(
+            config.login_for("acme.azurecr.io", "team/app"),
+            Some(&RegistryLogin::IdentityToken("refresh-1".to_owned()))
+        );
         assert!(config
-            .credentials_for("myregistry.azurecr.io", "x")
+            .credentials_for("acme.azurecr.io", "team/app")
             .is_none());
+        // An empty token is no token.
+        assert_eq!(config.ignored_keys(), ["plain.example"]);
+    }
+
+    #[test]
+    fn legacy_dockercfg_documents_are_the_entries_alone() {
+        let json = format!(
+            r#"{{"https://registry.example:5000": {{"auth": "{}", "email": "x@y"}}}}"#,
+            base64_of("u:p")
+        );
+        let config = DockerConfig::from_dockercfg(json.as_bytes()).expect("valid dockercfg");
+        assert_eq!(
+            config.credentials_for("registry.example:5000", "a/b"),
+            Some(&Credentials::new("u", "p"))
+        );
+        // A .dockerconfigjson document read as .dockercfg names one key, `auths`, with no
+        // login in it; a .dockercfg document has no `auths`.
+        let misread = DockerConfig::from_dockercfg(br#"{"auths": {"h": {"auth": "%%"}}}"#)
+            .expect("an entry named auths");
+        assert!(misread.is_empty());
+        assert_eq!(misread.ignored_keys(), ["auths"]);
+        assert!(DockerConfig::from_json(json.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn merging_keeps_the_first_login_of_each_key() {
+        let mut config =
+            DockerConfig::empty().with_credentials("ghcr.io", Credentials::new("first", "1"));
+        config.merge_missing(
+            DockerConfig::empty()
+                .with_credentials("ghcr.io", Credentials::new("second", "2"))
+                .with_credentials("ghcr.io/acme", Credentials::new("acme", "3")),
+        );
+        let user = |repository| {
+            config
+                .credentials_for("ghcr.io", repository)
+                .map(Credentials::username)
+        };
+        assert_eq!(user("other/app"), Some("first"));
+        assert_eq!(user("acme/app"), Some("acme"));
+    }
+
+    #[test]
+    fn fingerprints_tell_every_login_apart_and_print_no_secret() {
+        let logins = [
+            RegistryLogin::Password(Credentials::new("a", "b")),
+            RegistryLogin::Password(Credentials::new("a", "c")),
+            RegistryLogin::Password(Credentials::new("ab", "")),
+            RegistryLogin::Password(Credentials::new("", "ab")),
+            RegistryLogin::IdentityToken("ab".to_owned()),
+            RegistryLogin::IdentityToken("password".to_owned()),
+        ];
+        let fingerprints: std::collections::BTreeSet<_> =
+            logins.iter().map(RegistryLogin::fingerprint).collect();
+        assert_eq!(fingerprints.len(), logins.len());
+        assert_eq!(
+            logins[0].fingerprint(),
+            RegistryLogin::Password(Credentials::new("a", "b")).fingerprint()
+        );
+        let token = RegistryLogin::IdentityToken("hunter2".to_owned());
+        assert!(!format!("{token:?} {:?}", token.fingerprint()).contains("hunter2"));
     }
 
     #[test]

@@ -16,10 +16,11 @@ use reqwest::{Method, StatusCode};
 use crate::check::reference::{canonical_registry, ImageReference};
 
 use super::auth::{
-    basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope, select_challenge,
-    token_request_url, AuthChallenge, AuthorizationCache,
+    basic_authorization, basic_cache_lifetime, parse_token_response, pull_scope,
+    refresh_token_form, select_challenge, token_realm_url, token_request_url, AuthChallenge,
+    AuthorizationCache,
 };
-use super::credentials::{Credentials, DockerConfig};
+use super::credentials::{DockerConfig, LoginFingerprint, RegistryLogin};
 use super::limits::{declared_length_allowed, CappedBody};
 use super::observer::{RegistryOperation, RequestObserver};
 use super::transport::{
@@ -31,6 +32,27 @@ use super::RegistryError;
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Cached `Authorization` values, one per registry host and repository.
 const MAX_CACHED_AUTHORIZATIONS: usize = 1024;
+
+tokio::task_local! {
+    /// The logins of the workload whose images the current task checks (its
+    /// imagePullSecrets), consulted before the client's own credentials. Task-local rather
+    /// than a parameter of every [`super::Registry`] operation: the checks and caches between
+    /// the admission and the exchange stay the same for every workload, and the logins
+    /// cannot leak into a request of another task.
+    static WORKLOAD_LOGINS: Arc<DockerConfig>;
+}
+
+/// Runs `future` with `logins` (a workload's imagePullSecrets) used, for every registry
+/// request it makes in this task, before the client's own credentials: a registry (and
+/// repository path) they have an entry for is asked with that entry, any other with the
+/// client's credentials, as the kubelet falls back to the node's. Requests are still only
+/// sent to the hosts the client allows; the logins never name a host to contact.
+pub async fn with_workload_logins<F: std::future::Future>(
+    logins: Arc<DockerConfig>,
+    future: F,
+) -> F::Output {
+    WORKLOAD_LOGINS.scope(logins, future).await
+}
 
 /// Which registries the client may contact at all. Image references come from pod specs, so
 /// this is the last line that keeps a pod from making the webhook connect anywhere.
@@ -203,9 +225,11 @@ impl Exchanger {
             path
         );
         let scope = pull_scope(target.repository);
-        let mut authorization = self
-            .authorizations
-            .get(target.api_host, &scope, Instant::now());
+        let login = self.login_for(target);
+        let login_key = login.as_ref().map(RegistryLogin::fingerprint);
+        let mut authorization =
+            self.authorizations
+                .get(target.api_host, &scope, login_key, Instant::now());
         let mut challenge_answered = false;
         loop {
             let mut request = target.transport.client.request(method.clone(), &url);
@@ -222,7 +246,8 @@ impl Exchanger {
             challenge_answered = true;
             if authorization.is_some() {
                 // Expired or revoked early: forget it and follow the new challenge.
-                self.authorizations.remove(target.api_host, &scope);
+                self.authorizations
+                    .remove(target.api_host, &scope, login_key);
             }
             let challenge = select_challenge(
                 exchange
@@ -232,35 +257,54 @@ impl Exchanger {
                     .iter()
                     .filter_map(|value| value.to_str().ok()),
             );
-            match self.answer_challenge(target, challenge, &scope).await? {
+            match self
+                .answer_challenge(target, challenge, &scope, login.as_ref())
+                .await?
+            {
                 Some(answer) => authorization = Some(answer),
                 None => return Ok(exchange),
             }
         }
     }
 
+    /// The login for `target`: the current workload's entry for its registry and repository
+    /// ([`with_workload_logins`]) or, without one, the client's own.
+    fn login_for(&self, target: &Target<'_>) -> Option<RegistryLogin> {
+        let workload = WORKLOAD_LOGINS
+            .try_with(|logins| {
+                logins
+                    .login_for(target.registry, target.repository)
+                    .cloned()
+            })
+            .ok()
+            .flatten();
+        workload.or_else(|| {
+            self.credentials
+                .login_for(target.registry, target.repository)
+                .cloned()
+        })
+    }
+
     /// The `Authorization` value answering `challenge`, or `None` when there is none we can
-    /// give (a Basic challenge without credentials, an unknown scheme).
+    /// give (a Basic challenge without a password, an unknown scheme).
     async fn answer_challenge(
         &self,
         target: &Target<'_>,
         challenge: Option<AuthChallenge>,
         scope: &str,
+        login: Option<&RegistryLogin>,
     ) -> Result<Option<String>, RegistryError> {
-        let credentials = self
-            .credentials
-            .credentials_for(target.registry, target.repository);
-        let (value, lifetime) = match (challenge, credentials) {
-            (Some(AuthChallenge::Bearer { realm, service }), credentials) => {
+        let (value, lifetime) = match (challenge, login) {
+            (Some(AuthChallenge::Bearer { realm, service }), login) => {
                 let issued = self
-                    .fetch_token(target, &realm, service.as_deref(), scope, credentials)
+                    .fetch_token(target, &realm, service.as_deref(), scope, login)
                     .await?;
                 (format!("Bearer {}", issued.token), issued.cache_for)
             }
-            (Some(AuthChallenge::Basic), Some(credentials)) => {
+            (Some(AuthChallenge::Basic), Some(RegistryLogin::Password(credentials))) => {
                 (basic_authorization(credentials), basic_cache_lifetime())
             }
-            (Some(AuthChallenge::Basic), None) | (None, _) => return Ok(None),
+            (Some(AuthChallenge::Basic), _) | (None, _) => return Ok(None),
         };
         if HeaderValue::from_str(&value).is_err() {
             return Err(RegistryError::Malformed {
@@ -269,9 +313,9 @@ impl Exchanger {
                 reason: "the token contains characters not allowed in an HTTP header".to_owned(),
             });
         }
+        let login_key: Option<LoginFingerprint> = login.map(RegistryLogin::fingerprint);
         self.authorizations.insert(
-            target.api_host,
-            scope,
+            (target.api_host, scope, login_key),
             value.clone(),
             lifetime,
             Instant::now(),
@@ -285,22 +329,37 @@ impl Exchanger {
         realm: &str,
         service: Option<&str>,
         scope: &str,
-        credentials: Option<&Credentials>,
+        login: Option<&RegistryLogin>,
     ) -> Result<super::auth::IssuedToken, RegistryError> {
-        let url = token_request_url(realm, service, scope, target.transport.insecure).map_err(
-            |reason| RegistryError::Malformed {
-                registry: target.registry.to_owned(),
-                what: "authentication challenge".to_owned(),
-                reason,
-            },
-        )?;
-        let what = format!("token from {}", url.host_str().unwrap_or("the token realm"));
-        let mut request = target.transport.client.get(url);
-        if let Some(credentials) = credentials {
-            // Docker's token flow: the registry's realm gets the credentials, the registry
-            // itself only ever sees the token.
-            request = request.header(AUTHORIZATION, basic_authorization(credentials));
+        let insecure = target.transport.insecure;
+        let url = match login {
+            // OAuth2: the refresh token is posted to the realm itself, the service and
+            // scope in the form rather than the query.
+            Some(RegistryLogin::IdentityToken(_)) => token_realm_url(realm, insecure),
+            _ => token_request_url(realm, service, scope, insecure),
         }
+        .map_err(|reason| RegistryError::Malformed {
+            registry: target.registry.to_owned(),
+            what: "authentication challenge".to_owned(),
+            reason,
+        })?;
+        let what = format!("token from {}", url.host_str().unwrap_or("the token realm"));
+        // Docker's token flow: the registry's realm gets the login, the registry itself
+        // only ever sees the token.
+        let client = &target.transport.client;
+        let request = match login {
+            None => client.get(url),
+            Some(RegistryLogin::Password(credentials)) => client
+                .get(url)
+                .header(AUTHORIZATION, basic_authorization(credentials)),
+            Some(RegistryLogin::IdentityToken(refresh_token)) => client
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(refresh_token_form(service, scope, refresh_token)),
+        };
         let exchange = self
             .execute(target, RegistryOperation::Token, request, &what)
             .await?;

@@ -24,8 +24,10 @@ pub use client::{
     HttpRegistry, RegistryOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MANIFEST_BYTES,
     DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_REFERRERS, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use credentials::{Credentials, CredentialsError, DockerConfig};
-pub use exchange::AllowedRegistries;
+pub use credentials::{
+    Credentials, CredentialsError, DockerConfig, LoginFingerprint, RegistryLogin,
+};
+pub use exchange::{with_workload_logins, AllowedRegistries};
 pub(crate) use limits::{read_capped, BodyError};
 pub use observer::{
     IgnoreRequests, RegistryOperation, RequestCounter, RequestKey, RequestObserver,

@@ -33,6 +33,7 @@ use crate::cluster::kube::{
     watch_namespaces, watch_policy, KubeEvents, KubeNamespaces, NAMESPACE_LOOKUP_TIMEOUT,
     POLICY_KEY,
 };
+use crate::cluster::pull_secrets::{KubeSecrets, PullSecrets};
 use crate::cluster::{
     EventRecorder, LogEvents, NamespaceDirectory, NamespaceMap, PolicyCell, PolicySource,
     StaticNamespaces,
@@ -138,6 +139,10 @@ pub struct ServeConfig {
     /// How often to audit the running Pods and export the result as metrics (cluster mode
     /// only); `None`: never.
     pub audit_interval: Option<Duration>,
+    /// Use each workload's imagePullSecrets (and its ServiceAccount's) for its registry
+    /// requests, falling back to `docker_config` (cluster mode only; needs `get` on Secrets
+    /// and ServiceAccounts).
+    pub workload_credentials: bool,
 }
 
 impl ServeConfig {
@@ -163,6 +168,7 @@ impl ServeConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             registry_proxy: None,
             audit_interval: None,
+            workload_credentials: false,
         }
     }
 }
@@ -236,6 +242,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (certificate, client_ca) = load_tls_files(&config)?;
     let view = open_cluster_view(&config, &metrics, &mut tasks).await?;
     let checker = build_checker(&config, &metrics, Arc::clone(&view.policy))?;
+    let pull_secrets = pull_secrets(&config, &view)?;
     let readiness = Arc::new(Readiness {
         policy: Arc::clone(&view.policy),
         namespaces: Arc::clone(&view.namespaces),
@@ -257,7 +264,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.max_connections,
         metrics.connections_refused.clone(),
     );
-    let webhook = webhook_router(checker, view, metrics, &config);
+    let webhook = webhook_router(checker, view, metrics, &config, pull_secrets);
 
     let webhook_listener = bind(config.listen, "webhook")?;
     let metrics_listener = bind(config.metrics_listen, "metrics")?;
@@ -378,6 +385,23 @@ async fn open_cluster_view(
     })
 }
 
+/// With `--workload-credentials`, the reader of workloads' imagePullSecrets.
+fn pull_secrets(
+    config: &ServeConfig,
+    view: &ClusterView,
+) -> anyhow::Result<Option<Arc<PullSecrets>>> {
+    if !config.workload_credentials {
+        return Ok(None);
+    }
+    let Some(client) = view.client.clone() else {
+        anyhow::bail!("--workload-credentials needs the cluster (it reads imagePullSecrets); it cannot run with --policy FILE");
+    };
+    tracing::info!("workloads' imagePullSecrets are used for their registry requests");
+    Ok(Some(Arc::new(PullSecrets::new(Arc::new(
+        KubeSecrets::new(client),
+    )))))
+}
+
 /// With `--audit-interval`, audits the running Pods on a timer with the webhook's checker
 /// (so its caches serve both) and exports the result as metrics.
 fn start_audit(
@@ -464,14 +488,19 @@ fn build_checker(
     }
     let registry =
         PolicyRegistry::new(policy, options).context("the policy's registry settings")?;
-    Ok(Arc::new(ImageChecker::new(
+    let checker = ImageChecker::new(
         registry,
         roots,
         CheckSettings {
             per_image_timeout: config.review_budget,
             ..CheckSettings::default()
         },
-    )))
+    );
+    Ok(Arc::new(if config.workload_credentials {
+        checker.with_workload_logins()
+    } else {
+        checker
+    }))
 }
 
 /// The metrics and probe endpoints, with the checker's cache counts sampled at each scrape.
@@ -642,6 +671,7 @@ fn webhook_router(
     view: ClusterView,
     metrics: Metrics,
     config: &ServeConfig,
+    pull_secrets: Option<Arc<PullSecrets>>,
 ) -> Router {
     let state = Arc::new(WebhookState {
         checker,
@@ -656,6 +686,7 @@ fn webhook_router(
             ..WebhookSettings::default()
         },
         clock: WebhookState::<PolicyRegistry>::system_clock(),
+        pull_secrets,
     });
     let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight));
     // Outermost last: the span covers the wait for a place, and the caller is known before.

@@ -187,6 +187,13 @@ impl DistributionRegistry {
         self.credentials.as_ref()
     }
 
+    /// The `.dockerconfigjson` document logging in at this registry with the token
+    /// server's OAuth2 refresh token (`identitytoken`; token auth only).
+    pub fn identity_token_docker_config_json(&self) -> Option<String> {
+        let token = self.token_server.as_ref()?.identity_token();
+        Some(json!({"auths": {self.host(): {"identitytoken": token}}}).to_string())
+    }
+
     /// The token server (token auth only).
     pub fn token_server(&self) -> Option<&TokenServer> {
         self.token_server.as_ref()

@@ -6,6 +6,11 @@
 //! distribution verifies the JWT header's `x5c` chain against that bundle,
 //! the ES256 signature, `iss`, `aud` (= service), `exp`/`nbf`, and then the
 //! `access` claim against what the request needs.
+//!
+//! It also answers the OAuth2 form of the token endpoint that Docker clients use with an
+//! `identitytoken`: `POST /token` with `grant_type=refresh_token`, the service, the scope
+//! and the refresh token ([`TokenServer::identity_token`]) in a form body, answered with an
+//! `access_token` only.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -44,6 +49,8 @@ pub struct TokenRequest {
     pub scopes: Vec<String>,
     /// The user named by Basic credentials, if any were sent.
     pub username: Option<String>,
+    /// Whether an OAuth2 refresh token was presented (`POST`, `grant_type=refresh_token`).
+    pub refresh_token: bool,
     /// Whether a token was issued (false: the realm answered 401).
     pub granted: bool,
 }
@@ -68,6 +75,8 @@ struct TokenState {
     issuer: String,
     access: TokenAccess,
     credentials: Credentials,
+    /// The refresh token that stands for `credentials` in the OAuth2 form.
+    identity_token: String,
     signing_key: SigningKey,
     signer_certificate_der: Vec<u8>,
     requests: Mutex<Vec<TokenRequest>>,
@@ -92,6 +101,7 @@ impl TokenServer {
             issuer: issuer.to_owned(),
             access,
             credentials,
+            identity_token: format!("refresh-{}", random_hex()),
             signing_key,
             signer_certificate_der: signer.certificate_der,
             requests: Mutex::new(Vec::new()),
@@ -129,6 +139,12 @@ impl TokenServer {
         &self.state.issuer
     }
 
+    /// The OAuth2 refresh token that logs in as the server's user: what `docker login`
+    /// keeps as `identitytoken` for a registry with an OAuth2 token service.
+    pub fn identity_token(&self) -> &str {
+        &self.state.identity_token
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state
@@ -139,40 +155,54 @@ impl TokenServer {
     }
 }
 
+/// Who asked for a token, and how.
+struct Presented {
+    scopes: Vec<String>,
+    username: Option<String>,
+    /// The request carried a login (Basic credentials or a refresh token).
+    logged_in: bool,
+    /// The login is the server's user.
+    authenticated: bool,
+    refresh_token: bool,
+}
+
 impl TokenState {
     fn answer(&self, request: &http1::Request) -> Response {
-        if request.method != "GET" || request.path() != "/token" {
+        if request.path() != "/token" {
             return Response::new(404, "not found");
         }
-        let scopes = request.query_values("scope");
-        let presented = request.header("authorization").and_then(basic_credentials);
-        let authenticated = match &presented {
-            None => false,
-            Some((username, password)) => {
-                *username == self.credentials.username && *password == self.credentials.password
-            }
+        let presented = match request.method.as_str() {
+            "GET" => self.presented_basic(request),
+            "POST" => match self.presented_refresh_token(request) {
+                Ok(presented) => presented,
+                Err(refused) => return refused,
+            },
+            _ => return Response::new(404, "not found"),
         };
         let record = |granted| {
             self.requests
                 .lock()
                 .expect("the token request log is never poisoned")
                 .push(TokenRequest {
-                    scopes: scopes.clone(),
-                    username: presented.as_ref().map(|(username, _)| username.clone()),
+                    scopes: presented.scopes.clone(),
+                    username: presented.username.clone(),
+                    refresh_token: presented.refresh_token,
                     granted,
                 });
         };
         // Wrong credentials are refused even where anonymous access would be
         // granted, as Docker Hub does.
-        let refuse = presented.is_some() && !authenticated
-            || presented.is_none() && self.access == TokenAccess::CredentialsRequired;
+        let refuse = presented.logged_in && !presented.authenticated
+            || !presented.logged_in && self.access == TokenAccess::CredentialsRequired;
         if refuse {
             record(false);
             return Response::new(401, r#"{"details":"invalid credentials"}"#)
                 .with_header("Content-Type", "application/json")
                 .with_header("WWW-Authenticate", "Basic realm=\"testkit token server\"");
         }
-        let access: Vec<serde_json::Value> = scopes
+        let authenticated = presented.authenticated;
+        let access: Vec<serde_json::Value> = presented
+            .scopes
             .iter()
             .filter_map(|scope| parse_scope(scope))
             .map(|(kind, name, actions)| {
@@ -191,13 +221,66 @@ impl TokenState {
         let token = self.sign(&subject, access);
         record(true);
         let now = jiff::Timestamp::now();
-        let body = json!({
-            "token": token,
-            "access_token": token,
-            "expires_in": TOKEN_LIFETIME_SECONDS,
-            "issued_at": now.to_string(),
-        });
+        let body = if presented.refresh_token {
+            // The OAuth2 answer: `access_token` only, as Azure's and distribution's do.
+            json!({
+                "access_token": token,
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "scope": presented.scopes.join(" "),
+            })
+        } else {
+            json!({
+                "token": token,
+                "access_token": token,
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "issued_at": now.to_string(),
+            })
+        };
         Response::new(200, body.to_string()).with_header("Content-Type", "application/json")
+    }
+
+    /// `GET /token?service=…&scope=…`, with or without Basic credentials.
+    fn presented_basic(&self, request: &http1::Request) -> Presented {
+        let basic = request.header("authorization").and_then(basic_credentials);
+        let authenticated = basic.as_ref().is_some_and(|(username, password)| {
+            *username == self.credentials.username && *password == self.credentials.password
+        });
+        Presented {
+            scopes: request.query_values("scope"),
+            logged_in: basic.is_some(),
+            username: basic.map(|(username, _)| username),
+            authenticated,
+            refresh_token: false,
+        }
+    }
+
+    /// `POST /token` with an OAuth2 form; any grant but `refresh_token` is refused (400).
+    fn presented_refresh_token(&self, request: &http1::Request) -> Result<Presented, Response> {
+        let body = String::from_utf8_lossy(&request.body);
+        let form = |name: &str| -> Vec<String> {
+            body.split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .filter(|(key, _)| http1::percent_decode(key) == name)
+                .map(|(_, value)| http1::percent_decode(value))
+                .collect()
+        };
+        if form("grant_type") != ["refresh_token"] {
+            return Err(Response::new(400, r#"{"error":"unsupported_grant_type"}"#)
+                .with_header("Content-Type", "application/json"));
+        }
+        let token = form("refresh_token");
+        Ok(Presented {
+            scopes: form("scope")
+                .iter()
+                .flat_map(|scopes| scopes.split(' '))
+                .filter(|scope| !scope.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            username: None,
+            logged_in: true,
+            authenticated: token == [self.identity_token.as_str()],
+            refresh_token: true,
+        })
     }
 
     /// An ES256 JWT whose header carries the signing certificate (`x5c`).
@@ -249,6 +332,12 @@ pub(crate) fn basic_credentials(authorization: &str) -> Option<(String, String)>
     let decoded = String::from_utf8(decoded).ok()?;
     let (username, password) = decoded.split_once(':')?;
     Some((username.to_owned(), password.to_owned()))
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    hex_string(&bytes)
 }
 
 pub(crate) fn hex_string(bytes: &[u8]) -> String {
