@@ -27,7 +27,7 @@ mod validate;
 
 pub use classify::ImageClass;
 pub use config::{
-    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
+    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, GithubAppFiles, LabelRequirement, Mode,
     NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
     SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
     ATTESTATION_ALIASES, CYCLONEDX_BOM, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,

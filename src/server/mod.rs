@@ -235,7 +235,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (certificate, client_ca) = load_tls_files(&config)?;
     let view = open_cluster_view(&config, &metrics, &mut tasks).await?;
-    let checker = build_checker(&config, &metrics, Arc::clone(&view.policy))?;
+    let github = crate::github::GithubMetrics::register(&mut prometheus);
+    let checker = build_checker(&config, &metrics, github, Arc::clone(&view.policy))?;
     let readiness = Arc::new(Readiness {
         policy: Arc::clone(&view.policy),
         namespaces: Arc::clone(&view.namespaces),
@@ -446,6 +447,7 @@ async fn audit_periodically(
 fn build_checker(
     config: &ServeConfig,
     metrics: &Metrics,
+    github: crate::github::GithubMetrics,
     policy: Arc<dyn PolicySource>,
 ) -> anyhow::Result<Arc<ImageChecker<PolicyRegistry>>> {
     let roots = Arc::new(if config.trusted_roots.is_empty() {
@@ -464,14 +466,19 @@ fn build_checker(
     }
     let registry =
         PolicyRegistry::new(policy, options).context("the policy's registry settings")?;
-    Ok(Arc::new(ImageChecker::new(
-        registry,
-        roots,
-        CheckSettings {
-            per_image_timeout: config.review_budget,
-            ..CheckSettings::default()
-        },
-    )))
+    let github = crate::github::GithubClient::new(crate::github::GithubOptions::default())
+        .with_metrics(github);
+    Ok(Arc::new(
+        ImageChecker::new(
+            registry,
+            roots,
+            CheckSettings {
+                per_image_timeout: config.review_budget,
+                ..CheckSettings::default()
+            },
+        )
+        .with_github(Arc::new(github)),
+    ))
 }
 
 /// The metrics and probe endpoints, with the checker's cache counts sampled at each scrape.
