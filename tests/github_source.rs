@@ -10,11 +10,12 @@ use std::time::Duration;
 use provenance_gate::check::{CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
-use provenance_gate::github::{GithubClient, GithubOptions, GITHUB_API_VERSION};
+use provenance_gate::check::batch::check_all;
+use provenance_gate::github::{GithubClient, GithubMetrics, GithubOptions, GITHUB_API_VERSION};
 use provenance_gate::policy::{AttestationSource, Mode, Policy};
 use provenance_gate::registry::{AllowedRegistries, HostOptions, HttpRegistry, RegistryOptions};
 use provenance_gate::verify::{Instance, TrustedRoots};
-use provenance_gate_testkit::github_api::{FakeGithubApi, RateLimit};
+use provenance_gate_testkit::github_api::{FakeGithubApi, RateLimit, TestGithubApp};
 use provenance_gate_testkit::registry::{
     push_attested_image, push_unattested_image, ConnectionRecorder, FerroRegistry, PushedImage,
     TestRegistry,
@@ -73,12 +74,24 @@ rules:
         settings: CheckSettings,
         options: GithubOptions,
     ) -> ImageChecker<HttpRegistry> {
+        self.checker_with(settings, GithubClient::new(options))
+    }
+
+    fn checker_with(
+        &self,
+        settings: CheckSettings,
+        github: GithubClient,
+    ) -> ImageChecker<HttpRegistry> {
         let mut registry = RegistryOptions::new(AllowedRegistries::Any);
         registry.hosts = vec![HostOptions::new(self.registry.host()).insecure()];
         registry.request_timeout = Duration::from_secs(2);
         let registry = HttpRegistry::new(registry).expect("registry client builds");
-        ImageChecker::new(registry, Arc::clone(&self.roots), settings)
-            .with_github(Arc::new(GithubClient::new(options)))
+        ImageChecker::new(registry, Arc::clone(&self.roots), settings).with_github(Arc::new(github))
+    }
+
+    /// A checker that keeps nothing per digest, so that every check asks GitHub again.
+    fn uncached_checker(&self) -> ImageChecker<HttpRegistry> {
+        self.checker(uncached(), GithubOptions::default())
     }
 
     fn default_checker(&self) -> ImageChecker<HttpRegistry> {
@@ -117,6 +130,15 @@ rules:
             &self.mint_for(&image, |spec| spec),
         );
         image
+    }
+}
+
+fn uncached() -> CheckSettings {
+    CheckSettings {
+        verified_ttl: Duration::ZERO,
+        failure_ttl: Duration::ZERO,
+        tag_ttl: Duration::ZERO,
+        ..CheckSettings::default()
     }
 }
 
@@ -284,14 +306,7 @@ async fn pagination_finds_a_bundle_on_page_two() {
 async fn an_unchanged_listing_is_revalidated_with_its_etag() {
     let setup = Setup::new();
     let image = setup.image_attested_at_github("v1");
-    // Nothing kept per digest, so every check asks GitHub again.
-    let settings = CheckSettings {
-        verified_ttl: Duration::ZERO,
-        failure_ttl: Duration::ZERO,
-        tag_ttl: Duration::ZERO,
-        ..CheckSettings::default()
-    };
-    let checker = setup.checker(settings, GithubOptions::default());
+    let checker = setup.uncached_checker();
     let policy = setup.policy("[github]", "");
     for _ in 0..3 {
         let check = checker.check(&policy, &image.reference).await;
@@ -433,4 +448,242 @@ async fn an_oversized_listing_is_refused_within_its_bound() {
         reason.contains("larger than the 32768 bytes allowed"),
         "{reason}"
     );
+}
+
+/// The App's three files, as a mounted Secret holds them, and the policy's `app` block.
+struct AppFiles {
+    directory: tempfile::TempDir,
+}
+
+impl AppFiles {
+    fn write(app: &TestGithubApp, key_pem: &str) -> AppFiles {
+        let directory = tempfile::tempdir().unwrap();
+        std::fs::write(directory.path().join("app-id"), format!("{}\n", app.app_id)).unwrap();
+        std::fs::write(
+            directory.path().join("installation-id"),
+            app.installation_id.to_string(),
+        )
+        .unwrap();
+        std::fs::write(directory.path().join("private-key.pem"), key_pem).unwrap();
+        AppFiles { directory }
+    }
+
+    fn policy_lines(&self) -> String {
+        let path = |name: &str| self.directory.path().join(name).display().to_string();
+        format!(
+            "  app:\n    appIdFile: \"{}\"\n    installationIdFile: \"{}\"\n    privateKeyFile: \"{}\"",
+            path("app-id"),
+            path("installation-id"),
+            path("private-key.pem")
+        )
+    }
+}
+
+fn targets_with_status(github: &FakeGithubApi, status: u16) -> Vec<String> {
+    github
+        .requests()
+        .into_iter()
+        .filter(|request| request.status == status)
+        .map(|request| request.target)
+        .collect()
+}
+
+// The fake GitHub API checks the App's JWT (signature with the App's public key, issuer,
+// lifetime) as GitHub documents it, and then requires the installation tokens it issued.
+#[tokio::test]
+async fn github_app_credentials_are_exchanged_for_an_installation_token_that_is_kept_and_renewed_on_401(
+) {
+    let setup = Setup::new();
+    let image = setup.image_attested_at_github("v1");
+    let app = TestGithubApp::generate(123456, 424242);
+    setup.github.require_app(&app);
+    let files = AppFiles::write(&app, &app.private_key_pem);
+    let policy = setup.policy("[github]", &files.policy_lines());
+    let checker = setup.uncached_checker();
+
+    for _ in 0..3 {
+        let check = checker.check(&policy, &image.reference).await;
+        assert_verified_from(&check, &image, AttestationSource::Github);
+    }
+    // One exchange, its token used for every listing while it is valid.
+    assert_eq!(setup.github.tokens_issued(), 1);
+    let requests = setup.github.requests();
+    let exchange = &requests[0];
+    assert_eq!(exchange.method, "POST");
+    assert_eq!(exchange.target, "/app/installations/424242/access_tokens");
+    assert_eq!(exchange.status, 201);
+    let listings: Vec<_> = requests.iter().skip(1).collect();
+    assert_eq!(listings.len(), 3, "{requests:?}");
+    assert!(listings
+        .iter()
+        .all(|request| request.authorization.as_deref() == Some("Bearer ghs_fake1")));
+    // The JWT: issued by the App, iat backdated 60 s, at most 10 minutes ahead.
+    let claims = &setup.github.jwt_claims()[0];
+    let now = jiff::Timestamp::now().as_second();
+    assert_eq!(claims["iss"], 123456);
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert!((now - 62..=now - 58).contains(&iat), "{claims}");
+    assert!(exp > now && exp <= now + 600, "{claims}");
+
+    // GitHub stops accepting the token: the listing's 401 renews it once, and admits.
+    setup.github.revoke_tokens();
+    let check = checker.check(&policy, &image.reference).await;
+    assert_verified_from(&check, &image, AttestationSource::Github);
+    assert_eq!(setup.github.tokens_issued(), 2);
+    assert_eq!(setup.github.count(401), 1, "{:?}", setup.github.requests());
+    assert_eq!(
+        setup.github.requests().last().unwrap().authorization.as_deref(),
+        Some("Bearer ghs_fake2")
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_app_key_is_refused_once_and_the_reason_says_so_and_pkcs8_keys_work() {
+    let setup = Setup::new();
+    let image = setup.image_attested_at_github("v1");
+    let app = TestGithubApp::generate(7, 8);
+    setup.github.require_app(&app);
+    let impostor = TestGithubApp::generate(7, 8);
+    let files = AppFiles::write(&app, &impostor.private_key_pem);
+    let policy = setup.policy("[github]", &files.policy_lines());
+    let checker = setup.uncached_checker();
+    for _ in 0..2 {
+        let check = checker.check(&policy, &image.reference).await;
+        let (kind, reason) = failure(&check);
+        assert_eq!(kind, FailureKind::Registry, "{reason}");
+        assert!(reason.contains("refused the App's JWT (HTTP 401)"), "{reason}");
+    }
+    // A refused exchange is not repeated for every listing.
+    assert_eq!(setup.github.requests().len(), 1, "{:?}", setup.github.requests());
+    assert_eq!(setup.github.tokens_issued(), 0);
+
+    // The right key, written as PKCS#8, is read as well (a rotated Secret: new content,
+    // new exchange).
+    std::fs::write(
+        files.directory.path().join("private-key.pem"),
+        app.private_key_pkcs8_pem(),
+    )
+    .unwrap();
+    let check = checker.check(&policy, &image.reference).await;
+    assert_verified_from(&check, &image, AttestationSource::Github);
+    assert_eq!(setup.github.tokens_issued(), 1);
+}
+
+/// `count` images, each with nothing in the registry and a valid attestation at GitHub.
+fn images_attested_at_github(setup: &Setup, count: usize) -> Vec<PushedImage> {
+    (0..count)
+        .map(|index| setup.image_attested_at_github(&format!("v{index}")))
+        .collect()
+}
+
+async fn check_review(
+    checker: ImageChecker<HttpRegistry>,
+    policy: Policy,
+    images: &[PushedImage],
+) -> Vec<ImageCheck> {
+    let references: Vec<String> = images.iter().map(|image| image.reference.clone()).collect();
+    let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0].into_iter());
+    check_all(
+        &Arc::new(checker),
+        &Arc::new(policy),
+        &references,
+        jiff::Timestamp::now(),
+        Duration::from_secs(20),
+        &histogram,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn many_digests_of_one_owner_in_one_review_are_listed_in_bulk() {
+    let setup = Setup::new();
+    let images = images_attested_at_github(&setup, 4);
+    // Two entries a page: the four attestations take two pages, by the `after` cursor.
+    setup.github.set_page_size(2);
+    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    for (check, image) in checks.iter().zip(&images) {
+        assert_verified_from(check, image, AttestationSource::Github);
+        let ImageOutcome::Verified { source_url, .. } = &check.outcome else {
+            unreachable!()
+        };
+        assert!(
+            source_url.as_deref().unwrap().contains("/orgs/acme/attestations/bulk-list"),
+            "{source_url:?}"
+        );
+    }
+    let requests = setup.github.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|request| request.method == "POST"));
+    assert!(requests[1].target.contains("after=2"), "{requests:?}");
+    let body: serde_json::Value = serde_json::from_str(&requests[0].body).unwrap();
+    let mut asked: Vec<&str> = body["subject_digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|digest| digest.as_str().unwrap())
+        .collect();
+    asked.sort();
+    let mut expected: Vec<&str> = images.iter().map(|image| image.manifest.digest.as_str()).collect();
+    expected.sort();
+    assert_eq!(asked, expected);
+}
+
+#[tokio::test]
+async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one_by_one() {
+    let setup = Setup::new();
+    let images = images_attested_at_github(&setup, 3);
+    setup.github.without_bulk_endpoint();
+    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    for (check, image) in checks.iter().zip(&images) {
+        assert_verified_from(check, image, AttestationSource::Github);
+    }
+    assert_eq!(targets_with_status(&setup.github, 404).len(), 1);
+    let listings = targets_with_status(&setup.github, 200);
+    assert_eq!(listings.len(), 3, "{listings:?}");
+    assert!(listings.iter().all(|target| target.starts_with("/repos/acme/api/attestations/")));
+
+    // Two uncached digests are below the default threshold of three: no bulk request.
+    let setup = Setup::new();
+    let images = images_attested_at_github(&setup, 2);
+    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    for (check, image) in checks.iter().zip(&images) {
+        assert_verified_from(check, image, AttestationSource::Github);
+    }
+    assert!(setup.github.requests().iter().all(|request| request.method == "GET"));
+}
+
+#[tokio::test]
+async fn github_requests_rate_limits_and_fallbacks_are_in_the_metrics() {
+    let setup = Setup::new();
+    let image = setup.image_attested_at_github("v1");
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = GithubMetrics::register(&mut registry);
+    let checker = setup.checker_with(
+        uncached(),
+        GithubClient::new(GithubOptions::default()).with_metrics(metrics),
+    );
+    let policy = setup.policy("[github]", "");
+    let check = checker.check(&policy, &image.reference).await;
+    assert_verified_from(&check, &image, AttestationSource::Github);
+    setup.github.rate_limit(RateLimit {
+        status: 429,
+        reset_in: 120,
+        times: 1,
+    });
+    let check = checker.check(&policy, &image.reference).await;
+    assert_eq!(failure(&check).0, FailureKind::Registry);
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "provenance_gate_github_requests_total{endpoint=\"listing\",status=\"2xx\"} 1".to_owned(),
+        "provenance_gate_github_requests_total{endpoint=\"listing\",status=\"4xx\"} 1".to_owned(),
+        format!(
+            "provenance_gate_github_rate_limit_remaining{{host=\"{}\"}} 0",
+            setup.github.host()
+        ),
+        "provenance_gate_github_degraded_to_registry_total 1".to_owned(),
+    ] {
+        assert!(text.lines().any(|found| found == line), "{line} not in\n{text}");
+    }
 }
