@@ -157,6 +157,9 @@ struct BulkPage {
 fn parse_bulk_page(body: &[u8]) -> Result<BulkPage, String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|error| error.to_string())?;
+    if !value.is_object() {
+        return Err("not a JSON object".to_owned());
+    }
     let mut page = BulkPage::default();
     let mut add = |map: &serde_json::Map<String, serde_json::Value>| -> Result<(), String> {
         for (digest, listed) in map {

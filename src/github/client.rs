@@ -1004,6 +1004,46 @@ mod tests {
         }
     }
 
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_changed_ca_file_content_rebuilds_the_client_and_a_broken_one_keeps_the_last_good() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ca.pem");
+        std::fs::write(&path, ca_pem("one.example")).unwrap();
+        let api = GithubApi {
+            ca_file: Some(path.display().to_string()),
+            ..GithubApi::default()
+        };
+        let client = GithubClient::new(GithubOptions::default());
+        let first = client.transport(&api).unwrap();
+        let again = client.transport(&api).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same content: same client");
+        // A rotated CA Secret: same path, new content.
+        std::fs::write(&path, ca_pem("two.example")).unwrap();
+        let second = client.transport(&api).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "new content: new client");
+        for broken in [Some("not a certificate"), None] {
+            match broken {
+                Some(content) => std::fs::write(&path, content).unwrap(),
+                None => std::fs::remove_file(&path).unwrap(),
+            }
+            let kept = client.transport(&api).unwrap();
+            assert!(Arc::ptr_eq(&second, &kept), "{broken:?}: last good kept");
+            // Without a last good client, the same file is an error.
+            let fresh = GithubClient::new(GithubOptions::default());
+            assert!(matches!(
+                fresh.transport(&api),
+                Err(GithubError::Config { .. })
+            ));
+        }
+    }
+
     #[test]
     fn next_links_stay_on_the_api_host() {
         let current =
