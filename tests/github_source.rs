@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use provenance_gate::check::batch::check_all;
 use provenance_gate::check::{CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
-use provenance_gate::check::batch::check_all;
 use provenance_gate::github::{GithubClient, GithubMetrics, GithubOptions, GITHUB_API_VERSION};
 use provenance_gate::policy::{AttestationSource, Mode, Policy};
 use provenance_gate::registry::{AllowedRegistries, HostOptions, HttpRegistry, RegistryOptions};
@@ -521,7 +521,10 @@ async fn github_app_credentials_are_exchanged_for_an_installation_token_that_is_
     let claims = &setup.github.jwt_claims()[0];
     let now = jiff::Timestamp::now().as_second();
     assert_eq!(claims["iss"], 123456);
-    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
     assert!((now - 62..=now - 58).contains(&iat), "{claims}");
     assert!(exp > now && exp <= now + 600, "{claims}");
 
@@ -532,7 +535,13 @@ async fn github_app_credentials_are_exchanged_for_an_installation_token_that_is_
     assert_eq!(setup.github.tokens_issued(), 2);
     assert_eq!(setup.github.count(401), 1, "{:?}", setup.github.requests());
     assert_eq!(
-        setup.github.requests().last().unwrap().authorization.as_deref(),
+        setup
+            .github
+            .requests()
+            .last()
+            .unwrap()
+            .authorization
+            .as_deref(),
         Some("Bearer ghs_fake2")
     );
 }
@@ -551,10 +560,18 @@ async fn a_wrong_app_key_is_refused_once_and_the_reason_says_so_and_pkcs8_keys_w
         let check = checker.check(&policy, &image.reference).await;
         let (kind, reason) = failure(&check);
         assert_eq!(kind, FailureKind::Registry, "{reason}");
-        assert!(reason.contains("refused the App's JWT (HTTP 401)"), "{reason}");
+        assert!(
+            reason.contains("refused the App's JWT (HTTP 401)"),
+            "{reason}"
+        );
     }
     // A refused exchange is not repeated for every listing.
-    assert_eq!(setup.github.requests().len(), 1, "{:?}", setup.github.requests());
+    assert_eq!(
+        setup.github.requests().len(),
+        1,
+        "{:?}",
+        setup.github.requests()
+    );
     assert_eq!(setup.github.tokens_issued(), 0);
 
     // The right key, written as PKCS#8, is read as well (a rotated Secret: new content,
@@ -600,14 +617,22 @@ async fn many_digests_of_one_owner_in_one_review_are_listed_in_bulk() {
     let images = images_attested_at_github(&setup, 4);
     // Two entries a page: the four attestations take two pages, by the `after` cursor.
     setup.github.set_page_size(2);
-    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    let checks = check_review(
+        setup.default_checker(),
+        setup.policy("[github]", ""),
+        &images,
+    )
+    .await;
     for (check, image) in checks.iter().zip(&images) {
         assert_verified_from(check, image, AttestationSource::Github);
         let ImageOutcome::Verified { source_url, .. } = &check.outcome else {
             unreachable!()
         };
         assert!(
-            source_url.as_deref().unwrap().contains("/orgs/acme/attestations/bulk-list"),
+            source_url
+                .as_deref()
+                .unwrap()
+                .contains("/orgs/acme/attestations/bulk-list"),
             "{source_url:?}"
         );
     }
@@ -623,7 +648,10 @@ async fn many_digests_of_one_owner_in_one_review_are_listed_in_bulk() {
         .map(|digest| digest.as_str().unwrap())
         .collect();
     asked.sort();
-    let mut expected: Vec<&str> = images.iter().map(|image| image.manifest.digest.as_str()).collect();
+    let mut expected: Vec<&str> = images
+        .iter()
+        .map(|image| image.manifest.digest.as_str())
+        .collect();
     expected.sort();
     assert_eq!(asked, expected);
 }
@@ -633,23 +661,39 @@ async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one
     let setup = Setup::new();
     let images = images_attested_at_github(&setup, 3);
     setup.github.without_bulk_endpoint();
-    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    let checks = check_review(
+        setup.default_checker(),
+        setup.policy("[github]", ""),
+        &images,
+    )
+    .await;
     for (check, image) in checks.iter().zip(&images) {
         assert_verified_from(check, image, AttestationSource::Github);
     }
     assert_eq!(targets_with_status(&setup.github, 404).len(), 1);
     let listings = targets_with_status(&setup.github, 200);
     assert_eq!(listings.len(), 3, "{listings:?}");
-    assert!(listings.iter().all(|target| target.starts_with("/repos/acme/api/attestations/")));
+    assert!(listings
+        .iter()
+        .all(|target| target.starts_with("/repos/acme/api/attestations/")));
 
     // Two uncached digests are below the default threshold of three: no bulk request.
     let setup = Setup::new();
     let images = images_attested_at_github(&setup, 2);
-    let checks = check_review(setup.default_checker(), setup.policy("[github]", ""), &images).await;
+    let checks = check_review(
+        setup.default_checker(),
+        setup.policy("[github]", ""),
+        &images,
+    )
+    .await;
     for (check, image) in checks.iter().zip(&images) {
         assert_verified_from(check, image, AttestationSource::Github);
     }
-    assert!(setup.github.requests().iter().all(|request| request.method == "GET"));
+    assert!(setup
+        .github
+        .requests()
+        .iter()
+        .all(|request| request.method == "GET"));
 }
 
 #[tokio::test]
@@ -684,6 +728,9 @@ async fn github_requests_rate_limits_and_fallbacks_are_in_the_metrics() {
         ),
         "provenance_gate_github_degraded_to_registry_total 1".to_owned(),
     ] {
-        assert!(text.lines().any(|found| found == line), "{line} not in\n{text}");
+        assert!(
+            text.lines().any(|found| found == line),
+            "{line} not in\n{text}"
+        );
     }
 }

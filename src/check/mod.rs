@@ -546,7 +546,10 @@ impl<R: Registry> ImageChecker<R> {
             let ImageClass::Rule(rule) = policy.classify_image(&reference.name()) else {
                 return None;
             };
-            if !rule.attestation_sources().contains(&AttestationSource::Github) {
+            if !rule
+                .attestation_sources()
+                .contains(&AttestationSource::Github)
+            {
                 return None;
             }
             let digest = self.tags.resolve(&self.registry, &reference).await.ok()?;

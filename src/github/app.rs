@@ -123,13 +123,12 @@ impl AppCredentials {
             is_installation_id,
         )?;
         let path = &files.private_key_file;
-        let pem = read_bounded(path, MAX_APP_FILE_BYTES).map_err(|reason| {
-            AppCredentialError::File {
+        let pem =
+            read_bounded(path, MAX_APP_FILE_BYTES).map_err(|reason| AppCredentialError::File {
                 what: "private key",
                 path: path.clone(),
                 reason,
-            }
-        })?;
+            })?;
         let key = signing_key(&pem).map_err(|reason| AppCredentialError::Key {
             path: path.clone(),
             reason,
@@ -298,9 +297,7 @@ impl TokenCache {
     pub fn recent_failure(&self, identity: &[u8; 32]) -> Option<super::GithubError> {
         lock(&self.failure)
             .as_ref()
-            .filter(|(failed, at)| {
-                &failed.identity == identity && at.elapsed() < FAILURE_BACKOFF
-            })
+            .filter(|(failed, at)| &failed.identity == identity && at.elapsed() < FAILURE_BACKOFF)
             .map(|(failed, _)| failed.error.clone())
     }
 
@@ -394,6 +391,8 @@ mod tests {
         assert!(!is_installation_id("42a"));
         assert!(signing_key(b"not pem").unwrap_err().contains("no PEM"));
         let ec = rcgen::KeyPair::generate().unwrap().serialize_pem();
-        assert!(signing_key(ec.as_bytes()).unwrap_err().contains("not an RSA key"));
+        assert!(signing_key(ec.as_bytes())
+            .unwrap_err()
+            .contains("not an RSA key"));
     }
 }

@@ -16,15 +16,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::ACCEPT;
 use reqwest::{StatusCode, Url};
 use tokio::time::Instant;
 
 use super::client::{
-    api_url, locked, next_link, refusal, GithubClient, ListedAttestation, GITHUB_MEDIA_TYPE,
+    api_request, api_url, locked, next_link, refusal, GithubClient, ListedAttestation,
 };
 use super::metrics::Endpoint;
-use super::{GithubError, GithubLocation, GITHUB_API_VERSION};
+use super::{GithubError, GithubLocation};
 use crate::check::reference::Digest;
 use crate::policy::GithubApi;
 use crate::registry::read_capped;
@@ -93,7 +92,13 @@ impl Prefetched {
             {
                 let own = attested
                     .iter()
-                    .filter(|listed| listed.repository_id.map(|number| number.to_string()).as_ref() == Some(id))
+                    .filter(|listed| {
+                        listed
+                            .repository_id
+                            .map(|number| number.to_string())
+                            .as_ref()
+                            == Some(id)
+                    })
                     .cloned()
                     .collect();
                 Some((url, own))
@@ -102,7 +107,14 @@ impl Prefetched {
         }
     }
 
-    fn store(&self, api: &GithubApi, owner: &str, digest: &Digest, url: &str, attested: Vec<ListedAttestation>) {
+    fn store(
+        &self,
+        api: &GithubApi,
+        owner: &str,
+        digest: &Digest,
+        url: &str,
+        attested: Vec<ListedAttestation>,
+    ) {
         let mut entries = locked(&self.entries);
         if entries.len() >= self.capacity {
             entries.retain(|_, entry| entry.at.elapsed() < self.ttl);
@@ -232,7 +244,8 @@ impl GithubClient {
             .collect();
         wanted.sort();
         wanted.dedup();
-        if wanted.len() < options.bulk_min_digests.max(1) || self.prefetched.is_refused(api, owner) {
+        if wanted.len() < options.bulk_min_digests.max(1) || self.prefetched.is_refused(api, owner)
+        {
             return;
         }
         let transport = match self.transport_for(api) {
@@ -253,7 +266,10 @@ impl GithubClient {
             .chunks(options.bulk_max_digests.max(1))
             .take(options.bulk_max_requests);
         for chunk in chunks {
-            match self.bulk_listing(&transport, api, owner, chunk, &mut token).await {
+            match self
+                .bulk_listing(&transport, api, owner, chunk, &mut token)
+                .await
+            {
                 Ok((url, mut by_digest)) => {
                     for digest in chunk {
                         let attested = by_digest.remove(&digest.to_string()).unwrap_or_default();
@@ -284,7 +300,10 @@ impl GithubClient {
         let options = self.options();
         let first = api_url(
             api,
-            &format!("orgs/{owner}/attestations/bulk-list?per_page={}", options.per_page),
+            &format!(
+                "orgs/{owner}/attestations/bulk-list?per_page={}",
+                options.per_page
+            ),
         )?;
         let body = serde_json::json!({
             "subject_digests": digests.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -302,12 +321,16 @@ impl GithubClient {
                 });
             }
             pages += 1;
-            let (page, link) = match self.bulk_page(http, api, &url, &body, token.as_deref()).await {
+            let (page, link) = match self
+                .bulk_page(http, api, &url, &body, token.as_deref())
+                .await
+            {
                 Err(GithubError::Unauthorized { status: 401, .. })
                     if self.forget_refused(api, token.as_deref()) =>
                 {
                     *token = self.credential(http, api).await?;
-                    self.bulk_page(http, api, &url, &body, token.as_deref()).await?
+                    self.bulk_page(http, api, &url, &body, token.as_deref())
+                        .await?
                 }
                 answer => answer?,
             };
@@ -328,23 +351,14 @@ impl GithubClient {
         token: Option<&str>,
     ) -> Result<(BulkPage, Option<Url>), GithubError> {
         let host = &api.api_host;
-        self.refuse_if_blocked(host)?;
         let what = format!("bulk attestations listing {}", url.path());
-        let mut request = http
-            .post(url.clone())
-            .header(ACCEPT, GITHUB_MEDIA_TYPE)
-            .header("X-GitHub-Api-Version", GITHUB_API_VERSION)
+        let request = api_request(http.post(url.clone()), token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_owned());
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let deadline = Instant::now() + self.options().request_timeout;
-        let response = self
-            .send(request, Endpoint::BulkList, host, &what, deadline)
+        let (response, blocked_until, deadline) = self
+            .api_exchange(request, Endpoint::BulkList, host, &what)
             .await?;
         let status = response.status();
-        let blocked_until = self.note_rate_limit(host, status, response.headers());
         if status != StatusCode::OK {
             return Err(refusal(host, status, blocked_until, what));
         }
@@ -366,7 +380,9 @@ mod tests {
     use super::*;
 
     fn digest(hex: char) -> Digest {
-        format!("sha256:{}", hex.to_string().repeat(64)).parse().unwrap()
+        format!("sha256:{}", hex.to_string().repeat(64))
+            .parse()
+            .unwrap()
     }
 
     fn listed(repository_id: Option<u64>) -> ListedAttestation {
@@ -390,10 +406,21 @@ mod tests {
         let page = parse_bulk_page(list).unwrap();
         assert_eq!(page.by_digest["sha256:aa"].len(), 1);
         assert_eq!(page.next_cursor, None, "has_next false: no next page");
-        for bad in [&b"[]"[..], br#"{"attestations_subject_digests": 3}"#, br#"{"attestations_subject_digests": {"sha256:aa": [1]}}"#] {
-            assert!(parse_bulk_page(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"[]"[..],
+            br#"{"attestations_subject_digests": 3}"#,
+            br#"{"attestations_subject_digests": {"sha256:aa": [1]}}"#,
+        ] {
+            assert!(
+                parse_bulk_page(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let url = Url::parse("https://api.github.com/orgs/a/attestations/bulk-list?per_page=30&after=old").unwrap();
+        let url = Url::parse(
+            "https://api.github.com/orgs/a/attestations/bulk-list?per_page=30&after=old",
+        )
+        .unwrap();
         assert_eq!(
             with_cursor(&url, "n+1").query(),
             Some("per_page=30&after=n%2B1")
@@ -405,7 +432,13 @@ mod tests {
         let api = GithubApi::default();
         let store = Prefetched::new(8, Duration::from_secs(30));
         let (attested, empty) = (digest('a'), digest('b'));
-        store.store(&api, "Acme", &attested, "u", vec![listed(Some(1)), listed(Some(2))]);
+        store.store(
+            &api,
+            "Acme",
+            &attested,
+            "u",
+            vec![listed(Some(1)), listed(Some(2))],
+        );
         store.store(&api, "acme", &empty, "u", Vec::new());
         let org = GithubLocation::Organization("ACME".into());
         let repository = |id: Option<&str>| GithubLocation::Repository {
@@ -414,16 +447,46 @@ mod tests {
             id: id.map(str::to_owned),
         };
         assert_eq!(store.listed(&api, &org, &attested).unwrap().1.len(), 2);
-        assert_eq!(store.listed(&api, &repository(Some("2")), &attested).unwrap().1.len(), 1);
-        assert_eq!(store.listed(&api, &repository(Some("3")), &attested).unwrap().1.len(), 0);
-        assert!(store.listed(&api, &repository(None), &attested).is_none(), "no ID: ask the repository");
-        assert_eq!(store.listed(&api, &repository(None), &empty).unwrap().1.len(), 0);
+        assert_eq!(
+            store
+                .listed(&api, &repository(Some("2")), &attested)
+                .unwrap()
+                .1
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .listed(&api, &repository(Some("3")), &attested)
+                .unwrap()
+                .1
+                .len(),
+            0
+        );
+        assert!(
+            store.listed(&api, &repository(None), &attested).is_none(),
+            "no ID: ask the repository"
+        );
+        assert_eq!(
+            store
+                .listed(&api, &repository(None), &empty)
+                .unwrap()
+                .1
+                .len(),
+            0
+        );
         let other_api = GithubApi {
             api_host: "ghes.example.com".into(),
             ..GithubApi::default()
         };
         assert!(store.listed(&other_api, &org, &attested).is_none());
-        assert!(store.listed(&api, &GithubLocation::Organization("other".into()), &attested).is_none());
+        assert!(store
+            .listed(
+                &api,
+                &GithubLocation::Organization("other".into()),
+                &attested
+            )
+            .is_none());
     }
 
     #[test]
@@ -437,7 +500,11 @@ mod tests {
         let expired = Prefetched::new(2, Duration::ZERO);
         expired.store(&api, "acme", &digest('a'), "u", Vec::new());
         assert!(expired
-            .listed(&api, &GithubLocation::Organization("acme".into()), &digest('a'))
+            .listed(
+                &api,
+                &GithubLocation::Organization("acme".into()),
+                &digest('a')
+            )
             .is_none());
     }
 }

@@ -36,7 +36,7 @@ use crate::verify::read_bundles;
 
 /// The REST API version asked for (`X-GitHub-Api-Version`).
 pub const GITHUB_API_VERSION: &str = "2022-11-28";
-pub(super) const GITHUB_MEDIA_TYPE: &str = "application/vnd.github+json";
+const GITHUB_MEDIA_TYPE: &str = "application/vnd.github+json";
 /// A token file larger than this is not a token.
 const MAX_TOKEN_BYTES: u64 = 16 * 1024;
 /// A `caFile` larger than this is not a CA bundle.
@@ -180,7 +180,8 @@ impl GithubClient {
 
     /// The HTTP client for `api`'s settings (see [`Self::transport`]).
     pub(super) fn transport_for(&self, api: &GithubApi) -> Result<reqwest::Client, GithubError> {
-        self.transport(api).map(|transport| transport.client.clone())
+        self.transport(api)
+            .map(|transport| transport.client.clone())
     }
 
     /// Counts requests, rate-limit budgets and fallbacks into `metrics`.
@@ -341,27 +342,18 @@ impl GithubClient {
         token: Option<&str>,
     ) -> Result<Arc<Page>, GithubError> {
         let host = &api.api_host;
-        self.refuse_if_blocked(host)?;
         let what = format!("attestations listing {}", url.path());
         let cached = locked(&self.pages)
             .get(url.as_str())
             .map(|cached| (cached.etag.clone(), Arc::clone(&cached.page)));
-        let mut request = http
-            .get(url.clone())
-            .header(ACCEPT, GITHUB_MEDIA_TYPE)
-            .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = api_request(http.get(url.clone()), token);
         if let Some((etag, _)) = &cached {
             request = request.header(IF_NONE_MATCH, etag.as_str());
         }
-        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
-        let response = self
-            .send(request, Endpoint::Listing, host, &what, deadline)
+        let (response, blocked_until, deadline) = self
+            .api_exchange(request, Endpoint::Listing, host, &what)
             .await?;
         let status = response.status();
-        let blocked_until = self.note_rate_limit(host, status, response.headers());
         match status {
             StatusCode::NOT_MODIFIED => match cached {
                 Some((_, page)) => Ok(page),
@@ -402,6 +394,30 @@ impl GithubClient {
         }
     }
 
+    /// One request to the API host within `request_timeout`, its rate-limit headers read:
+    /// the answer, until when the host is now left alone (if it is), and the deadline for
+    /// reading the body.
+    pub(super) async fn api_exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        endpoint: Endpoint,
+        host: &str,
+        what: &str,
+    ) -> Result<
+        (
+            reqwest::Response,
+            Option<jiff::Timestamp>,
+            tokio::time::Instant,
+        ),
+        GithubError,
+    > {
+        self.refuse_if_blocked(host)?;
+        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+        let response = self.send(request, endpoint, host, what, deadline).await?;
+        let blocked_until = self.note_rate_limit(host, response.status(), response.headers());
+        Ok((response, blocked_until, deadline))
+    }
+
     pub(super) async fn send(
         &self,
         request: reqwest::RequestBuilder,
@@ -437,7 +453,12 @@ impl GithubClient {
         }
     }
 
-    pub(super) fn body_error(&self, error: crate::registry::BodyError, host: &str, what: &str) -> GithubError {
+    pub(super) fn body_error(
+        &self,
+        error: crate::registry::BodyError,
+        host: &str,
+        what: &str,
+    ) -> GithubError {
         match error {
             crate::registry::BodyError::TooLarge { limit } => GithubError::TooLarge {
                 host: host.to_owned(),
@@ -481,12 +502,7 @@ impl GithubClient {
         let mut request = http.get(url.clone());
         // Bundle URLs may point at storage hosts: the token is GitHub's alone.
         if host == api.api_host {
-            request = request
-                .header(ACCEPT, GITHUB_MEDIA_TYPE)
-                .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
+            request = api_request(request, token);
         }
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
         let response = self
@@ -507,6 +523,21 @@ impl GithubClient {
                 BundleProblem::Unreachable(self.body_error(error, &host, &what).to_string())
             })?;
         decode_bundle_body(body).map_err(BundleProblem::Invalid)
+    }
+}
+
+/// `request` as GitHub's REST API wants it: its media type and version, and the credential
+/// when there is one.
+pub(super) fn api_request(
+    request: reqwest::RequestBuilder,
+    credential: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = request
+        .header(ACCEPT, GITHUB_MEDIA_TYPE)
+        .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
+    match credential {
+        Some(credential) => request.bearer_auth(credential),
+        None => request,
     }
 }
 
@@ -749,7 +780,6 @@ impl GithubClient {
             host: host.clone(),
             reason,
         };
-        self.refuse_if_blocked(host)?;
         let jwt = credentials
             .jwt(jiff::Timestamp::now().as_second())
             .map_err(app_error)?;
@@ -764,17 +794,11 @@ impl GithubClient {
             "installation token of installation {}",
             credentials.installation_id
         );
-        let request = http
-            .post(url)
-            .header(ACCEPT, GITHUB_MEDIA_TYPE)
-            .header("X-GitHub-Api-Version", GITHUB_API_VERSION)
-            .bearer_auth(jwt);
-        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
-        let response = self
-            .send(request, Endpoint::AccessToken, host, &what, deadline)
+        let request = api_request(http.post(url), Some(&jwt));
+        let (response, blocked_until, deadline) = self
+            .api_exchange(request, Endpoint::AccessToken, host, &what)
             .await?;
         let status = response.status();
-        let blocked_until = self.note_rate_limit(host, status, response.headers());
         match status {
             StatusCode::CREATED | StatusCode::OK => {
                 let body = read_capped(response, MAX_ACCESS_TOKEN_BYTES, deadline)

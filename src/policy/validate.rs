@@ -1,11 +1,11 @@
 //! Turning a parsed [`PolicyDocument`] into a [`Policy`], collecting every problem on the way.
 
 use super::config::{
-    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, GithubAppFiles, LabelRequirement, Mode,
-    NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
-    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
-    ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER,
-    MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, GithubAppFiles,
+    LabelRequirement, Mode, NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule,
+    SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository,
+    UnmatchedAction, ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,
+    GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
@@ -733,7 +733,11 @@ impl Checker {
         });
         let files = [
             (path.key("caFile"), "caFile", document.ca_file.as_ref()),
-            (path.key("tokenFile"), "tokenFile", document.token_file.as_ref()),
+            (
+                path.key("tokenFile"),
+                "tokenFile",
+                document.token_file.as_ref(),
+            ),
         ]
         .into_iter()
         .chain(app_files);

@@ -326,7 +326,11 @@ fn unix_now() -> i64 {
 }
 
 /// `POST /app/installations/{id}/access_tokens`: the JWT checked as GitHub documents it.
-fn access_token_answer(state: &mut State, request: &Request<Vec<u8>>, installation: &str) -> Answer {
+fn access_token_answer(
+    state: &mut State,
+    request: &Request<Vec<u8>>,
+    installation: &str,
+) -> Answer {
     let refused = |message: &str| json_answer(401, &json!({"message": message}));
     let Some(app) = &state.app else {
         return json_answer(404, &json!({"message": "Not Found"}));
@@ -353,7 +357,9 @@ fn access_token_answer(state: &mut State, request: &Request<Vec<u8>>, installati
         return refused("'Issuer' claim ('iss') must be the App's ID");
     }
     if iat > now + 1 || exp <= now || exp > now + 600 {
-        return refused("'Expiration time' claim ('exp') is too far in the future, or 'iat' is in the future");
+        return refused(
+            "'Expiration time' claim ('exp') is too far in the future, or 'iat' is in the future",
+        );
     }
     if installation != app.installation_id.to_string() {
         return json_answer(404, &json!({"message": "Not Found"}));
@@ -377,8 +383,13 @@ fn verify_jwt(jwt: &str, public_key: &[u8]) -> Result<Value, String> {
     let [header, claims, signature] = parts.as_slice() else {
         return Err("A JSON web token could not be decoded".into());
     };
-    let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|error| error.to_string());
-    let header: Value = serde_json::from_slice(&decode(header)?).map_err(|error| error.to_string())?;
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|error| error.to_string())
+    };
+    let header: Value =
+        serde_json::from_slice(&decode(header)?).map_err(|error| error.to_string())?;
     if header["alg"] != "RS256" {
         return Err(format!("alg {} is not RS256", header["alg"]));
     }
@@ -414,7 +425,9 @@ fn repository_id(path: &str) -> u64 {
     if path.starts_with("/repos/acme/api/") {
         return 804070735;
     }
-    path.bytes().fold(1000u64, |sum, byte| sum.wrapping_mul(31).wrapping_add(byte as u64))
+    path.bytes().fold(1000u64, |sum, byte| {
+        sum.wrapping_mul(31).wrapping_add(byte as u64)
+    })
 }
 
 fn listed_json(state: &State, path: &str, index: usize, bundle: &str) -> Value {
@@ -433,7 +446,12 @@ fn listed_json(state: &State, path: &str, index: usize, bundle: &str) -> Value {
 
 /// `POST /orgs/{org}/attestations/bulk-list`: every listing of the org (its own and its
 /// repositories') for each digest asked, `per_page` entries a page, `after` an offset.
-fn bulk_answer(state: &State, request: &Request<Vec<u8>>, org: &str, query: &BTreeMap<String, String>) -> Answer {
+fn bulk_answer(
+    state: &State,
+    request: &Request<Vec<u8>>,
+    org: &str,
+    query: &BTreeMap<String, String>,
+) -> Answer {
     if state.bulk_missing || request.method() != axum::http::Method::POST {
         return json_answer(404, &json!({"message": "Not Found"}));
     }
@@ -458,9 +476,16 @@ fn bulk_answer(state: &State, request: &Request<Vec<u8>>, org: &str, query: &BTr
             }
         }
     }
-    let per_page = query.get("per_page").and_then(|text| text.parse().ok()).unwrap_or(30usize).max(1);
+    let per_page = query
+        .get("per_page")
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(30usize)
+        .max(1);
     let per_page = state.page_size.unwrap_or(per_page);
-    let start: usize = query.get("after").and_then(|text| text.parse().ok()).unwrap_or(0);
+    let start: usize = query
+        .get("after")
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0);
     let mut by_digest = serde_json::Map::new();
     if start == 0 {
         for digest in &asked {
