@@ -599,7 +599,7 @@ async fn check_review(
     images: &[PushedImage],
 ) -> Vec<ImageCheck> {
     let references: Vec<String> = images.iter().map(|image| image.reference.clone()).collect();
-    let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0].into_iter());
+    let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
     check_all(
         &Arc::new(checker),
         &Arc::new(policy),

@@ -849,9 +849,7 @@ impl GithubClient {
     /// budget was reached (the rest not examined).
     async fn read_listed(
         &self,
-        http: &reqwest::Client,
-        api: &GithubApi,
-        token: Option<&str>,
+        (http, api, token): (&reqwest::Client, &GithubApi, Option<&str>),
         attested: &[ListedAttestation],
         label: &str,
         listing: &mut GithubListing,
@@ -905,9 +903,7 @@ impl GithubClient {
             };
             let label = format!("{location} (bulk)");
             self.read_listed(
-                &transport.client,
-                api,
-                token.as_deref(),
+                (&transport.client, api, token.as_deref()),
                 &attested,
                 &label,
                 &mut listing,
@@ -946,9 +942,7 @@ impl GithubClient {
             let label = format!("{location} page {pages}");
             let within_budget = self
                 .read_listed(
-                    &transport.client,
-                    api,
-                    token.as_deref(),
+                    (&transport.client, api, token.as_deref()),
                     &page.attestations,
                     &label,
                     &mut listing,
