@@ -734,3 +734,43 @@ async fn github_requests_rate_limits_and_fallbacks_are_in_the_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn bulk_requests_are_bounded_in_digests_and_count() {
+    let setup = Setup::new();
+    let images = images_attested_at_github(&setup, 5);
+    let options = GithubOptions {
+        bulk_max_digests: 2,
+        bulk_max_requests: 2,
+        ..GithubOptions::default()
+    };
+    let checks = check_review(
+        setup.checker(CheckSettings::default(), options),
+        setup.policy("[github]", ""),
+        &images,
+    )
+    .await;
+    for (check, image) in checks.iter().zip(&images) {
+        assert_verified_from(check, image, AttestationSource::Github);
+    }
+    let requests = setup.github.requests();
+    let bulk: Vec<_> = requests
+        .iter()
+        .filter(|request| request.method == "POST")
+        .collect();
+    assert_eq!(bulk.len(), 2, "{requests:?}");
+    for request in &bulk {
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(
+            body["subject_digests"].as_array().unwrap().len(),
+            2,
+            "{body}"
+        );
+    }
+    // The fifth digest, past the two requests allowed, is listed on its own.
+    let single: Vec<_> = requests
+        .iter()
+        .filter(|request| request.method == "GET")
+        .collect();
+    assert_eq!(single.len(), 1, "{requests:?}");
+}
