@@ -584,6 +584,16 @@ async fn a_wrong_app_key_is_refused_once_and_the_reason_says_so_and_pkcs8_keys_w
     let check = checker.check(&policy, &image.reference).await;
     assert_verified_from(&check, &image, AttestationSource::Github);
     assert_eq!(setup.github.tokens_issued(), 1);
+
+    // A key file that holds no key: refused before anything is sent.
+    std::fs::write(files.directory.path().join("private-key.pem"), "not a key").unwrap();
+    let asked = setup.github.requests().len();
+    let check = checker.check(&policy, &image.reference).await;
+    let (kind, reason) = failure(&check);
+    assert_eq!(kind, FailureKind::Registry, "{reason}");
+    assert!(reason.contains("private key"), "{reason}");
+    assert!(reason.contains("is unusable"), "{reason}");
+    assert_eq!(setup.github.requests().len(), asked);
 }
 
 /// `count` images, each with nothing in the registry and a valid attestation at GitHub.

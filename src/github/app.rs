@@ -48,7 +48,9 @@ pub enum AppCredentialError {
 pub struct AppCredentials {
     pub app_id: String,
     pub installation_id: String,
-    key: Arc<dyn rustls::sign::SigningKey>,
+    /// The private key as read; parsed only to sign, since a held token needs no key.
+    key_pem: Vec<u8>,
+    key_path: String,
     /// Fingerprint of the API, the IDs and the key: a cached token belongs to exactly these.
     pub identity: [u8; 32],
 }
@@ -129,10 +131,6 @@ impl AppCredentials {
                 path: path.clone(),
                 reason,
             })?;
-        let key = signing_key(&pem).map_err(|reason| AppCredentialError::Key {
-            path: path.clone(),
-            reason,
-        })?;
         let identity = fingerprint(&[
             api.api_host.as_bytes(),
             api.path_prefix.as_bytes(),
@@ -143,14 +141,20 @@ impl AppCredentials {
         Ok(AppCredentials {
             app_id,
             installation_id,
-            key,
+            key_pem: pem,
+            key_path: path.clone(),
             identity,
         })
     }
 
     /// The App's JWT as of `now` (seconds since the epoch): `iat` backdated by
     /// [`JWT_BACKDATE`], `exp` [`JWT_LIFETIME`] ahead, `iss` the App ID.
-    pub fn jwt(&self, now: i64) -> Result<String, String> {
+    pub fn jwt(&self, now: i64) -> Result<String, AppCredentialError> {
+        let key_error = |reason: String| AppCredentialError::Key {
+            path: self.key_path.clone(),
+            reason,
+        };
+        let key = signing_key(&self.key_pem).map_err(key_error)?;
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
         // A numeric App ID is written as a number, as GitHub's examples do; a client ID
         // as a string.
@@ -165,13 +169,12 @@ impl AppCredentials {
         });
         let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{header}.{claims}");
-        let signer = self
-            .key
+        let signer = key
             .choose_scheme(&[SignatureScheme::RSA_PKCS1_SHA256])
-            .ok_or_else(|| "the private key cannot sign RS256".to_owned())?;
+            .ok_or_else(|| key_error("it cannot sign RS256".to_owned()))?;
         let signature = signer
             .sign(signing_input.as_bytes())
-            .map_err(|error| format!("failed to sign the App's JWT: {error}"))?;
+            .map_err(|error| key_error(format!("failed to sign the App's JWT: {error}")))?;
         Ok(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)

@@ -782,7 +782,7 @@ impl GithubClient {
         };
         let jwt = credentials
             .jwt(jiff::Timestamp::now().as_second())
-            .map_err(app_error)?;
+            .map_err(|error| app_error(error.to_string()))?;
         let url = api_url(
             api,
             &format!(
