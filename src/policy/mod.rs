@@ -26,13 +26,14 @@ mod shape;
 mod validate;
 
 pub use classify::ImageClass;
+pub use config::GithubAppFiles;
 pub use config::{
-    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, GithubAppFiles,
-    LabelRequirement, Mode, NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule,
-    SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository,
-    UnmatchedAction, ATTESTATION_ALIASES, CYCLONEDX_BOM, DEFAULT_REFS, DEFAULT_RUNNERS,
-    DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER, GITHUB_API_HOST, MAX_GLOBS, MAX_POLICY_BYTES,
-    MAX_RULES, RISKY_TRIGGERS, SLSA_PROVENANCE_V1, SPDX_DOCUMENT_V2_3,
+    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
+    NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
+    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
+    ATTESTATION_ALIASES, CYCLONEDX_BOM, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,
+    GITHUB_ACTIONS_ISSUER, GITHUB_API_HOST, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, RISKY_TRIGGERS,
+    SLSA_PROVENANCE_V1, SPDX_DOCUMENT_V2_3,
 };
 pub use duration::{BreakGlassDuration, DurationError, MaxAge, MAX_AGE_LIMIT, MAX_BREAK_GLASS};
 pub use error::{PolicyError, PolicyIssue, SourceLocation};

@@ -1,11 +1,11 @@
 //! Turning a parsed [`PolicyDocument`] into a [`Policy`], collecting every problem on the way.
 
 use super::config::{
-    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, GithubAppFiles,
-    LabelRequirement, Mode, NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule,
-    SelectorOperator, SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository,
-    UnmatchedAction, ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS,
-    GITHUB_ACTIONS_ISSUER, MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
+    Approvers, AttestationSource, BreakGlass, Environment, GithubApi, LabelRequirement, Mode,
+    NamespaceSelector, Policy, Registry, Revocations, RevokedRun, Rule, SelectorOperator,
+    SignerWorkflow, TriggerFilter, TrustedOwner, TrustedRepository, UnmatchedAction,
+    ATTESTATION_ALIASES, DEFAULT_REFS, DEFAULT_RUNNERS, DEFAULT_TRIGGERS, GITHUB_ACTIONS_ISSUER,
+    MAX_GLOBS, MAX_POLICY_BYTES, MAX_RULES, SLSA_PROVENANCE_V1,
 };
 use super::document::{
     BreakGlassDocument, EnvironmentDocument, GithubDocument, OwnerDocument, PolicyDocument,
@@ -763,11 +763,14 @@ impl Checker {
         api.insecure = document.insecure;
         api.ca_file = document.ca_file.clone();
         api.token_file = document.token_file.clone();
-        api.app = document.app.as_ref().map(|app| GithubAppFiles {
-            app_id_file: app.app_id_file.clone(),
-            installation_id_file: app.installation_id_file.clone(),
-            private_key_file: app.private_key_file.clone(),
-        });
+        api.app = document
+            .app
+            .as_ref()
+            .map(|app| super::config::GithubAppFiles {
+                app_id_file: app.app_id_file.clone(),
+                installation_id_file: app.installation_id_file.clone(),
+                private_key_file: app.private_key_file.clone(),
+            });
         api
     }
 
@@ -1391,6 +1394,7 @@ registries:
 
     #[test]
     fn github_app_credentials_are_three_absolute_files_and_exclude_a_token_file() {
+        use crate::policy::GithubAppFiles;
         let rule = "rules:\n  - {name: r, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]}\n";
         let app = "app: {appIdFile: /s/app-id, installationIdFile: /s/installation-id, privateKeyFile: /s/key.pem}";
         let policy = Policy::from_yaml(&format!("version: 1\ngithub: {{{app}}}\n{rule}")).unwrap();
