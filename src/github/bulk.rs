@@ -3,7 +3,9 @@
 //! `{"attestations_subject_digests": {"sha256:…": [{"bundle", "repository_id",
 //! "bundle_url"}] | null}, "page_info": {"has_next", "next", …}}` (GitHub's REST reference;
 //! its own example writes the map as a list of one-key objects, so both are read). Pages
-//! follow `Link: rel="next"` when given, else `page_info.next` as the `after` cursor.
+//! follow `Link: rel="next"` when given, else `page_info.next` as the `after` cursor: the
+//! reference names `before`/`after` cursors "as given in the Link header" and a `page_info`
+//! object, and which of the two GitHub fills could not be confirmed against GitHub itself.
 //!
 //! What it gives stands in, for a short while, for the per-digest listings that follow:
 //! the organisation's listing of a digest is the bulk entry; a repository's is the entries
