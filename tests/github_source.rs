@@ -152,6 +152,28 @@ fn assert_verified_from(check: &ImageCheck, image: &PushedImage, expected: Attes
     }
 }
 
+/// A failure of the source (GitHub or the registry out of reach, or refusing), whose reason
+/// names each of `fragments`.
+fn assert_source_failure(check: &ImageCheck, fragments: &[&str]) {
+    let (kind, reason) = failure(check);
+    assert_eq!(kind, FailureKind::Registry, "{reason}");
+    for fragment in fragments {
+        assert!(reason.contains(fragment), "{fragment}: {reason}");
+    }
+}
+
+fn assert_request_count(github: &FakeGithubApi, expected: usize) {
+    let requests = github.requests();
+    assert_eq!(requests.len(), expected, "{requests:?}");
+}
+
+fn assert_all_verified_at_github(checks: &[ImageCheck], images: &[PushedImage]) {
+    assert_eq!(checks.len(), images.len());
+    for (check, image) in checks.iter().zip(images) {
+        assert_verified_from(check, image, AttestationSource::Github);
+    }
+}
+
 fn failure(check: &ImageCheck) -> (FailureKind, &str) {
     match &check.outcome {
         ImageOutcome::Failed { kind, reason, .. } => (*kind, reason.as_str()),
@@ -346,19 +368,14 @@ async fn a_rate_limited_github_degrades_to_the_registry_and_says_so() {
     // attested only there fails as a source failure (not "no attestation": GitHub may hold
     // one), with a reason that says why.
     let check = checker.check(&policy, &at_github_only.reference).await;
-    let (kind, reason) = failure(&check);
-    assert_eq!(kind, FailureKind::Registry, "{reason}");
-    assert!(reason.contains("rate limiting"), "{reason}");
-    assert!(
-        reason.contains("registry (asked because GitHub is unavailable)"),
-        "{reason}"
+    assert_source_failure(
+        &check,
+        &[
+            "rate limiting",
+            "registry (asked because GitHub is unavailable)",
+        ],
     );
-    assert_eq!(
-        setup.github.requests().len(),
-        1,
-        "{:?}",
-        setup.github.requests()
-    );
+    assert_request_count(&setup.github, 1);
 }
 
 #[tokio::test]
@@ -558,20 +575,10 @@ async fn a_wrong_app_key_is_refused_once_and_the_reason_says_so_and_pkcs8_keys_w
     let checker = setup.uncached_checker();
     for _ in 0..2 {
         let check = checker.check(&policy, &image.reference).await;
-        let (kind, reason) = failure(&check);
-        assert_eq!(kind, FailureKind::Registry, "{reason}");
-        assert!(
-            reason.contains("refused the App's JWT (HTTP 401)"),
-            "{reason}"
-        );
+        assert_source_failure(&check, &["refused the App's JWT (HTTP 401)"]);
     }
     // A refused exchange is not repeated for every listing.
-    assert_eq!(
-        setup.github.requests().len(),
-        1,
-        "{:?}",
-        setup.github.requests()
-    );
+    assert_request_count(&setup.github, 1);
     assert_eq!(setup.github.tokens_issued(), 0);
 
     // The right key, written as PKCS#8, is read as well (a rotated Secret: new content,
@@ -589,11 +596,8 @@ async fn a_wrong_app_key_is_refused_once_and_the_reason_says_so_and_pkcs8_keys_w
     std::fs::write(files.directory.path().join("private-key.pem"), "not a key").unwrap();
     let asked = setup.github.requests().len();
     let check = checker.check(&policy, &image.reference).await;
-    let (kind, reason) = failure(&check);
-    assert_eq!(kind, FailureKind::Registry, "{reason}");
-    assert!(reason.contains("private key"), "{reason}");
-    assert!(reason.contains("is unusable"), "{reason}");
-    assert_eq!(setup.github.requests().len(), asked);
+    assert_source_failure(&check, &["private key", "is unusable"]);
+    assert_request_count(&setup.github, asked);
 }
 
 /// `count` images, each with nothing in the registry and a valid attestation at GitHub.
@@ -677,9 +681,7 @@ async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one
         &images,
     )
     .await;
-    for (check, image) in checks.iter().zip(&images) {
-        assert_verified_from(check, image, AttestationSource::Github);
-    }
+    assert_all_verified_at_github(&checks, &images);
     assert_eq!(targets_with_status(&setup.github, 404).len(), 1);
     let listings = targets_with_status(&setup.github, 200);
     assert_eq!(listings.len(), 3, "{listings:?}");
@@ -696,9 +698,7 @@ async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one
         &images,
     )
     .await;
-    for (check, image) in checks.iter().zip(&images) {
-        assert_verified_from(check, image, AttestationSource::Github);
-    }
+    assert_all_verified_at_github(&checks, &images);
     assert!(setup
         .github
         .requests()
@@ -760,9 +760,7 @@ async fn bulk_requests_are_bounded_in_digests_and_count() {
         &images,
     )
     .await;
-    for (check, image) in checks.iter().zip(&images) {
-        assert_verified_from(check, image, AttestationSource::Github);
-    }
+    assert_all_verified_at_github(&checks, &images);
     let requests = setup.github.requests();
     let bulk: Vec<_> = requests
         .iter()
