@@ -379,6 +379,48 @@ mod tests {
         assert_eq!(cache.usable(&[1; 32], now), None);
     }
 
+    /// App files in a temporary directory, the key an RSA key from rcgen (PKCS#8).
+    fn credentials(app_id: &str) -> (tempfile::TempDir, AppCredentials) {
+        let directory = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let file = |name: &str, content: &str| {
+            let path = directory.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path.display().to_string()
+        };
+        let files = GithubAppFiles {
+            app_id_file: file("app-id", app_id),
+            installation_id_file: file("installation-id", "99\n"),
+            private_key_file: file("key.pem", &key.serialize_pem()),
+        };
+        let credentials = AppCredentials::read(&GithubApi::default(), &files).unwrap();
+        (directory, credentials)
+    }
+
+    #[test]
+    fn the_jwt_names_the_app_as_github_expects_it() {
+        for (app_id, issuer) in [
+            ("123456\n", serde_json::json!(123456)),
+            ("Iv23liClientId", serde_json::json!("Iv23liClientId")),
+        ] {
+            let (_directory, credentials) = credentials(app_id);
+            assert_eq!(credentials.installation_id, "99");
+            let jwt = credentials.jwt(1_800_000_000).unwrap();
+            let parts: Vec<&str> = jwt.split('.').collect();
+            assert_eq!(parts.len(), 3, "{jwt}");
+            let part = |index: usize| -> serde_json::Value {
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[index]).unwrap()).unwrap()
+            };
+            assert_eq!(part(0), serde_json::json!({"alg": "RS256", "typ": "JWT"}));
+            assert_eq!(
+                part(1),
+                serde_json::json!({"iat": 1_800_000_000 - 60, "exp": 1_800_000_000 + 540, "iss": issuer})
+            );
+            // RSA-2048 signature.
+            assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 256);
+        }
+    }
+
     #[test]
     fn ids_and_keys_are_checked() {
         for (id, valid) in [
