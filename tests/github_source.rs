@@ -608,15 +608,15 @@ fn images_attested_at_github(setup: &Setup, count: usize) -> Vec<PushedImage> {
 }
 
 async fn check_review(
-    checker: ImageChecker<HttpRegistry>,
-    policy: Policy,
+    checker: &Arc<ImageChecker<HttpRegistry>>,
+    policy: &Arc<Policy>,
     images: &[PushedImage],
 ) -> Vec<ImageCheck> {
     let references: Vec<String> = images.iter().map(|image| image.reference.clone()).collect();
     let histogram = prometheus_client::metrics::histogram::Histogram::new([1.0]);
     check_all(
-        &Arc::new(checker),
-        &Arc::new(policy),
+        checker,
+        policy,
         &references,
         jiff::Timestamp::now(),
         Duration::from_secs(20),
@@ -632,8 +632,8 @@ async fn many_digests_of_one_owner_in_one_review_are_listed_in_bulk() {
     // Two entries a page: the four attestations take two pages, by the `after` cursor.
     setup.github.set_page_size(2);
     let checks = check_review(
-        setup.default_checker(),
-        setup.policy("[github]", ""),
+        &Arc::new(setup.default_checker()),
+        &Arc::new(setup.policy("[github]", "")),
         &images,
     )
     .await;
@@ -676,13 +676,14 @@ async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one
     let images = images_attested_at_github(&setup, 3);
     setup.github.without_bulk_endpoint();
     let checks = check_review(
-        setup.default_checker(),
-        setup.policy("[github]", ""),
+        &Arc::new(setup.default_checker()),
+        &Arc::new(setup.policy("[github]", "")),
         &images,
     )
     .await;
     assert_all_verified_at_github(&checks, &images);
-    assert_eq!(targets_with_status(&setup.github, 404).len(), 1);
+    // Neither the organisation's nor a personal account's bulk endpoint exists.
+    assert_eq!(targets_with_status(&setup.github, 404).len(), 2);
     let listings = targets_with_status(&setup.github, 200);
     assert_eq!(listings.len(), 3, "{listings:?}");
     assert!(listings
@@ -693,8 +694,8 @@ async fn without_the_bulk_endpoint_or_below_the_threshold_digests_are_listed_one
     let setup = Setup::new();
     let images = images_attested_at_github(&setup, 2);
     let checks = check_review(
-        setup.default_checker(),
-        setup.policy("[github]", ""),
+        &Arc::new(setup.default_checker()),
+        &Arc::new(setup.policy("[github]", "")),
         &images,
     )
     .await;
@@ -755,8 +756,8 @@ async fn bulk_requests_are_bounded_in_digests_and_count() {
         ..GithubOptions::default()
     };
     let checks = check_review(
-        setup.checker(CheckSettings::default(), options),
-        setup.policy("[github]", ""),
+        &Arc::new(setup.checker(CheckSettings::default(), options)),
+        &Arc::new(setup.policy("[github]", "")),
         &images,
     )
     .await;
@@ -781,4 +782,44 @@ async fn bulk_requests_are_bounded_in_digests_and_count() {
         .filter(|request| request.method == "GET")
         .collect();
     assert_eq!(single.len(), 1, "{requests:?}");
+}
+
+#[tokio::test]
+async fn a_personal_accounts_digests_are_listed_in_bulk_under_users() {
+    let setup = Setup::new();
+    setup.github.personal_account("acme");
+    let first = images_attested_at_github(&setup, 3);
+    let checker = Arc::new(setup.default_checker());
+    let policy = Arc::new(setup.policy("[github]", ""));
+    let review = |images: Vec<PushedImage>| {
+        let (checker, policy) = (Arc::clone(&checker), Arc::clone(&policy));
+        async move {
+            let checks = check_review(&checker, &policy, &images).await;
+            assert_all_verified_at_github(&checks, &images);
+        }
+    };
+    review(first).await;
+    let targets = |method: &str| -> Vec<String> {
+        setup
+            .github
+            .requests()
+            .into_iter()
+            .filter(|request| request.method == method)
+            .map(|request| format!("{} {}", request.status, request.target))
+            .collect()
+    };
+    let posts = targets("POST");
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(posts[0].starts_with("404 /orgs/acme/"), "{posts:?}");
+    assert!(posts[1].starts_with("200 /users/acme/"), "{posts:?}");
+    assert!(targets("GET").is_empty(), "{:?}", targets("GET"));
+
+    // The next review asks the personal account's endpoint at once.
+    let second: Vec<PushedImage> = (10..13)
+        .map(|index| setup.image_attested_at_github(&format!("v{index}")))
+        .collect();
+    review(second).await;
+    let posts = targets("POST");
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    assert!(posts[2].starts_with("200 /users/acme/"), "{posts:?}");
 }

@@ -11,8 +11,10 @@
 //! the organisation's listing of a digest is the bulk entry; a repository's is the entries
 //! of that repository's ID (when the rule gives the ID), or none when the owner holds none
 //! for the digest. Anything else, and anything a bulk request failed to answer completely,
-//! is listed digest by digest as before. An owner whose bulk endpoint answers 404 (a user
-//! account, or an older GitHub Enterprise Server) is not asked in bulk again for an hour.
+//! is listed digest by digest as before. An owner whose organisation endpoint answers 404 is
+//! asked at `POST /users/{username}/attestations/bulk-list` (the same shape, for a personal
+//! account), and what worked is remembered for an hour; an owner for whom neither exists (an
+//! older GitHub Enterprise Server) is not asked in bulk for that long.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,10 +32,26 @@ use crate::check::reference::Digest;
 use crate::policy::GithubApi;
 use crate::registry::read_capped;
 
-/// How long an owner whose bulk endpoint answered 404 is not asked in bulk.
-const REFUSED_FOR: Duration = Duration::from_secs(3600);
-/// Owners remembered as refusing at most.
-const MAX_REFUSED_OWNERS: usize = 256;
+/// How long what an owner's bulk endpoint is (or that it has none) is remembered.
+const ACCOUNT_KEPT_FOR: Duration = Duration::from_secs(3600);
+/// Owners remembered at most.
+const MAX_ACCOUNTS: usize = 256;
+
+/// Which bulk endpoint an owner has: `orgs/{owner}` or `users/{owner}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Account {
+    Organization,
+    User,
+}
+
+impl Account {
+    fn path(self) -> &'static str {
+        match self {
+            Account::Organization => "orgs",
+            Account::User => "users",
+        }
+    }
+}
 
 type Key = (String, String, Digest);
 
@@ -46,7 +64,8 @@ struct Entry {
 /// Bulk answers per (API, owner, digest), bounded in count and age.
 pub(super) struct Prefetched {
     entries: Mutex<HashMap<Key, Entry>>,
-    refused: Mutex<HashMap<(String, String), Instant>>,
+    /// Owners whose bulk endpoint is not the organisation's: a user's, or none.
+    accounts: Mutex<HashMap<(String, String), (Option<Account>, Instant)>>,
     capacity: usize,
     ttl: Duration,
 }
@@ -59,7 +78,7 @@ impl Prefetched {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Prefetched {
             entries: Mutex::new(HashMap::new()),
-            refused: Mutex::new(HashMap::new()),
+            accounts: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
             ttl,
         }
@@ -137,28 +156,37 @@ impl Prefetched {
         );
     }
 
-    fn is_refused(&self, api: &GithubApi, owner: &str) -> bool {
+    /// The bulk endpoint to ask for `owner`: the organisation's unless another answer is
+    /// remembered; none when neither exists.
+    fn account(&self, api: &GithubApi, owner: &str) -> Option<Account> {
         let key = (api_key(api), owner.to_ascii_lowercase());
-        let mut refused = locked(&self.refused);
-        match refused.get(&key) {
-            Some(at) if at.elapsed() < REFUSED_FOR => true,
+        let mut accounts = locked(&self.accounts);
+        match accounts.get(&key) {
+            Some((account, at)) if at.elapsed() < ACCOUNT_KEPT_FOR => *account,
             Some(_) => {
-                refused.remove(&key);
-                false
+                accounts.remove(&key);
+                Some(Account::Organization)
             }
-            None => false,
+            None => Some(Account::Organization),
         }
     }
 
-    fn refuse(&self, api: &GithubApi, owner: &str) {
-        let mut refused = locked(&self.refused);
-        if refused.len() >= MAX_REFUSED_OWNERS {
-            refused.retain(|_, at| at.elapsed() < REFUSED_FOR);
+    fn remember(&self, api: &GithubApi, owner: &str, account: Option<Account>) {
+        let mut accounts = locked(&self.accounts);
+        if accounts.len() >= MAX_ACCOUNTS {
+            accounts.retain(|_, (_, at)| at.elapsed() < ACCOUNT_KEPT_FOR);
         }
-        if refused.len() < MAX_REFUSED_OWNERS {
-            refused.insert((api_key(api), owner.to_ascii_lowercase()), Instant::now());
+        if accounts.len() < MAX_ACCOUNTS {
+            accounts.insert(
+                (api_key(api), owner.to_ascii_lowercase()),
+                (account, Instant::now()),
+            );
         }
     }
+}
+
+fn is_not_found<T>(answer: &Result<T, GithubError>) -> bool {
+    matches!(answer, Err(GithubError::Status { status: 404, .. }))
 }
 
 /// One page of a bulk answer: attestations by digest, and the cursor of the next page.
@@ -246,10 +274,12 @@ impl GithubClient {
             .collect();
         wanted.sort();
         wanted.dedup();
-        if wanted.len() < options.bulk_min_digests.max(1) || self.prefetched.is_refused(api, owner)
-        {
+        if wanted.len() < options.bulk_min_digests.max(1) {
             return;
         }
+        let Some(mut account) = self.prefetched.account(api, owner) else {
+            return;
+        };
         let transport = match self.transport_for(api) {
             Ok(client) => client,
             Err(error) => {
@@ -268,10 +298,20 @@ impl GithubClient {
             .chunks(options.bulk_max_digests.max(1))
             .take(options.bulk_max_requests);
         for chunk in chunks {
-            match self
-                .bulk_listing(&transport, api, owner, chunk, &mut token)
-                .await
-            {
+            let mut answer = self
+                .bulk_listing(&transport, api, (account, owner), chunk, &mut token)
+                .await;
+            if account == Account::Organization && is_not_found(&answer) {
+                // Not an organisation: a personal account has the same endpoint.
+                account = Account::User;
+                answer = self
+                    .bulk_listing(&transport, api, (account, owner), chunk, &mut token)
+                    .await;
+                if answer.is_ok() {
+                    self.prefetched.remember(api, owner, Some(account));
+                }
+            }
+            match answer {
                 Ok((url, mut by_digest)) => {
                     for digest in chunk {
                         let attested = by_digest.remove(&digest.to_string()).unwrap_or_default();
@@ -281,7 +321,7 @@ impl GithubClient {
                 Err(error) => {
                     tracing::info!(%error, owner, digests = chunk.len(), "bulk attestations listing failed; listing digest by digest");
                     if matches!(error, GithubError::Status { status: 404, .. }) {
-                        self.prefetched.refuse(api, owner);
+                        self.prefetched.remember(api, owner, None);
                     }
                     return;
                 }
@@ -295,7 +335,7 @@ impl GithubClient {
         &self,
         http: &reqwest::Client,
         api: &GithubApi,
-        owner: &str,
+        (account, owner): (Account, &str),
         digests: &[&Digest],
         token: &mut Option<String>,
     ) -> Result<(String, HashMap<String, Vec<ListedAttestation>>), GithubError> {
@@ -303,7 +343,8 @@ impl GithubClient {
         let first = api_url(
             api,
             &format!(
-                "orgs/{owner}/attestations/bulk-list?per_page={}",
+                "{}/{owner}/attestations/bulk-list?per_page={}",
+                account.path(),
                 options.per_page
             ),
         )?;

@@ -74,8 +74,10 @@ struct State {
     token_lifetime: i64,
     /// The claims of each JWT accepted.
     jwt_claims: Vec<Value>,
-    /// Answer the bulk endpoint with 404 (a user account, an older GitHub Enterprise Server).
+    /// Answer the bulk endpoint with 404 (an older GitHub Enterprise Server).
     bulk_missing: bool,
+    /// Owners that are personal accounts: their bulk endpoint is under `/users`, not `/orgs`.
+    user_accounts: Vec<String>,
     requests: Vec<GithubRequest>,
 }
 
@@ -259,9 +261,15 @@ impl FakeGithubApi {
         locked(&self.state).jwt_claims.clone()
     }
 
-    /// Answers the bulk endpoint with 404, as for a user account.
+    /// Answers the bulk endpoint with 404, as an older GitHub Enterprise Server does.
     pub fn without_bulk_endpoint(&self) {
         locked(&self.state).bulk_missing = true;
+    }
+
+    /// Makes `owner` a personal account: `POST /orgs/{owner}/attestations/bulk-list`
+    /// answers 404, `POST /users/{owner}/attestations/bulk-list` lists.
+    pub fn personal_account(&self, owner: &str) {
+        locked(&self.state).user_accounts.push(owner.to_owned());
     }
 
     pub fn requests(&self) -> Vec<GithubRequest> {
@@ -444,8 +452,8 @@ fn listed_json(state: &State, path: &str, index: usize, bundle: &str) -> Value {
     }
 }
 
-/// `POST /orgs/{org}/attestations/bulk-list`: every listing of the org (its own and its
-/// repositories') for each digest asked, `per_page` entries a page, `after` an offset.
+/// `POST /orgs/{org}/attestations/bulk-list` (or `/users/{username}/…`): every listing of
+/// the owner (its own and its repositories') for each digest asked, `per_page` entries a page, `after` an offset.
 fn bulk_answer(
     state: &State,
     request: &Request<Vec<u8>>,
@@ -557,11 +565,16 @@ fn respond(state: &mut State, request: &Request<Vec<u8>>) -> Answer {
         .filter_map(|pair| pair.split_once('='))
         .map(|(key, value)| (key.to_owned(), value.to_owned()))
         .collect();
-    if let Some(org) = path
-        .strip_prefix("/orgs/")
-        .and_then(|rest| rest.strip_suffix("/attestations/bulk-list"))
-    {
-        return bulk_answer(state, request, org, &query);
+    for (prefix, personal) in [("/orgs/", false), ("/users/", true)] {
+        if let Some(owner) = path
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix("/attestations/bulk-list"))
+        {
+            if state.user_accounts.iter().any(|user| user == owner) != personal {
+                return json_answer(404, &json!({"message": "Not Found"}));
+            }
+            return bulk_answer(state, request, owner, &query);
+        }
     }
     let not_found =
         json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"});
