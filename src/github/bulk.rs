@@ -54,6 +54,8 @@ impl Account {
 }
 
 type Key = (String, String, Digest);
+/// An owner's bulk endpoint (none: neither exists), and since when that is known.
+type RememberedAccount = (Option<Account>, Instant);
 
 struct Entry {
     at: Instant,
@@ -65,7 +67,7 @@ struct Entry {
 pub(super) struct Prefetched {
     entries: Mutex<HashMap<Key, Entry>>,
     /// Owners whose bulk endpoint is not the organisation's: a user's, or none.
-    accounts: Mutex<HashMap<(String, String), (Option<Account>, Instant)>>,
+    accounts: Mutex<HashMap<(String, String), RememberedAccount>>,
     capacity: usize,
     ttl: Duration,
 }
