@@ -608,6 +608,11 @@ async fn reviews_over_https_follow_each_namespaces_mode_and_probes_answer() {
         metrics.contains("provenance_gate_admissions_total{"),
         "{metrics}"
     );
+    // The GitHub source's metrics are served too (no rule here reads GitHub).
+    assert!(
+        metrics.contains("provenance_gate_github_degraded_to_registry_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,6 +123,14 @@ where
         value
     }
 
+    /// Whether `key` holds a fresh value (not counted as a hit or a miss).
+    pub fn contains_fresh(&self, key: &K) -> bool {
+        self.lock()
+            .entries
+            .get(key)
+            .is_some_and(|entry| entry.expires > Instant::now())
+    }
+
     /// Forgets every entry (for tests and a trust-root change).
     pub fn clear(&self) {
         self.lock().entries.clear();

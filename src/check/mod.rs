@@ -597,6 +597,60 @@ impl<R: Registry> ImageChecker<R> {
         }
     }
 
+    /// Before the checks of one review: the digests of its images whose rules ask GitHub
+    /// and whose listings are not cached, told to the GitHub source per owner, so that many
+    /// of one owner are asked for together (the bulk endpoint) rather than one by one. Tags
+    /// are resolved here with the workload's `logins`, as its checks will (they then find
+    /// them cached); nothing is judged.
+    pub async fn prefetch_github(
+        &self,
+        policy: &Policy,
+        images: &[String],
+        logins: &Arc<DockerConfig>,
+    ) {
+        let api = policy.github();
+        let resolved = futures::future::join_all(images.iter().map(|image| async move {
+            let reference = ImageReference::parse(image).ok()?;
+            let ImageClass::Rule(rule) = policy.classify_image(&reference.name()) else {
+                return None;
+            };
+            if !rule
+                .attestation_sources()
+                .contains(&AttestationSource::Github)
+            {
+                return None;
+            }
+            let login = logins
+                .login_for(reference.registry(), reference.repository())
+                .map(RegistryLogin::fingerprint);
+            let resolved =
+                self.tags
+                    .resolve(&self.registry, &reference, login, self.per_workload_logins);
+            let digest = with_workload_logins(Arc::clone(logins), resolved)
+                .await
+                .ok()?;
+            Some((rule, digest))
+        }))
+        .await;
+        let mut by_owner: std::collections::BTreeMap<String, Vec<Digest>> = Default::default();
+        for (rule, digest) in resolved.into_iter().flatten() {
+            for location in locations_of(rule) {
+                let key = (github_api_key(api), location.clone(), digest.clone());
+                if !self.github_facts.contains_fresh(&key) {
+                    by_owner
+                        .entry(location.owner().to_ascii_lowercase())
+                        .or_default()
+                        .push(digest.clone());
+                }
+            }
+        }
+        for (owner, mut digests) in by_owner {
+            digests.sort();
+            digests.dedup();
+            self.github.prefetch(api, &owner, &digests).await;
+        }
+    }
+
     /// What GitHub lists for `digest` under `location`, cached like registry answers.
     async fn github_facts_of(
         &self,
@@ -604,11 +658,7 @@ impl<R: Registry> ImageChecker<R> {
         location: &GithubLocation,
         digest: &Digest,
     ) -> Result<Arc<DigestFacts>, GithubError> {
-        let key = (
-            format!("{}{}", api.api_host, api.path_prefix),
-            location.clone(),
-            digest.clone(),
-        );
+        let key = (github_api_key(api), location.clone(), digest.clone());
         self.github_facts
             .get_or_fill(&key, self.facts_ttl(), || async {
                 let listing = self
@@ -766,6 +816,7 @@ impl<R: Registry> ImageChecker<R> {
             }
         }
         if github_unavailable && !registry_asked {
+            self.github.degraded_to_registry();
             tracing::warn!(
                 rule = rule.name(),
                 %digest,
@@ -1088,6 +1139,11 @@ struct Accepted {
     source_url: Option<String>,
     /// Every required attestation, under `requireAttestations`.
     attestations: Vec<AttestedPredicate>,
+}
+
+/// The API part of a GitHub listing's cache key: host and path prefix.
+fn github_api_key(api: &GithubApi) -> String {
+    format!("{}{}", api.api_host, api.path_prefix)
 }
 
 /// The rule an image is checked under, the environment it is judged for, and where the

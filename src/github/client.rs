@@ -7,6 +7,10 @@
 //!
 //! Redirects are never followed: a listing that moved is an error, so the only hosts
 //! contacted are the policy's. The token goes to the API host only, never to a bundle host.
+//!
+//! Credentials are a token file, or GitHub App credentials exchanged for an installation
+//! token (`app.rs`) that is kept until shortly before it expires and renewed once on a 401.
+//! Many digests of one owner in one review are asked for together (`bulk.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,11 +20,17 @@ use reqwest::header::{HeaderMap, ACCEPT, ETAG, IF_NONE_MATCH, LINK};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use super::app::{AccessTokenBody, AppCredentials, InstallationToken, TokenCache};
+use super::bulk::Prefetched;
+use super::metrics::{Endpoint, GithubMetrics};
 use super::{
     GithubApi, GithubAttestations, GithubError, GithubListing, GithubLocation, ListingFuture,
+    PrefetchFuture,
 };
 use crate::check::reference::Digest;
+use crate::policy::GithubAppFiles;
 use crate::registry::{read_capped, HostTransport, TransportLimits};
+use crate::reload::{fingerprint, LastSeen};
 use crate::verify::bundle_file::MAX_BUNDLE_BYTES;
 use crate::verify::read_bundles;
 
@@ -29,6 +39,10 @@ pub const GITHUB_API_VERSION: &str = "2022-11-28";
 const GITHUB_MEDIA_TYPE: &str = "application/vnd.github+json";
 /// A token file larger than this is not a token.
 const MAX_TOKEN_BYTES: u64 = 16 * 1024;
+/// A `caFile` larger than this is not a CA bundle.
+const MAX_CA_BYTES: u64 = 1024 * 1024;
+/// An access-token answer larger than this is not one (GitHub's is under 2 KiB).
+const MAX_ACCESS_TOKEN_BYTES: u64 = 64 * 1024;
 
 /// Bounds of every exchange with GitHub.
 #[derive(Debug, Clone)]
@@ -48,6 +62,17 @@ pub struct GithubOptions {
     pub default_backoff: Duration,
     /// The longest a host is left unasked, whatever its headers say.
     pub max_backoff: Duration,
+    /// Uncached digests of one owner in one review from which the bulk endpoint is used
+    /// instead of one listing per digest.
+    pub bulk_min_digests: usize,
+    /// Digests per bulk request at most; more are split over several requests.
+    pub bulk_max_digests: usize,
+    /// Bulk requests of one prefetch at most; digests beyond are listed one by one.
+    pub bulk_max_requests: usize,
+    /// How long a bulk answer stands in for the per-digest listings that follow it.
+    pub bulk_ttl: Duration,
+    /// Digests kept from bulk answers at most.
+    pub bulk_max_entries: usize,
 }
 
 impl Default for GithubOptions {
@@ -61,14 +86,20 @@ impl Default for GithubOptions {
             max_cached_pages: 1024,
             default_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(3600),
+            bulk_min_digests: 3,
+            bulk_max_digests: 32,
+            bulk_max_requests: 4,
+            bulk_ttl: Duration::from_secs(30),
+            bulk_max_entries: 1024,
         }
     }
 }
 
-/// The HTTP client and the policy settings it was built for.
+/// The HTTP client and the policy settings (and CA content) it was built for.
 struct Transport {
     insecure: bool,
     ca_file: Option<String>,
+    ca_fingerprint: Option<[u8; 32]>,
     client: reqwest::Client,
 }
 
@@ -91,12 +122,14 @@ struct PageBody {
     attestations: Vec<ListedAttestation>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ListedAttestation {
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct ListedAttestation {
     #[serde(default)]
-    bundle: Option<serde_json::Value>,
+    pub bundle: Option<serde_json::Value>,
     #[serde(default)]
-    bundle_url: Option<String>,
+    pub bundle_url: Option<String>,
+    #[serde(default)]
+    pub repository_id: Option<u64>,
 }
 
 /// GitHub's attestations API over HTTP(S), for the hosts the policy in force names.
@@ -106,6 +139,11 @@ pub struct GithubClient {
     pages: Mutex<HashMap<String, CachedPage>>,
     /// Hosts not to be asked before the time given.
     blocked: Mutex<HashMap<String, jiff::Timestamp>>,
+    app_tokens: TokenCache,
+    /// The last `caFile` content refused, so that it is reported once.
+    refused_ca: LastSeen,
+    pub(super) prefetched: Prefetched,
+    metrics: GithubMetrics,
 }
 
 impl std::fmt::Debug for GithubClient {
@@ -116,7 +154,7 @@ impl std::fmt::Debug for GithubClient {
     }
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -125,32 +163,68 @@ fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl GithubClient {
     pub fn new(options: GithubOptions) -> Self {
         GithubClient {
+            prefetched: Prefetched::new(options.bulk_max_entries, options.bulk_ttl),
             options,
             transport: Mutex::new(None),
             pages: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashMap::new()),
+            app_tokens: TokenCache::default(),
+            refused_ca: LastSeen::new([0; 32]),
+            metrics: GithubMetrics::default(),
         }
     }
 
-    /// The client for the policy's settings, rebuilt only when they change.
+    pub(super) fn options(&self) -> &GithubOptions {
+        &self.options
+    }
+
+    /// The HTTP client for `api`'s settings (see [`Self::transport`]).
+    pub(super) fn transport_for(&self, api: &GithubApi) -> Result<reqwest::Client, GithubError> {
+        self.transport(api)
+            .map(|transport| transport.client.clone())
+    }
+
+    /// Counts requests, rate-limit budgets and fallbacks into `metrics`.
+    pub fn with_metrics(mut self, metrics: GithubMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The client for the policy's settings and the `caFile`'s content, rebuilt only when
+    /// either changes (a rotated CA Secret keeps its path). A changed content that does not
+    /// build leaves the last good client in force, reported once, as `reload.rs` does for
+    /// other files.
     fn transport(&self, api: &GithubApi) -> Result<Arc<Transport>, GithubError> {
-        let mut slot = locked(&self.transport);
-        if let Some(transport) = slot.as_ref() {
-            if transport.insecure == api.insecure && transport.ca_file == api.ca_file {
-                return Ok(Arc::clone(transport));
-            }
-        }
         let config_error = |reason: String| GithubError::Config {
             host: api.api_host.clone(),
             reason,
         };
+        let mut slot = locked(&self.transport);
+        let same_settings = |transport: &Transport| {
+            transport.insecure == api.insecure && transport.ca_file == api.ca_file
+        };
         let ca_pem = match &api.ca_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .map_err(|error| config_error(format!("caFile {path}: {error}")))?,
-            ),
+            Some(path) => match super::app::read_bounded(path, MAX_CA_BYTES) {
+                Ok(pem) => Some(pem),
+                Err(reason) => {
+                    let error = config_error(format!("caFile {path}: {reason}"));
+                    return match slot.as_ref().filter(|transport| same_settings(transport)) {
+                        Some(last_good) => {
+                            self.report_refused_ca(reason.as_bytes(), &error);
+                            Ok(Arc::clone(last_good))
+                        }
+                        None => Err(error),
+                    };
+                }
+            },
             None => None,
         };
+        let ca_fingerprint = ca_pem.as_deref().map(|pem| fingerprint(&[pem]));
+        if let Some(transport) = slot.as_ref() {
+            if same_settings(transport) && transport.ca_fingerprint == ca_fingerprint {
+                return Ok(Arc::clone(transport));
+            }
+        }
         let limits = TransportLimits {
             connect_timeout: self.options.connect_timeout,
             request_timeout: self.options.request_timeout,
@@ -158,18 +232,40 @@ impl GithubClient {
             max_redirects: 0,
             proxy: None,
         };
-        let built = HostTransport::build(&api.api_host, api.insecure, ca_pem.as_deref(), &limits)
-            .map_err(|error| config_error(error.to_string()))?;
+        let built =
+            match HostTransport::build(&api.api_host, api.insecure, ca_pem.as_deref(), &limits) {
+                Ok(built) => built,
+                Err(error) => {
+                    let error = config_error(error.to_string());
+                    return match slot.as_ref().filter(|transport| same_settings(transport)) {
+                        Some(last_good) => {
+                            self.report_refused_ca(ca_pem.as_deref().unwrap_or_default(), &error);
+                            Ok(Arc::clone(last_good))
+                        }
+                        None => Err(error),
+                    };
+                }
+            };
+        if slot.is_some() {
+            tracing::info!(host = %api.api_host, "GitHub API client rebuilt for new TLS settings or CA content");
+        }
         let transport = Arc::new(Transport {
             insecure: api.insecure,
             ca_file: api.ca_file.clone(),
+            ca_fingerprint,
             client: built.client,
         });
         *slot = Some(Arc::clone(&transport));
         Ok(transport)
     }
 
-    fn refuse_if_blocked(&self, host: &str) -> Result<(), GithubError> {
+    fn report_refused_ca(&self, content: &[u8], error: &GithubError) {
+        if self.refused_ca.changed(fingerprint(&[content])) {
+            tracing::error!(%error, "new GitHub caFile refused; the last good one stays in force");
+        }
+    }
+
+    pub(super) fn refuse_if_blocked(&self, host: &str) -> Result<(), GithubError> {
         let mut blocked = locked(&self.blocked);
         if let Some(until) = blocked.get(host).copied() {
             if jiff::Timestamp::now() < until {
@@ -185,7 +281,7 @@ impl GithubClient {
 
     /// Reads the rate-limit headers: when the host says no more requests (now, or after
     /// this one), it is left unasked until its reset. Returns that time when set.
-    fn note_rate_limit(
+    pub(super) fn note_rate_limit(
         &self,
         host: &str,
         status: StatusCode,
@@ -198,7 +294,11 @@ impl GithubClient {
                 .and_then(|text| text.trim().parse::<i64>().ok())
         };
         let now = jiff::Timestamp::now();
-        let exhausted = number("x-ratelimit-remaining") == Some(0);
+        let remaining = number("x-ratelimit-remaining");
+        if let Some(remaining) = remaining {
+            self.metrics.rate_limit_remaining(host, remaining);
+        }
+        let exhausted = remaining == Some(0);
         let refused = status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS;
         let until = if let (true, Some(seconds)) = (refused, number("retry-after")) {
             now.as_second().saturating_add(seconds.max(1))
@@ -242,25 +342,18 @@ impl GithubClient {
         token: Option<&str>,
     ) -> Result<Arc<Page>, GithubError> {
         let host = &api.api_host;
-        self.refuse_if_blocked(host)?;
         let what = format!("attestations listing {}", url.path());
         let cached = locked(&self.pages)
             .get(url.as_str())
             .map(|cached| (cached.etag.clone(), Arc::clone(&cached.page)));
-        let mut request = http
-            .get(url.clone())
-            .header(ACCEPT, GITHUB_MEDIA_TYPE)
-            .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = api_request(http.get(url.clone()), token);
         if let Some((etag, _)) = &cached {
             request = request.header(IF_NONE_MATCH, etag.as_str());
         }
-        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
-        let response = self.send(request, host, &what, deadline).await?;
+        let (response, blocked_until, deadline) = self
+            .api_exchange(request, Endpoint::Listing, host, &what)
+            .await?;
         let status = response.status();
-        let blocked_until = self.note_rate_limit(host, status, response.headers());
         match status {
             StatusCode::NOT_MODIFIED => match cached {
                 Some((_, page)) => Ok(page),
@@ -297,33 +390,49 @@ impl GithubClient {
                 }
                 Ok(page)
             }
-            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if blocked_until.is_some() => {
-                Err(GithubError::RateLimited {
-                    host: host.clone(),
-                    until: blocked_until.unwrap_or_else(jiff::Timestamp::now),
-                })
-            }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(GithubError::Unauthorized {
-                host: host.clone(),
-                status: status.as_u16(),
-                what,
-            }),
-            _ => Err(GithubError::Status {
-                host: host.clone(),
-                status: status.as_u16(),
-                what,
-            }),
+            _ => Err(refusal(host, status, blocked_until, what)),
         }
     }
 
-    async fn send(
+    /// One request to the API host within `request_timeout`, its rate-limit headers read:
+    /// the answer, until when the host is now left alone (if it is), and the deadline for
+    /// reading the body.
+    pub(super) async fn api_exchange(
         &self,
         request: reqwest::RequestBuilder,
+        endpoint: Endpoint,
+        host: &str,
+        what: &str,
+    ) -> Result<
+        (
+            reqwest::Response,
+            Option<jiff::Timestamp>,
+            tokio::time::Instant,
+        ),
+        GithubError,
+    > {
+        self.refuse_if_blocked(host)?;
+        let deadline = tokio::time::Instant::now() + self.options.request_timeout;
+        let response = self.send(request, endpoint, host, what, deadline).await?;
+        let blocked_until = self.note_rate_limit(host, response.status(), response.headers());
+        Ok((response, blocked_until, deadline))
+    }
+
+    pub(super) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        endpoint: Endpoint,
         host: &str,
         what: &str,
         deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, GithubError> {
-        match tokio::time::timeout_at(deadline, request.send()).await {
+        let answer = tokio::time::timeout_at(deadline, request.send()).await;
+        let status = match &answer {
+            Ok(Ok(response)) => Some(response.status().as_u16()),
+            _ => None,
+        };
+        self.metrics.request_finished(endpoint, status);
+        match answer {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) if !error.is_timeout() => Err(GithubError::Connection {
                 host: host.to_owned(),
@@ -344,7 +453,12 @@ impl GithubClient {
         }
     }
 
-    fn body_error(&self, error: crate::registry::BodyError, host: &str, what: &str) -> GithubError {
+    pub(super) fn body_error(
+        &self,
+        error: crate::registry::BodyError,
+        host: &str,
+        what: &str,
+    ) -> GithubError {
         match error {
             crate::registry::BodyError::TooLarge { limit } => GithubError::TooLarge {
                 host: host.to_owned(),
@@ -388,16 +502,11 @@ impl GithubClient {
         let mut request = http.get(url.clone());
         // Bundle URLs may point at storage hosts: the token is GitHub's alone.
         if host == api.api_host {
-            request = request
-                .header(ACCEPT, GITHUB_MEDIA_TYPE)
-                .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
+            request = api_request(request, token);
         }
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
         let response = self
-            .send(request, &host, &what, deadline)
+            .send(request, Endpoint::Bundle, &host, &what, deadline)
             .await
             .map_err(|error| BundleProblem::Unreachable(error.to_string()))?;
         let status = response.status();
@@ -414,6 +523,49 @@ impl GithubClient {
                 BundleProblem::Unreachable(self.body_error(error, &host, &what).to_string())
             })?;
         decode_bundle_body(body).map_err(BundleProblem::Invalid)
+    }
+}
+
+/// `request` as GitHub's REST API wants it: its media type and version, and the credential
+/// when there is one.
+pub(super) fn api_request(
+    request: reqwest::RequestBuilder,
+    credential: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let request = request
+        .header(ACCEPT, GITHUB_MEDIA_TYPE)
+        .header("X-GitHub-Api-Version", GITHUB_API_VERSION);
+    match credential {
+        Some(credential) => request.bearer_auth(credential),
+        None => request,
+    }
+}
+
+/// The error for an answer that is neither the resource nor "none stored": a rate limit
+/// (when the headers said so), a refused credential, or another status.
+pub(super) fn refusal(
+    host: &str,
+    status: StatusCode,
+    blocked_until: Option<jiff::Timestamp>,
+    what: String,
+) -> GithubError {
+    match status {
+        StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS if blocked_until.is_some() => {
+            GithubError::RateLimited {
+                host: host.to_owned(),
+                until: blocked_until.unwrap_or_else(jiff::Timestamp::now),
+            }
+        }
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => GithubError::Unauthorized {
+            host: host.to_owned(),
+            status: status.as_u16(),
+            what,
+        },
+        _ => GithubError::Status {
+            host: host.to_owned(),
+            status: status.as_u16(),
+            what,
+        },
     }
 }
 
@@ -470,7 +622,7 @@ fn decode_bundle_body(body: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// The `rel="next"` page of a `Link` header, only on the host (and scheme) of `current`:
 /// pagination never leads anywhere else.
-fn next_link(
+pub(super) fn next_link(
     headers: &HeaderMap,
     current: &Url,
     api: &GithubApi,
@@ -526,14 +678,9 @@ fn read_token(api: &GithubApi) -> Result<Option<String>, GithubError> {
         path: path.clone(),
         reason,
     };
-    let metadata = std::fs::metadata(path).map_err(|error| failed(error.to_string()))?;
-    if metadata.len() > MAX_TOKEN_BYTES {
-        return Err(failed(format!(
-            "{} bytes, more than the {MAX_TOKEN_BYTES} a token can be",
-            metadata.len()
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|error| failed(error.to_string()))?;
+    let bytes = super::app::read_bounded(path, MAX_TOKEN_BYTES)
+        .map_err(|reason| failed(format!("{reason} (a token is at most that)")))?;
+    let text = String::from_utf8(bytes).map_err(|_| failed("not UTF-8 text".to_owned()))?;
     let token = text.trim();
     if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(failed(
@@ -543,7 +690,202 @@ fn read_token(api: &GithubApi) -> Result<Option<String>, GithubError> {
     Ok(Some(token.to_owned()))
 }
 
+/// `{scheme}://{apiHost}{pathPrefix}/{path}`.
+pub(super) fn api_url(api: &GithubApi, path: &str) -> Result<Url, GithubError> {
+    let scheme = if api.insecure { "http" } else { "https" };
+    Url::parse(&format!(
+        "{scheme}://{}{}/{path}",
+        api.api_host, api.path_prefix
+    ))
+    .map_err(|error| GithubError::Config {
+        host: api.api_host.clone(),
+        reason: error.to_string(),
+    })
+}
+
 impl GithubClient {
+    /// The token to send to the API host: the token file's, an installation token of the
+    /// App's credentials, or none.
+    pub(super) async fn credential(
+        &self,
+        http: &reqwest::Client,
+        api: &GithubApi,
+    ) -> Result<Option<String>, GithubError> {
+        match &api.app {
+            None => read_token(api),
+            Some(files) => self.installation_token(http, api, files).await.map(Some),
+        }
+    }
+
+    /// Forgets an installation token GitHub refused, so that the next credential is a new
+    /// one; whether there is anything to renew (App credentials are configured).
+    pub(super) fn forget_refused(&self, api: &GithubApi, token: Option<&str>) -> bool {
+        if api.app.is_none() {
+            return false;
+        }
+        if let Some(token) = token {
+            self.app_tokens.forget(token);
+        }
+        true
+    }
+
+    /// An installation token for the App's credentials: the one held while it is not due for
+    /// renewal, else one exchange (shared by concurrent callers; a failure is answered from
+    /// memory for a few seconds rather than exchanged again).
+    async fn installation_token(
+        &self,
+        http: &reqwest::Client,
+        api: &GithubApi,
+        files: &GithubAppFiles,
+    ) -> Result<String, GithubError> {
+        let credentials = AppCredentials::read(api, files).map_err(|error| GithubError::App {
+            host: api.api_host.clone(),
+            reason: error.to_string(),
+        })?;
+        let identity = credentials.identity;
+        if let Some(token) = self.app_tokens.usable(&identity, jiff::Timestamp::now()) {
+            return Ok(token);
+        }
+        let _exchanging = self.app_tokens.exchanging.lock().await;
+        // Another listing may have exchanged while this one waited.
+        if let Some(token) = self.app_tokens.usable(&identity, jiff::Timestamp::now()) {
+            return Ok(token);
+        }
+        if let Some(error) = self.app_tokens.recent_failure(&identity) {
+            return Err(error);
+        }
+        match self.exchange(http, api, &credentials).await {
+            Ok(token) => {
+                let text = token.token.clone();
+                self.app_tokens.store(token);
+                Ok(text)
+            }
+            Err(error) => {
+                tracing::warn!(%error, "GitHub App installation token not obtained");
+                self.app_tokens.failed(identity, error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    /// `POST /app/installations/{id}/access_tokens` with the App's JWT.
+    async fn exchange(
+        &self,
+        http: &reqwest::Client,
+        api: &GithubApi,
+        credentials: &AppCredentials,
+    ) -> Result<InstallationToken, GithubError> {
+        let host = &api.api_host;
+        let app_error = |reason: String| GithubError::App {
+            host: host.clone(),
+            reason,
+        };
+        let jwt = credentials
+            .jwt(jiff::Timestamp::now().as_second())
+            .map_err(|error| app_error(error.to_string()))?;
+        let url = api_url(
+            api,
+            &format!(
+                "app/installations/{}/access_tokens",
+                credentials.installation_id
+            ),
+        )?;
+        let what = format!(
+            "installation token of installation {}",
+            credentials.installation_id
+        );
+        let request = api_request(http.post(url), Some(&jwt));
+        let (response, blocked_until, deadline) = self
+            .api_exchange(request, Endpoint::AccessToken, host, &what)
+            .await?;
+        let status = response.status();
+        match status {
+            StatusCode::CREATED | StatusCode::OK => {
+                let body = read_capped(response, MAX_ACCESS_TOKEN_BYTES, deadline)
+                    .await
+                    .map_err(|error| self.body_error(error, host, &what))?;
+                let malformed = |reason: String| GithubError::Malformed {
+                    host: host.clone(),
+                    what: what.clone(),
+                    reason,
+                };
+                let parsed: AccessTokenBody = serde_json::from_slice(&body)
+                    .map_err(|error| malformed(error.to_string()))?;
+                InstallationToken::from_answer(credentials.identity, parsed, jiff::Timestamp::now())
+                    .map_err(malformed)
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+                if blocked_until.is_none() =>
+            {
+                Err(app_error(format!(
+                    "GitHub refused the App's JWT (HTTP {}) for the {what}: check the App ID, the private key and the installation ID, and that the clock is right",
+                    status.as_u16()
+                )))
+            }
+            _ => Err(refusal(host, status, blocked_until, what)),
+        }
+    }
+
+    /// One page, with one renewal of a refused installation token.
+    async fn page_with_credential(
+        &self,
+        http: &reqwest::Client,
+        api: &GithubApi,
+        url: &Url,
+        token: &mut Option<String>,
+    ) -> Result<Arc<Page>, GithubError> {
+        match self.page(http, api, url, token.as_deref()).await {
+            Err(GithubError::Unauthorized { status: 401, .. })
+                if self.forget_refused(api, token.as_deref()) =>
+            {
+                *token = self.credential(http, api).await?;
+                self.page(http, api, url, token.as_deref()).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// The bundles of `attested`, read into `listing` up to `max_bundles`; false when the
+    /// budget was reached (the rest not examined).
+    async fn read_listed(
+        &self,
+        (http, api, token): (&reqwest::Client, &GithubApi, Option<&str>),
+        attested: &[ListedAttestation],
+        label: &str,
+        listing: &mut GithubListing,
+        max_bundles: usize,
+    ) -> bool {
+        for (position, listed) in attested.iter().enumerate() {
+            if listing.bundles.len() >= max_bundles {
+                listing.problems.push(format!(
+                    "attestations past the first {max_bundles} bundles not examined"
+                ));
+                return false;
+            }
+            let label = format!("{label} attestation {}", position + 1);
+            match self.bundle_bytes(http, api, listed, token).await {
+                Ok(bytes) => match read_bundles(&bytes) {
+                    Ok(bundles) => {
+                        let room = max_bundles - listing.bundles.len();
+                        for mut bundle in bundles.into_iter().take(room) {
+                            bundle.index = listing.bundles.len() + 1;
+                            listing.bundles.push(bundle);
+                        }
+                    }
+                    Err(error) => listing.problems.push(format!("{label}: {error}")),
+                },
+                Err(BundleProblem::Unreachable(reason)) => {
+                    listing.complete = false;
+                    listing.problems.push(format!("{label}: {reason}"));
+                }
+                Err(BundleProblem::Invalid(reason)) => {
+                    listing.problems.push(format!("{label}: {reason}"));
+                }
+            }
+        }
+        true
+    }
+
     async fn listing(
         &self,
         api: &GithubApi,
@@ -552,19 +894,32 @@ impl GithubClient {
         max_bundles: usize,
     ) -> Result<GithubListing, GithubError> {
         let transport = self.transport(api)?;
-        let token = read_token(api)?;
-        let scheme = if api.insecure { "http" } else { "https" };
-        let first = format!(
-            "{scheme}://{}{}/{}/attestations/{digest}?per_page={}",
-            api.api_host,
-            api.path_prefix,
-            location.api_path(),
-            self.options.per_page
-        );
-        let first = Url::parse(&first).map_err(|error| GithubError::Config {
-            host: api.api_host.clone(),
-            reason: error.to_string(),
-        })?;
+        let mut token = self.credential(&transport.client, api).await?;
+        if let Some((url, attested)) = self.prefetched.listed(api, location, digest) {
+            let mut listing = GithubListing {
+                complete: true,
+                url,
+                ..GithubListing::default()
+            };
+            let label = format!("{location} (bulk)");
+            self.read_listed(
+                (&transport.client, api, token.as_deref()),
+                &attested,
+                &label,
+                &mut listing,
+                max_bundles,
+            )
+            .await;
+            return Ok(listing);
+        }
+        let first = api_url(
+            api,
+            &format!(
+                "{}/attestations/{digest}?per_page={}",
+                location.api_path(),
+                self.options.per_page
+            ),
+        )?;
         let mut listing = GithubListing {
             complete: true,
             url: first.to_string(),
@@ -582,38 +937,20 @@ impl GithubClient {
             }
             pages += 1;
             let page = self
-                .page(&transport.client, api, &url, token.as_deref())
+                .page_with_credential(&transport.client, api, &url, &mut token)
                 .await?;
-            for (position, listed) in page.attestations.iter().enumerate() {
-                if listing.bundles.len() >= max_bundles {
-                    listing.problems.push(format!(
-                        "attestations past the first {max_bundles} bundles not examined"
-                    ));
-                    return Ok(listing);
-                }
-                let label = format!("{location} page {pages} attestation {}", position + 1);
-                match self
-                    .bundle_bytes(&transport.client, api, listed, token.as_deref())
-                    .await
-                {
-                    Ok(bytes) => match read_bundles(&bytes) {
-                        Ok(bundles) => {
-                            let room = max_bundles - listing.bundles.len();
-                            for mut bundle in bundles.into_iter().take(room) {
-                                bundle.index = listing.bundles.len() + 1;
-                                listing.bundles.push(bundle);
-                            }
-                        }
-                        Err(error) => listing.problems.push(format!("{label}: {error}")),
-                    },
-                    Err(BundleProblem::Unreachable(reason)) => {
-                        listing.complete = false;
-                        listing.problems.push(format!("{label}: {reason}"));
-                    }
-                    Err(BundleProblem::Invalid(reason)) => {
-                        listing.problems.push(format!("{label}: {reason}"));
-                    }
-                }
+            let label = format!("{location} page {pages}");
+            let within_budget = self
+                .read_listed(
+                    (&transport.client, api, token.as_deref()),
+                    &page.attestations,
+                    &label,
+                    &mut listing,
+                    max_bundles,
+                )
+                .await;
+            if !within_budget {
+                return Ok(listing);
             }
             next = page.next.clone();
         }
@@ -630,6 +967,19 @@ impl GithubAttestations for GithubClient {
         max_bundles: usize,
     ) -> ListingFuture<'a> {
         Box::pin(self.listing(api, location, digest, max_bundles))
+    }
+
+    fn prefetch<'a>(
+        &'a self,
+        api: &'a GithubApi,
+        owner: &'a str,
+        digests: &'a [Digest],
+    ) -> PrefetchFuture<'a> {
+        Box::pin(self.bulk_prefetch(api, owner, digests))
+    }
+
+    fn degraded_to_registry(&self) {
+        self.metrics.degraded_to_registry();
     }
 }
 
@@ -669,6 +1019,46 @@ mod tests {
                 }
                 (found, _) => panic!("{url}: {found:?}"),
             }
+        }
+    }
+
+    fn ca_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_changed_ca_file_content_rebuilds_the_client_and_a_broken_one_keeps_the_last_good() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ca.pem");
+        std::fs::write(&path, ca_pem("one.example")).unwrap();
+        let api = GithubApi {
+            ca_file: Some(path.display().to_string()),
+            ..GithubApi::default()
+        };
+        let client = GithubClient::new(GithubOptions::default());
+        let first = client.transport(&api).unwrap();
+        let again = client.transport(&api).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same content: same client");
+        // A rotated CA Secret: same path, new content.
+        std::fs::write(&path, ca_pem("two.example")).unwrap();
+        let second = client.transport(&api).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second), "new content: new client");
+        for broken in [Some("not a certificate"), None] {
+            match broken {
+                Some(content) => std::fs::write(&path, content).unwrap(),
+                None => std::fs::remove_file(&path).unwrap(),
+            }
+            let kept = client.transport(&api).unwrap();
+            assert!(Arc::ptr_eq(&second, &kept), "{broken:?}: last good kept");
+            // Without a last good client, the same file is an error.
+            let fresh = GithubClient::new(GithubOptions::default());
+            assert!(matches!(
+                fresh.transport(&api),
+                Err(GithubError::Config { .. })
+            ));
         }
     }
 

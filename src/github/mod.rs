@@ -9,7 +9,10 @@
 //! The hosts contacted are those of the policy's `github` block and nothing else: the API
 //! host, and for a listing's `bundle_url` the API host or one of `bundleHosts`.
 
+mod app;
+mod bulk;
 mod client;
+pub mod metrics;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,6 +22,7 @@ use crate::policy::{GithubApi, Rule};
 use crate::verify::ParsedBundle;
 
 pub use client::{GithubClient, GithubOptions, GITHUB_API_VERSION};
+pub use metrics::GithubMetrics;
 
 /// Repositories and organisations asked per rule at most: each is one listing (and its
 /// pages) per digest.
@@ -28,7 +32,13 @@ pub const MAX_LOCATIONS_PER_RULE: usize = 8;
 /// (every repository of it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GithubLocation {
-    Repository { owner: String, repo: String },
+    /// `id`, when the rule gives it, picks the repository's attestations out of an owner's
+    /// bulk answer.
+    Repository {
+        owner: String,
+        repo: String,
+        id: Option<String>,
+    },
     Organization(String),
 }
 
@@ -36,8 +46,16 @@ impl GithubLocation {
     /// The API path below the host and prefix, without the subject: `repos/acme/api`.
     pub fn api_path(&self) -> String {
         match self {
-            GithubLocation::Repository { owner, repo } => format!("repos/{owner}/{repo}"),
+            GithubLocation::Repository { owner, repo, .. } => format!("repos/{owner}/{repo}"),
             GithubLocation::Organization(org) => format!("orgs/{org}"),
+        }
+    }
+
+    /// The account that owns the location: what the bulk endpoint is asked under.
+    pub fn owner(&self) -> &str {
+        match self {
+            GithubLocation::Repository { owner, .. } => owner,
+            GithubLocation::Organization(org) => org,
         }
     }
 }
@@ -57,6 +75,7 @@ pub fn locations_of(rule: &Rule) -> Vec<GithubLocation> {
         .map(|repository| GithubLocation::Repository {
             owner: repository.owner().to_owned(),
             repo: repository.repo().to_owned(),
+            id: repository.id().map(str::to_owned),
         });
     let owners = rule
         .owners()
@@ -127,6 +146,8 @@ pub enum GithubError {
     Token { path: String, reason: String },
     #[error("failed to set up the GitHub API client for {host}: {reason}")]
     Config { host: String, reason: String },
+    #[error("failed to obtain a GitHub App installation token from {host}: {reason}")]
+    App { host: String, reason: String },
 }
 
 impl GithubError {
@@ -149,7 +170,10 @@ impl GithubError {
 pub type ListingFuture<'a> =
     Pin<Box<dyn Future<Output = Result<GithubListing, GithubError>> + Send + 'a>>;
 
-/// The one operation the image check needs from GitHub.
+/// A prefetch: nothing to return, its answers are kept by the source.
+pub type PrefetchFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// The one operation the image check needs from GitHub, and two hints.
 pub trait GithubAttestations: Send + Sync {
     /// The bundles GitHub lists for `digest` under `location`, on the host `api` names, at
     /// most `max_bundles` (later pages are not fetched once that many are read). Each
@@ -164,4 +188,21 @@ pub trait GithubAttestations: Send + Sync {
         digest: &'a Digest,
         max_bundles: usize,
     ) -> ListingFuture<'a>;
+
+    /// Told, before the checks of one review, the digests of `owner` whose listings are not
+    /// cached: a source may ask for them together (GitHub's bulk endpoint) so that the
+    /// listings that follow are answered from that. Never fails: whatever it leaves out is
+    /// listed digest by digest. By default, nothing.
+    fn prefetch<'a>(
+        &'a self,
+        _api: &'a GithubApi,
+        _owner: &'a str,
+        _digests: &'a [Digest],
+    ) -> PrefetchFuture<'a> {
+        Box::pin(std::future::ready(()))
+    }
+
+    /// Told each time a check asked the registry instead because this source was out of
+    /// reach (for the metrics).
+    fn degraded_to_registry(&self) {}
 }

@@ -830,8 +830,25 @@ pub struct GithubApi {
     /// File holding the token sent as `Authorization: Bearer`; none for public repositories.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+    /// GitHub App credentials (files of a mounted Secret), exchanged for installation tokens;
+    /// excludes `token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<GithubAppFiles>,
     /// Hosts besides `api_host` that a `bundle_url` may name; any other is not followed.
     pub bundle_hosts: Vec<String>,
+}
+
+/// The files of a GitHub App's credentials, each read when a token is minted so that a
+/// rotated Secret is used at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GithubAppFiles {
+    /// The App's numeric ID (or its client ID), the JWT's issuer.
+    pub app_id_file: String,
+    /// The numeric ID of the App's installation on the owner whose attestations are read.
+    pub installation_id_file: String,
+    /// The App's private key, PEM (PKCS#1 as GitHub issues it, or PKCS#8).
+    pub private_key_file: String,
 }
 
 /// GitHub.com's REST API host.
@@ -845,6 +862,7 @@ impl Default for GithubApi {
             insecure: false,
             ca_file: None,
             token_file: None,
+            app: None,
             bundle_hosts: Vec::new(),
         }
     }

@@ -34,8 +34,17 @@ pub(crate) struct GithubDocument {
     pub insecure: bool,
     pub ca_file: Option<String>,
     pub token_file: Option<String>,
+    pub app: Option<GithubAppDocument>,
     #[serde(default)]
     pub bundle_hosts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct GithubAppDocument {
+    pub app_id_file: String,
+    pub installation_id_file: String,
+    pub private_key_file: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,7 @@ mod shape;
 mod validate;
 
 pub use classify::ImageClass;
+pub use config::GithubAppFiles;
 pub use config::{
     Approvers, AttestationSource, BreakGlass, Destination, Environment, EnvironmentConstraints,
     GithubApi, LabelRequirement, Mode, NamespaceSelector, Policy, Registry, Revocations,

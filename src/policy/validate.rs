@@ -862,18 +862,37 @@ impl Checker {
             &document.bundle_hosts,
             |this, entry_path, host| this.plain_host(entry_path, host).then(|| host.clone()),
         );
-        for (key, file) in [
-            ("caFile", &document.ca_file),
-            ("tokenFile", &document.token_file),
-        ] {
+        let app_path = path.key("app");
+        let app_files = document.app.iter().flat_map(|app| {
+            [
+                ("appIdFile", &app.app_id_file),
+                ("installationIdFile", &app.installation_id_file),
+                ("privateKeyFile", &app.private_key_file),
+            ]
+            .map(|(key, file)| (app_path.key(key), key, Some(file)))
+        });
+        let files = [
+            (path.key("caFile"), "caFile", document.ca_file.as_ref()),
+            (
+                path.key("tokenFile"),
+                "tokenFile",
+                document.token_file.as_ref(),
+            ),
+        ]
+        .into_iter()
+        .chain(app_files);
+        for (field, key, file) in files {
             if let Some(file) = file {
                 if !file.starts_with('/') {
-                    self.report(
-                        &path.key(key),
-                        format!("{key} `{file}` must be an absolute path"),
-                    );
+                    self.report(&field, format!("{key} `{file}` must be an absolute path"));
                 }
             }
+        }
+        if document.app.is_some() && document.token_file.is_some() {
+            self.report(
+                &app_path,
+                "app and tokenFile both give GitHub credentials; choose one",
+            );
         }
         if document.insecure && document.ca_file.is_some() {
             self.report(
@@ -884,6 +903,14 @@ impl Checker {
         api.insecure = document.insecure;
         api.ca_file = document.ca_file.clone();
         api.token_file = document.token_file.clone();
+        api.app = document
+            .app
+            .as_ref()
+            .map(|app| super::config::GithubAppFiles {
+                app_id_file: app.app_id_file.clone(),
+                installation_id_file: app.installation_id_file.clone(),
+                private_key_file: app.private_key_file.clone(),
+            });
         api
     }
 
@@ -1514,6 +1541,42 @@ registries:
         assert_eq!(github.path_prefix, "/api/v3");
         assert_eq!(github.token_file.as_deref(), Some("/t"));
         assert_eq!(github.bundle_hosts, ["blobs.example.com"]);
+    }
+
+    #[test]
+    fn github_app_credentials_are_three_absolute_files_and_exclude_a_token_file() {
+        use crate::policy::GithubAppFiles;
+        let rule = "rules:\n  - {name: r, images: [\"ghcr.io/acme/*\"], owners: [{name: acme}]}\n";
+        let app = "app: {appIdFile: /s/app-id, installationIdFile: /s/installation-id, privateKeyFile: /s/key.pem}";
+        let policy = Policy::from_yaml(&format!("version: 1\ngithub: {{{app}}}\n{rule}")).unwrap();
+        assert_eq!(
+            policy.github().app,
+            Some(GithubAppFiles {
+                app_id_file: "/s/app-id".into(),
+                installation_id_file: "/s/installation-id".into(),
+                private_key_file: "/s/key.pem".into(),
+            })
+        );
+        let cases = [
+            (
+                format!("{{{app}, tokenFile: /t}}"),
+                "app and tokenFile both give GitHub credentials",
+            ),
+            (
+                "{app: {appIdFile: id, installationIdFile: /i, privateKeyFile: /k}}".to_owned(),
+                "appIdFile `id` must be an absolute path",
+            ),
+            (
+                "{app: {appIdFile: /a, privateKeyFile: /k}}".to_owned(),
+                "installationIdFile",
+            ),
+        ];
+        for (github, expected) in cases {
+            let error = Policy::from_yaml(&format!("version: 1\ngithub: {github}\n{rule}"))
+                .expect_err(&github)
+                .to_string();
+            assert!(error.contains(expected), "{github}: {error}");
+        }
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (certificate, client_ca) = load_tls_files(&config)?;
     let view = open_cluster_view(&config, &metrics, &mut tasks).await?;
-    let checker = build_checker(&config, &metrics, Arc::clone(&view.policy))?;
+    let github = crate::github::GithubMetrics::register(&mut prometheus);
+    let checker = build_checker(&config, &metrics, github, Arc::clone(&view.policy))?;
     let pull_secrets = pull_secrets(&config, &view)?;
     let readiness = Arc::new(Readiness {
         policy: Arc::clone(&view.policy),
@@ -470,6 +471,7 @@ async fn audit_periodically(
 fn build_checker(
     config: &ServeConfig,
     metrics: &Metrics,
+    github: crate::github::GithubMetrics,
     policy: Arc<dyn PolicySource>,
 ) -> anyhow::Result<Arc<ImageChecker<PolicyRegistry>>> {
     let roots = Arc::new(if config.trusted_roots.is_empty() {
@@ -488,6 +490,8 @@ fn build_checker(
     }
     let registry =
         PolicyRegistry::new(policy, options).context("the policy's registry settings")?;
+    let github = crate::github::GithubClient::new(crate::github::GithubOptions::default())
+        .with_metrics(github);
     let checker = ImageChecker::new(
         registry,
         roots,
@@ -495,7 +499,8 @@ fn build_checker(
             per_image_timeout: config.review_budget,
             ..CheckSettings::default()
         },
-    );
+    )
+    .with_github(Arc::new(github));
     Ok(Arc::new(if config.workload_credentials {
         checker.with_workload_logins()
     } else {
