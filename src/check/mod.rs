@@ -41,6 +41,7 @@ use crate::registry::{
     OCI_MANIFEST,
 };
 use crate::verify::bundle_file::BUNDLE_MEDIA_TYPES;
+use crate::verify::tuf::LiveTrustedRoots;
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
 };
@@ -232,7 +233,7 @@ type GithubFactsCache =
 /// Checks images against a policy over one registry implementation.
 pub struct ImageChecker<R> {
     registry: R,
-    roots: Arc<TrustedRoots>,
+    roots: Arc<LiveTrustedRoots>,
     settings: CheckSettings,
     tags: TagResolver,
     facts: FactsCache,
@@ -247,7 +248,7 @@ impl<R: Registry> ImageChecker<R> {
         let capacity = settings.cache_capacity;
         ImageChecker {
             registry,
-            roots,
+            roots: Arc::new(LiveTrustedRoots::fixed(roots)),
             tags: TagResolver::new(capacity, settings.tag_ttl, settings.failure_ttl),
             settings,
             facts: SingleFlightCache::new(capacity),
@@ -262,6 +263,13 @@ impl<R: Registry> ImageChecker<R> {
     /// the default client (GitHub's REST API with [`GithubOptions::default`]).
     pub fn with_github(mut self, github: Arc<dyn GithubAttestations>) -> Self {
         self.github = github;
+        self
+    }
+
+    /// Verifies under `roots`, whichever set is in force when a bundle is verified, instead
+    /// of the fixed roots given to [`ImageChecker::new`] (TUF rotation).
+    pub fn with_live_roots(mut self, roots: Arc<LiveTrustedRoots>) -> Self {
+        self.roots = roots;
         self
     }
 
@@ -774,7 +782,7 @@ impl<R: Registry> ImageChecker<R> {
             .verified
             .get_or_init(|| async {
                 self.verifications.fetch_add(1, Ordering::Relaxed);
-                let roots = Arc::clone(&self.roots);
+                let roots = self.roots.current();
                 let parsed = Arc::clone(&bundle.bundle);
                 let subject = digest_bytes(&facts.subject);
                 // Signature checks are CPU work; keep them off the async workers.

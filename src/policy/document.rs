@@ -98,6 +98,7 @@ pub(crate) struct RuleDocument {
     pub require_attestations: Option<Vec<String>>,
     pub issuers: Option<Vec<String>>,
     pub attestation_sources: Option<Vec<String>>,
+    pub instances: Option<Vec<String>>,
 }
 
 /// `id` is read as text even when written unquoted: YAML would otherwise turn a large

@@ -8,7 +8,7 @@ use super::config::{RevokedRun, Rule, SignerWorkflow, SLSA_PROVENANCE_V1};
 use super::github::{
     parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, RunUri, WorkflowUri,
 };
-use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
+use crate::verify::claims::{CertificateClaims, Instance, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
 
 /// Which check a failure belongs to; stable names for metrics labels and JSON.
@@ -37,6 +37,8 @@ pub enum Check {
     Age,
     /// The policy's revoked commits, runs and signer digests.
     Revoked,
+    /// The Sigstore instance (trusted root) the bundle verified under.
+    Instance,
 }
 
 impl Check {
@@ -54,6 +56,7 @@ impl Check {
             Check::PredicateAgreement => "predicate_agreement",
             Check::Age => "age",
             Check::Revoked => "revoked",
+            Check::Instance => "instance",
         }
     }
 }
@@ -118,6 +121,7 @@ pub fn evaluate(
         claims: &attestation.certificate,
         failures: Vec::new(),
     };
+    evaluation.instance(&attestation.instance);
     evaluation.issuer();
     evaluation.predicate_type(&attestation.predicate_type);
     let source = evaluation.source_repository();
@@ -156,6 +160,20 @@ impl<'a> Evaluation<'a> {
     /// `rule "name" allows <what>: <values>`, the second half of most messages.
     fn allows(&self, what: &str, values: impl std::fmt::Display) -> String {
         format!("rule {:?} allows {what}: {values}", self.rule.name)
+    }
+
+    fn instance(&mut self, instance: &Instance) {
+        if self.rule.instances.is_empty() {
+            return;
+        }
+        let instance = instance.to_string();
+        if !self.rule.instances.contains(&instance) {
+            let allowed = self.allows("instances", self.rule.instances.join(", "));
+            self.fail(
+                Check::Instance,
+                format!("bundle verified under the {instance} instance; {allowed}"),
+            );
+        }
     }
 
     fn issuer(&mut self) {

@@ -590,6 +590,7 @@ impl Checker {
             &path.key("attestationSources"),
             document.attestation_sources.as_deref(),
         );
+        let instances = self.instances(&path.key("instances"), document.instances.as_deref());
         Rule {
             name: document.name.clone(),
             images: self.glob_list(&images_path, images),
@@ -607,8 +608,42 @@ impl Checker {
             issuers,
             max_age,
             attestation_sources,
+            instances,
             revoked: Arc::default(),
         }
+    }
+
+    /// `instances`: the trusted roots a bundle must verify under, by name; absent: any.
+    fn instances(&mut self, path: &FieldPath, texts: Option<&[String]>) -> Vec<String> {
+        let Some(texts) = texts else {
+            return Vec::new();
+        };
+        if texts.is_empty() {
+            self.report(
+                path,
+                "instances is empty: no bundle could be accepted; leave it out to accept any trusted root"
+                    .to_owned(),
+            );
+        }
+        let mut instances = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            // Besides the two built-in instances, a root from `--trusted-root` is named after
+            // its file: a plain name.
+            let plain = !text.is_empty()
+                && text.len() <= 64
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !plain {
+                self.report(
+                    &path.index(index),
+                    format!("instance `{text}` is not a trusted root's name, expected public-good, github, or a --trusted-root file's name"),
+                );
+            } else if !instances.contains(text) {
+                instances.push(text.clone());
+            }
+        }
+        instances
     }
 
     /// Predicate types that must each be attested, aliases resolved; absent: none (one
