@@ -922,6 +922,26 @@ mod tests {
         policy.rules()[0].clone()
     }
 
+    #[test]
+    fn a_rule_pinned_to_an_instance_denies_bundles_verified_under_another() {
+        let github_only = rule(&format!("{ACTIONS_DEMO}    instances: [github]\n"));
+        let mut attestation = actions_demo();
+        attestation.instance = Instance::Github;
+        assert_eq!(evaluate(&github_only, &attestation, now()), Ok(()));
+        attestation.instance = Instance::PublicGood;
+        assert_single_failure(
+            &github_only,
+            &attestation,
+            Check::Instance,
+            &["bundle verified under the public-good instance; rule \"r\" allows instances: github"],
+        );
+        // No pin: any trusted root, a `--trusted-root` file's included.
+        attestation.instance = Instance::Custom("corp".into());
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation, now()), Ok(()));
+        let corp = rule(&format!("{ACTIONS_DEMO}    instances: [corp, github]\n"));
+        assert_eq!(evaluate(&corp, &attestation, now()), Ok(()));
+    }
+
     const ATTEST_DEMO: &str =
         "    repositories: [{name: malancas/attest-demo, id: \"804070735\"}]\n";
     const ACTIONS_DEMO: &str =

@@ -1708,6 +1708,8 @@ registries:
             (rule("    refs: []\n"), "rules[0].refs", 6, "must not be empty; leave it out for the default (refs/heads/main)"),
             (rule("    triggers: [Push]\n"), "rules[0].triggers[0]", 6, "trigger `Push` is not a GitHub Actions event name"),
             (rule("    runners: [ubuntu-latest]\n"), "rules[0].runners[0]", 6, "unknown runner environment `ubuntu-latest`"),
+            (rule("    instances: []\n"), "rules[0].instances", 6, "instances is empty: no bundle could be accepted"),
+            (rule("    instances: [github, \"public good\"]\n"), "rules[0].instances[1]", 6, "instance `public good` is not a trusted root's name"),
             (rule("    issuers: [\"http://issuer.example\"]\n"), "rules[0].issuers[0]", 6, "must be an https:// URL"),
             ("version: 1\nbreakGlass:\n  maxDuration: 8 hours\n".into(), "breakGlass.maxDuration", 3, "invalid duration `8 hours`"),
             ("version: 1\nbreakGlass:\n  maxDuration: 0m\n".into(), "breakGlass.maxDuration", 3, "must be positive"),
