@@ -241,6 +241,8 @@ pub struct ImageChecker<R> {
     github_facts: GithubFactsCache,
     children: ChildrenCache,
     verifications: AtomicU64,
+    /// The roots' generation the cached verification results were reached under.
+    roots_generation: AtomicU64,
 }
 
 impl<R: Registry> ImageChecker<R> {
@@ -256,6 +258,7 @@ impl<R: Registry> ImageChecker<R> {
             github_facts: SingleFlightCache::new(capacity),
             children: SingleFlightCache::new(capacity),
             verifications: AtomicU64::new(0),
+            roots_generation: AtomicU64::new(0),
         }
     }
 
@@ -269,8 +272,19 @@ impl<R: Registry> ImageChecker<R> {
     /// Verifies under `roots`, whichever set is in force when a bundle is verified, instead
     /// of the fixed roots given to [`ImageChecker::new`] (TUF rotation).
     pub fn with_live_roots(mut self, roots: Arc<LiveTrustedRoots>) -> Self {
+        self.roots_generation = AtomicU64::new(roots.generation());
         self.roots = roots;
         self
+    }
+
+    /// A rotation can take a key out of the roots (a compromise): results verified under
+    /// the old roots are dropped rather than trusted for the rest of their cache lifetime.
+    fn forget_verifications_if_roots_changed(&self) {
+        let generation = self.roots.generation();
+        if self.roots_generation.swap(generation, Ordering::AcqRel) != generation {
+            self.facts.clear();
+            self.github_facts.clear();
+        }
     }
 
     /// The caches' hit and miss counts: tags, attestations, index children.
@@ -296,6 +310,7 @@ impl<R: Registry> ImageChecker<R> {
     /// Checks one image reference under `policy` as reviewed at `now` (rules' `maxAge` is
     /// measured to it), within the per-image time bound.
     pub async fn check_at(&self, policy: &Policy, image: &str, now: jiff::Timestamp) -> ImageCheck {
+        self.forget_verifications_if_roots_changed();
         let mut check = self.check_unbounded(policy, image, now).await;
         // Reasons quote registries, bundles and rules; one place keeps them short for
         // every reader (denial messages, Events, decision records).

@@ -264,6 +264,8 @@ impl RootUpdater {
 /// takes the set current when it starts and keeps it to the end.
 pub struct LiveTrustedRoots {
     in_force: ArcSwap<TrustedRoots>,
+    /// Bumped at every replacement, so that caches of verification results can tell.
+    generation: std::sync::atomic::AtomicU64,
     /// Each instance's trusted-root JSON, when the roots are the replaceable built-in pair;
     /// empty for roots from `--trusted-root` files, which are never replaced.
     sources: Mutex<Vec<(Instance, Arc<str>)>>,
@@ -282,6 +284,7 @@ impl LiveTrustedRoots {
     pub fn fixed(roots: Arc<TrustedRoots>) -> Self {
         LiveTrustedRoots {
             in_force: ArcSwap::new(roots),
+            generation: Default::default(),
             sources: Mutex::new(Vec::new()),
         }
     }
@@ -295,12 +298,18 @@ impl LiveTrustedRoots {
         let roots = roots_from(&sources)?;
         Ok(LiveTrustedRoots {
             in_force: ArcSwap::from_pointee(roots),
+            generation: Default::default(),
             sources: Mutex::new(sources),
         })
     }
 
     pub fn current(&self) -> Arc<TrustedRoots> {
         self.in_force.load_full()
+    }
+
+    /// How many times the roots in force have been replaced.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Puts `json` in force as `instance`'s root. Refused, with the roots in force kept,
@@ -334,6 +343,8 @@ impl LiveTrustedRoots {
         }
         *sources = candidate;
         self.in_force.store(Arc::new(roots));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(true)
     }
 }
