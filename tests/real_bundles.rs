@@ -441,7 +441,11 @@ rules:
             vec![format!(
                 "bundle verified under the {} instance; rule \"{other}\" allows instances: {}",
                 case.instance,
-                if other == "github-only" { "github" } else { "public-good" }
+                if other == "github-only" {
+                    "github"
+                } else {
+                    "public-good"
+                }
             )],
             "{other}"
         );

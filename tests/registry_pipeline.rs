@@ -1148,5 +1148,9 @@ async fn a_trusted_root_rotated_out_stops_admitting_a_cached_digest() {
     let embedded_github = TrustedRoots::embedded_json()[1].1;
     assert!(live.replace(TufInstance::Github, embedded_github).unwrap());
     let check = checker.check(&policy, &proxied.reference).await;
-    assert_failed(&check, FailureKind::NotVerified, "did not verify under any trusted root");
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "did not verify under any trusted root",
+    );
 }

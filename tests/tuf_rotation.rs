@@ -87,14 +87,21 @@ async fn a_refreshed_trusted_root_is_verified_by_tuf_and_put_in_force() {
     let first = TestInstance::timestamp_only();
     let repository = TufRepository::new(&first.trusted_root_json()).await;
     let mut client = Client::for_repository(&repository);
-    assert_eq!(client.verifies(&first), None, "not trusted before the refresh");
+    assert_eq!(
+        client.verifies(&first),
+        None,
+        "not trusted before the refresh"
+    );
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "0");
 
     assert_eq!(client.refresh().await, Ok(1));
 
     assert_eq!(client.verifies(&first), Some(Instance::Github));
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "1");
-    assert_eq!(client.metric("provenance_gate_trusted_root_tuf_root_version"), "1");
+    assert_eq!(
+        client.metric("provenance_gate_trusted_root_tuf_root_version"),
+        "1"
+    );
     let expiry: i64 = client
         .metric("provenance_gate_trusted_root_tuf_root_expiry_timestamp_seconds")
         .parse()
@@ -118,18 +125,34 @@ async fn a_rotated_root_and_new_target_are_picked_up_by_the_background_refresh()
         client.metrics.clone(),
         Duration::from_millis(100),
     ));
-    wait_for(&client, "provenance_gate_trusted_root_tuf_root_version", "1").await;
+    wait_for(
+        &client,
+        "provenance_gate_trusted_root_tuf_root_version",
+        "1",
+    )
+    .await;
     assert_eq!(client.verifies(&first), Some(Instance::Github));
 
     repository.rotate_root(&second.trusted_root_json()).await;
     assert_eq!(repository.root_version(), 2);
-    wait_for(&client, "provenance_gate_trusted_root_tuf_root_version", "2").await;
+    wait_for(
+        &client,
+        "provenance_gate_trusted_root_tuf_root_version",
+        "2",
+    )
+    .await;
     task.abort();
 
     assert_eq!(client.verifies(&second), Some(Instance::Github));
-    assert_eq!(client.verifies(&first), None, "the rotated-out root is gone");
     assert_eq!(
-        client.metric("provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"),
+        client.verifies(&first),
+        None,
+        "the rotated-out root is gone"
+    );
+    assert_eq!(
+        client.metric(
+            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
+        ),
         "0"
     );
 }
@@ -146,7 +169,10 @@ async fn a_tampered_target_is_refused_and_the_roots_in_force_stay() {
     repository.tamper_target();
     let error = client.refresh().await.unwrap_err();
 
-    assert!(error.contains("of github") && error.contains("mismatch"), "{error}");
+    assert!(
+        error.contains("of github") && error.contains("mismatch"),
+        "{error}"
+    );
     assert_refused_and_kept(&client, &first, &second);
 }
 
@@ -158,7 +184,9 @@ async fn an_expired_timestamp_is_refused_and_the_roots_in_force_stay() {
     let mut client = Client::for_repository(&repository);
     client.refresh().await.unwrap();
 
-    repository.publish_expired(&second.trusted_root_json()).await;
+    repository
+        .publish_expired(&second.trusted_root_json())
+        .await;
     let error = client.refresh().await.unwrap_err();
 
     assert!(error.to_lowercase().contains("expired"), "{error}");
@@ -181,7 +209,11 @@ async fn a_rollback_to_older_metadata_is_refused_and_the_newer_root_stays() {
 
     assert!(error.contains("rollback"), "{error}");
     assert_eq!(client.verifies(&second), Some(Instance::Github));
-    assert_eq!(client.verifies(&first), None, "the rolled-back root was not put in force");
+    assert_eq!(
+        client.verifies(&first),
+        None,
+        "the rolled-back root was not put in force"
+    );
 }
 
 #[tokio::test]
@@ -202,10 +234,15 @@ async fn an_unreachable_mirror_leaves_the_embedded_roots_in_force_and_says_so() 
     assert!(Arc::ptr_eq(&before, &client.live.current()));
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "0");
     assert_eq!(
-        client.metric("provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"),
+        client.metric(
+            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
+        ),
         "1"
     );
-    assert_eq!(client.metric("provenance_gate_trusted_root_tuf_root_version"), "0");
+    assert_eq!(
+        client.metric("provenance_gate_trusted_root_tuf_root_version"),
+        "0"
+    );
 }
 
 /// The refresh failed: counted, and the root from the last good refresh still verifies.
@@ -213,7 +250,9 @@ fn assert_refused_and_kept(client: &Client, first: &TestInstance, second: &TestI
     assert_eq!(client.verifies(first), Some(Instance::Github));
     assert_eq!(client.verifies(second), None);
     assert_eq!(
-        client.metric("provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"),
+        client.metric(
+            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
+        ),
         "1"
     );
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "1");

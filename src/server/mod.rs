@@ -496,13 +496,19 @@ fn start_root_rotation(
     use crate::verify::tuf::{keep_refreshed, RootUpdater, TufMetrics};
     if !config.trusted_roots.is_empty() {
         if !config.tuf_mirrors.is_empty() {
-            anyhow::bail!("--trusted-root replaces the roots TUF would refresh; give one or the other");
+            anyhow::bail!(
+                "--trusted-root replaces the roots TUF would refresh; give one or the other"
+            );
         }
         let roots = TrustedRoots::from_files(&config.trusted_roots).context("--trusted-root")?;
         return Ok(Arc::new(LiveTrustedRoots::fixed(Arc::new(roots))));
     }
     let live = Arc::new(LiveTrustedRoots::embedded().context("embedded trusted roots")?);
-    let instances: Vec<_> = config.tuf_mirrors.iter().map(|mirror| mirror.instance).collect();
+    let instances: Vec<_> = config
+        .tuf_mirrors
+        .iter()
+        .map(|mirror| mirror.instance)
+        .collect();
     if instances.is_empty() {
         return Ok(live);
     }

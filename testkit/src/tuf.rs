@@ -188,7 +188,11 @@ impl TufRepository {
             .await
             .unwrap_or_else(|error| runtime_error("write the metadata", error));
         signed
-            .copy_targets(&inputs, self.served.path().join("targets"), PathExists::Replace)
+            .copy_targets(
+                &inputs,
+                self.served.path().join("targets"),
+                PathExists::Replace,
+            )
             .await
             .unwrap_or_else(|error| runtime_error("write the targets", error));
     }
@@ -238,8 +242,8 @@ fn aws_lc_rs_rng() -> aws_lc_rs::rand::SystemRandom {
 
 /// A fresh ECDSA P-256 key, PKCS#8 DER, in a file (what `LocalKeySource` reads).
 fn new_key(dir: &Path, version: u64) -> PathBuf {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .expect("an ECDSA P-256 key");
+    let key =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("an ECDSA P-256 key");
     let path = dir.join(format!("root-{version}.pk8"));
     std::fs::write(&path, key.serialize_der()).expect("key file");
     path

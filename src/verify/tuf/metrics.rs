@@ -118,7 +118,12 @@ impl TufMetrics {
 
     /// `tuf` or `embedded`: where the root in force came from, for log lines.
     pub(super) fn source_of(&self, instance: TufInstance) -> &'static str {
-        if self.from_tuf.get_or_create(&InstanceLabel { instance }).get() == 1 {
+        if self
+            .from_tuf
+            .get_or_create(&InstanceLabel { instance })
+            .get()
+            == 1
+        {
             "tuf"
         } else {
             "embedded"

@@ -29,7 +29,8 @@ pub const GITHUB_MIRROR: &str = "https://tuf-repo.github.com";
 /// The target both repositories publish the Sigstore trusted root as.
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
 
-const PUBLIC_GOOD_TUF_ROOT: &[u8] = include_bytes!("../../../trusted-roots/tuf/public-good.root.json");
+const PUBLIC_GOOD_TUF_ROOT: &[u8] =
+    include_bytes!("../../../trusted-roots/tuf/public-good.root.json");
 const GITHUB_TUF_ROOT: &[u8] = include_bytes!("../../../trusted-roots/tuf/github.root.json");
 
 /// Real metadata and trusted roots are a few kilobytes to tens of kilobytes; these bounds
@@ -67,7 +68,9 @@ impl TufInstance {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|instance| instance.as_str() == text)
+        Self::ALL
+            .into_iter()
+            .find(|instance| instance.as_str() == text)
     }
 
     pub fn instance(self) -> Instance {
@@ -147,7 +150,10 @@ impl Default for TufTimeouts {
 #[derive(Debug, thiserror::Error)]
 pub enum TufError {
     #[error("failed to set up the TUF client of {instance}: {reason}")]
-    Config { instance: TufInstance, reason: String },
+    Config {
+        instance: TufInstance,
+        reason: String,
+    },
     #[error("failed to update the TUF metadata of {instance} from {url}: {source}")]
     Metadata {
         instance: TufInstance,
@@ -162,7 +168,10 @@ pub enum TufError {
         seconds: u64,
     },
     #[error("failed to use {TRUSTED_ROOT_TARGET} of {instance} from TUF: {reason}")]
-    Unusable { instance: TufInstance, reason: String },
+    Unusable {
+        instance: TufInstance,
+        reason: String,
+    },
 }
 
 /// What one successful refresh verified.
@@ -192,8 +201,8 @@ impl RootUpdater {
             instance: mirror.instance,
             reason,
         };
-        let (transport, requests) = MirrorTransport::new(&mirror.url, timeouts)
-            .map_err(config_error)?;
+        let (transport, requests) =
+            MirrorTransport::new(&mirror.url, timeouts).map_err(config_error)?;
         let mut config = UpdaterConfig::default();
         config.root_max_length = MAX_ROOT_BYTES;
         config.timestamp_max_length = MAX_TIMESTAMP_BYTES;
@@ -221,8 +230,7 @@ impl RootUpdater {
     /// Brings the TUF metadata up to date as of `now` and downloads the trusted root it
     /// names, all within the refresh timeout and request budget.
     pub async fn fetch(&mut self, now: jiff::Timestamp) -> Result<FetchedRoot, TufError> {
-        self.requests
-            .store(0, std::sync::atomic::Ordering::Relaxed);
+        self.requests.store(0, std::sync::atomic::Ordering::Relaxed);
         let instance = self.instance;
         let url = self.mirror_url.clone();
         let metadata_error = |source| TufError::Metadata {
@@ -433,7 +441,9 @@ mod tests {
         assert!(!live.replace(TufInstance::Github, json).expect("same root"));
         assert!(Arc::ptr_eq(&before, &live.current()));
         let reordered = reformat(json);
-        assert!(live.replace(TufInstance::Github, &reordered).expect("new root"));
+        assert!(live
+            .replace(TufInstance::Github, &reordered)
+            .expect("new root"));
         assert!(!Arc::ptr_eq(&before, &live.current()));
         assert_eq!(live.current().anchors().len(), 2);
     }

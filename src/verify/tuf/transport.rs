@@ -65,7 +65,12 @@ impl MirrorTransport {
         ))
     }
 
-    async fn get(&self, base: &Url, name: &str, max_length: u64) -> sigstore_tuf::Result<Option<Vec<u8>>> {
+    async fn get(
+        &self,
+        base: &Url,
+        name: &str,
+        max_length: u64,
+    ) -> sigstore_tuf::Result<Option<Vec<u8>>> {
         let url = within(base, name).ok_or_else(|| {
             sigstore_tuf::Error::transport(format!("refused to fetch {name:?}: outside the mirror"))
         })?;
@@ -74,13 +79,17 @@ impl MirrorTransport {
                 "more than {MAX_REQUESTS_PER_REFRESH} requests in one refresh"
             )));
         }
-        let failed = |reason: String| sigstore_tuf::Error::transport(format!("GET {url}: {reason}"));
+        let failed =
+            |reason: String| sigstore_tuf::Error::transport(format!("GET {url}: {reason}"));
         let deadline = tokio::time::Instant::now() + self.request_timeout;
-        let response = match tokio::time::timeout_at(deadline, self.client.get(url.clone()).send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(failed(crate::registry::error_chain(&error.without_url()))),
-            Err(_) => return Err(failed("timed out".into())),
-        };
+        let response =
+            match tokio::time::timeout_at(deadline, self.client.get(url.clone()).send()).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => {
+                    return Err(failed(crate::registry::error_chain(&error.without_url())))
+                }
+                Err(_) => return Err(failed("timed out".into())),
+            };
         let status = response.status();
         // Object stores answer 403 for a missing object; TUF clients treat both as absent
         // (the end of the root chain).
@@ -124,7 +133,9 @@ fn within(base: &Url, name: &str) -> Option<Url> {
     if name.is_empty()
         || name.starts_with('/')
         || name.contains(['?', '#', '\\'])
-        || name.split('/').any(|segment| segment == ".." || segment == ".")
+        || name
+            .split('/')
+            .any(|segment| segment == ".." || segment == ".")
     {
         return None;
     }
@@ -165,7 +176,11 @@ mod tests {
     fn only_http_and_https_mirrors_are_accepted() {
         let timeouts = TufTimeouts::default();
         assert!(MirrorTransport::new(&Url::parse("file:///etc").unwrap(), timeouts).is_err());
-        assert!(MirrorTransport::new(&Url::parse("https://tuf.example/?q").unwrap(), timeouts).is_err());
-        assert!(MirrorTransport::new(&Url::parse("http://127.0.0.1:1/").unwrap(), timeouts).is_ok());
+        assert!(
+            MirrorTransport::new(&Url::parse("https://tuf.example/?q").unwrap(), timeouts).is_err()
+        );
+        assert!(
+            MirrorTransport::new(&Url::parse("http://127.0.0.1:1/").unwrap(), timeouts).is_ok()
+        );
     }
 }
