@@ -1466,10 +1466,4 @@ async fn serve_refreshes_trusted_roots_from_tuf_and_keeps_the_embedded_ones_when
             && logs.contains("\"in_force\":\"embedded\""),
         "{logs}"
     );
-    let ready = plain_client()
-        .get(gate.metrics_url("/readyz"))
-        .send()
-        .await
-        .expect("GET /readyz");
-    assert_eq!(ready.status(), 200);
 }

@@ -69,6 +69,12 @@ impl Client {
             .map(|attestation| attestation.instance)
     }
 
+    fn failed_refreshes(&self) -> String {
+        self.metric(
+            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}",
+        )
+    }
+
     fn metric(&self, name: &str) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
@@ -82,11 +88,44 @@ impl Client {
     }
 }
 
+/// Two private instances, a TUF repository publishing the first one's trusted root, and a
+/// client of that repository.
+struct Scenario {
+    first: TestInstance,
+    second: TestInstance,
+    repository: TufRepository,
+    client: Client,
+}
+
+impl Scenario {
+    async fn new() -> Scenario {
+        let first = TestInstance::timestamp_only();
+        let repository = TufRepository::new(&first.trusted_root_json()).await;
+        let client = Client::for_repository(&repository);
+        Scenario {
+            first,
+            second: TestInstance::timestamp_only(),
+            repository,
+            client,
+        }
+    }
+
+    /// After one successful refresh: the first instance's root is in force.
+    async fn refreshed() -> Scenario {
+        let mut scenario = Scenario::new().await;
+        scenario.client.refresh().await.unwrap();
+        scenario
+    }
+}
+
 #[tokio::test]
 async fn a_refreshed_trusted_root_is_verified_by_tuf_and_put_in_force() {
-    let first = TestInstance::timestamp_only();
-    let repository = TufRepository::new(&first.trusted_root_json()).await;
-    let mut client = Client::for_repository(&repository);
+    let Scenario {
+        first,
+        mut client,
+        repository: _served,
+        ..
+    } = Scenario::new().await;
     assert_eq!(
         client.verifies(&first),
         None,
@@ -115,32 +154,25 @@ async fn a_refreshed_trusted_root_is_verified_by_tuf_and_put_in_force() {
 
 #[tokio::test]
 async fn a_rotated_root_and_new_target_are_picked_up_by_the_background_refresh() {
-    let first = TestInstance::timestamp_only();
-    let second = TestInstance::timestamp_only();
-    let mut repository = TufRepository::new(&first.trusted_root_json()).await;
-    let mut client = Client::for_repository(&repository);
+    let Scenario {
+        first,
+        second,
+        mut repository,
+        mut client,
+    } = Scenario::new().await;
     let task = tokio::spawn(keep_refreshed(
         client.updater.take().unwrap(),
         Arc::clone(&client.live),
         client.metrics.clone(),
         Duration::from_millis(100),
     ));
-    wait_for(
-        &client,
-        "provenance_gate_trusted_root_tuf_root_version",
-        "1",
-    )
-    .await;
+    let version = "provenance_gate_trusted_root_tuf_root_version";
+    wait_for(&client, version, "1").await;
     assert_eq!(client.verifies(&first), Some(Instance::Github));
 
     repository.rotate_root(&second.trusted_root_json()).await;
     assert_eq!(repository.root_version(), 2);
-    wait_for(
-        &client,
-        "provenance_gate_trusted_root_tuf_root_version",
-        "2",
-    )
-    .await;
+    wait_for(&client, version, "2").await;
     task.abort();
 
     assert_eq!(client.verifies(&second), Some(Instance::Github));
@@ -149,69 +181,56 @@ async fn a_rotated_root_and_new_target_are_picked_up_by_the_background_refresh()
         None,
         "the rotated-out root is gone"
     );
-    assert_eq!(
-        client.metric(
-            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
-        ),
-        "0"
-    );
+    assert_eq!(client.failed_refreshes(), "0");
 }
 
 #[tokio::test]
 async fn a_tampered_target_is_refused_and_the_roots_in_force_stay() {
-    let first = TestInstance::timestamp_only();
-    let second = TestInstance::timestamp_only();
-    let mut repository = TufRepository::new(&first.trusted_root_json()).await;
-    let mut client = Client::for_repository(&repository);
-    client.refresh().await.unwrap();
+    let mut scenario = Scenario::refreshed().await;
+    let second_root = scenario.second.trusted_root_json();
+    scenario.repository.publish(&second_root).await;
+    scenario.repository.tamper_target();
 
-    repository.publish(&second.trusted_root_json()).await;
-    repository.tamper_target();
-    let error = client.refresh().await.unwrap_err();
+    let error = scenario.client.refresh().await.unwrap_err();
 
     assert!(
         error.contains("of github") && error.contains("mismatch"),
         "{error}"
     );
-    assert_refused_and_kept(&client, &first, &second);
+    assert_refused_and_kept(&scenario);
 }
 
 #[tokio::test]
 async fn an_expired_timestamp_is_refused_and_the_roots_in_force_stay() {
-    let first = TestInstance::timestamp_only();
-    let second = TestInstance::timestamp_only();
-    let mut repository = TufRepository::new(&first.trusted_root_json()).await;
-    let mut client = Client::for_repository(&repository);
-    client.refresh().await.unwrap();
+    let mut scenario = Scenario::refreshed().await;
+    let second_root = scenario.second.trusted_root_json();
+    scenario.repository.publish_expired(&second_root).await;
 
-    repository
-        .publish_expired(&second.trusted_root_json())
-        .await;
-    let error = client.refresh().await.unwrap_err();
+    let error = scenario.client.refresh().await.unwrap_err();
 
-    assert!(error.to_lowercase().contains("expired"), "{error}");
-    assert_refused_and_kept(&client, &first, &second);
+    assert!(error.contains("expired"), "{error}");
+    assert_refused_and_kept(&scenario);
 }
 
 #[tokio::test]
 async fn a_rollback_to_older_metadata_is_refused_and_the_newer_root_stays() {
-    let first = TestInstance::timestamp_only();
-    let second = TestInstance::timestamp_only();
-    let mut repository = TufRepository::new(&first.trusted_root_json()).await;
-    let old_metadata = repository.save_metadata();
-    let mut client = Client::for_repository(&repository);
-    repository.publish(&second.trusted_root_json()).await;
-    client.refresh().await.unwrap();
-    assert_eq!(client.verifies(&second), Some(Instance::Github));
+    let mut scenario = Scenario::new().await;
+    let old_metadata = scenario.repository.save_metadata();
+    let second_root = scenario.second.trusted_root_json();
+    scenario.repository.publish(&second_root).await;
+    scenario.client.refresh().await.unwrap();
+    let second_in_force = |scenario: &Scenario| {
+        scenario.client.verifies(&scenario.second) == Some(Instance::Github)
+            && scenario.client.verifies(&scenario.first).is_none()
+    };
+    assert!(second_in_force(&scenario));
 
-    repository.replay(&old_metadata);
-    let error = client.refresh().await.unwrap_err();
+    scenario.repository.replay(&old_metadata);
+    let error = scenario.client.refresh().await.unwrap_err();
 
     assert!(error.contains("rollback"), "{error}");
-    assert_eq!(client.verifies(&second), Some(Instance::Github));
-    assert_eq!(
-        client.verifies(&first),
-        None,
+    assert!(
+        second_in_force(&scenario),
         "the rolled-back root was not put in force"
     );
 }
@@ -233,12 +252,7 @@ async fn an_unreachable_mirror_leaves_the_embedded_roots_in_force_and_says_so() 
     assert!(error.contains(&url), "{error}");
     assert!(Arc::ptr_eq(&before, &client.live.current()));
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "0");
-    assert_eq!(
-        client.metric(
-            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
-        ),
-        "1"
-    );
+    assert_eq!(client.failed_refreshes(), "1");
     assert_eq!(
         client.metric("provenance_gate_trusted_root_tuf_root_version"),
         "0"
@@ -246,15 +260,11 @@ async fn an_unreachable_mirror_leaves_the_embedded_roots_in_force_and_says_so() 
 }
 
 /// The refresh failed: counted, and the root from the last good refresh still verifies.
-fn assert_refused_and_kept(client: &Client, first: &TestInstance, second: &TestInstance) {
-    assert_eq!(client.verifies(first), Some(Instance::Github));
-    assert_eq!(client.verifies(second), None);
-    assert_eq!(
-        client.metric(
-            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}"
-        ),
-        "1"
-    );
+fn assert_refused_and_kept(scenario: &Scenario) {
+    let client = &scenario.client;
+    assert_eq!(client.verifies(&scenario.first), Some(Instance::Github));
+    assert_eq!(client.verifies(&scenario.second), None);
+    assert_eq!(client.failed_refreshes(), "1");
     assert_eq!(client.metric("provenance_gate_trusted_root_from_tuf"), "1");
 }
 
