@@ -1252,4 +1252,57 @@ mod tests {
             );
         }
     }
+    #[test]
+    fn tuf_flags_name_an_instance_once_and_exclude_fixed_roots() {
+        use crate::verify::tuf::TufInstance;
+        let args = serve_args(&[
+            "--tuf-mirror=github=https://tuf.example/github",
+            "--tuf-mirror",
+            "public-good=https://tuf-repo-cdn.sigstore.dev",
+        ])
+        .expect("two mirrors");
+        let Ok(mirrors) = tuf_mirrors(args.tuf_mirrors, args.tuf_roots) else {
+            panic!("two mirrors of two instances are accepted");
+        };
+        let named: Vec<_> = mirrors
+            .iter()
+            .map(|mirror| (mirror.instance, mirror.url.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (TufInstance::Github, "https://tuf.example/github".to_owned()),
+                (
+                    TufInstance::PublicGood,
+                    "https://tuf-repo-cdn.sigstore.dev/".to_owned()
+                ),
+            ]
+        );
+        // Without --tuf-root, the chain starts at the embedded TUF root.
+        assert_eq!(mirrors[0].tuf_root, TufInstance::Github.embedded_tuf_root());
+        for refused in [
+            "--tuf-mirror=staging=https://tuf.example",
+            "--tuf-mirror=github=file:///etc/tuf",
+            "--tuf-mirror=https://tuf.example",
+        ] {
+            assert!(serve_args(&[refused]).is_err(), "{refused}");
+        }
+        let twice = serve_args(&[
+            "--tuf-mirror=github=https://a.example",
+            "--tuf-mirror=github=https://b.example",
+        ])
+        .unwrap();
+        let Err(error) = tuf_mirrors(twice.tuf_mirrors, twice.tuf_roots) else {
+            panic!("an instance named twice is refused");
+        };
+        assert!(error.0.contains("github twice"), "{}", error.0);
+        let error = serve_args(&[
+            "--tuf-mirror=github=https://a.example",
+            "--trusted-root=corp.json",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("cannot be used with"), "{error}");
+        assert!(serve_args(&["--tuf-root=github=root.json"]).is_err());
+    }
 }
