@@ -1445,18 +1445,18 @@ async fn serve_refreshes_trusted_roots_from_tuf_and_keeps_the_embedded_ones_when
 
     wait_for("both refreshes to end", Duration::from_secs(20), || async {
         let metrics = gate.metrics_text().await;
-        metrics.contains("provenance_gate_trusted_root_tuf_root_version{instance=\"github\"} 1")
+        metrics.contains("provenance_gate_trusted_root_tuf_root_version{sigstore_instance=\"github\"} 1")
             && metrics.contains(
-                "provenance_gate_trusted_root_refreshes_total{instance=\"public-good\",result=\"error\"} 1",
+                "provenance_gate_trusted_root_refreshes_total{sigstore_instance=\"public-good\",result=\"error\"} 1",
             )
     })
     .await;
     let metrics = gate.metrics_text().await;
     for line in [
-        "provenance_gate_trusted_root_from_tuf{instance=\"github\"} 1",
-        "provenance_gate_trusted_root_from_tuf{instance=\"public-good\"} 0",
-        "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"ok\"} 1",
-        "provenance_gate_trusted_root_tuf_root_version{instance=\"public-good\"} 0",
+        "provenance_gate_trusted_root_from_tuf{sigstore_instance=\"github\"} 1",
+        "provenance_gate_trusted_root_from_tuf{sigstore_instance=\"public-good\"} 0",
+        "provenance_gate_trusted_root_refreshes_total{sigstore_instance=\"github\",result=\"ok\"} 1",
+        "provenance_gate_trusted_root_tuf_root_version{sigstore_instance=\"public-good\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }

@@ -71,7 +71,7 @@ impl Client {
 
     fn failed_refreshes(&self) -> String {
         self.metric(
-            "provenance_gate_trusted_root_refreshes_total{instance=\"github\",result=\"error\"}",
+            "provenance_gate_trusted_root_refreshes_total{sigstore_instance=\"github\",result=\"error\"}",
         )
     }
 
@@ -79,7 +79,7 @@ impl Client {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
         text.lines()
-            .find(|line| line.starts_with(name) && line.contains("instance=\"github\""))
+            .find(|line| line.starts_with(name) && line.contains("sigstore_instance=\"github\""))
             .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
             .rsplit(' ')
             .next()

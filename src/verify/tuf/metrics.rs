@@ -1,5 +1,6 @@
 //! The state of trusted-root rotation as metrics (docs/operating.md lists them). The only
-//! label values are the two TUF instances and `ok`/`error`: bounded by construction.
+//! label values are the two TUF instances and `ok`/`error`: bounded by construction. The label
+//! is `sigstore_instance`, not `instance`, which Prometheus sets to the scraped target.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -17,12 +18,12 @@ impl EncodeLabelValue for TufInstance {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct InstanceLabel {
-    pub instance: TufInstance,
+    pub sigstore_instance: TufInstance,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefreshLabel {
-    pub instance: TufInstance,
+    pub sigstore_instance: TufInstance,
     pub result: &'static str,
 }
 
@@ -73,7 +74,9 @@ impl TufMetrics {
             metrics.root_expiry.clone(),
         );
         for &instance in instances {
-            let label = InstanceLabel { instance };
+            let label = InstanceLabel {
+                sigstore_instance: instance,
+            };
             metrics.last_success.get_or_create(&label).set(0);
             metrics.from_tuf.get_or_create(&label).set(0);
             metrics.root_version.get_or_create(&label).set(0);
@@ -81,7 +84,10 @@ impl TufMetrics {
             for result in ["ok", "error"] {
                 metrics
                     .refreshes
-                    .get_or_create(&RefreshLabel { instance, result })
+                    .get_or_create(&RefreshLabel {
+                        sigstore_instance: instance,
+                        result,
+                    })
                     .inc_by(0);
             }
         }
@@ -90,10 +96,12 @@ impl TufMetrics {
 
     pub(super) fn succeeded(&self, fetched: &FetchedRoot, now: jiff::Timestamp) {
         let instance = fetched.instance;
-        let label = InstanceLabel { instance };
+        let label = InstanceLabel {
+            sigstore_instance: instance,
+        };
         self.refreshes
             .get_or_create(&RefreshLabel {
-                instance,
+                sigstore_instance: instance,
                 result: "ok",
             })
             .inc();
@@ -110,7 +118,7 @@ impl TufMetrics {
     pub(super) fn failed(&self, instance: TufInstance) {
         self.refreshes
             .get_or_create(&RefreshLabel {
-                instance,
+                sigstore_instance: instance,
                 result: "error",
             })
             .inc();
@@ -120,7 +128,9 @@ impl TufMetrics {
     pub(super) fn source_of(&self, instance: TufInstance) -> &'static str {
         if self
             .from_tuf
-            .get_or_create(&InstanceLabel { instance })
+            .get_or_create(&InstanceLabel {
+                sigstore_instance: instance,
+            })
             .get()
             == 1
         {
