@@ -280,3 +280,23 @@ async fn wait_for(client: &Client, name: &str, value: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_mirror_that_never_answers_is_given_up_on_at_the_request_timeout() {
+    // Connections are queued by the kernel and never answered: a stalled mirror.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", silent.local_addr().unwrap());
+    let mut client = Client::for_mirror(TufMirror {
+        url: url.parse().unwrap(),
+        ..TufMirror::published(TufInstance::Github)
+    });
+
+    let refresh = tokio::time::timeout(Duration::from_secs(30), client.refresh()).await;
+
+    let error = refresh
+        .expect("the refresh ends by its own deadlines")
+        .unwrap_err();
+    assert!(error.contains("timed out"), "{error}");
+    assert_eq!(client.failed_refreshes(), "1");
+    drop(silent);
+}

@@ -172,6 +172,44 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_refresh_stops_at_its_request_budget() {
+        // Nothing listens here: each request fails fast, and still counts.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let (transport, requests) = MirrorTransport::new(&url, TufTimeouts::default()).unwrap();
+        for _ in 0..MAX_REQUESTS_PER_REFRESH {
+            let error = transport
+                .fetch_metadata("timestamp.json", 1024)
+                .await
+                .unwrap_err();
+            assert!(
+                !error.to_string().contains("requests in one refresh"),
+                "{error}"
+            );
+        }
+        let error = transport
+            .fetch_metadata("timestamp.json", 1024)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("more than 48 requests in one refresh"),
+            "{error}"
+        );
+        // The next refresh starts a new budget.
+        requests.store(0, Ordering::Relaxed);
+        let error = transport
+            .fetch_metadata("timestamp.json", 1024)
+            .await
+            .unwrap_err();
+        assert!(
+            !error.to_string().contains("requests in one refresh"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn only_http_and_https_mirrors_are_accepted() {
         let timeouts = TufTimeouts::default();
