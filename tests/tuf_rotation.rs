@@ -1,5 +1,5 @@
 //! Trusted-root rotation over TUF against a real TUF repository the test kit serves on
-//! loopback (built and signed by `tough`, a second TUF implementation): the refreshed
+//! loopback (metadata written and signed by the kit, not by the client under test): the refreshed
 //! trusted root is used for verification, a root rotation is picked up by the background
 //! refresh, and tampered targets, expired timestamps and rollbacks are refused with the
 //! roots in force kept. Sigstore's and GitHub's own mirrors cannot be reached from tests.

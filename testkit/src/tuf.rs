@@ -1,59 +1,86 @@
 //! A TUF repository on loopback whose target `trusted_root.json` is a Sigstore trusted root,
-//! as Sigstore's and GitHub's TUF repositories publish theirs. Built and signed by `tough`'s
-//! editor with throwaway ECDSA P-256 keys (one key for every role, threshold 1): a second TUF
-//! implementation, so the client under test never reads metadata it wrote itself.
+//! as Sigstore's and GitHub's TUF repositories publish theirs: consistent snapshots, ECDSA
+//! P-256 keys (`ecdsa-sha2-nistp256`, PEM public keys, as tuf-on-ci writes them), one key
+//! for every role, threshold 1. Written here and signed with RustCrypto's `p256` over OLPC
+//! canonical JSON (`olpc-cjson`), so the client under test (`sigstore-tuf`, aws-lc-rs, its
+//! own canonical encoder) never reads metadata produced by its own code.
 //!
 //! Root rotation (`rotate_root`) signs the new root with the old and the new key, as TUF
 //! requires; the attacks a client must refuse are one call each: a tampered target, an
 //! expired timestamp, and replaying older metadata (rollback).
 
-use std::collections::HashMap;
-use std::num::NonZeroU64;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use tough::editor::signed::{PathExists, SignedRole};
-use tough::editor::RepositoryEditor;
-use tough::key_source::{KeySource, LocalKeySource};
-use tough::schema::decoded::{Decoded, Hex};
-use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
-use tough::sign::Sign;
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::EncodePublicKey as _;
+use rand_core::OsRng;
+use serde::Serialize as _;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
 use crate::axum_server::AxumServer;
 
 /// The target name both public repositories use.
 pub const TRUSTED_ROOT_TARGET: &str = "trusted_root.json";
+const SPEC_VERSION: &str = "1.0.31";
 
 /// Metadata files as they were at one moment, to serve again later (a rollback).
 #[derive(Debug, Clone)]
 pub struct SavedMetadata(Vec<(PathBuf, Vec<u8>)>);
 
+/// One TUF signing key.
+struct TufKey {
+    signing: SigningKey,
+    id: String,
+    /// The key as root.json lists it.
+    public: Value,
+}
+
+impl TufKey {
+    fn generate() -> TufKey {
+        let signing = SigningKey::random(&mut OsRng);
+        let der = signing
+            .verifying_key()
+            .to_public_key_der()
+            .expect("a P-256 public key encodes");
+        let public = json!({
+            "keytype": "ecdsa",
+            "scheme": "ecdsa-sha2-nistp256",
+            "keyval": {"public": pem("PUBLIC KEY", der.as_bytes())},
+        });
+        // The key ID TUF specifies: SHA-256 of the key's canonical JSON.
+        let id = hex(&Sha256::digest(canonical(&public)));
+        TufKey {
+            signing,
+            id,
+            public,
+        }
+    }
+
+    fn sign(&self, signed: &Value) -> Value {
+        let signature: Signature = self.signing.sign(&canonical(signed));
+        json!({"keyid": self.id, "sig": hex(signature.to_der().as_bytes())})
+    }
+}
+
 pub struct TufRepository {
     /// What is served: metadata at the top, targets under `targets/`.
     served: tempfile::TempDir,
-    /// Keys and target inputs, never served.
-    work: tempfile::TempDir,
-    key: PathBuf,
-    key_id: Decoded<Hex>,
-    root: Root,
+    key: TufKey,
+    root_version: u64,
     /// The version the next timestamp, snapshot and targets get.
     next_version: u64,
     server: AxumServer,
-}
-
-fn runtime_error(what: &str, error: impl std::fmt::Display) -> ! {
-    panic!("test TUF repository: failed to {what}: {error}")
 }
 
 impl TufRepository {
     /// Root version 1 and the first targets, with `trusted_root_json` as the target.
     pub async fn new(trusted_root_json: &str) -> TufRepository {
         let served = tempfile::tempdir().expect("a temporary directory");
-        let work = tempfile::tempdir().expect("a temporary directory");
         std::fs::create_dir_all(served.path().join("targets")).expect("targets directory");
-        let key = new_key(work.path(), 1);
-        let key_id = key_id(&key).await;
-        let root = root_with(&key_id, tuf_key(&key).await, 1);
         let served_path = Arc::new(served.path().to_path_buf());
         let server = AxumServer::start("test-tuf-repository", 1, move || {
             axum::Router::new().fallback(move |uri: axum::http::Uri| {
@@ -61,16 +88,16 @@ impl TufRepository {
                 async move { serve_file(&dir, uri.path()) }
             })
         });
+        let key = TufKey::generate();
         let mut repository = TufRepository {
             served,
-            work,
             key,
-            key_id,
-            root,
+            root_version: 1,
             next_version: 1,
             server,
         };
-        repository.write_root(None).await;
+        let root = repository.root_signed();
+        repository.write_signed("1.root.json", &root, &[&repository.key]);
         repository.publish(trusted_root_json).await;
         repository
     }
@@ -87,32 +114,27 @@ impl TufRepository {
 
     /// The current TUF root version.
     pub fn root_version(&self) -> u64 {
-        self.root.version.get()
+        self.root_version
     }
 
     /// New targets, snapshot and timestamp naming `trusted_root_json`, valid for a week.
     pub async fn publish(&mut self, trusted_root_json: &str) {
-        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(7 * 24);
-        self.publish_with(trusted_root_json, expires).await;
+        self.publish_with(trusted_root_json, hours_from_now(7 * 24));
     }
 
     /// Like [`publish`](Self::publish), but the timestamp expired an hour ago.
     pub async fn publish_expired(&mut self, trusted_root_json: &str) {
-        let expired = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
-        self.publish_with(trusted_root_json, expired).await;
+        self.publish_with(trusted_root_json, hours_from_now(-1));
     }
 
     /// Root version + 1 under a new key, signed by the old key and the new one; the new
     /// targets name `trusted_root_json` and are signed by the new key only.
     pub async fn rotate_root(&mut self, trusted_root_json: &str) {
-        let version = self.root.version.get() + 1;
-        let new_key = new_key(self.work.path(), version);
-        let new_key_id = key_id(&new_key).await;
-        let old_root = self.root.clone();
-        let old_key = std::mem::replace(&mut self.key, new_key);
-        self.key_id = new_key_id;
-        self.root = root_with(&self.key_id, tuf_key(&self.key).await, version);
-        self.write_root(Some((old_root, old_key))).await;
+        let old_key = std::mem::replace(&mut self.key, TufKey::generate());
+        self.root_version += 1;
+        let root = self.root_signed();
+        let name = format!("{}.root.json", self.root_version);
+        self.write_signed(&name, &root, &[&old_key, &self.key]);
         self.publish(trusted_root_json).await;
     }
 
@@ -150,152 +172,94 @@ impl TufRepository {
         }
     }
 
-    async fn publish_with(&mut self, trusted_root_json: &str, timestamp_expires: jiff::Timestamp) {
-        let version = NonZeroU64::new(self.next_version).expect("versions start at 1");
+    fn publish_with(&mut self, trusted_root_json: &str, timestamp_expires: String) {
+        let version = self.next_version;
         self.next_version += 1;
-        let inputs = self.work.path().join(format!("targets-{version}"));
-        std::fs::create_dir_all(&inputs).expect("targets input directory");
-        let target_path = inputs.join(TRUSTED_ROOT_TARGET);
-        std::fs::write(&target_path, trusted_root_json).expect("target input");
-        let root_path = self
+        let bytes = trusted_root_json.as_bytes();
+        let hash = hex(&Sha256::digest(bytes));
+        let target = self
             .served
             .path()
-            .join(format!("{}.root.json", self.root.version));
-        let mut editor = RepositoryEditor::new(&root_path)
-            .await
-            .unwrap_or_else(|error| runtime_error("open the editor", error));
-        let (name, target) = RepositoryEditor::build_target(&target_path)
-            .await
-            .unwrap_or_else(|error| runtime_error("describe the target", error));
-        let long = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(30 * 24);
-        editor
-            .add_target(name, target)
-            .unwrap_or_else(|error| runtime_error("add the target", error))
-            .targets_version(version)
-            .unwrap_or_else(|error| runtime_error("set the targets version", error))
-            .targets_expires(long)
-            .unwrap_or_else(|error| runtime_error("set the targets expiry", error))
-            .snapshot_version(version)
-            .snapshot_expires(long)
-            .timestamp_version(version)
-            .timestamp_expires(timestamp_expires);
-        let signed = editor
-            .sign(&[self.key_source()])
-            .await
-            .unwrap_or_else(|error| runtime_error("sign the repository", error));
-        signed
-            .write(self.served.path())
-            .await
-            .unwrap_or_else(|error| runtime_error("write the metadata", error));
-        signed
-            .copy_targets(
-                &inputs,
-                self.served.path().join("targets"),
-                PathExists::Replace,
-            )
-            .await
-            .unwrap_or_else(|error| runtime_error("write the targets", error));
+            .join("targets")
+            .join(format!("{hash}.{TRUSTED_ROOT_TARGET}"));
+        std::fs::write(target, bytes).expect("target");
+        let long = hours_from_now(30 * 24);
+        let targets = json!({
+            "_type": "targets", "spec_version": SPEC_VERSION, "version": version, "expires": long,
+            "targets": {TRUSTED_ROOT_TARGET: {"length": bytes.len(), "hashes": {"sha256": hash}}},
+        });
+        let snapshot = json!({
+            "_type": "snapshot", "spec_version": SPEC_VERSION, "version": version, "expires": long,
+            "meta": {"targets.json": {"version": version}},
+        });
+        let timestamp = json!({
+            "_type": "timestamp", "spec_version": SPEC_VERSION, "version": version,
+            "expires": timestamp_expires,
+            "meta": {"snapshot.json": {"version": version}},
+        });
+        let key = [&self.key];
+        self.write_signed(&format!("{version}.targets.json"), &targets, &key);
+        self.write_signed(&format!("{version}.snapshot.json"), &snapshot, &key);
+        self.write_signed("timestamp.json", &timestamp, &key);
     }
 
-    /// Writes `N.root.json` for the current root, signed by its key and, on a rotation, by
-    /// the previous root's key too.
-    async fn write_root(&self, previous: Option<(Root, PathBuf)>) {
-        let rng = aws_lc_rs_rng();
-        let mut signed = SignedRole::new(
-            self.root.clone(),
-            &KeyHolder::Root(self.root.clone()),
-            &[self.key_source()],
-            &rng,
-        )
-        .await
-        .unwrap_or_else(|error| runtime_error("sign the root", error));
-        if let Some((old_root, old_key)) = previous {
-            let by_old = SignedRole::new(
-                self.root.clone(),
-                &KeyHolder::Root(old_root),
-                &[Box::new(LocalKeySource { path: old_key }) as Box<dyn KeySource>],
-                &rng,
-            )
-            .await
-            .unwrap_or_else(|error| runtime_error("cross-sign the root", error));
-            signed = signed
-                .add_old_signatures(by_old.signed().signatures.clone())
-                .unwrap_or_else(|error| runtime_error("add the old signature", error));
-        }
-        let path = self
-            .served
-            .path()
-            .join(format!("{}.root.json", self.root.version));
-        std::fs::write(path, signed.buffer()).expect("root metadata");
-    }
-
-    fn key_source(&self) -> Box<dyn KeySource> {
-        Box::new(LocalKeySource {
-            path: self.key.clone(),
+    /// The current root, trusting the current key for every role, valid for a year.
+    fn root_signed(&self) -> Value {
+        let role = json!({"keyids": [self.key.id], "threshold": 1});
+        json!({
+            "_type": "root",
+            "spec_version": SPEC_VERSION,
+            "version": self.root_version,
+            "expires": hours_from_now(365 * 24),
+            "consistent_snapshot": true,
+            "keys": {self.key.id.clone(): self.key.public},
+            "roles": {"root": role, "timestamp": role, "snapshot": role, "targets": role},
         })
     }
-}
 
-fn aws_lc_rs_rng() -> aws_lc_rs::rand::SystemRandom {
-    aws_lc_rs::rand::SystemRandom::new()
-}
-
-/// A fresh ECDSA P-256 key, PKCS#8 DER, in a file (what `LocalKeySource` reads).
-fn new_key(dir: &Path, version: u64) -> PathBuf {
-    let key =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("an ECDSA P-256 key");
-    let path = dir.join(format!("root-{version}.pk8"));
-    std::fs::write(&path, key.serialize_der()).expect("key file");
-    path
-}
-
-async fn signer(path: &Path) -> Box<dyn Sign> {
-    LocalKeySource {
-        path: path.to_path_buf(),
-    }
-    .as_sign()
-    .await
-    .unwrap_or_else(|error| runtime_error("read a key", error))
-}
-
-async fn tuf_key(path: &Path) -> tough::schema::key::Key {
-    signer(path).await.tuf_key()
-}
-
-async fn key_id(path: &Path) -> Decoded<Hex> {
-    tuf_key(path)
-        .await
-        .key_id()
-        .unwrap_or_else(|error| runtime_error("compute a key ID", error))
-}
-
-/// A root trusting `key` for every role, valid for a year.
-fn root_with(key_id: &Decoded<Hex>, key: tough::schema::key::Key, version: u64) -> Root {
-    let role = || RoleKeys {
-        keyids: vec![key_id.clone()],
-        threshold: NonZeroU64::new(1).expect("1 is not zero"),
-        _extra: HashMap::new(),
-    };
-    Root {
-        spec_version: "1.0.0".to_owned(),
-        consistent_snapshot: true,
-        version: NonZeroU64::new(version).expect("versions start at 1"),
-        expires: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(365 * 24),
-        keys: HashMap::from([(key_id.clone(), key)]),
-        roles: [
-            RoleType::Root,
-            RoleType::Timestamp,
-            RoleType::Snapshot,
-            RoleType::Targets,
-        ]
-        .into_iter()
-        .map(|role_type| (role_type, role()))
-        .collect(),
-        _extra: HashMap::new(),
+    fn write_signed(&self, name: &str, signed: &Value, keys: &[&TufKey]) {
+        let signatures: Vec<Value> = keys.iter().map(|key| key.sign(signed)).collect();
+        let document = json!({"signatures": signatures, "signed": signed});
+        let bytes = serde_json::to_vec_pretty(&document).expect("metadata serializes");
+        std::fs::write(self.served.path().join(name), bytes).expect("metadata");
     }
 }
 
-fn serve_file(dir: &Path, path: &str) -> (axum::http::StatusCode, Vec<u8>) {
+/// The bytes TUF signatures cover: OLPC canonical JSON.
+fn canonical(value: &Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let mut serializer =
+        serde_json::Serializer::with_formatter(&mut bytes, olpc_cjson::CanonicalFormatter::new());
+    value
+        .serialize(&mut serializer)
+        .expect("metadata has a canonical form");
+    bytes
+}
+
+/// TUF's time format, whole seconds.
+fn hours_from_now(hours: i64) -> String {
+    let time = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(hours);
+    time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+fn serve_file(dir: &std::path::Path, path: &str) -> (axum::http::StatusCode, Vec<u8>) {
     let relative = path.trim_start_matches('/');
     if relative.split('/').any(|segment| segment == "..") {
         return (axum::http::StatusCode::BAD_REQUEST, Vec::new());
