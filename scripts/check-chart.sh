@@ -405,6 +405,10 @@ expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook
   --set webhook.clientAuth.caSecret=a --set webhook.clientAuth.caConfigMap=b
 expect_refusal 'registryProxy: Does not match pattern' --set registryProxy=proxy.internal:3128
 expect_refusal 'audit\.intervalSeconds: Must validate' --set audit.intervalSeconds=5
+expect_refusal 'trustedRootUpdates\.mirrors: Additional property tuf\.example is not allowed' \
+  --set trustedRootUpdates.enabled=true --set trustedRootUpdates.mirrors.tuf\\.example=https://tuf.example
+expect_refusal 'trustedRootUpdates\.enabled refreshes the embedded roots; trustedRoots\.existingConfigMap replaces them' \
+  --set trustedRootUpdates.enabled=true --set trustedRoots.existingConfigMap=roots --set 'trustedRoots.keys={a.json}'
 expect_refusal 'webhook\.limits\.maxConnections: Must be greater than or equal to 1' --set webhook.limits.maxConnections=0
 expect_refusal 'image\.repository: Does not match pattern' --set image.repository=ghcr.io/acme/provenance-gate:0.1.0
 expect_refusal 'webhook\.url: Does not match pattern' --set webhook.url=http://provenance-gate.example:8443

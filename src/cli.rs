@@ -369,6 +369,73 @@ struct ServeArgs {
     /// and ServiceAccounts. Off by default.
     #[arg(long, conflicts_with = "policy")]
     workload_credentials: bool,
+    /// Refresh an instance's trusted root from its TUF repository in the background:
+    /// `public-good` or `github`, `=URL` (repeatable; e.g.
+    /// `public-good=https://tuf-repo-cdn.sigstore.dev`). Without it nothing is fetched and
+    /// the embedded roots stay; with it they stay until a refresh succeeds.
+    #[arg(long = "tuf-mirror", value_name = "INSTANCE=URL", value_parser = parse_tuf_mirror,
+          conflicts_with = "trusted_roots")]
+    tuf_mirrors: Vec<(crate::verify::tuf::TufInstance, reqwest::Url)>,
+    /// The TUF root.json an instance's chain starts from, instead of the embedded one (a
+    /// mirror re-signed under your own keys): `INSTANCE=FILE` (repeatable).
+    #[arg(long = "tuf-root", value_name = "INSTANCE=FILE", value_parser = parse_tuf_root,
+          requires = "tuf_mirrors")]
+    tuf_roots: Vec<(crate::verify::tuf::TufInstance, PathBuf)>,
+    /// Seconds between TUF refreshes of each instance.
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::TUF_REFRESH_INTERVAL),
+          value_parser = parse_seconds::<{ defaults::MAX_TUF_REFRESH_INTERVAL_SECONDS }>)]
+    tuf_refresh_interval: Seconds,
+}
+
+fn split_tuf_instance(text: &str) -> Result<(crate::verify::tuf::TufInstance, &str), String> {
+    let (instance, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected INSTANCE=VALUE"))?;
+    let instance = crate::verify::tuf::TufInstance::parse(instance)
+        .ok_or_else(|| format!("{instance:?}: the TUF instances are public-good and github"))?;
+    Ok((instance, value))
+}
+
+fn parse_tuf_mirror(text: &str) -> Result<(crate::verify::tuf::TufInstance, reqwest::Url), String> {
+    let (instance, url) = split_tuf_instance(text)?;
+    let url = reqwest::Url::parse(url).map_err(|error| format!("{url:?}: {error}"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("{url}: a TUF mirror is an http(s) URL"));
+    }
+    Ok((instance, url))
+}
+
+fn parse_tuf_root(text: &str) -> Result<(crate::verify::tuf::TufInstance, PathBuf), String> {
+    let (instance, path) = split_tuf_instance(text)?;
+    Ok((instance, PathBuf::from(path)))
+}
+
+/// The `--tuf-mirror` and `--tuf-root` pairs as mirrors, each instance once.
+fn tuf_mirrors(
+    mirrors: Vec<(crate::verify::tuf::TufInstance, reqwest::Url)>,
+    roots: Vec<(crate::verify::tuf::TufInstance, PathBuf)>,
+) -> Result<Vec<crate::verify::tuf::TufMirror>, UsageError> {
+    let mut configured: Vec<crate::verify::tuf::TufMirror> = Vec::new();
+    for (instance, url) in mirrors {
+        if configured.iter().any(|mirror| mirror.instance == instance) {
+            return Err(UsageError(format!("--tuf-mirror names {instance} twice")));
+        }
+        configured.push(crate::verify::tuf::TufMirror {
+            url,
+            ..crate::verify::tuf::TufMirror::published(instance)
+        });
+    }
+    for (instance, path) in roots {
+        let mirror = configured
+            .iter_mut()
+            .find(|mirror| mirror.instance == instance)
+            .ok_or_else(|| UsageError(format!("--tuf-root {instance}: no --tuf-mirror for it")))?;
+        let text = crate::verify::trusted_roots::read_bounded(&path)
+            .map_err(|error| UsageError(format!("--tuf-root {}: {error}", path.display())))?
+            .ok_or_else(|| UsageError(format!("--tuf-root {}: too large", path.display())))?;
+        mirror.tuf_root = text.into_bytes();
+    }
+    Ok(configured)
 }
 
 fn parse_proxy(text: &str) -> Result<reqwest::Url, ArgumentError> {
@@ -1025,6 +1092,14 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
         }
         config.audit_interval = Some(interval);
     }
+    config.tuf_mirrors = tuf_mirrors(args.tuf_mirrors, args.tuf_roots)?;
+    config.tuf_refresh_interval = args.tuf_refresh_interval.0;
+    if config.tuf_refresh_interval < defaults::MIN_TUF_REFRESH_INTERVAL {
+        return Err(UsageError(format!(
+            "--tuf-refresh-interval: at least {} seconds",
+            defaults::MIN_TUF_REFRESH_INTERVAL.as_secs()
+        )));
+    }
     // Start-up failures (unreadable certificate, invalid policy, port in use) are exit 2:
     // the input or the environment is wrong; a signal ends the server with 0.
     crate::server::run(config).map_err(|error| UsageError(format!("{error:#}")))?;
@@ -1240,5 +1315,59 @@ mod tests {
             .expect_err("no cluster to read secrets from")
             .to_string();
         assert!(error.contains("--workload-credentials"), "{error}");
+    }
+
+    #[test]
+    fn tuf_flags_name_an_instance_once_and_exclude_fixed_roots() {
+        use crate::verify::tuf::TufInstance;
+        let args = serve_args(&[
+            "--tuf-mirror=github=https://tuf.example/github",
+            "--tuf-mirror",
+            "public-good=https://tuf-repo-cdn.sigstore.dev",
+        ])
+        .expect("two mirrors");
+        let Ok(mirrors) = tuf_mirrors(args.tuf_mirrors, args.tuf_roots) else {
+            panic!("two mirrors of two instances are accepted");
+        };
+        let named: Vec<_> = mirrors
+            .iter()
+            .map(|mirror| (mirror.instance, mirror.url.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (TufInstance::Github, "https://tuf.example/github".to_owned()),
+                (
+                    TufInstance::PublicGood,
+                    "https://tuf-repo-cdn.sigstore.dev/".to_owned()
+                ),
+            ]
+        );
+        // Without --tuf-root, the chain starts at the embedded TUF root.
+        assert_eq!(mirrors[0].tuf_root, TufInstance::Github.embedded_tuf_root());
+        for refused in [
+            "--tuf-mirror=staging=https://tuf.example",
+            "--tuf-mirror=github=file:///etc/tuf",
+            "--tuf-mirror=https://tuf.example",
+        ] {
+            assert!(serve_args(&[refused]).is_err(), "{refused}");
+        }
+        let twice = serve_args(&[
+            "--tuf-mirror=github=https://a.example",
+            "--tuf-mirror=github=https://b.example",
+        ])
+        .unwrap();
+        let Err(error) = tuf_mirrors(twice.tuf_mirrors, twice.tuf_roots) else {
+            panic!("an instance named twice is refused");
+        };
+        assert!(error.0.contains("github twice"), "{}", error.0);
+        let error = serve_args(&[
+            "--tuf-mirror=github=https://a.example",
+            "--trusted-root=corp.json",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("cannot be used with"), "{error}");
+        assert!(serve_args(&["--tuf-root=github=root.json"]).is_err());
     }
 }

@@ -16,6 +16,12 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(3);
 pub const MAX_REVIEW_SECONDS: u64 = 30;
 /// The CLI's per-image timeout at most.
 pub const MAX_CLI_TIMEOUT_SECONDS: u64 = 600;
+/// `serve --tuf-refresh-interval`: Sigstore's and GitHub's TUF timestamps are valid for days,
+/// so a few refreshes a day see a new trusted root within hours of its publication.
+pub const TUF_REFRESH_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// …and not more often than this, nor less often than daily (the timestamp role's expiry).
+pub const MIN_TUF_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+pub const MAX_TUF_REFRESH_INTERVAL_SECONDS: u64 = 86_400;
 /// `serve --audit-interval`: each run lists every Pod, so not more often than this…
 pub const MIN_AUDIT_INTERVAL: Duration = Duration::from_secs(10);
 /// …and at least once a day.

@@ -391,3 +391,68 @@ fn relabelled_media_types_still_verify_because_they_are_not_signed() {
     assert_ne!(v02, case.bundle);
     verify_text(&embedded, &v02, ArtifactInput::Bytes(case.artifact)).unwrap();
 }
+
+/// A rule's `instances` pin: a real public-good bundle is denied by a rule pinned to GitHub's
+/// instance and a real GitHub-instance bundle by one pinned to public-good; pinned to its own
+/// instance, the pin is not among the reasons (other checks of these rules may still fail,
+/// since the rules name no repository of these bundles).
+#[test]
+fn a_rule_pinned_to_one_instance_denies_bundles_of_the_other() {
+    use provenance_gate::policy::{evaluate, Check, Destination, Policy};
+    let policy = Policy::from_yaml(
+        r#"
+version: 1
+rules:
+  - name: github-only
+    images: ["ghcr.io/private/**"]
+    owners: [{name: actions}]
+    instances: [github]
+  - name: public-good-only
+    images: ["ghcr.io/public/**"]
+    owners: [{name: actions}]
+    instances: [public-good]
+"#,
+    )
+    .unwrap();
+    let embedded = TrustedRoots::embedded().unwrap();
+    for case in [&cases()[0], &cases()[3]] {
+        let verified =
+            verify_text(&embedded, case.bundle, ArtifactInput::Bytes(case.artifact)).unwrap();
+        let (own, other) = match case.instance {
+            Instance::PublicGood => ("public-good-only", "github-only"),
+            _ => ("github-only", "public-good-only"),
+        };
+        let instance_failures = |rule: &str| {
+            let rule = policy.rule(rule).unwrap();
+            match evaluate(
+                rule,
+                &Destination::Unselected,
+                &verified,
+                jiff::Timestamp::now(),
+            ) {
+                Ok(()) => Vec::new(),
+                Err(violation) => violation
+                    .failures
+                    .into_iter()
+                    .filter(|failure| failure.check == Check::Instance)
+                    .map(|failure| failure.message)
+                    .collect(),
+            }
+        };
+        assert_eq!(instance_failures(own), Vec::<String>::new(), "{own}");
+        let refused = instance_failures(other);
+        assert_eq!(
+            refused,
+            vec![format!(
+                "bundle verified under the {} instance; rule \"{other}\" allows instances: {}",
+                case.instance,
+                if other == "github-only" {
+                    "github"
+                } else {
+                    "public-good"
+                }
+            )],
+            "{other}"
+        );
+    }
+}

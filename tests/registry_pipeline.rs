@@ -1126,3 +1126,31 @@ async fn a_rule_requiring_an_sbom_denies_one_signed_by_another_repository() {
         "{reason}"
     );
 }
+
+/// A trusted root rotated out (by a TUF refresh) stops admitting a digest at once, although
+/// its verified facts were cached for an hour.
+#[tokio::test]
+async fn a_trusted_root_rotated_out_stops_admitting_a_cached_digest() {
+    use provenance_gate::verify::tuf::{LiveTrustedRoots, TufInstance};
+    let proxied = Proxied::attested_image();
+    let live = Arc::new(LiveTrustedRoots::embedded().unwrap());
+    let kit_root = proxied.setup.instance.trusted_root_json();
+    live.replace(TufInstance::Github, &kit_root).unwrap();
+    let checker = proxied
+        .checker(CheckSettings::default())
+        .with_live_roots(Arc::clone(&live));
+    let policy = policy_for(&proxied.proxy.host(), "");
+    assert_verified(
+        &checker.check(&policy, &proxied.reference).await,
+        &proxied.image.manifest_digest,
+    );
+
+    let embedded_github = TrustedRoots::embedded_json()[1].1;
+    assert!(live.replace(TufInstance::Github, embedded_github).unwrap());
+    let check = checker.check(&policy, &proxied.reference).await;
+    assert_failed(
+        &check,
+        FailureKind::NotVerified,
+        "did not verify under any trusted root",
+    );
+}

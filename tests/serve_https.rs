@@ -1427,3 +1427,48 @@ fn reviews_that_never_send_their_body_cannot_queue_up_the_places_in_flight() {
     );
     drop(held);
 }
+
+/// `serve --tuf-mirror`: a reachable TUF repository's trusted root is refreshed in the
+/// background and the metrics say so; an unreachable mirror (the offline case) leaves the
+/// embedded root in force, counted and logged, and the server serves throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refreshes_trusted_roots_from_tuf_and_keeps_the_embedded_ones_when_offline() {
+    let fixture = Fixture::new();
+    let instance = TestInstance::timestamp_only();
+    let repository =
+        provenance_gate_testkit::tuf::TufRepository::new(&instance.trusted_root_json()).await;
+    let tuf_root = fixture.dir.path().join("github.root.json");
+    std::fs::write(&tuf_root, repository.initial_root()).expect("TUF root");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let offline = format!("http://{}/", closed.local_addr().expect("address"));
+    drop(closed);
+    let gate = fixture.start(vec![
+        format!("--tuf-mirror=github={}", repository.url()),
+        format!("--tuf-root=github={}", tuf_root.display()),
+        format!("--tuf-mirror=public-good={offline}"),
+    ]);
+
+    wait_for("both refreshes to end", Duration::from_secs(20), || async {
+        let metrics = gate.metrics_text().await;
+        metrics.contains("provenance_gate_trusted_root_tuf_root_version{sigstore_instance=\"github\"} 1")
+            && metrics.contains(
+                "provenance_gate_trusted_root_refreshes_total{sigstore_instance=\"public-good\",result=\"error\"} 1",
+            )
+    })
+    .await;
+    let metrics = gate.metrics_text().await;
+    for line in [
+        "provenance_gate_trusted_root_from_tuf{sigstore_instance=\"github\"} 1",
+        "provenance_gate_trusted_root_from_tuf{sigstore_instance=\"public-good\"} 0",
+        "provenance_gate_trusted_root_refreshes_total{sigstore_instance=\"github\",result=\"ok\"} 1",
+        "provenance_gate_trusted_root_tuf_root_version{sigstore_instance=\"public-good\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    let logs = gate.logs();
+    assert!(
+        logs.contains("trusted-root refresh failed; the trusted root in force stays")
+            && logs.contains("\"in_force\":\"embedded\""),
+        "{logs}"
+    );
+}

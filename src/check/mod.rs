@@ -42,6 +42,7 @@ use crate::registry::{
     RegistryLogin, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
 };
 use crate::verify::bundle_file::BUNDLE_MEDIA_TYPES;
+use crate::verify::tuf::LiveTrustedRoots;
 use crate::verify::{
     verify_bundle, ArtifactInput, ParsedBundle, TrustedRoots, VerifiedAttestation,
 };
@@ -233,7 +234,7 @@ type GithubFactsCache =
 /// Checks images against a policy over one registry implementation.
 pub struct ImageChecker<R> {
     registry: R,
-    roots: Arc<TrustedRoots>,
+    roots: Arc<LiveTrustedRoots>,
     settings: CheckSettings,
     tags: TagResolver,
     facts: FactsCache,
@@ -244,6 +245,8 @@ pub struct ImageChecker<R> {
     /// Workloads bring their own logins ([`Self::check_for_workload`]), so access to a
     /// digest is proven per login before cached facts about it are used.
     per_workload_logins: bool,
+    /// The roots' generation the cached verification results were reached under.
+    roots_generation: AtomicU64,
 }
 
 impl<R: Registry> ImageChecker<R> {
@@ -251,7 +254,7 @@ impl<R: Registry> ImageChecker<R> {
         let capacity = settings.cache_capacity;
         ImageChecker {
             registry,
-            roots,
+            roots: Arc::new(LiveTrustedRoots::fixed(roots)),
             tags: TagResolver::new(capacity, settings.tag_ttl, settings.failure_ttl),
             settings,
             facts: SingleFlightCache::new(capacity),
@@ -260,6 +263,7 @@ impl<R: Registry> ImageChecker<R> {
             children: SingleFlightCache::new(capacity),
             verifications: AtomicU64::new(0),
             per_workload_logins: false,
+            roots_generation: AtomicU64::new(0),
         }
     }
 
@@ -278,6 +282,24 @@ impl<R: Registry> ImageChecker<R> {
     pub fn with_github(mut self, github: Arc<dyn GithubAttestations>) -> Self {
         self.github = github;
         self
+    }
+
+    /// Verifies under `roots`, whichever set is in force when a bundle is verified, instead
+    /// of the fixed roots given to [`ImageChecker::new`] (TUF rotation).
+    pub fn with_live_roots(mut self, roots: Arc<LiveTrustedRoots>) -> Self {
+        self.roots_generation = AtomicU64::new(roots.generation());
+        self.roots = roots;
+        self
+    }
+
+    /// A rotation can take a key out of the roots (a compromise): results verified under
+    /// the old roots are dropped rather than trusted for the rest of their cache lifetime.
+    fn forget_verifications_if_roots_changed(&self) {
+        let generation = self.roots.generation();
+        if self.roots_generation.swap(generation, Ordering::AcqRel) != generation {
+            self.facts.clear();
+            self.github_facts.clear();
+        }
     }
 
     /// The caches' hit and miss counts: tags, attestations, index children.
@@ -334,6 +356,7 @@ impl<R: Registry> ImageChecker<R> {
         now: jiff::Timestamp,
         logins: &Arc<DockerConfig>,
     ) -> ImageCheck {
+        self.forget_verifications_if_roots_changed();
         let mut check = self
             .check_unbounded(policy, image, destination, now, logins)
             .await;
@@ -894,7 +917,7 @@ impl<R: Registry> ImageChecker<R> {
             .verified
             .get_or_init(|| async {
                 self.verifications.fetch_add(1, Ordering::Relaxed);
-                let roots = Arc::clone(&self.roots);
+                let roots = self.roots.current();
                 let parsed = Arc::clone(&bundle.bundle);
                 let subject = digest_bytes(&facts.subject);
                 // Signature checks are CPU work; keep them off the async workers.

@@ -540,6 +540,10 @@ pub struct Rule {
     /// own: an environment can only narrow what the rule admits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) environments: Vec<EnvironmentConstraints>,
+    /// The Sigstore instances (trusted roots, by name) whose bundles the rule accepts; empty:
+    /// any trusted root.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) instances: Vec<String>,
     /// The policy's revocations: callers evaluate a rule alone, so the policy-wide deny-list
     /// travels with every rule and no caller can leave it out. Printed once, at the top level.
     #[serde(skip)]
@@ -609,6 +613,12 @@ impl Rule {
     /// Runner environments, defaulting to `github-hosted`.
     pub fn effective_runners(&self) -> &[String] {
         &self.runners
+    }
+
+    /// Trusted roots (`public-good`, `github`, or a `--trusted-root` file's name) whose
+    /// bundles the rule accepts; empty: any.
+    pub fn instances(&self) -> &[String] {
+        &self.instances
     }
 
     /// Predicate types, defaulting to SLSA provenance v1.

@@ -107,6 +107,7 @@ pub(crate) struct RuleDocument {
     pub require_attestations: Option<Vec<String>>,
     pub issuers: Option<Vec<String>>,
     pub attestation_sources: Option<Vec<String>>,
+    pub instances: Option<Vec<String>>,
     #[serde(default)]
     pub environments: Vec<RuleEnvironmentDocument>,
 }

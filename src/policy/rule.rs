@@ -16,7 +16,7 @@ use super::github::{
     parse_repository_uri, parse_run_uri, parse_workflow_uri, RepositoryUri, RunUri, WorkflowUri,
 };
 use super::glob::GlobList;
-use crate::verify::claims::{CertificateClaims, PredicateClaims, VerifiedAttestation};
+use crate::verify::claims::{CertificateClaims, Instance, PredicateClaims, VerifiedAttestation};
 use serde::Serialize;
 
 /// Which check a failure belongs to; stable names for metrics labels and JSON.
@@ -45,6 +45,8 @@ pub enum Check {
     Age,
     /// The policy's revoked commits, runs and signer digests.
     Revoked,
+    /// The Sigstore instance (trusted root) the bundle verified under.
+    Instance,
 }
 
 impl Check {
@@ -62,6 +64,7 @@ impl Check {
             Check::PredicateAgreement => "predicate_agreement",
             Check::Age => "age",
             Check::Revoked => "revoked",
+            Check::Instance => "instance",
         }
     }
 }
@@ -132,6 +135,7 @@ pub fn evaluate(
         claims: &attestation.certificate,
         failures: Vec::new(),
     };
+    evaluation.instance(&attestation.instance);
     evaluation.issuer();
     evaluation.predicate_type(&attestation.predicate_type);
     let source = evaluation.source_repository();
@@ -214,6 +218,20 @@ impl<'a> Evaluation<'a> {
                     .filter_map(|constraints| Some((Some(*constraints), of(constraints)?))),
             )
             .collect()
+    }
+
+    fn instance(&mut self, instance: &Instance) {
+        if self.rule.instances.is_empty() {
+            return;
+        }
+        let instance = instance.to_string();
+        if !self.rule.instances.contains(&instance) {
+            let allowed = self.allows("instances", self.rule.instances.join(", "));
+            self.fail(
+                Check::Instance,
+                format!("bundle verified under the {instance} instance; {allowed}"),
+            );
+        }
     }
 
     fn issuer(&mut self) {
@@ -1029,6 +1047,26 @@ mod tests {
             format!("version: 1\nrules:\n  - name: r\n    images: [\"ghcr.io/x/*\"]\n{body}");
         let policy = Policy::from_yaml(&source).unwrap_or_else(|error| panic!("{source}\n{error}"));
         policy.rules()[0].clone()
+    }
+
+    #[test]
+    fn a_rule_pinned_to_an_instance_denies_bundles_verified_under_another() {
+        let github_only = rule(&format!("{ACTIONS_DEMO}    instances: [github]\n"));
+        let mut attestation = actions_demo();
+        attestation.instance = Instance::Github;
+        assert_eq!(evaluate(&github_only, &attestation, now()), Ok(()));
+        attestation.instance = Instance::PublicGood;
+        assert_single_failure(
+            &github_only,
+            &attestation,
+            Check::Instance,
+            &["bundle verified under the public-good instance; rule \"r\" allows instances: github"],
+        );
+        // No pin: any trusted root, a `--trusted-root` file's included.
+        attestation.instance = Instance::Custom("corp".into());
+        assert_eq!(evaluate(&rule(ACTIONS_DEMO), &attestation, now()), Ok(()));
+        let corp = rule(&format!("{ACTIONS_DEMO}    instances: [corp, github]\n"));
+        assert_eq!(evaluate(&corp, &attestation, now()), Ok(()));
     }
 
     const ATTEST_DEMO: &str =

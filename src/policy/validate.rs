@@ -586,6 +586,7 @@ impl Checker {
             &path.key("attestationSources"),
             document.attestation_sources.as_deref(),
         );
+        let instances = self.instances(&path.key("instances"), document.instances.as_deref());
         let environments = self.rule_environments(
             &path.key("environments"),
             &document.environments,
@@ -609,6 +610,7 @@ impl Checker {
             max_age,
             attestation_sources,
             environments,
+            instances,
             revoked: Arc::default(),
         }
     }
@@ -749,6 +751,39 @@ impl Checker {
             max_age,
             require_attestations,
         })
+    }
+
+    /// `instances`: the trusted roots a bundle must verify under, by name; absent: any.
+    fn instances(&mut self, path: &FieldPath, texts: Option<&[String]>) -> Vec<String> {
+        let Some(texts) = texts else {
+            return Vec::new();
+        };
+        if texts.is_empty() {
+            self.report(
+                path,
+                "instances is empty: no bundle could be accepted; leave it out to accept any trusted root"
+                    .to_owned(),
+            );
+        }
+        let mut instances = Vec::new();
+        for (index, text) in texts.iter().enumerate() {
+            // Besides the two built-in instances, a root from `--trusted-root` is named after
+            // its file: a plain name.
+            let plain = !text.is_empty()
+                && text.len() <= 64
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !plain {
+                self.report(
+                    &path.index(index),
+                    format!("instance `{text}` is not a trusted root's name, expected public-good, github, or a --trusted-root file's name"),
+                );
+            } else if !instances.contains(text) {
+                instances.push(text.clone());
+            }
+        }
+        instances
     }
 
     /// Predicate types that must each be attested, aliases resolved; absent: none (one
@@ -1986,6 +2021,8 @@ rules:
             (rule("    refs: []\n"), "rules[0].refs", 6, "must not be empty; leave it out for the default (refs/heads/main)"),
             (rule("    triggers: [Push]\n"), "rules[0].triggers[0]", 6, "trigger `Push` is not a GitHub Actions event name"),
             (rule("    runners: [ubuntu-latest]\n"), "rules[0].runners[0]", 6, "unknown runner environment `ubuntu-latest`"),
+            (rule("    instances: []\n"), "rules[0].instances", 6, "instances is empty: no bundle could be accepted"),
+            (rule("    instances: [github, \"public good\"]\n"), "rules[0].instances[1]", 6, "instance `public good` is not a trusted root's name"),
             (rule("    issuers: [\"http://issuer.example\"]\n"), "rules[0].issuers[0]", 6, "must be an https:// URL"),
             ("version: 1\nbreakGlass:\n  maxDuration: 8 hours\n".into(), "breakGlass.maxDuration", 3, "invalid duration `8 hours`"),
             ("version: 1\nbreakGlass:\n  maxDuration: 0m\n".into(), "breakGlass.maxDuration", 3, "must be positive"),

@@ -42,6 +42,7 @@ use crate::evidence::metrics::{CacheLabels, Metrics};
 use crate::evidence::records::JsonLinesSink;
 use crate::policy::file::PolicyFile;
 use crate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
+use crate::verify::tuf::LiveTrustedRoots;
 use crate::verify::TrustedRoots;
 
 /// Webhook address by default (the Service targets it).
@@ -143,6 +144,12 @@ pub struct ServeConfig {
     /// requests, falling back to `docker_config` (cluster mode only; needs `get` on Secrets
     /// and ServiceAccounts).
     pub workload_credentials: bool,
+    /// TUF repositories the embedded public-good and GitHub roots are refreshed from, in the
+    /// background; empty: none, the embedded roots stay (no request is made).
+    pub tuf_mirrors: Vec<crate::verify::tuf::TufMirror>,
+    /// How often each TUF repository is refreshed.
+    pub tuf_refresh_interval: Duration,
+    pub tuf_timeouts: crate::verify::tuf::TufTimeouts,
 }
 
 impl ServeConfig {
@@ -169,6 +176,9 @@ impl ServeConfig {
             registry_proxy: None,
             audit_interval: None,
             workload_credentials: false,
+            tuf_mirrors: Vec::new(),
+            tuf_refresh_interval: crate::defaults::TUF_REFRESH_INTERVAL,
+            tuf_timeouts: crate::verify::tuf::TufTimeouts::default(),
         }
     }
 }
@@ -242,7 +252,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let (certificate, client_ca) = load_tls_files(&config)?;
     let view = open_cluster_view(&config, &metrics, &mut tasks).await?;
     let github = crate::github::GithubMetrics::register(&mut prometheus);
-    let checker = build_checker(&config, &metrics, github, Arc::clone(&view.policy))?;
+    let roots = start_root_rotation(&config, &mut prometheus, &mut tasks)?;
+    let checker = build_checker(&config, &metrics, github, Arc::clone(&view.policy), roots)?;
     let pull_secrets = pull_secrets(&config, &view)?;
     let readiness = Arc::new(Readiness {
         policy: Arc::clone(&view.policy),
@@ -473,12 +484,8 @@ fn build_checker(
     metrics: &Metrics,
     github: crate::github::GithubMetrics,
     policy: Arc<dyn PolicySource>,
+    roots: Arc<LiveTrustedRoots>,
 ) -> anyhow::Result<Arc<ImageChecker<PolicyRegistry>>> {
-    let roots = Arc::new(if config.trusted_roots.is_empty() {
-        TrustedRoots::embedded().context("embedded trusted roots")?
-    } else {
-        TrustedRoots::from_files(&config.trusted_roots).context("--trusted-root")?
-    });
     let mut options = RegistryOptions::new(AllowedRegistries::Any);
     options.observer = Arc::new(RegistryMetrics::new(metrics.registry_requests.clone()));
     options.proxy = config.registry_proxy.clone();
@@ -494,18 +501,69 @@ fn build_checker(
         .with_metrics(github);
     let checker = ImageChecker::new(
         registry,
-        roots,
+        roots.current(),
         CheckSettings {
             per_image_timeout: config.review_budget,
             ..CheckSettings::default()
         },
     )
-    .with_github(Arc::new(github));
+    .with_github(Arc::new(github))
+    .with_live_roots(roots);
     Ok(Arc::new(if config.workload_credentials {
         checker.with_workload_logins()
     } else {
         checker
     }))
+}
+
+/// The trusted roots: from `--trusted-root` files (fixed), or the embedded ones, refreshed
+/// from each configured TUF mirror in the background. A refresh that fails leaves the roots
+/// in force (the embedded ones until one succeeds), and says so in the log and the metrics;
+/// the server never waits for a mirror.
+fn start_root_rotation(
+    config: &ServeConfig,
+    prometheus: &mut prometheus_client::registry::Registry,
+    tasks: &mut Tasks,
+) -> anyhow::Result<Arc<LiveTrustedRoots>> {
+    use crate::verify::tuf::{keep_refreshed, RootUpdater, TufMetrics};
+    if !config.trusted_roots.is_empty() {
+        if !config.tuf_mirrors.is_empty() {
+            anyhow::bail!(
+                "--trusted-root replaces the roots TUF would refresh; give one or the other"
+            );
+        }
+        let roots = TrustedRoots::from_files(&config.trusted_roots).context("--trusted-root")?;
+        return Ok(Arc::new(LiveTrustedRoots::fixed(Arc::new(roots))));
+    }
+    let live = Arc::new(LiveTrustedRoots::embedded().context("embedded trusted roots")?);
+    let instances: Vec<_> = config
+        .tuf_mirrors
+        .iter()
+        .map(|mirror| mirror.instance)
+        .collect();
+    if instances.is_empty() {
+        return Ok(live);
+    }
+    let metrics = TufMetrics::register(prometheus, &instances);
+    for mirror in &config.tuf_mirrors {
+        let updater = RootUpdater::new(mirror, config.tuf_timeouts).context("--tuf-mirror")?;
+        tracing::info!(
+            instance = %mirror.instance,
+            mirror = %mirror.url,
+            interval_seconds = config.tuf_refresh_interval.as_secs(),
+            "refreshing the trusted root from TUF; the embedded root is in force until then"
+        );
+        tasks.spawn(
+            tracing::info_span!("trusted_root_refresh", instance = %mirror.instance),
+            keep_refreshed(
+                updater,
+                Arc::clone(&live),
+                metrics.clone(),
+                config.tuf_refresh_interval,
+            ),
+        );
+    }
+    Ok(live)
 }
 
 /// The metrics and probe endpoints, with the checker's cache counts sampled at each scrape.

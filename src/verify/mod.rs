@@ -9,6 +9,7 @@ pub mod bundle_file;
 pub mod claims;
 pub mod statement;
 pub mod trusted_roots;
+pub mod tuf;
 
 use sha2::{Digest as _, Sha256};
 use sigstore_verify::types::bundle::VerificationMaterialContent;

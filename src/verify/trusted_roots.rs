@@ -98,10 +98,15 @@ pub enum TrustedRootError {
 impl TrustedRoots {
     /// Sigstore public-good and GitHub's instance, as compiled into the binary.
     pub fn embedded() -> Result<Self, TrustedRootError> {
-        Self::from_json(&[
+        Self::from_json(&Self::embedded_json())
+    }
+
+    /// The embedded roots' JSON, in the order bundles are tried against them.
+    pub fn embedded_json() -> [(Instance, &'static str); 2] {
+        [
             (Instance::PublicGood, PUBLIC_GOOD_JSON),
             (Instance::Github, GITHUB_JSON),
-        ])
+        ]
     }
 
     /// Roots read from files, replacing the embedded ones. Each is named after its file.

@@ -41,6 +41,7 @@ mod pki;
 pub mod registry;
 mod spec;
 mod timestamp;
+pub mod tuf;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;

@@ -159,7 +159,7 @@ unmatchedImages: {{ $doc.unmatchedImages }}
 rules:
 {{- range $rule := $doc.rules }}
   - name: {{ $rule.name | toJson }}
-    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "allowSelfSigned" "refs" "buildConfigDigests" "triggers" "runners" "predicateTypes" "requireAttestations" "issuers" "maxAge" "environments" }}
+    {{- range $field := list "images" "repositories" "owners" "workflows" "signerWorkflows" "allowSelfSigned" "refs" "buildConfigDigests" "triggers" "runners" "predicateTypes" "requireAttestations" "issuers" "maxAge" "environments" "instances" }}
     {{- if hasKey $rule $field }}
     {{ $field }}: {{ index $rule $field | toJson }}
     {{- end }}
