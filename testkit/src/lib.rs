@@ -37,6 +37,7 @@ pub mod github_api;
 pub mod kube;
 pub mod large_policy;
 pub mod netns;
+pub mod prometheus;
 mod pki;
 pub mod registry;
 mod spec;
