@@ -71,6 +71,16 @@ impl Scrape {
             .collect()
     }
 
+    /// The change of every series of counter `name` from `before`, by label set (non-zero ones).
+    pub fn counters_since(&self, before: &Scrape, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|sample| sample.name == name && sample.le.is_none())
+            .map(|sample| (sample.labels.clone(), sample.value - before.value_of(sample)))
+            .filter(|(_, delta)| *delta != 0.0)
+            .collect()
+    }
+
     /// The value of the series `name{labels}` (exactly those labels), 0 when absent.
     pub fn labelled(&self, name: &str, labels: &BTreeMap<String, String>) -> f64 {
         self.samples
@@ -221,6 +231,9 @@ mod tests {
         let scrape = Scrape::parse(AFTER);
         let labels = BTreeMap::from([("name".to_owned(), "b \"q\"".to_owned())]);
         assert!(scrape.samples.iter().any(|sample| sample.labels == labels));
+        let counted = scrape.counters_since(&Scrape::parse(BEFORE), "h_count");
+        assert_eq!(counted.len(), 1);
+        assert_eq!(counted[0].1, 100.0);
         let plain = Scrape::parse("up 1\nbroken{ 2\n");
         assert_eq!(plain.sum_matching("up", &[]), 1.0);
         assert_eq!(plain.samples.len(), 1);

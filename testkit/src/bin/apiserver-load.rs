@@ -433,6 +433,7 @@ impl Cluster {
     /// naming one of the attested images by tag, and reports the phase.
     fn phase(&self, name: &str, namespace: &str, options: &Options, expect: Expect) -> Result<PhaseResult, String> {
         let before = self.apiserver_metrics()?;
+        let cpu_before = cpu_seconds_by_command();
         let load_before = load_average();
         let next = AtomicUsize::new(0);
         let unexpected = AtomicUsize::new(0);
@@ -475,6 +476,7 @@ impl Cluster {
         });
         let elapsed = started.elapsed().as_secs_f64();
         let after = self.apiserver_metrics()?;
+        let cpu_after = cpu_seconds_by_command();
         latencies.sort_by(f64::total_cmp);
         let result = PhaseResult {
             unexpected: unexpected.load(Ordering::Relaxed),
@@ -504,6 +506,26 @@ impl Cluster {
                 histogram.quantile(0.99).unwrap_or(f64::NAN) * 1e3,
                 histogram.share_within(0.005).unwrap_or(f64::NAN),
             );
+        }
+        // What the webhooks asked of the API server besides the Pods (a webhook that reads
+        // objects per review shows here): requests by verb and resource, 100 or more.
+        let mut requests: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        for (labels, delta) in after.counters_since(&before, "apiserver_request_total") {
+            let key = format!(
+                "{} {}",
+                labels.get("verb").map_or("?", String::as_str),
+                labels.get("resource").map_or("?", String::as_str)
+            );
+            *requests.entry(key).or_insert(0.0) += delta;
+        }
+        for (request, count) in requests.iter().filter(|(_, count)| **count >= 100.0) {
+            println!("apiserver_requests {request} {count}");
+        }
+        // Where the phase's CPU went: the webhook, the control plane, the registry, the
+        // generator; `machine` is all CPUs' busy time, the foreign load included.
+        for (command, seconds) in &cpu_after {
+            let spent = seconds - cpu_before.get(command).copied().unwrap_or(0.0);
+            println!("cpu_seconds {command} {spent:.2}");
         }
         println!("load_average_after {}", load_average());
         Ok(result)
@@ -817,6 +839,74 @@ fn tail(text: &str, max_bytes: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// USER_HZ, the unit of `/proc` CPU times: 100 on every Linux architecture this runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) of this program and every process it started (the control
+/// plane, the registry, the webhooks), summed by `comm`; and under `machine`, the busy time of
+/// every CPU from `/proc/stat`, so that the foreign load shows as the difference.
+fn cpu_seconds_by_command() -> std::collections::BTreeMap<String, f64> {
+    let mut processes = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so split at the last `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ppid = fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()).unwrap_or(0);
+        // utime and stime are fields 14 and 15 of proc_pid_stat(5); `fields` starts at field 3.
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|index| fields.get(*index)?.parse::<f64>().ok())
+            .sum();
+        processes.push((pid, ppid, stat[open + 1..close].to_owned(), ticks));
+    }
+    let parents: std::collections::HashMap<u32, u32> =
+        processes.iter().map(|(pid, ppid, _, _)| (*pid, *ppid)).collect();
+    let me = std::process::id();
+    let mine = |mut pid: u32| {
+        for _ in 0..64 {
+            if pid == me {
+                return true;
+            }
+            match parents.get(&pid) {
+                Some(&parent) if parent != 0 => pid = parent,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let mut by_command = std::collections::BTreeMap::new();
+    for (pid, _, command, ticks) in processes {
+        if mine(pid) {
+            *by_command.entry(command).or_insert(0.0) += ticks / TICKS_PER_SECOND;
+        }
+    }
+    let busy: f64 = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let line = stat.lines().next()?.strip_prefix("cpu ")?.to_owned();
+            // user nice system idle iowait irq softirq steal: all but idle and iowait.
+            Some(
+                line.split_whitespace()
+                    .take(8)
+                    .enumerate()
+                    .filter(|(index, _)| *index != 3 && *index != 4)
+                    .filter_map(|(_, value)| value.parse::<f64>().ok())
+                    .sum(),
+            )
+        })
+        .unwrap_or(0.0);
+    by_command.insert("machine".to_owned(), busy / TICKS_PER_SECOND);
+    by_command
 }
 
 fn load_average() -> String {
