@@ -43,7 +43,11 @@ impl Scrape {
     pub fn histograms_since(&self, before: &Scrape, name: &str) -> Vec<HistogramDelta> {
         let bucket_name = format!("{name}_bucket");
         let mut by_labels: BTreeMap<Vec<(String, String)>, HistogramDelta> = BTreeMap::new();
-        for sample in self.samples.iter().filter(|sample| sample.name == bucket_name) {
+        for sample in self
+            .samples
+            .iter()
+            .filter(|sample| sample.name == bucket_name)
+        {
             let Some(bound) = sample.le else { continue };
             let key: Vec<_> = sample.labels.clone().into_iter().collect();
             let delta = sample.value - before.value_of(sample);
@@ -72,11 +76,20 @@ impl Scrape {
     }
 
     /// The change of every series of counter `name` from `before`, by label set (non-zero ones).
-    pub fn counters_since(&self, before: &Scrape, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    pub fn counters_since(
+        &self,
+        before: &Scrape,
+        name: &str,
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
         self.samples
             .iter()
             .filter(|sample| sample.name == name && sample.le.is_none())
-            .map(|sample| (sample.labels.clone(), sample.value - before.value_of(sample)))
+            .map(|sample| {
+                (
+                    sample.labels.clone(),
+                    sample.value - before.value_of(sample),
+                )
+            })
             .filter(|(_, delta)| *delta != 0.0)
             .collect()
     }
@@ -107,7 +120,9 @@ impl Scrape {
         self.samples
             .iter()
             .find(|sample| {
-                sample.name == wanted.name && sample.le == wanted.le && sample.labels == wanted.labels
+                sample.name == wanted.name
+                    && sample.le == wanted.le
+                    && sample.labels == wanted.labels
             })
             .map_or(0.0, |sample| sample.value)
     }

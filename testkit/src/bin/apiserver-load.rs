@@ -33,7 +33,8 @@ use provenance_gate_testkit::kube::{ApiServerOptions, KubeApiServer};
 use provenance_gate_testkit::netns::NetworkNamespace;
 use provenance_gate_testkit::prometheus::Scrape;
 use provenance_gate_testkit::registry::{
-    push_attested_image, push_unattested_image, DistributionRegistry, PushedImage, RegistryClient, TestRegistry,
+    push_attested_image, push_unattested_image, DistributionRegistry, PushedImage, RegistryClient,
+    TestRegistry,
 };
 use provenance_gate_testkit::TestInstance;
 use serde_json::{json, Value};
@@ -150,7 +151,15 @@ fn run(options: &Options) -> Result<bool, String> {
     let instance = TestInstance::timestamp_only();
     let client = registry.client();
     let images: Vec<PushedImage> = (0..options.images)
-        .map(|index| push_attested_image(&client, "acme/api", &format!("v{index}"), &instance, |spec| spec))
+        .map(|index| {
+            push_attested_image(
+                &client,
+                "acme/api",
+                &format!("v{index}"),
+                &instance,
+                |spec| spec,
+            )
+        })
         .collect();
     let unattested = push_unattested_image(&client, "acme/api", "unsigned");
     let server = KubeApiServer::start_with(&ApiServerOptions {
@@ -168,7 +177,10 @@ fn run(options: &Options) -> Result<bool, String> {
         dir: tempfile::tempdir().map_err(|error| format!("failed to make a directory: {error}"))?,
     };
     println!("== setup");
-    println!("cluster_ready_seconds {:.1}", started.elapsed().as_secs_f64());
+    println!(
+        "cluster_ready_seconds {:.1}",
+        started.elapsed().as_secs_f64()
+    );
     println!("pods_per_phase {}", options.pods);
     println!("concurrency {}", options.concurrency);
     println!("attested_images {}", options.images);
@@ -193,7 +205,10 @@ fn run(options: &Options) -> Result<bool, String> {
     if let Some(binary) = &options.policy_controller {
         let mut theirs = cluster.install_policy_controller(options, binary)?;
         let result = cluster.phase("policy-controller", PC_NS, options, Expect::Pinned);
-        println!("policy_controller_vmrss_kib {}", vmrss_kib(theirs.child.id()));
+        println!(
+            "policy_controller_vmrss_kib {}",
+            vmrss_kib(theirs.child.id())
+        );
         let logs = theirs.stop();
         let result = result?;
         if result.unexpected > 0 {
@@ -254,11 +269,19 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 impl Cluster {
-    fn kubectl(&self, args: &[&str], input: Option<&str>) -> Result<(bool, String, String), String> {
+    fn kubectl(
+        &self,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<(bool, String, String), String> {
         let mut child = Command::new(self.tools.join("kubectl"))
             .args(args)
             .env("KUBECONFIG", self.server.kubeconfig_path())
-            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -320,7 +343,10 @@ impl Cluster {
         let response = self.api_client().request_without_auth(
             "GET",
             "/metrics",
-            &[("Authorization", &format!("Bearer {}", self.server.admin_token()))],
+            &[(
+                "Authorization",
+                &format!("Bearer {}", self.server.admin_token()),
+            )],
             &[],
         );
         if response.status != 200 {
@@ -335,7 +361,12 @@ impl Cluster {
 
     /// An `Endpoints` object for Service `name`: the network namespace's address, `ports`
     /// (name, number) as the Service names them.
-    fn apply_endpoints(&self, namespace: &str, name: &str, ports: &[(Option<&str>, u16)]) -> Result<(), String> {
+    fn apply_endpoints(
+        &self,
+        namespace: &str,
+        name: &str,
+        ports: &[(Option<&str>, u16)],
+    ) -> Result<(), String> {
         let ports: Vec<Value> = ports
             .iter()
             .map(|(name, port)| match name {
@@ -361,12 +392,16 @@ impl Cluster {
         let client = self.api_client();
         let image = &self.images[0];
         loop {
-            let (status, body) = self.create_pod(&client, namespace, "probe", &image.reference, true);
+            let (status, body) =
+                self.create_pod(&client, namespace, "probe", &image.reference, true);
             if status == 201 && pod_image(&body) == pinned(image) {
                 return self.refuses_unattested(&client, namespace);
             }
             if let Ok(Some(exit)) = webhook.child.try_wait() {
-                return Err(format!("the webhook exited ({exit}); its log:\n{}", tail(&webhook.stop(), 8000)));
+                return Err(format!(
+                    "the webhook exited ({exit}); its log:\n{}",
+                    tail(&webhook.stop(), 8000)
+                ));
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -382,8 +417,13 @@ impl Cluster {
 
     /// A webhook that admitted everything would make the figures meaningless.
     fn refuses_unattested(&self, client: &RegistryClient, namespace: &str) -> Result<(), String> {
-        let (status, body) =
-            self.create_pod(client, namespace, "unattested", &self.unattested.reference, true);
+        let (status, body) = self.create_pod(
+            client,
+            namespace,
+            "unattested",
+            &self.unattested.reference,
+            true,
+        );
         if status == 201 {
             return Err(format!(
                 "the webhook admitted an unattested image in {namespace}: {}",
@@ -417,7 +457,10 @@ impl Cluster {
                 "POST",
                 &path,
                 &[
-                    ("Authorization", &format!("Bearer {}", self.server.admin_token())),
+                    (
+                        "Authorization",
+                        &format!("Bearer {}", self.server.admin_token()),
+                    ),
                     ("Content-Type", "application/json"),
                 ],
                 pod.to_string().as_bytes(),
@@ -431,7 +474,13 @@ impl Cluster {
 
     /// Creates `options.pods` Pods in `namespace` from `options.concurrency` senders, each Pod
     /// naming one of the attested images by tag, and reports the phase.
-    fn phase(&self, name: &str, namespace: &str, options: &Options, expect: Expect) -> Result<PhaseResult, String> {
+    fn phase(
+        &self,
+        name: &str,
+        namespace: &str,
+        options: &Options,
+        expect: Expect,
+    ) -> Result<PhaseResult, String> {
         let before = self.apiserver_metrics()?;
         let cpu_before = cpu_seconds_by_command();
         let load_before = load_average();
@@ -451,19 +500,25 @@ impl Cluster {
                             }
                             let image = &self.images[index % self.images.len()];
                             let sent = Instant::now();
-                            let (status, body) = self.create_pod(&client, namespace, &format!("{name}-{index}"), &image.reference, false);
+                            let (status, body) = self.create_pod(
+                                &client,
+                                namespace,
+                                &format!("{name}-{index}"),
+                                &image.reference,
+                                false,
+                            );
                             latencies.push(sent.elapsed().as_secs_f64());
                             let expected_image = match expect {
                                 Expect::Unchanged => image.reference.clone(),
                                 Expect::Pinned => pinned(image),
                             };
-                            if status != 201 || pod_image(&body) != expected_image {
-                                if unexpected.fetch_add(1, Ordering::Relaxed) == 0 {
-                                    eprintln!(
-                                        "apiserver-load: {name}: pod {index}: {status} {}",
-                                        tail(&String::from_utf8_lossy(&body), 2000)
-                                    );
-                                }
+                            let wrong = status != 201 || pod_image(&body) != expected_image;
+                            // Counted always, printed for the first only.
+                            if wrong && unexpected.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!(
+                                    "apiserver-load: {name}: pod {index}: {status} {}",
+                                    tail(&String::from_utf8_lossy(&body), 2000)
+                                );
                             }
                         }
                     })
@@ -509,7 +564,8 @@ impl Cluster {
         }
         // What the webhooks asked of the API server besides the Pods (a webhook that reads
         // objects per review shows here): requests by verb and resource, 100 or more.
-        let mut requests: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        let mut requests: std::collections::BTreeMap<String, f64> =
+            std::collections::BTreeMap::new();
         for (labels, delta) in after.counters_since(&before, "apiserver_request_total") {
             let key = format!(
                 "{} {}",
@@ -559,24 +615,41 @@ impl Cluster {
              excludeNamespaces: [{FLOOR_NS}]\n"
         );
         let values_path = self.dir.path().join("values.yaml");
-        std::fs::write(&values_path, values).map_err(|error| format!("failed to write values: {error}"))?;
+        std::fs::write(&values_path, values)
+            .map_err(|error| format!("failed to write values: {error}"))?;
         let output = Command::new(self.tools.join("helm"))
-            .args(["template", RELEASE, "charts/provenance-gate", "--namespace", RELEASE, "--values"])
+            .args([
+                "template",
+                RELEASE,
+                "charts/provenance-gate",
+                "--namespace",
+                RELEASE,
+                "--values",
+            ])
             .arg(&values_path)
             .output()
             .map_err(|error| format!("failed to run helm: {error}"))?;
         if !output.status.success() {
-            return Err(format!("helm template: {}", String::from_utf8_lossy(&output.stderr)));
+            return Err(format!(
+                "helm template: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
         }
         let rendered = String::from_utf8_lossy(&output.stdout).into_owned();
         let (deployment, rest): (Vec<&str>, Vec<&str>) = rendered
             .split("\n---\n")
             .partition(|document| document.contains("\nkind: Deployment\n"));
         self.apply(&rest.join("\n---\n"))?;
-        let deployment: Value = serde_json::from_str(&self.kubectl_input_ok(
-            &["create", "--dry-run=client", "-o", "json", "-f", "-"],
-            Some(deployment.first().ok_or("the chart renders no Deployment")?),
-        )?)
+        let deployment: Value = serde_json::from_str(
+            &self.kubectl_input_ok(
+                &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+                Some(
+                    deployment
+                        .first()
+                        .ok_or("the chart renders no Deployment")?,
+                ),
+            )?,
+        )
         .map_err(|error| format!("the Deployment as JSON: {error}"))?;
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
         let port = |name: &str| -> Result<u16, String> {
@@ -589,11 +662,15 @@ impl Cluster {
                 .and_then(|port| u16::try_from(port).ok())
                 .ok_or_else(|| format!("the Deployment has no port {name}"))
         };
-        let service: Value = serde_json::from_str(&self.kubectl_ok(&["get", "service", RELEASE, "-n", RELEASE, "-o", "json"])?)
-            .map_err(|error| format!("the Service as JSON: {error}"))?;
+        let service: Value = serde_json::from_str(
+            &self.kubectl_ok(&["get", "service", RELEASE, "-n", RELEASE, "-o", "json"])?,
+        )
+        .map_err(|error| format!("the Service as JSON: {error}"))?;
         let mut ports = Vec::new();
         for service_port in service["spec"]["ports"].as_array().into_iter().flatten() {
-            let target = service_port["targetPort"].as_str().ok_or("named target ports")?;
+            let target = service_port["targetPort"]
+                .as_str()
+                .ok_or("named target ports")?;
             ports.push((service_port["name"].as_str(), port(target)?));
         }
         self.apply_endpoints(RELEASE, RELEASE, &ports)?;
@@ -602,7 +679,13 @@ impl Cluster {
         // trusted root, under a directory of this run.
         let root = self.dir.path().join("volumes");
         let secret: Value = serde_json::from_str(&self.kubectl_ok(&[
-            "get", "secret", &format!("{RELEASE}-tls"), "-n", RELEASE, "-o", "json",
+            "get",
+            "secret",
+            &format!("{RELEASE}-tls"),
+            "-n",
+            RELEASE,
+            "-o",
+            "json",
         ])?)
         .map_err(|error| format!("the TLS Secret as JSON: {error}"))?;
         let mut args = Vec::new();
@@ -615,19 +698,28 @@ impl Cluster {
             let local = root.join(path);
             std::fs::create_dir_all(local.parent().expect("a file in a directory"))
                 .map_err(|error| format!("failed to create a volume: {error}"))?;
-            let file_name = local.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+            let file_name = local
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or_default();
             let contents = match secret["data"][file_name].as_str() {
                 Some(encoded) => base64::engine::general_purpose::STANDARD
                     .decode(encoded)
                     .map_err(|error| format!("Secret data: {error}"))?,
-                None if file_name == TRUSTED_ROOT_KEY => self.instance.trusted_root_json().into_bytes(),
+                None if file_name == TRUSTED_ROOT_KEY => {
+                    self.instance.trusted_root_json().into_bytes()
+                }
                 None => return Err(format!("the benchmark does not provide {arg}")),
             };
-            std::fs::write(&local, contents).map_err(|error| format!("failed to write {}: {error}", local.display()))?;
+            std::fs::write(&local, contents)
+                .map_err(|error| format!("failed to write {}: {error}", local.display()))?;
             args.push(format!("{flag}={}", local.display()));
         }
-        let token = self.kubectl_ok(&["create", "token", RELEASE, "-n", RELEASE, "--duration=2h"])?;
-        let kubeconfig = self.server.write_kubeconfig("gate.kubeconfig", token.trim());
+        let token =
+            self.kubectl_ok(&["create", "token", RELEASE, "-n", RELEASE, "--duration=2h"])?;
+        let kubeconfig = self
+            .server
+            .write_kubeconfig("gate.kubeconfig", token.trim());
         let mut command = self.netns.command(&options.gate);
         command
             .args(&args)
@@ -649,7 +741,11 @@ impl Cluster {
     /// Its CRDs, configuration and webhook configurations from its module's `config/`, its
     /// webhook in the network namespace behind the `webhook` Service, a `TrustRoot` for the
     /// kit's instance and a `ClusterImagePolicy` like GitHub's `trust-policies` chart.
-    fn install_policy_controller(&self, options: &Options, binary: &Path) -> Result<Webhook, String> {
+    fn install_policy_controller(
+        &self,
+        options: &Options,
+        binary: &Path,
+    ) -> Result<Webhook, String> {
         let config = match &options.policy_controller_config {
             Some(config) => config.clone(),
             None => policy_controller_config()?,
@@ -668,9 +764,11 @@ impl Cluster {
             "config-policy-controller.yaml",
             "config-sigstore-keys.yaml",
         ] {
-            let text = std::fs::read_to_string(config.join(file))
-                .map_err(|error| format!("failed to read {file} from {}: {error}", config.display()))?;
-            self.apply(&text).map_err(|error| format!("{file}: {error}"))?;
+            let text = std::fs::read_to_string(config.join(file)).map_err(|error| {
+                format!("failed to read {file} from {}: {error}", config.display())
+            })?;
+            self.apply(&text)
+                .map_err(|error| format!("{file}: {error}"))?;
         }
         self.apply_endpoints(PC_SYSTEM_NS, "webhook", &[(None, 8443)])?;
         // Its webhook runs as the admin here; in a cluster, its ServiceAccount's RBAC.
@@ -687,9 +785,13 @@ impl Cluster {
             .env("HOME", self.dir.path())
             .env_remove("KUBERNETES_SERVICE_HOST");
         let mut webhook = Webhook::start(command, self.dir.path().join("policy-controller.log"))?;
-        self.apply(&self.policy_controller_policy()).map_err(|error| {
-            format!("{error}\npolicy-controller's log:\n{}", tail(&webhook.logs(), 6000))
-        })?;
+        self.apply(&self.policy_controller_policy())
+            .map_err(|error| {
+                format!(
+                    "{error}\npolicy-controller's log:\n{}",
+                    tail(&webhook.logs(), 6000)
+                )
+            })?;
         self.create_namespace(PC_NS, &[("policy.sigstore.dev/include", "true")])?;
         self.wait_for_pinning(PC_NS, &mut webhook)?;
         Ok(webhook)
@@ -699,8 +801,8 @@ impl Cluster {
     /// authority, no log, like GitHub's instance) and the trust-policies chart's
     /// `ClusterImagePolicy` for it, scoped to this registry's images.
     fn policy_controller_policy(&self) -> String {
-        let trusted_root: Value =
-            serde_json::from_str(&self.instance.trusted_root_json()).expect("the kit's trusted root is JSON");
+        let trusted_root: Value = serde_json::from_str(&self.instance.trusted_root_json())
+            .expect("the kit's trusted root is JSON");
         let authority = |entry: &Value| {
             let pem: String = entry["certChain"]["certificates"]
                 .as_array()
@@ -713,7 +815,10 @@ impl Cluster {
                         .chunks(64)
                         .map(|line| String::from_utf8_lossy(line).into_owned())
                         .collect();
-                    format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+                    format!(
+                        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                        lines.join("\n")
+                    )
                 })
                 .collect();
             json!({
@@ -723,7 +828,12 @@ impl Cluster {
             })
         };
         let list = |key: &str| -> Vec<Value> {
-            trusted_root[key].as_array().into_iter().flatten().map(authority).collect()
+            trusted_root[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(authority)
+                .collect()
         };
         let host = self.registry.host();
         json!({"apiVersion": "v1", "kind": "List", "items": [
@@ -773,7 +883,9 @@ fn policy_controller_config() -> Result<PathBuf, String> {
     let output = Command::new("go")
         .args(["env", "GOMODCACHE"])
         .output()
-        .map_err(|error| format!("failed to run go env (or pass --policy-controller-config): {error}"))?;
+        .map_err(|error| {
+            format!("failed to run go env (or pass --policy-controller-config): {error}")
+        })?;
     let cache = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let config = Path::new(&cache).join("github.com/sigstore/policy-controller@v0.13.1/config");
     if !config.is_dir() {
@@ -793,7 +905,8 @@ struct Webhook {
 
 impl Webhook {
     fn start(mut command: Command, log: PathBuf) -> Result<Webhook, String> {
-        let file = std::fs::File::create(&log).map_err(|error| format!("failed to create a log: {error}"))?;
+        let file = std::fs::File::create(&log)
+            .map_err(|error| format!("failed to create a log: {error}"))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(file.try_clone().map_err(|error| format!("log: {error}"))?)
@@ -807,6 +920,7 @@ impl Webhook {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the webhook (idempotent) and returns its log.
     fn stop(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -816,8 +930,7 @@ impl Webhook {
 
 impl Drop for Webhook {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -829,7 +942,11 @@ fn pinned(image: &PushedImage) -> String {
 fn pod_image(body: &[u8]) -> String {
     serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|pod| pod["spec"]["containers"][0]["image"].as_str().map(str::to_owned))
+        .and_then(|pod| {
+            pod["spec"]["containers"][0]["image"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .unwrap_or_default()
 }
 
@@ -850,7 +967,11 @@ const TICKS_PER_SECOND: f64 = 100.0;
 fn cpu_seconds_by_command() -> std::collections::BTreeMap<String, f64> {
     let mut processes = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
@@ -861,7 +982,10 @@ fn cpu_seconds_by_command() -> std::collections::BTreeMap<String, f64> {
             continue;
         };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ppid = fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()).unwrap_or(0);
+        let ppid = fields
+            .get(1)
+            .and_then(|ppid| ppid.parse::<u32>().ok())
+            .unwrap_or(0);
         // utime and stime are fields 14 and 15 of proc_pid_stat(5); `fields` starts at field 3.
         let ticks: f64 = [11, 12]
             .iter()
@@ -869,8 +993,10 @@ fn cpu_seconds_by_command() -> std::collections::BTreeMap<String, f64> {
             .sum();
         processes.push((pid, ppid, stat[open + 1..close].to_owned(), ticks));
     }
-    let parents: std::collections::HashMap<u32, u32> =
-        processes.iter().map(|(pid, ppid, _, _)| (*pid, *ppid)).collect();
+    let parents: std::collections::HashMap<u32, u32> = processes
+        .iter()
+        .map(|(pid, ppid, _, _)| (*pid, *ppid))
+        .collect();
     let me = std::process::id();
     let mine = |mut pid: u32| {
         for _ in 0..64 {
@@ -911,7 +1037,12 @@ fn cpu_seconds_by_command() -> std::collections::BTreeMap<String, f64> {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
