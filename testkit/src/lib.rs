@@ -38,6 +38,7 @@ pub mod kube;
 pub mod large_policy;
 pub mod netns;
 mod pki;
+pub mod prometheus;
 pub mod registry;
 mod spec;
 mod timestamp;
