@@ -969,7 +969,10 @@ impl Gate {
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(sent.is_ok_and(|status| status.success()), "kill -TERM {pid}");
+        assert!(
+            sent.is_ok_and(|status| status.success()),
+            "kill -TERM {pid}"
+        );
         self.child.wait().expect("serve exits after SIGTERM")
     }
 }
@@ -2068,10 +2071,8 @@ impl Cluster {
                 {
                     webhook["clientConfig"]["caBundle"] = Value::from(encoded.clone());
                 }
-                let run = self.kubectl_with_input(
-                    &["replace", "-f", "-"],
-                    Some(&configuration.to_string()),
-                );
+                let run = self
+                    .kubectl_with_input(&["replace", "-f", "-"], Some(&configuration.to_string()));
                 assert!(run.success, "{run}");
             }
         }
@@ -2092,7 +2093,10 @@ impl Cluster {
 
     /// Replaces the serving certificate and key files every replica reads (the TLS Secret's
     /// volume), each file by a rename, as the kubelet swaps a Secret volume's contents.
-    fn replace_serving_certificate(&self, identity: &provenance_gate_testkit::registry::ServerIdentity) {
+    fn replace_serving_certificate(
+        &self,
+        identity: &provenance_gate_testkit::registry::ServerIdentity,
+    ) {
         let tls_dir = self
             .serve
             .mounts
@@ -2136,8 +2140,10 @@ impl Cluster {
         let connection =
             rustls::ClientConnection::new(Arc::new(config), name).expect("a TLS client");
         let mut stream = rustls::StreamOwned::new(connection, socket);
-        let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).is_ok() && stream.flush().is_ok()
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.flush().is_ok()
             && stream.read(&mut [0u8; 1]).is_ok()
     }
 }
@@ -2229,7 +2235,10 @@ fn rolling_restart_and_certificate_rotation_under_pod_creation() {
             );
         }
     }
-    let mut took_ms: Vec<u128> = attempts.iter().map(|attempt| attempt.took.as_millis()).collect();
+    let mut took_ms: Vec<u128> = attempts
+        .iter()
+        .map(|attempt| attempt.took.as_millis())
+        .collect();
     took_ms.sort_unstable();
     eprintln!(
         "rolling restart: {} creations in {:.0}s (certificate rotated at {:.0}s), per (step, attested): {by_step:?}; kubectl run p50 {} ms, max {} ms",
@@ -2239,7 +2248,10 @@ fn rolling_restart_and_certificate_rotation_under_pod_creation() {
         took_ms.get(took_ms.len() / 2).copied().unwrap_or(0),
         took_ms.last().copied().unwrap_or(0),
     );
-    assert!(problems.is_empty(), "wrong or failed creations: {problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "wrong or failed creations: {problems:#?}"
+    );
     for step in 0..=5 {
         for attested in [true, false] {
             assert!(

@@ -481,7 +481,9 @@ async fn a_rate_limiting_registry_is_left_alone_until_its_retry_after() {
     let proxied = Proxied::attested_image();
     let client = proxied.registry.client();
     for tag in ["v2", "v3", "v4"] {
-        push_attested_image(&client, "acme/api", tag, &proxied.setup.instance, |spec| spec);
+        push_attested_image(&client, "acme/api", tag, &proxied.setup.instance, |spec| {
+            spec
+        });
     }
     let through_proxy = |tag: &str| proxied.reference.replace(":v1", &format!(":{tag}"));
     let policy = policy_for(&proxied.proxy.host(), "");

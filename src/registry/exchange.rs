@@ -130,9 +130,7 @@ struct RateLimitedRegistries {
 impl RateLimitedRegistries {
     fn is_paused(&self, registry: &str) -> bool {
         let now = tokio::time::Instant::now();
-        self.lock()
-            .get(registry)
-            .is_some_and(|until| *until > now)
+        self.lock().get(registry).is_some_and(|until| *until > now)
     }
 
     fn pause(&self, registry: &str, pause: Duration) {
@@ -546,10 +544,7 @@ mod tests {
     fn retry_after_is_read_in_seconds_or_as_a_date_and_capped() {
         let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let header = |text: &str| HeaderValue::from_str(text).unwrap();
-        assert_eq!(
-            retry_after(Some(&header("7")), now),
-            Duration::from_secs(7)
-        );
+        assert_eq!(retry_after(Some(&header("7")), now), Duration::from_secs(7));
         assert_eq!(
             retry_after(Some(&header("Thu, 01 Jan 2026 00:00:30 GMT")), now),
             Duration::from_secs(30)

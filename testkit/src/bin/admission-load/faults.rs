@@ -274,7 +274,11 @@ fn answer_of(response: &[u8]) -> Answer {
         Some(true) => {
             let patch = response["patch"]
                 .as_str()
-                .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+                .and_then(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                })
                 .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                 .unwrap_or_default();
             Answer::Allowed { patch }
@@ -373,19 +377,36 @@ fn cast(
     let unattested = (0..4)
         .map(|n| push_unattested_image(&client, UNVERIFIED_REPOSITORY, &format!("u{n}")))
         .collect::<Vec<_>>();
-    by_class.insert(Class::Unattested, unattested.iter().map(subject_of).collect());
+    by_class.insert(
+        Class::Unattested,
+        unattested.iter().map(subject_of).collect(),
+    );
     let other_digest = unattested[0].manifest.hex().to_owned();
     let wrong = [
-        push_attested_image(&client, UNVERIFIED_REPOSITORY, "evil-workflow", instance, |spec| {
-            spec.with_workflow(".github/workflows/evil.yml")
-        }),
-        push_attested_image(&client, UNVERIFIED_REPOSITORY, "other-subject", instance, |spec| {
-            let name = spec.subject_name.clone();
-            spec.with_subject(&name, &other_digest)
-        }),
-        push_attested_image(&client, UNVERIFIED_REPOSITORY, "other-repository", instance, |spec| {
-            spec.with_repository("evil/api")
-        }),
+        push_attested_image(
+            &client,
+            UNVERIFIED_REPOSITORY,
+            "evil-workflow",
+            instance,
+            |spec| spec.with_workflow(".github/workflows/evil.yml"),
+        ),
+        push_attested_image(
+            &client,
+            UNVERIFIED_REPOSITORY,
+            "other-subject",
+            instance,
+            |spec| {
+                let name = spec.subject_name.clone();
+                spec.with_subject(&name, &other_digest)
+            },
+        ),
+        push_attested_image(
+            &client,
+            UNVERIFIED_REPOSITORY,
+            "other-repository",
+            instance,
+            |spec| spec.with_repository("evil/api"),
+        ),
     ];
     by_class.insert(
         Class::WronglyAttested,
@@ -397,9 +418,13 @@ fn cast(
     let pushing = Instant::now();
     let cold = (0..cold_per_phase * phases)
         .map(|n| {
-            push_attested_image(&client, COLD_REPOSITORY, &format!("c{n}"), instance, |spec| {
-                spec
-            })
+            push_attested_image(
+                &client,
+                COLD_REPOSITORY,
+                &format!("c{n}"),
+                instance,
+                |spec| spec,
+            )
         })
         .collect::<Vec<_>>();
     by_class.insert(Class::Cold, cold.iter().map(subject_of).collect());
@@ -601,7 +626,9 @@ pub(super) fn run(
             }
         }
     });
-    report(options, gate, &cast, &weathers, tallies, &requests, &samples)
+    report(
+        options, gate, &cast, &weathers, tallies, &requests, &samples,
+    )
 }
 
 /// Prints the figures and checks them; false when an assertion failed.
@@ -623,7 +650,8 @@ fn report(
         .iter()
         .map(|(weather, tally)| {
             let answered = |counts: &BTreeMap<Class, usize>| counts.get(&Class::Cold).copied();
-            let reviews = answered(&tally.allowed).unwrap_or(0) + answered(&tally.refused).unwrap_or(0);
+            let reviews =
+                answered(&tally.allowed).unwrap_or(0) + answered(&tally.refused).unwrap_or(0);
             (*weather, reviews)
         })
         .collect();
@@ -674,11 +702,16 @@ fn report(
         fail(format!("{} wrong answers", all.wrong));
     }
     if all.failed > 0 {
-        fail(format!("{} reviews got no AdmissionReview answer", all.failed));
+        fail(format!(
+            "{} reviews got no AdmissionReview answer",
+            all.failed
+        ));
     }
     let budget_ms = (REVIEW_BUDGET + ANSWER_SLACK).as_secs_f64() * 1e3;
     if served_max > budget_ms {
-        fail(format!("a review took {served_max:.0} ms, past the {budget_ms:.0} ms budget"));
+        fail(format!(
+            "a review took {served_max:.0} ms, past the {budget_ms:.0} ms budget"
+        ));
     }
     if all.refused_after_recovery > 0 {
         fail(format!(
@@ -700,8 +733,9 @@ fn report(
     for (weather, (all_requests, cold, good, phases)) in &per_weather {
         let new_digests = cast.cold_per_phase * phases;
         let per_digest = *cold as f64 / new_digests as f64;
-        let per_tag_minute =
-            *good as f64 / good_images as f64 / (*phases as f64 * options.fault_phase_seconds / 60.0);
+        let per_tag_minute = *good as f64
+            / good_images as f64
+            / (*phases as f64 * options.fault_phase_seconds / 60.0);
         let label = format!("faults.{}", weather.name());
         let reviews_per_digest =
             cold_reviews.get(weather).copied().unwrap_or(0) as f64 / new_digests as f64;
@@ -724,7 +758,9 @@ fn report(
     let peak = |cycle: usize, field: &dyn Fn(&Sample) -> u64| {
         samples
             .iter()
-            .filter(|(weather, phase, _)| *weather != Weather::Recovery && cycle_of(*phase) == cycle)
+            .filter(|(weather, phase, _)| {
+                *weather != Weather::Recovery && cycle_of(*phase) == cycle
+            })
             .map(|(_, _, sample)| field(sample))
             .max()
             .unwrap_or(0)
@@ -735,7 +771,10 @@ fn report(
     let (rss_first, rss_last) = (peak(0, &rss), peak(last_cycle, &rss));
     let (fd_first, fd_last) = (peak(0, &descriptors), peak(last_cycle, &descriptors));
     let (socket_first, socket_last) = (peak(0, &sockets), peak(last_cycle, &sockets));
-    let end = samples.last().map(|(_, _, sample)| *sample).unwrap_or_default();
+    let end = samples
+        .last()
+        .map(|(_, _, sample)| *sample)
+        .unwrap_or_default();
     println!(
         "faults.vmrss_kib_peak_first_cycle {rss_first}\nfaults.vmrss_kib_peak_last_cycle {rss_last}\nfaults.vmrss_kib_end {}\nfaults.descriptors_peak_first_cycle {fd_first}\nfaults.descriptors_peak_last_cycle {fd_last}\nfaults.descriptors_end {}\nfaults.sockets_peak_first_cycle {socket_first}\nfaults.sockets_peak_last_cycle {socket_last}\nfaults.sockets_end {}\nfaults.cycles {}",
         end.vmrss_kib,
@@ -750,7 +789,10 @@ fn report(
         .chain(samples.last().map(|(_, _, sample)| *sample))
         .map(|sample| format!("{}/{}", sample.vmrss_kib / 1024, sample.sockets))
         .collect();
-    println!("faults.vmrss_mib_sockets_at_phase_ends {}", phase_ends.join(" "));
+    println!(
+        "faults.vmrss_mib_sockets_at_phase_ends {}",
+        phase_ends.join(" ")
+    );
     if last_cycle > 0 {
         // Caches fill over the run (each phase brings new digests), so some growth is
         // expected; a leak per review (hundreds of thousands here) is not.
@@ -758,7 +800,9 @@ fn report(
             fail(format!("VmRSS grew from {rss_first} KiB to {rss_last} KiB"));
         }
         if fd_last > fd_first + 32 {
-            fail(format!("open descriptors grew from {fd_first} to {fd_last}"));
+            fail(format!(
+                "open descriptors grew from {fd_first} to {fd_last}"
+            ));
         }
     }
     // Still alive and answering.
