@@ -10,6 +10,7 @@
 #       --images N --connections N --cold-images N --cold-rate R --concurrent N --fill N
 #       --soak-seconds S --soak-rate R --perf-dir DIR (perf record -g of the max phases)
 #       --fault-seconds S --fault-rate R --fault-phase-seconds P --fault-connections N
+#       --gate-arg ARG (repeatable: an extra argument for serve, e.g. --gate-arg --max-in-flight=256)
 #       (faults under load: the registry flaps between healthy, slow, stalled, 429, 5xx and
 #       lying; --smoke runs one short cycle of it)
 #

@@ -60,6 +60,8 @@ struct Options {
     fault_rate: f64,
     fault_phase_seconds: f64,
     fault_connections: usize,
+    /// Extra arguments for `serve` (`--gate-arg ARG`, repeatable).
+    gate_args: Vec<String>,
 }
 
 impl Options {
@@ -82,6 +84,7 @@ impl Options {
             fault_rate: 500.0,
             fault_phase_seconds: 20.0,
             fault_connections: 256,
+            gate_args: Vec::new(),
         };
         let mut arguments = std::env::args().skip(1);
         while let Some(flag) = arguments.next() {
@@ -132,6 +135,7 @@ impl Options {
                 "--fault-rate" => options.fault_rate = number()?,
                 "--fault-phase-seconds" => options.fault_phase_seconds = number()?,
                 "--fault-connections" => options.fault_connections = number()? as usize,
+                "--gate-arg" => options.gate_args.push(value.clone()),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
@@ -291,6 +295,7 @@ registries:
             // The API server multiplexes reviews over a few HTTP/2 connections; this HTTP/1.1
             // generator needs one per review in flight (200 in the single-flight phase).
             .args(["--max-connections", "1024"])
+            .args(&options.gate_args)
             // Decision records are written as in production (one JSON line per image); a
             // pipe nobody reads would fill, so they go to the null device.
             .stdout(Stdio::null())
