@@ -1938,6 +1938,9 @@ fn an_out_of_cluster_webhook_is_called_at_its_url() {
 
 /// The second replica's ports, above the chart's (both replicas share the network namespace).
 const SECOND_REPLICA: u16 = 1000;
+/// Where a restarted replica comes up: a new pod gets a new address, so the API server's
+/// pooled connections to the old one are never reused (the same address would be).
+const RESTARTED: u16 = 2000;
 
 /// How one Pod creation of the load ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -2037,18 +2040,19 @@ impl PodLoad {
 
 impl Cluster {
     /// Takes the replica at ports `offset` out of the Service's endpoints (as a terminating
-    /// pod leaves them), stops it with SIGTERM, starts it again and puts it back once ready.
-    fn roll_replica(&self, gate: Gate, offset: u16, others: &[u16]) -> Gate {
+    /// pod leaves them), stops it with SIGTERM, starts its replacement at ports `new_offset`
+    /// (a new pod's address) and adds that to the endpoints once ready.
+    fn roll_replica(&self, gate: Gate, offset: u16, new_offset: u16, others: &[u16]) -> Gate {
         self.apply_endpoints_at(others);
         // The API server's Endpoints informer takes the change within milliseconds; the
         // reviews already sent to this replica are drained by its graceful shutdown.
         std::thread::sleep(Duration::from_secs(2));
         let status = gate.terminate();
         eprintln!("replica at +{offset} exited after SIGTERM: {status}");
-        let mut gate = Gate::start_replica(self, offset);
-        self.wait_until_ready(&mut gate, offset);
+        let mut gate = Gate::start_replica(self, new_offset);
+        self.wait_until_ready(&mut gate, new_offset);
         let mut all: Vec<u16> = others.to_vec();
-        all.push(offset);
+        all.push(new_offset);
         all.sort_unstable();
         self.apply_endpoints_at(&all);
         gate
@@ -2149,10 +2153,11 @@ impl Cluster {
 }
 
 /// Two replicas behind the chart's Service, Pods created throughout (attested and unattested
-/// in turn, in the enforcing namespace): the first replica restarted (taken out of the
-/// endpoints, SIGTERM, started again, put back), the serving certificate rotated to a new CA
+/// in turn, in the enforcing namespace): the first replica replaced (taken out of the
+/// endpoints, SIGTERM, a new one started at a new address and added once ready, as a
+/// Deployment's rollout does), the serving certificate rotated to a new CA
 /// in the middle (the caBundle first carries old and new, the files are replaced and both
-/// replicas reload them), the second replica restarted, then the old CA dropped. No answer
+/// replicas reload them), the second replica replaced, then the old CA dropped. No answer
 /// may be wrong (attested admitted and pinned, unattested refused by the webhook), and no
 /// creation may fail on an unreachable webhook: the failure policy (Fail in enforce) never
 /// has to decide.
@@ -2169,7 +2174,7 @@ fn rolling_restart_and_certificate_rotation_under_pod_creation() {
     let settle = Duration::from_secs(6);
 
     load.next_step(1, settle);
-    first = cluster.roll_replica(first, 0, &[SECOND_REPLICA]);
+    first = cluster.roll_replica(first, 0, RESTARTED, &[SECOND_REPLICA]);
 
     load.next_step(2, settle);
     let new_ca = provenance_gate_testkit::registry::TestCa::new();
@@ -2185,14 +2190,19 @@ fn rolling_restart_and_certificate_rotation_under_pod_creation() {
     std::thread::sleep(Duration::from_secs(3));
     cluster.replace_serving_certificate(&identity);
     eventually("both replicas serving the new certificate", || {
-        [0, SECOND_REPLICA]
+        [RESTARTED, SECOND_REPLICA]
             .iter()
             .all(|offset| cluster.serves_certificate_of(*offset, &new_ca.certificate_pem()))
     });
     let rotated_after = started.elapsed();
 
     load.next_step(3, settle);
-    second = cluster.roll_replica(second, SECOND_REPLICA, &[0]);
+    second = cluster.roll_replica(
+        second,
+        SECOND_REPLICA,
+        RESTARTED + SECOND_REPLICA,
+        &[RESTARTED],
+    );
 
     load.next_step(4, settle);
     cluster.set_ca_bundle(&new_ca.certificate_pem());
