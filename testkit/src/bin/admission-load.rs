@@ -509,20 +509,13 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
                 let client = gate.client();
                 scope.spawn(move || {
                     let mut run = Run::default();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= total {
-                            return run;
-                        }
-                        let due = start + Duration::from_secs_f64(index as f64 / rate);
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
+                    while let Some((index, due)) = next_due(&next, total, start, rate) {
                         let body = &bodies[index % bodies.len()];
                         let response = send_review(&client, body);
                         run.latencies.push(due.elapsed().as_nanos() as u64);
                         run.unexpected += usize::from(!answered_as(&response, expect));
                     }
+                    run
                 })
             })
             .collect();
@@ -530,6 +523,25 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
     });
     run.elapsed = start.elapsed();
     run
+}
+
+/// The next request of an open loop of `total` requests at `rate` per second from `start`,
+/// once it is due: its index and when it was due.
+fn next_due(
+    next: &AtomicUsize,
+    total: usize,
+    start: Instant,
+    rate: f64,
+) -> Option<(usize, Instant)> {
+    let index = next.fetch_add(1, Ordering::Relaxed);
+    if index >= total {
+        return None;
+    }
+    let due = start + Duration::from_secs_f64(index as f64 / rate);
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    Some((index, due))
 }
 
 fn merged(handles: Vec<std::thread::ScopedJoinHandle<'_, Run>>) -> Run {

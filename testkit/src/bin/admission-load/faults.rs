@@ -17,7 +17,7 @@
 //! often the digest is reviewed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -541,15 +541,7 @@ pub(super) fn run(
                 let (cast, weathers, phase_of_index) = (&cast, &weathers, &phase_of_index);
                 scope.spawn(move || {
                     let mut tallies: BTreeMap<Weather, Tally> = BTreeMap::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= total {
-                            return tallies;
-                        }
-                        let due = start + Duration::from_secs_f64(index as f64 / rate);
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
+                    while let Some((index, due)) = super::next_due(&next, total, start, rate) {
                         let (phase, slot) = phase_of_index(index);
                         let (class, subject) = cast.subject(phase.min(weathers.len() - 1), slot);
                         let sent = Instant::now();
@@ -574,6 +566,7 @@ pub(super) fn run(
                             tally.refused_after_recovery += 1;
                         }
                     }
+                    tallies
                 })
             })
             .collect();
