@@ -9,8 +9,13 @@
 #   benches/admission_load.sh [admission-load options]   e.g. --seconds 20 --rates 500,2000
 #       --images N --connections N --cold-images N --cold-rate R --concurrent N --fill N
 #       --soak-seconds S --soak-rate R --perf-dir DIR (perf record -g of the max phases)
+#       --fault-seconds S --fault-rate R --fault-phase-seconds P --fault-connections N
+#       --gate-arg ARG (repeatable: an extra argument for serve, e.g. --gate-arg --max-in-flight=256)
+#       (faults under load: the registry flaps between healthy, slow, stalled, 429, 5xx and
+#       lying; --smoke runs one short cycle of it)
 #
-# Exits non-zero when any review got an unexpected answer; it never judges timings.
+# Exits non-zero when any review got an unexpected answer. Only the faults phase judges
+# timings: every review answered inside the webhook's review budget.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The smoke run only proves the harness works, so it uses the debug build the tests already

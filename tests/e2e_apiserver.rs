@@ -191,28 +191,15 @@ impl Cluster {
     }
 
     fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
-        let mut command = Command::new(&self.kubectl);
-        command
-            .args(args)
-            .env("KUBECONFIG", self.server.kubeconfig_path())
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run kubectl");
-        if let Some(input) = input {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write kubectl's input");
+        self.kubectl_runner().run(args, input)
+    }
+
+    /// What runs `kubectl` as the admin, for another thread.
+    fn kubectl_runner(&self) -> KubectlRunner {
+        KubectlRunner {
+            kubectl: self.kubectl.clone(),
+            kubeconfig: self.server.kubeconfig_path().to_owned(),
         }
-        let output = child.wait_with_output().expect("kubectl finishes");
-        Kubectl::from_output(args, output)
     }
 
     /// `provenance-gate audit` against this cluster as the admin, with the policy read from
@@ -409,18 +396,35 @@ impl Cluster {
     /// The chart's Service gets one endpoint: the webhook's address in its network namespace,
     /// with the ports named as the Service's and numbered as the Deployment's container's.
     fn apply_endpoints(&self) {
+        self.apply_endpoints_at(&[0]);
+    }
+
+    /// The chart's Service's endpoints: one per replica, each at the chart's ports moved up
+    /// by its offset ([`Gate::start_replica`]). The API server picks one at random per call.
+    fn apply_endpoints_at(&self, offsets: &[u16]) {
         let service = self.get(RELEASE, "service", RELEASE);
-        let ports: Vec<Value> = service["spec"]["ports"]
+        let ports: Vec<(&str, u16)> = service["spec"]["ports"]
             .as_array()
             .expect("the Service has ports")
             .iter()
             .map(|port| {
                 let name = port["name"].as_str().expect("named Service ports");
                 let target = port["targetPort"].as_str().expect("named target ports");
+                (name, self.serve.container_port(target))
+            })
+            .collect();
+        let subsets: Vec<Value> = offsets
+            .iter()
+            .map(|offset| {
+                let ports: Vec<Value> = ports
+                    .iter()
+                    .map(|(name, port)| {
+                        serde_json::json!({"name": name, "port": port + offset, "protocol": "TCP"})
+                    })
+                    .collect();
                 serde_json::json!({
-                    "name": name,
-                    "port": self.serve.container_port(target),
-                    "protocol": "TCP",
+                    "addresses": [{"ip": self.netns.inner_ip().to_string()}],
+                    "ports": ports,
                 })
             })
             .collect();
@@ -428,10 +432,7 @@ impl Cluster {
             "apiVersion": "v1",
             "kind": "Endpoints",
             "metadata": {"name": RELEASE, "namespace": RELEASE},
-            "subsets": [{
-                "addresses": [{"ip": self.netns.inner_ip().to_string()}],
-                "ports": ports,
-            }],
+            "subsets": subsets,
         });
         let run = self.kubectl_with_input(&["apply", "-f", "-"], Some(&endpoints.to_string()));
         assert!(run.success, "{run}");
@@ -443,25 +444,10 @@ impl Cluster {
     /// it (an unattested Pod is refused by it, not by the failure policy).
     fn start_gate(&mut self) {
         assert!(self.gate.is_none(), "the webhook is already running");
-        let gate = Gate::start(self);
-        self.gate = Some(gate);
-        let metrics =
-            SocketAddr::from((self.netns.inner_ip(), self.serve.container_port("metrics")));
+        let mut gate = Gate::start(self);
         let deadline = Instant::now() + EVENTUALLY;
-        while http_get(metrics, "/readyz").0 != 200 {
-            let gate = self.gate.as_mut().expect("started");
-            if let Ok(Some(status)) = gate.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("serve exited ({status}); its log:\n{}", gate.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the webhook's /readyz did not answer 200 within {}s; its log:\n{}",
-                EVENTUALLY.as_secs(),
-                self.gate().logs()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        self.wait_until_ready(&mut gate, 0);
+        self.gate = Some(gate);
         let image = self.images.unattested.reference.clone();
         loop {
             let run = self.run_pod(
@@ -478,6 +464,28 @@ impl Cluster {
                 "the API server's calls did not reach the webhook within {}s: {run}\nits log:\n{}",
                 EVENTUALLY.as_secs(),
                 self.gate().logs()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits until the replica at ports `offset` ([`Gate::start_replica`]) says it is ready.
+    fn wait_until_ready(&self, gate: &mut Gate, offset: u16) {
+        let metrics = SocketAddr::from((
+            self.netns.inner_ip(),
+            self.serve.container_port("metrics") + offset,
+        ));
+        let deadline = Instant::now() + EVENTUALLY;
+        while http_get(metrics, "/readyz").0 != 200 {
+            if let Ok(Some(status)) = gate.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("serve exited ({status}); its log:\n{}", gate.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook's /readyz did not answer 200 within {}s; its log:\n{}",
+                EVENTUALLY.as_secs(),
+                gate.logs()
             );
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -509,6 +517,40 @@ impl Cluster {
             },
         );
         found.expect("found")
+    }
+}
+
+/// `kubectl` as the admin of one cluster; `Send`, unlike the cluster.
+#[derive(Clone)]
+struct KubectlRunner {
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl KubectlRunner {
+    fn run(&self, args: &[&str], input: Option<&str>) -> Kubectl {
+        let mut command = Command::new(&self.kubectl);
+        command
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run kubectl");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write kubectl's input");
+        }
+        let output = child.wait_with_output().expect("kubectl finishes");
+        Kubectl::from_output(args, output)
     }
 }
 
@@ -857,13 +899,36 @@ struct Gate {
 
 impl Gate {
     fn start(cluster: &Cluster) -> Gate {
+        Gate::start_with_args(cluster, cluster.serve.local_args(cluster.dir.path()))
+    }
+
+    /// `serve` as the chart runs it, with its ports moved up by `offset`: another replica in
+    /// the same network namespace (the chart's own ports are `offset` 0).
+    fn start_replica(cluster: &Cluster, offset: u16) -> Gate {
+        let args = cluster
+            .serve
+            .local_args(cluster.dir.path())
+            .into_iter()
+            .map(|arg| match arg.split_once('=') {
+                Some((flag @ ("--listen" | "--metrics-listen"), address)) => {
+                    let (host, port) = address.rsplit_once(':').expect("HOST:PORT");
+                    let port: u16 = port.parse().expect("a port number");
+                    format!("{flag}={host}:{}", port + offset)
+                }
+                _ => arg,
+            })
+            .collect();
+        Gate::start_with_args(cluster, args)
+    }
+
+    fn start_with_args(cluster: &Cluster, args: Vec<String>) -> Gate {
         let token = cluster.ok(&["create", "token", RELEASE, "-n", RELEASE, "--duration=2h"]);
         let kubeconfig = cluster
             .server
             .write_kubeconfig("webhook.kubeconfig", token.trim());
         let mut command = cluster.netns.command(BINARY);
         command
-            .args(cluster.serve.local_args(cluster.dir.path()))
+            .args(args)
             .envs(cluster.serve.env.iter().map(|(name, value)| (name, value)))
             // In a pod this is the in-cluster configuration of the ServiceAccount.
             .env("KUBECONFIG", &kubeconfig)
@@ -898,6 +963,17 @@ impl Gate {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.records()
+    }
+
+    /// SIGTERM, as the kubelet stops a pod, and waits for it to drain and exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.is_ok_and(|status| status.success()),
+            "kill -TERM {pid}"
+        );
+        self.child.wait().expect("serve exits after SIGTERM")
     }
 }
 
@@ -1856,4 +1932,352 @@ fn an_out_of_cluster_webhook_is_called_at_its_url() {
     let run = cluster.run_pod(ENFORCE_NS, "unsigned", &images.unattested.reference, &[]);
     assert!(!run.success, "{run}");
     assert!(run.stderr.contains("no attestation found"), "{run}");
+}
+
+// --- two replicas: a rolling restart and a certificate rotation under load ----------------------
+
+/// The second replica's ports, above the chart's (both replicas share the network namespace).
+const SECOND_REPLICA: u16 = 1000;
+/// Where a restarted replica comes up: a new pod gets a new address, so the API server's
+/// pooled connections to the old one are never reused (the same address would be).
+const RESTARTED: u16 = 2000;
+
+/// How one Pod creation of the load ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Creation {
+    Created,
+    /// Refused by the webhook itself.
+    Denied,
+    /// Refused because the API server could not call the webhook (the failure policy).
+    WebhookUnreachable(String),
+    Other(String),
+}
+
+/// One Pod creation of the load.
+struct Attempt {
+    name: String,
+    attested: bool,
+    /// The step of the rollout it started in.
+    step: usize,
+    took: Duration,
+    creation: Creation,
+}
+
+/// Bare Pods created one after the other from two threads, attested and unattested in turn,
+/// in the enforcing namespace, until stopped.
+struct PodLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    step: Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<Vec<Attempt>>>,
+}
+
+impl PodLoad {
+    fn start(cluster: &Cluster) -> PodLoad {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let step = Arc::new(AtomicUsize::new(0));
+        let next = Arc::new(AtomicUsize::new(0));
+        let threads = (0..2)
+            .map(|_| {
+                let (stop, step, next) = (stop.clone(), step.clone(), next.clone());
+                let runner = cluster.kubectl_runner();
+                let attested = cluster.images.attested.reference.clone();
+                let unattested = cluster.images.unattested.reference.clone();
+                std::thread::spawn(move || {
+                    let mut attempts = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let number = next.fetch_add(1, Ordering::SeqCst);
+                        let is_attested = number % 2 == 0;
+                        let name = format!("roll-{number}");
+                        let image = if is_attested { &attested } else { &unattested };
+                        let image = format!("--image={image}");
+                        let args = ["run", &name, &image, "-n", ENFORCE_NS, "--restart=Never"];
+                        let step = step.load(Ordering::SeqCst);
+                        let started = Instant::now();
+                        let run = runner.run(&args, None);
+                        let creation = if run.success {
+                            Creation::Created
+                        } else if run.stderr.contains("denied the request") {
+                            Creation::Denied
+                        } else if run.stderr.contains("failed calling webhook") {
+                            Creation::WebhookUnreachable(run.stderr)
+                        } else {
+                            Creation::Other(run.to_string())
+                        };
+                        attempts.push(Attempt {
+                            name,
+                            attested: is_attested,
+                            step,
+                            took: started.elapsed(),
+                            creation,
+                        });
+                    }
+                    attempts
+                })
+            })
+            .collect();
+        PodLoad {
+            stop,
+            step,
+            threads,
+        }
+    }
+
+    /// Marks the attempts started from now on as belonging to `step`, after `settle` of load.
+    fn next_step(&self, step: usize, settle: Duration) {
+        std::thread::sleep(settle);
+        self.step.store(step, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn stop(self) -> Vec<Attempt> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.threads
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("a load thread does not panic"))
+            .collect()
+    }
+}
+
+impl Cluster {
+    /// Takes the replica at ports `offset` out of the Service's endpoints (as a terminating
+    /// pod leaves them), stops it with SIGTERM, starts its replacement at ports `new_offset`
+    /// (a new pod's address) and adds that to the endpoints once ready.
+    fn roll_replica(&self, gate: Gate, offset: u16, new_offset: u16, others: &[u16]) -> Gate {
+        self.apply_endpoints_at(others);
+        // The API server's Endpoints informer takes the change within milliseconds; the
+        // reviews already sent to this replica are drained by its graceful shutdown.
+        std::thread::sleep(Duration::from_secs(2));
+        let status = gate.terminate();
+        eprintln!("replica at +{offset} exited after SIGTERM: {status}");
+        let mut gate = Gate::start_replica(self, new_offset);
+        self.wait_until_ready(&mut gate, new_offset);
+        let mut all: Vec<u16> = others.to_vec();
+        all.push(new_offset);
+        all.sort_unstable();
+        self.apply_endpoints_at(&all);
+        gate
+    }
+
+    /// Sets the caBundle of every webhook of the chart's webhook configurations.
+    fn set_ca_bundle(&self, pem: &str) {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pem);
+        for kind in [
+            "mutatingwebhookconfigurations",
+            "validatingwebhookconfigurations",
+        ] {
+            let listed = json(&self.ok(&["get", kind, "-o", "json"]));
+            for mut configuration in listed["items"].as_array().cloned().unwrap_or_default() {
+                for webhook in configuration["webhooks"]
+                    .as_array_mut()
+                    .expect("webhooks")
+                    .iter_mut()
+                {
+                    webhook["clientConfig"]["caBundle"] = Value::from(encoded.clone());
+                }
+                let run = self
+                    .kubectl_with_input(&["replace", "-f", "-"], Some(&configuration.to_string()));
+                assert!(run.success, "{run}");
+            }
+        }
+    }
+
+    /// The caBundle the chart's mutating webhooks carry now, as PEM.
+    fn ca_bundle(&self) -> String {
+        use base64::Engine as _;
+        let configuration = self.get("", "mutatingwebhookconfiguration", RELEASE);
+        let encoded = configuration["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .expect("a caBundle");
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .expect("base64");
+        String::from_utf8(pem).expect("PEM")
+    }
+
+    /// Replaces the serving certificate and key files every replica reads (the TLS Secret's
+    /// volume), each file by a rename, as the kubelet swaps a Secret volume's contents.
+    fn replace_serving_certificate(
+        &self,
+        identity: &provenance_gate_testkit::registry::ServerIdentity,
+    ) {
+        let tls_dir = self
+            .serve
+            .mounts
+            .iter()
+            .find(|mount| matches!(&mount.source, VolumeSource::Secret(..)))
+            .map(|mount| ServeSpec::local_path(self.dir.path(), &mount.path))
+            .expect("the TLS Secret is mounted");
+        for (name, text) in [
+            ("tls.key", &identity.private_key_pem),
+            ("tls.crt", &identity.certificate_pem),
+        ] {
+            let staged = tls_dir.join(format!(".{name}.new"));
+            std::fs::write(&staged, text).expect("write the new file");
+            std::fs::rename(&staged, tls_dir.join(name)).expect("swap the file in");
+        }
+    }
+
+    /// Whether the replica at ports `offset` serves a certificate that `ca_pem` vouches for.
+    fn serves_certificate_of(&self, offset: u16, ca_pem: &str) -> bool {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(certificate.expect("PEM")).expect("a CA");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let address = SocketAddr::from((
+            self.netns.inner_ip(),
+            self.serve.container_port("https") + offset,
+        ));
+        let Ok(socket) = TcpStream::connect_timeout(&address, Duration::from_secs(2)) else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(5)));
+        let name = ServerName::IpAddress(self.netns.inner_ip().into());
+        let connection =
+            rustls::ClientConnection::new(Arc::new(config), name).expect("a TLS client");
+        let mut stream = rustls::StreamOwned::new(connection, socket);
+        let request =
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.flush().is_ok()
+            && stream.read(&mut [0u8; 1]).is_ok()
+    }
+}
+
+/// Two replicas behind the chart's Service, Pods created throughout (attested and unattested
+/// in turn, in the enforcing namespace): the first replica replaced (taken out of the
+/// endpoints, SIGTERM, a new one started at a new address and added once ready, as a
+/// Deployment's rollout does), the serving certificate rotated to a new CA
+/// in the middle (the caBundle first carries old and new, the files are replaced and both
+/// replicas reload them), the second replica replaced, then the old CA dropped. No answer
+/// may be wrong (attested admitted and pinned, unattested refused by the webhook), and no
+/// creation may fail on an unreachable webhook: the failure policy (Fail in enforce) never
+/// has to decide.
+#[test]
+fn rolling_restart_and_certificate_rotation_under_pod_creation() {
+    let mut cluster = Cluster::start();
+    let mut first = cluster.gate.take().expect("the chart's replica runs");
+    let mut second = Gate::start_replica(&cluster, SECOND_REPLICA);
+    cluster.wait_until_ready(&mut second, SECOND_REPLICA);
+    cluster.apply_endpoints_at(&[0, SECOND_REPLICA]);
+    let old_ca = cluster.ca_bundle();
+    let started = Instant::now();
+    let load = PodLoad::start(&cluster);
+    let settle = Duration::from_secs(6);
+
+    load.next_step(1, settle);
+    first = cluster.roll_replica(first, 0, RESTARTED, &[SECOND_REPLICA]);
+
+    load.next_step(2, settle);
+    let new_ca = provenance_gate_testkit::registry::TestCa::new();
+    let address = cluster.netns.inner_ip().to_string();
+    let identity = new_ca.issue_server_identity_for(&[
+        &format!("{RELEASE}.{RELEASE}.svc"),
+        &format!("{RELEASE}.{RELEASE}.svc.cluster.local"),
+        &address,
+    ]);
+    let both_cas = format!("{}\n{}", old_ca.trim_end(), new_ca.certificate_pem());
+    cluster.set_ca_bundle(&both_cas);
+    // The API server's webhook configuration informer, then the files.
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.replace_serving_certificate(&identity);
+    eventually("both replicas serving the new certificate", || {
+        [RESTARTED, SECOND_REPLICA]
+            .iter()
+            .all(|offset| cluster.serves_certificate_of(*offset, &new_ca.certificate_pem()))
+    });
+    let rotated_after = started.elapsed();
+
+    load.next_step(3, settle);
+    second = cluster.roll_replica(
+        second,
+        SECOND_REPLICA,
+        RESTARTED + SECOND_REPLICA,
+        &[RESTARTED],
+    );
+
+    load.next_step(4, settle);
+    cluster.set_ca_bundle(&new_ca.certificate_pem());
+
+    load.next_step(5, settle);
+    std::thread::sleep(settle);
+    let attempts = load.stop();
+    let took = started.elapsed();
+
+    // Every stored Pod of the load: attested, pinned to the verified digest, annotated.
+    let stored: BTreeMap<String, Value> = cluster
+        .list(ENFORCE_NS, "pods", &[])
+        .into_iter()
+        .filter_map(|pod| Some((pod["metadata"]["name"].as_str()?.to_owned(), pod)))
+        .collect();
+    let mut by_step: BTreeMap<(usize, bool), usize> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for attempt in &attempts {
+        *by_step.entry((attempt.step, attempt.attested)).or_default() += 1;
+        let expected = if attempt.attested {
+            Creation::Created
+        } else {
+            Creation::Denied
+        };
+        if attempt.creation != expected {
+            problems.push(format!(
+                "{} (attested: {}, step {}): {:?}",
+                attempt.name, attempt.attested, attempt.step, attempt.creation
+            ));
+            continue;
+        }
+        if attempt.attested {
+            let pod = stored
+                .get(&attempt.name)
+                .unwrap_or_else(|| panic!("{} was created but is not stored", attempt.name));
+            assert_eq!(pod_images(pod), [pinned(&cluster.images.attested)], "{pod}");
+            assert!(
+                pod["metadata"]["annotations"][PROVENANCE_ANNOTATION].is_string(),
+                "{pod}"
+            );
+        }
+    }
+    let mut took_ms: Vec<u128> = attempts
+        .iter()
+        .map(|attempt| attempt.took.as_millis())
+        .collect();
+    took_ms.sort_unstable();
+    eprintln!(
+        "rolling restart: {} creations in {:.0}s (certificate rotated at {:.0}s), per (step, attested): {by_step:?}; kubectl run p50 {} ms, max {} ms",
+        attempts.len(),
+        took.as_secs_f64(),
+        rotated_after.as_secs_f64(),
+        took_ms.get(took_ms.len() / 2).copied().unwrap_or(0),
+        took_ms.last().copied().unwrap_or(0),
+    );
+    assert!(
+        problems.is_empty(),
+        "wrong or failed creations: {problems:#?}"
+    );
+    for step in 0..=5 {
+        for attested in [true, false] {
+            assert!(
+                by_step.get(&(step, attested)).copied().unwrap_or(0) >= 2,
+                "too few creations in step {step} (attested: {attested}) to show anything: {by_step:?}"
+            );
+        }
+    }
+    // The old CA is gone from the caBundle and calls still succeed: the rotation is complete.
+    assert!(!cluster.ca_bundle().contains(old_ca.trim()));
+    // The API server spread the calls over both replicas (each restarted one wrote records).
+    for (replica, gate) in [("first", &first), ("second", &second)] {
+        assert!(
+            !gate.records().is_empty(),
+            "the {replica} replica answered no review after its restart; its log:\n{}",
+            gate.logs()
+        );
+    }
 }

@@ -473,6 +473,49 @@ async fn registry_failures_give_a_reason_within_the_time_bound() {
     proxied.proxy.clear_faults();
 }
 
+/// A registry that answers 429 with `Retry-After` is not asked again, for any image, until
+/// then: the caches remember failures per image, so without the pause every new image (and
+/// every expired tag) asked the rate-limiting registry at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limiting_registry_is_left_alone_until_its_retry_after() {
+    let proxied = Proxied::attested_image();
+    let client = proxied.registry.client();
+    for tag in ["v2", "v3", "v4"] {
+        push_attested_image(&client, "acme/api", tag, &proxied.setup.instance, |spec| {
+            spec
+        });
+    }
+    let through_proxy = |tag: &str| proxied.reference.replace(":v1", &format!(":{tag}"));
+    let policy = policy_for(&proxied.proxy.host(), "");
+    let checker = proxied.checker(CheckSettings::default());
+    proxied.proxy.inject_everywhere(Fault::TooManyRequests {
+        retry_after_seconds: 30,
+    });
+    for tag in ["v1", "v2", "v3"] {
+        let check = checker.check(&policy, &through_proxy(tag)).await;
+        assert_failed(&check, FailureKind::Registry, "rate limiting");
+    }
+    assert_eq!(
+        proxied.proxy.request_count(),
+        1,
+        "only the first image asks: {:?}",
+        proxied.proxy.request_summary()
+    );
+    // Healthy again, but within its Retry-After: still not asked.
+    proxied.proxy.clear_faults();
+    let check = checker.check(&policy, &through_proxy("v4")).await;
+    assert_failed(&check, FailureKind::Registry, "rate limiting");
+    assert_eq!(proxied.proxy.request_count(), 1);
+    // The pause belongs to this client's registry; another client asks and verifies.
+    let fresh = proxied.checker(CheckSettings::default());
+    let check = fresh.check(&policy, &through_proxy("v4")).await;
+    assert!(
+        matches!(check.outcome, ImageOutcome::Verified { .. }),
+        "{:?}",
+        check.outcome
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hundred_concurrent_checks_of_one_new_digest_cause_one_fetch_sequence() {
     let proxied = Proxied::attested_image();

@@ -32,6 +32,13 @@ use super::RegistryError;
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Cached `Authorization` values, one per registry host and repository.
 const MAX_CACHED_AUTHORIZATIONS: usize = 1024;
+/// Longest pause a registry's `Retry-After` buys: a registry cannot switch itself off (and
+/// the images it serves) for longer, nor a forged header for hours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Pause after a 429 without a usable `Retry-After`.
+pub const DEFAULT_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+/// Registries remembered as rate limiting at once (entries expire within a minute).
+const MAX_RATE_LIMITED_REGISTRIES: usize = 1024;
 
 tokio::task_local! {
     /// The logins of the workload whose images the current task checks (its
@@ -131,6 +138,56 @@ pub(super) struct Exchanger {
     authorizations: AuthorizationCache,
     observer: Arc<dyn RequestObserver>,
     pub request_timeout: Duration,
+    rate_limited: RateLimitedRegistries,
+}
+
+/// Registries that answered 429, until when they asked to be left alone. Without it every
+/// new digest and every expired tag would ask a rate-limiting registry again at once: the
+/// caches keep a failure per image, not per registry.
+#[derive(Default)]
+struct RateLimitedRegistries {
+    until: std::sync::Mutex<HashMap<String, tokio::time::Instant>>,
+}
+
+impl RateLimitedRegistries {
+    fn is_paused(&self, registry: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        self.lock().get(registry).is_some_and(|until| *until > now)
+    }
+
+    fn pause(&self, registry: &str, pause: Duration) {
+        let now = tokio::time::Instant::now();
+        let mut until = self.lock();
+        until.retain(|_, until| *until > now);
+        if until.len() >= MAX_RATE_LIMITED_REGISTRIES && !until.contains_key(registry) {
+            return;
+        }
+        until.insert(registry.to_owned(), now + pause);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, tokio::time::Instant>> {
+        // Every update is one insert or retain: a poisoned map is still consistent.
+        self.until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long a 429 asks to be left alone: `Retry-After` in seconds or as an HTTP date, at
+/// most [`MAX_RETRY_AFTER`]; [`DEFAULT_RATE_LIMIT_PAUSE`] when absent or unreadable.
+fn retry_after(value: Option<&HeaderValue>, now: jiff::Timestamp) -> Duration {
+    let Some(text) = value.and_then(|value| value.to_str().ok()).map(str::trim) else {
+        return DEFAULT_RATE_LIMIT_PAUSE;
+    };
+    let pause = if let Ok(seconds) = text.parse::<u64>() {
+        Duration::from_secs(seconds)
+    } else if let Ok(date) = jiff::fmt::rfc2822::parse(text) {
+        let seconds = date.timestamp().as_second().saturating_sub(now.as_second());
+        Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+    } else {
+        DEFAULT_RATE_LIMIT_PAUSE
+    };
+    pause.min(MAX_RETRY_AFTER)
 }
 
 impl fmt::Debug for Exchanger {
@@ -181,6 +238,7 @@ impl Exchanger {
             authorizations: AuthorizationCache::new(MAX_CACHED_AUTHORIZATIONS),
             observer,
             request_timeout: limits.request_timeout,
+            rate_limited: RateLimitedRegistries::default(),
         })
     }
 
@@ -382,6 +440,12 @@ impl Exchanger {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<Exchange, RegistryError> {
+        // A registry that asked to be left alone is not asked, by any image, until then.
+        if self.rate_limited.is_paused(target.registry) {
+            return Err(RegistryError::RateLimited {
+                registry: target.registry.to_owned(),
+            });
+        }
         // reqwest enforces the same timeout; this outer deadline also bounds the body read
         // and guarantees the error is a Timeout whatever layer notices first.
         let deadline = tokio::time::Instant::now() + self.request_timeout;
@@ -393,6 +457,13 @@ impl Exchanger {
                     operation,
                     Some(response.status().as_u16()),
                 );
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    let pause = retry_after(
+                        response.headers().get(reqwest::header::RETRY_AFTER),
+                        jiff::Timestamp::now(),
+                    );
+                    self.rate_limited.pause(target.registry, pause);
+                }
                 Ok(Exchange { response, deadline })
             }
             Ok(Err(error)) => {
@@ -526,6 +597,39 @@ mod tests {
         assert!(!allowed.allows("registry.internal"));
         assert!(!allowed.allows("evil.example"));
         assert!(AllowedRegistries::Any.allows("evil.example"));
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_a_date_and_capped() {
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let header = |text: &str| HeaderValue::from_str(text).unwrap();
+        assert_eq!(retry_after(Some(&header("7")), now), Duration::from_secs(7));
+        assert_eq!(
+            retry_after(Some(&header("Thu, 01 Jan 2026 00:00:30 GMT")), now),
+            Duration::from_secs(30)
+        );
+        // A date in the past asks for no pause; a huge one is cut to the cap.
+        assert_eq!(
+            retry_after(Some(&header("Wed, 31 Dec 2025 23:00:00 GMT")), now),
+            Duration::ZERO
+        );
+        assert_eq!(retry_after(Some(&header("86400")), now), MAX_RETRY_AFTER);
+        for unusable in [None, Some(header("soon")), Some(header("-5"))] {
+            assert_eq!(
+                retry_after(unusable.as_ref(), now),
+                DEFAULT_RATE_LIMIT_PAUSE
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limited_registry_is_paused_alone_and_until_its_time() {
+        let limited = RateLimitedRegistries::default();
+        limited.pause("ghcr.io", Duration::from_secs(10));
+        assert!(limited.is_paused("ghcr.io"));
+        assert!(!limited.is_paused("quay.io"));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!limited.is_paused("ghcr.io"));
     }
 
     #[test]

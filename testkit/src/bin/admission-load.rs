@@ -13,7 +13,10 @@
 //!   at the registry's side;
 //! - single-flight: 200 reviews of one new image released at once on 200 connections;
 //! - memory: VmRSS after reviewing many distinct verified digests;
-//! - soak (optional): VmRSS sampled over a long warm run.
+//! - soak (optional): VmRSS sampled over a long warm run;
+//! - faults (optional, `--fault-seconds`): reviews of attested, unattested, wrongly attested
+//!   and lied-about images while the registry flaps between healthy, slow, stalled, 429,
+//!   5xx and lying (`admission-load/faults.rs`).
 //!
 //! Test support, never shipped. Numbers from it are only comparable within one run.
 
@@ -30,6 +33,10 @@ use provenance_gate_testkit::registry::{
 };
 use provenance_gate_testkit::TestInstance;
 use serde_json::Value;
+
+// A directory without main.rs is not a binary of its own.
+#[path = "admission-load/faults.rs"]
+mod faults;
 
 const REPOSITORY: &str = "acme/api";
 const EXEMPT_IMAGE: &str = "docker.io/library/busybox:1.36";
@@ -49,6 +56,12 @@ struct Options {
     soak_seconds: f64,
     soak_rate: f64,
     perf_dir: Option<PathBuf>,
+    fault_seconds: f64,
+    fault_rate: f64,
+    fault_phase_seconds: f64,
+    fault_connections: usize,
+    /// Extra arguments for `serve` (`--gate-arg ARG`, repeatable).
+    gate_args: Vec<String>,
 }
 
 impl Options {
@@ -67,6 +80,11 @@ impl Options {
             soak_seconds: 0.0,
             soak_rate: 500.0,
             perf_dir: None,
+            fault_seconds: 0.0,
+            fault_rate: 500.0,
+            fault_phase_seconds: 20.0,
+            fault_connections: 256,
+            gate_args: Vec::new(),
         };
         let mut arguments = std::env::args().skip(1);
         while let Some(flag) = arguments.next() {
@@ -78,6 +96,11 @@ impl Options {
                 options.cold_rate = 20.0;
                 options.concurrent = 20;
                 options.fill = 20;
+                // One short cycle of every weather, and the recovery phase.
+                options.fault_seconds = 12.0;
+                options.fault_rate = 100.0;
+                options.fault_phase_seconds = 2.0;
+                options.fault_connections = 64;
                 continue;
             }
             let value = arguments
@@ -108,11 +131,26 @@ impl Options {
                 "--soak-seconds" => options.soak_seconds = number()?,
                 "--soak-rate" => options.soak_rate = number()?,
                 "--perf-dir" => options.perf_dir = Some(PathBuf::from(&value)),
+                "--fault-seconds" => options.fault_seconds = number()?,
+                "--fault-rate" => options.fault_rate = number()?,
+                "--fault-phase-seconds" => options.fault_phase_seconds = number()?,
+                "--fault-connections" => options.fault_connections = number()? as usize,
+                "--gate-arg" => options.gate_args.push(value.clone()),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
         if options.images == 0 || options.connections == 0 || options.seconds <= 0.0 {
             return Err("--images, --connections and --seconds must be positive".into());
+        }
+        if options.fault_seconds > 0.0
+            && (options.fault_rate <= 0.0
+                || options.fault_phase_seconds <= 0.0
+                || options.fault_connections == 0)
+        {
+            return Err(
+                "--fault-rate, --fault-phase-seconds and --fault-connections must be positive"
+                    .into(),
+            );
         }
         Ok(options)
     }
@@ -160,6 +198,8 @@ struct Fixture {
     client: RegistryClient,
     instance: TestInstance,
     pushed: usize,
+    /// Proxy rules that stay whatever the weather (the faults phase's lying images).
+    permanent_faults: Vec<(String, provenance_gate_testkit::registry::Fault)>,
 }
 
 impl Fixture {
@@ -173,6 +213,7 @@ impl Fixture {
             client,
             instance: TestInstance::timestamp_only(),
             pushed: 0,
+            permanent_faults: Vec::new(),
         }
     }
 
@@ -254,6 +295,7 @@ registries:
             // The API server multiplexes reviews over a few HTTP/2 connections; this HTTP/1.1
             // generator needs one per review in flight (200 in the single-flight phase).
             .args(["--max-connections", "1024"])
+            .args(&options.gate_args)
             // Decision records are written as in production (one JSON line per image); a
             // pipe nobody reads would fill, so they go to the null device.
             .stdout(Stdio::null())
@@ -467,20 +509,13 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
                 let client = gate.client();
                 scope.spawn(move || {
                     let mut run = Run::default();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= total {
-                            return run;
-                        }
-                        let due = start + Duration::from_secs_f64(index as f64 / rate);
-                        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
+                    while let Some((index, due)) = next_due(&next, total, start, rate) {
                         let body = &bodies[index % bodies.len()];
                         let response = send_review(&client, body);
                         run.latencies.push(due.elapsed().as_nanos() as u64);
                         run.unexpected += usize::from(!answered_as(&response, expect));
                     }
+                    run
                 })
             })
             .collect();
@@ -488,6 +523,25 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
     });
     run.elapsed = start.elapsed();
     run
+}
+
+/// The next request of an open loop of `total` requests at `rate` per second from `start`,
+/// once it is due: its index and when it was due.
+fn next_due(
+    next: &AtomicUsize,
+    total: usize,
+    start: Instant,
+    rate: f64,
+) -> Option<(usize, Instant)> {
+    let index = next.fetch_add(1, Ordering::Relaxed);
+    if index >= total {
+        return None;
+    }
+    let due = start + Duration::from_secs_f64(index as f64 / rate);
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    Some((index, due))
 }
 
 fn merged(handles: Vec<std::thread::ScopedJoinHandle<'_, Run>>) -> Run {
@@ -715,6 +769,9 @@ fn run(options: &Options) -> Result<bool, String> {
     as_expected &= memory(options, &gate, &mut fixture, &template);
     if options.soak_seconds > 0.0 {
         as_expected &= soak(options, &gate, &warm_bodies);
+    }
+    if options.fault_seconds > 0.0 {
+        as_expected &= faults::run(options, &gate, &mut fixture, &warm_images, &template);
     }
     Ok(as_expected)
 }

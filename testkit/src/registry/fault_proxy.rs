@@ -9,7 +9,7 @@
 //! gets a 429, then the registry answers".
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,11 +39,18 @@ pub enum Fault {
     InternalServerError,
     /// Any status, with an OCI error body.
     Status(u16),
-    /// Reads the request and never answers, until the proxy is dropped
-    /// (then the connection closes).
+    /// Reads the request and never answers, until the client hangs up or
+    /// the proxy is dropped (then the connection closes).
     Stall,
+    /// Waits this long, then forwards: a slow registry.
+    Delay(Duration),
+    /// Forwards, then sends the registry's status line, headers (with the
+    /// full Content-Length) and half of the body, and closes the
+    /// connection: a truncated answer.
+    Truncate,
     /// Forwards, then sends the registry's status line, headers and half of
-    /// the body, and never the rest (until the proxy is dropped).
+    /// the body, and never the rest (until the client hangs up or the proxy
+    /// is dropped).
     StallMidBody,
     /// Forwards, then flips the lowest bit of the body's last byte, as a
     /// corrupting cache or disk would.
@@ -349,7 +356,7 @@ fn serve_connection(
         let response = match fault {
             Some(Fault::Stall) => {
                 state.stalled.fetch_add(1, Ordering::SeqCst);
-                hold_until_stopping(&connection);
+                hold_until_stopping(&mut connection);
                 return;
             }
             Some(Fault::Unauthorized) => {
@@ -381,6 +388,9 @@ fn serve_connection(
                 Response::oci_error(status, "UNKNOWN", "status injected by the fault proxy")
             }
             forwarded => {
+                if let Some(Fault::Delay(delay)) = &forwarded {
+                    std::thread::sleep(*delay);
+                }
                 strip_hop_by_hop(&mut request.headers);
                 let mut response = match forward(&mut upstream_connection, upstream, &request) {
                     Ok(response) => response,
@@ -401,7 +411,12 @@ fn serve_connection(
                         state.stalled.fetch_add(1, Ordering::SeqCst);
                         let half = response.body.len() / 2;
                         send_partial(&mut connection, &response, half);
-                        hold_until_stopping(&connection);
+                        hold_until_stopping(&mut connection);
+                        return;
+                    }
+                    Some(Fault::Truncate) => {
+                        let half = response.body.len() / 2;
+                        send_partial(&mut connection, &response, half);
                         return;
                     }
                     _ => {}
@@ -527,9 +542,24 @@ fn send_partial(connection: &mut Connection, response: &Response, length: usize)
     let _ = stream.flush();
 }
 
-fn hold_until_stopping(connection: &Connection) {
+/// Holds a stalled connection open until the proxy stops or the client hangs up: a client
+/// that gave up must not leave a thread behind, or a long run under stalls piles them up.
+/// The socket's short read timeout (set at accept) paces the loop.
+fn hold_until_stopping(connection: &mut Connection) {
+    let mut byte = [0u8; 1];
     while !connection.stopping.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50));
+        match connection.stream.get_mut().read(&mut byte) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
     }
 }
 
