@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use provenance_gate::admission::response::{MAX_MESSAGE_CHARS, MAX_WARNING_CHARS};
-use provenance_gate::admission::{router, Clock, WebhookSettings, WebhookState};
+use provenance_gate::admission::{router, Clock, ReceivedAt, WebhookSettings, WebhookState};
 use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::check::{CheckSettings, ImageChecker, MAX_REASON_BYTES};
 use provenance_gate::cluster::{
@@ -400,10 +400,27 @@ impl Harness {
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let response = router(self.state.clone())
-            .oneshot(request.body(body).unwrap())
-            .await
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// A review whose headers arrived `ago`, as the server's cap on reviews in flight marks
+    /// one that waited for a place.
+    async fn post_received(&self, path: &str, review: &Value, ago: Duration) -> Value {
+        let mut request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(serde_json::to_vec(review).unwrap()))
             .unwrap();
+        let received = tokio::time::Instant::now() - ago;
+        request.extensions_mut().insert(ReceivedAt(received));
+        let (status, answer) = self.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["response"].clone()
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -1198,6 +1215,32 @@ async fn the_review_budget_bounds_every_answer() {
     assert!(harness.metrics().contains(
         r#"provenance_gate_decisions_total{mode="enforce",result="denied",reason="timeout",environment="production",rule="acme"} 1"#
     ));
+}
+
+/// A review that queued for a place in flight (or trickled its body) before the router saw
+/// it has only what is left of its budget: the API server's timeout counts from the send,
+/// so one that waited out its whole budget is answered at once, in enforce mode as a denial.
+#[tokio::test]
+async fn the_review_budget_counts_from_the_reviews_arrival() {
+    let settings = WebhookSettings {
+        review_budget: Duration::from_secs(3),
+        ..WebhookSettings::default()
+    };
+    let harness = Harness::with(settings, Some(POLICY));
+    let api = harness.pinned(API);
+    let review = pod_review("prod", &[("api", &api)]);
+    let queued = harness
+        .post_received("/validate", &review, Duration::from_secs(4))
+        .await;
+    assert_eq!(queued["allowed"], false, "{queued}");
+    assert!(
+        message(&queued).contains("verification timed out (the review's budget of 3.0s ran out)"),
+        "{queued}"
+    );
+    let not_queued = harness
+        .post_received("/validate", &review, Duration::ZERO)
+        .await;
+    assert_eq!(not_queued["allowed"], true, "{not_queued}");
 }
 
 #[tokio::test]

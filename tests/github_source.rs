@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use provenance_gate::check::batch::check_all;
+use provenance_gate::check::batch::{check_all, Budget};
 use provenance_gate::check::{CheckSettings, FailureKind, ImageCheck, ImageChecker, ImageOutcome};
 use provenance_gate::decision::{decide, BreakGlass, Subject};
 use provenance_gate::evidence::records::{DecisionRecord, RequestContext};
@@ -730,7 +730,7 @@ async fn check_review(
         (&references, &no_pull_secrets),
         &Destination::Unselected,
         jiff::Timestamp::now(),
-        Duration::from_secs(20),
+        Budget::from_now(Duration::from_secs(20)),
         &histogram,
     )
     .await

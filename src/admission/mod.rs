@@ -130,11 +130,15 @@ pub async fn handle_review<R: Registry + 'static>(
     state: &WebhookState<R>,
     body: &[u8],
     endpoint: Endpoint,
-    caller: Caller,
+    (caller, received): (Caller, ReceivedAt),
 ) -> AdmissionReviewResponse {
     let started = Instant::now();
     let request = match review::decode(body) {
-        Ok(request) => AdmissionRequest { caller, ..request },
+        Ok(request) => AdmissionRequest {
+            caller,
+            received: received.0,
+            ..request
+        },
         Err(malformed) => {
             tracing::warn!(uid = %malformed.uid, error = %malformed.error, "malformed admission review");
             count_admission(state, KindLabel::Malformed, OperationLabel::Malformed);

@@ -97,6 +97,10 @@ pub struct AdmissionRequest {
     pub dry_run: bool,
     /// Not part of the review: who sent it, from the connection (set by the router).
     pub caller: crate::evidence::records::Caller,
+    /// Not part of the review: when its headers arrived (set by the router; decoding
+    /// assumes now). The review's budget counts from here, so that time spent waiting for a
+    /// place in flight, for the body and for lookups is not granted a second time.
+    pub received: tokio::time::Instant,
 }
 
 /// What is wrong with a review.
@@ -272,6 +276,7 @@ fn parse_request(
         old_object,
         dry_run,
         caller: crate::evidence::records::Caller::default(),
+        received: tokio::time::Instant::now(),
     })
 }
 

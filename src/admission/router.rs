@@ -78,7 +78,7 @@ async fn answer<R: Registry + 'static>(
     };
     match body {
         Ok(body) => Json(
-            handle_review(state, &body, endpoint, caller)
+            handle_review(state, &body, endpoint, (caller, ReceivedAt(received)))
                 .await
                 .to_json(),
         )

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::check::batch::check_all;
+use crate::check::batch::{check_all, Budget};
 use crate::cluster::pull_secrets::PullSecretNames;
 use crate::cluster::{NamespaceInfo, ObjectRef};
 use crate::decision::breakglass::{self, BreakGlassState};
@@ -65,17 +65,17 @@ pub(super) async fn review_workload<R: Registry + 'static>(
             .map(|image| image.image.clone())
             .collect()
     };
-    let reading_secrets = std::time::Instant::now();
     let logins = workload_logins(state, request, brought.object, spec_pointer).await;
     if judging.mode != Mode::Observe {
         warnings.extend(logins.1);
     }
-    // The secrets' read comes out of the review's budget, so that the answer still comes
-    // before the API server's timeout.
-    let budget = state
-        .settings
-        .review_budget
-        .saturating_sub(reading_secrets.elapsed());
+    // The budget counts from the review's arrival: the wait for a place in flight, the body,
+    // the namespace lookup and the secrets' read all come out of it, so that the answer
+    // still comes before the API server's timeout however long the review queued.
+    let budget = Budget {
+        total: state.settings.review_budget,
+        since: request.received,
+    };
     let now = judging.now;
     let duration = &state.metrics.verification_duration;
     let destination = judging.destination();

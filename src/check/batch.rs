@@ -11,6 +11,24 @@ use super::{FailureKind, ImageCheck, ImageChecker, ImageOutcome};
 use crate::policy::{Destination, ImageClass, Policy};
 use crate::registry::{DockerConfig, Registry};
 
+/// A review's time: `total` from `since`, the review's arrival, so that whatever it waited
+/// for before its checks (a place in flight, its body, lookups) is not granted again.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub total: Duration,
+    pub since: tokio::time::Instant,
+}
+
+impl Budget {
+    /// A budget of `total` from now.
+    pub fn from_now(total: Duration) -> Budget {
+        Budget {
+            total,
+            since: tokio::time::Instant::now(),
+        }
+    }
+}
+
 /// Checks each image concurrently for `destination` (the namespace's environment), with the
 /// workload's `logins` (its imagePullSecrets; empty: the webhook's own credentials only);
 /// whatever is unfinished when the budget runs out fails with "verification timed out".
@@ -20,13 +38,19 @@ pub async fn check_all<R: Registry + 'static>(
     (images, logins): (&[String], &Arc<DockerConfig>),
     destination: &Destination,
     now: jiff::Timestamp,
-    budget: Duration,
+    budget: Budget,
     verification_duration: &Histogram,
 ) -> Vec<ImageCheck> {
-    let deadline = tokio::time::Instant::now() + budget;
-    // Many digests of one GitHub owner are asked for together first; bounded to half the
-    // budget, after which the checks list what is left one by one.
-    let _ = tokio::time::timeout(budget / 2, checker.prefetch_github(policy, images, logins)).await;
+    let deadline = budget.since + budget.total;
+    // Many digests of one GitHub owner are asked for together first; bounded to half of
+    // what is left, after which the checks list what is left one by one.
+    let prefetch_until = tokio::time::Instant::now()
+        + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
+    let _ = tokio::time::timeout_at(
+        prefetch_until,
+        checker.prefetch_github(policy, images, logins),
+    )
+    .await;
     let tasks: Vec<_> = images
         .iter()
         .map(|image| {
@@ -80,7 +104,7 @@ pub async fn check_all<R: Registry + 'static>(
                 FailureKind::Timeout,
                 format!(
                     "verification timed out (the review's budget of {:.1}s ran out)",
-                    budget.as_secs_f64()
+                    budget.total.as_secs_f64()
                 ),
             ),
         };
