@@ -8,7 +8,9 @@ use std::sync::{Arc, OnceLock};
 
 use provenance_gate::admission::images::{list_images, pod_spec_pointer};
 use provenance_gate::admission::review::{decode, Operation};
-use provenance_gate::admission::{handle_review, Endpoint, ReceivedAt, WebhookSettings, WebhookState};
+use provenance_gate::admission::{
+    handle_review, Endpoint, ReceivedAt, WebhookSettings, WebhookState,
+};
 use provenance_gate::check::reference::{Digest, ImageReference};
 use provenance_gate::check::{CheckSettings, ImageChecker};
 use provenance_gate::cluster::{ClusterEvent, EventRecorder, NamespaceMap, PolicyCell};
@@ -101,7 +103,13 @@ fn state() -> &'static WebhookState<Down> {
 pub(crate) fn admission_review(data: &[u8]) {
     let must_deny = runs_a_checked_image_on_create(data);
     for endpoint in [Endpoint::Validate, Endpoint::Mutate] {
-        let answer = block_on(handle_review(state(), data, endpoint, (Caller::default(), ReceivedAt(tokio::time::Instant::now())))).to_json();
+        let answer = block_on(handle_review(
+            state(),
+            data,
+            endpoint,
+            (Caller::default(), ReceivedAt(tokio::time::Instant::now())),
+        ))
+        .to_json();
         assert_eq!(answer["kind"], "AdmissionReview", "{answer}");
         let response = &answer["response"];
         assert!(response["uid"].is_string(), "{answer}");
