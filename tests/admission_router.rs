@@ -9,6 +9,8 @@
 //! timestamp verification and the real policy. The real registry path (HTTP, referrers API,
 //! authentication) is covered by the server integration test (`tests/serve_https.rs`).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +40,6 @@ use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     Descriptor, FetchedManifest, Registry, RegistryError, OCI_MANIFEST,
 };
-use provenance_gate::verify::{Instance, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, TestInstance};
 
 const GKE_POD_CREATE: &str = include_str!("data/admission/pod-create.gke.json");
@@ -307,11 +308,7 @@ impl Harness {
         registry.attach(forked, &bundle);
         registry.slow.push("ghcr.io/acme/slow".into());
 
-        let roots = TrustedRoots::from_json(&[(
-            Instance::Custom("test".into()),
-            &instance.trusted_root_json(),
-        )])
-        .unwrap();
+        let roots = common::kit_roots(&instance);
         let checker = ImageChecker::new(registry, Arc::new(roots), CheckSettings::default());
 
         let namespaces = Arc::new(NamespaceMap::default());

@@ -4,6 +4,8 @@
 //! reached from here. It serves the documented response shape with bundles minted by the
 //! kit's private Sigstore instance, so every bundle is verified for real.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use provenance_gate::policy::{AttestationSource, Destination, Mode, Policy};
 use provenance_gate::registry::{
     AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
 };
-use provenance_gate::verify::{Instance, TrustedRoots};
+use provenance_gate::verify::TrustedRoots;
 use provenance_gate_testkit::github_api::{FakeGithubApi, RateLimit, TestGithubApp};
 use provenance_gate_testkit::registry::{
     attach_attestation, push_attested_image, push_unattested_image, ConnectionRecorder,
@@ -36,11 +38,7 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let instance = TestInstance::timestamp_only();
-        let roots = TrustedRoots::from_json(&[(
-            Instance::Custom("test".into()),
-            &instance.trusted_root_json(),
-        )])
-        .expect("kit root loads");
+        let roots = common::kit_roots(&instance);
         Setup {
             instance,
             roots: Arc::new(roots),

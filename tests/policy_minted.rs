@@ -2,9 +2,11 @@
 //! chain and RFC 3161 timestamp verification (the test kit's private instance), then the
 //! policy engine. Nothing here builds claims by hand.
 
+mod common;
+
 use provenance_gate::check::provenance::{check_bundles, check_bundles_at};
 use provenance_gate::policy::{Policy, RISKY_TRIGGERS};
-use provenance_gate::verify::{read_bundles, ArtifactInput, Instance, TrustedRoots};
+use provenance_gate::verify::{read_bundles, ArtifactInput, TrustedRoots};
 use provenance_gate_testkit::{MintSpec, ReusableWorkflow, TestInstance};
 
 const DIGEST: &str = "9c24ac7eca13411bee8f335f96442c0b5ef8de65ff1f85da6f16fcb0c046bd78";
@@ -71,11 +73,7 @@ impl Harness {
 
     fn with_policy(policy: &str) -> Harness {
         let instance = TestInstance::timestamp_only();
-        let roots = TrustedRoots::from_json(&[(
-            Instance::Custom("test".into()),
-            &instance.trusted_root_json(),
-        )])
-        .unwrap();
+        let roots = common::kit_roots(&instance);
         Harness {
             instance,
             roots,

@@ -8,6 +8,8 @@
 //! The secrets come from the in-memory `SecretStore`; reading them from a real API server
 //! with the chart's RBAC is `tests/kube_cluster.rs::workload_credentials_are_read_with_exactly_the_charts_rbac`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,6 @@ use provenance_gate::evidence::metrics::Metrics;
 use provenance_gate::evidence::records::MemorySink;
 use provenance_gate::policy::Policy;
 use provenance_gate::registry::{AllowedRegistries, DockerConfig, RegistryOptions};
-use provenance_gate::verify::{Instance, TrustedRoots};
 use provenance_gate_testkit::registry::{
     push_attested_image, ConnectionRecorder, DistributionRegistry, PushedImage, TestRegistry,
     TokenAccess,
@@ -100,11 +101,7 @@ registries:
     /// The webhook over the policy, with `global` as its own `--docker-config`, and the
     /// secrets of `store` as the workloads' imagePullSecrets.
     fn webhook(&self, global: DockerConfig, store: Arc<MemorySecrets>) -> Webhook {
-        let roots = TrustedRoots::from_json(&[(
-            Instance::Custom("test".into()),
-            &self.instance.trusted_root_json(),
-        )])
-        .expect("the kit's root loads");
+        let roots = common::kit_roots(&self.instance);
         let policy = Arc::new(PolicyCell::new(Some(self.policy())));
         let mut options = RegistryOptions::new(AllowedRegistries::Any);
         options.credentials = global;

@@ -5,6 +5,8 @@
 //! registry. Attestations are minted by the kit's private Sigstore instance and pushed as
 //! `actions/attest-build-provenance` pushes them.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use provenance_gate::policy::{Mode, Policy};
 use provenance_gate::registry::{
     AllowedRegistries, DockerConfig, HostOptions, HttpRegistry, RegistryOptions,
 };
-use provenance_gate::verify::{Instance, TrustedRoots};
+use provenance_gate::verify::TrustedRoots;
 use provenance_gate_testkit::registry::{
     attach_artifact, attach_attestation, push_attested_image, push_buildkit_attestation_manifest,
     push_index, push_multi_arch_index, push_oversized_manifest, push_referrer_with_corrupt_layer,
@@ -61,11 +63,7 @@ struct Setup {
 impl Setup {
     fn new() -> Setup {
         let instance = TestInstance::timestamp_only();
-        let roots = TrustedRoots::from_json(&[(
-            Instance::Custom("test".into()),
-            &instance.trusted_root_json(),
-        )])
-        .expect("kit root loads");
+        let roots = common::kit_roots(&instance);
         Setup {
             instance,
             roots: Arc::new(roots),
