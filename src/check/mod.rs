@@ -818,14 +818,7 @@ impl<R: Registry> ImageChecker<R> {
                 AttestationSource::Github => {
                     for location in locations_of(rule) {
                         match self
-                            .accepted_at_github(
-                                covered.github,
-                                &location,
-                                covered,
-                                digest,
-                                wanted,
-                                now,
-                            )
+                            .accepted_at_github(&location, covered, digest, wanted, now)
                             .await
                         {
                             Ok(accepted) => return Ok(accepted),
@@ -884,7 +877,6 @@ impl<R: Registry> ImageChecker<R> {
     /// reach for now.
     async fn accepted_at_github(
         &self,
-        api: &GithubApi,
         location: &GithubLocation,
         covered: Covered<'_>,
         digest: &Digest,
@@ -892,7 +884,7 @@ impl<R: Registry> ImageChecker<R> {
         now: jiff::Timestamp,
     ) -> Result<Accepted, (Rejection, bool)> {
         let facts = self
-            .github_facts_of(api, location, digest)
+            .github_facts_of(covered.github, location, digest)
             .await
             .map_err(|error| {
                 let rejection = Rejection {
