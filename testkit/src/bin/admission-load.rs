@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use provenance_gate_testkit::registry::{
@@ -506,29 +506,10 @@ fn open_loop(gate: &Gate, bodies: &[Vec<u8>], expect: Expect, rate: f64, seconds
     let total = (rate * seconds).round() as usize;
     // Enough connections that a 50 ms stall does not run out of senders.
     let workers = ((rate * 0.05).ceil() as usize).clamp(4, 128);
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now() + Duration::from_millis(100);
-    let mut run = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let next = Arc::clone(&next);
-                let client = gate.client();
-                scope.spawn(move || {
-                    let mut run = Run::default();
-                    while let Some((index, due)) = next_due(&next, total, start, rate) {
-                        let body = &bodies[index % bodies.len()];
-                        let response = send_review(&client, body);
-                        run.latencies.push(due.elapsed().as_nanos() as u64);
-                        run.unexpected += usize::from(!answered_as(&response, expect));
-                    }
-                    run
-                })
-            })
-            .collect();
-        merged(handles)
-    });
-    run.elapsed = start.elapsed();
-    run
+    send_all(gate, bodies, expect, workers, start, |next| {
+        next_due(next, total, start, rate)
+    })
 }
 
 /// The next request of an open loop of `total` requests at `rate` per second from `start`,
@@ -550,14 +531,6 @@ fn next_due(
     Some((index, due))
 }
 
-fn merged(handles: Vec<std::thread::ScopedJoinHandle<'_, Run>>) -> Run {
-    let mut run = Run::default();
-    for handle in handles {
-        run.merge(handle.join().expect("a load worker does not panic"));
-    }
-    run
-}
-
 /// `connections` senders back to back for `seconds`: the throughput the server sustains.
 fn closed_loop(
     gate: &Gate,
@@ -566,21 +539,36 @@ fn closed_loop(
     connections: usize,
     seconds: f64,
 ) -> Run {
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
+    send_all(gate, bodies, expect, connections, start, |next| {
+        let sent = Instant::now();
+        (sent < end).then(|| (next.fetch_add(1, Ordering::Relaxed), sent))
+    })
+}
+
+/// `workers` connections sending reviews while `pace` hands out the next one: its index
+/// into `bodies` and the instant its latency counts from (when it was due in an open loop,
+/// when it was sent in a closed one), or `None` when the run is over.
+fn send_all(
+    gate: &Gate,
+    bodies: &[Vec<u8>],
+    expect: Expect,
+    workers: usize,
+    start: Instant,
+    pace: impl Fn(&AtomicUsize) -> Option<(usize, Instant)> + Sync,
+) -> Run {
+    let next = AtomicUsize::new(0);
     let mut run = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..connections)
+        let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let next = Arc::clone(&next);
+                let (next, pace) = (&next, &pace);
                 let client = gate.client();
                 scope.spawn(move || {
                     let mut run = Run::default();
-                    while Instant::now() < end {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let sent = Instant::now();
+                    while let Some((index, counted_from)) = pace(next) {
                         let response = send_review(&client, &bodies[index % bodies.len()]);
-                        run.latencies.push(sent.elapsed().as_nanos() as u64);
+                        run.latencies.push(counted_from.elapsed().as_nanos() as u64);
                         run.unexpected += usize::from(!answered_as(&response, expect));
                     }
                     run
@@ -590,6 +578,14 @@ fn closed_loop(
         merged(handles)
     });
     run.elapsed = start.elapsed();
+    run
+}
+
+fn merged(handles: Vec<std::thread::ScopedJoinHandle<'_, Run>>) -> Run {
+    let mut run = Run::default();
+    for handle in handles {
+        run.merge(handle.join().expect("a load worker does not panic"));
+    }
     run
 }
 
@@ -784,32 +780,10 @@ fn run(options: &Options) -> Result<bool, String> {
 
 /// Each body once, 8 at a time.
 fn closed_loop_once(gate: &Gate, bodies: &[Vec<u8>], expect: Expect) -> Run {
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut run = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let next = Arc::clone(&next);
-                let client = gate.client();
-                scope.spawn(move || {
-                    let mut run = Run::default();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(body) = bodies.get(index) else {
-                            return run;
-                        };
-                        let sent = Instant::now();
-                        let response = send_review(&client, body);
-                        run.latencies.push(sent.elapsed().as_nanos() as u64);
-                        run.unexpected += usize::from(!answered_as(&response, expect));
-                    }
-                })
-            })
-            .collect();
-        merged(handles)
-    });
-    run.elapsed = start.elapsed();
-    run
+    send_all(gate, bodies, expect, 8, Instant::now(), |next| {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        (index < bodies.len()).then(|| (index, Instant::now()))
+    })
 }
 
 fn report_histogram(label: &str, before: &Metrics, after: &Metrics) {
