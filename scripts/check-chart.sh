@@ -400,6 +400,8 @@ expect_refusal 'policy\.revoked\.runs\.0: Invalid type\. Expected: string, given
   --set-json 'policy.revoked={"runs":[9876543210]}'
 expect_refusal 'policy\.rules is empty and policy\.unmatchedImages is deny' --set policy.tier=1
 expect_refusal 'webhook\.reviewBudgetSeconds \(8\) must be below webhook\.timeoutSeconds \(5\)' --set webhook.timeoutSeconds=5
+expect_refusal 'terminationGracePeriodSeconds \(20\) must exceed webhook\.shutdownDelaySeconds \(5\)' \
+  --set terminationGracePeriodSeconds=20
 expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true
 expect_refusal 'webhook\.clientAuth\.enabled needs exactly one of' --set webhook.clientAuth.enabled=true \
   --set webhook.clientAuth.caSecret=a --set webhook.clientAuth.caConfigMap=b

@@ -343,6 +343,12 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::BODY_TIMEOUT),
           value_parser = parse_seconds::<{ defaults::MAX_REVIEW_SECONDS }>)]
     body_timeout: Seconds,
+    /// Seconds the webhook serves on after SIGTERM, unready, closing each HTTP/1.1 connection
+    /// after its answer so that the API server moves off before connections are closed; then
+    /// in-flight reviews drain. A second SIGTERM or Ctrl-C cuts it short.
+    #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::SHUTDOWN_DELAY),
+          value_parser = parse_seconds::<{ defaults::MAX_SHUTDOWN_DELAY_SECONDS }>)]
+    shutdown_delay: Seconds,
     /// Open webhook connections at most; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
@@ -1075,6 +1081,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.trusted_roots = args.trusted_roots;
     config.review_budget = args.review_budget.0;
     config.body_timeout = args.body_timeout.0;
+    config.shutdown_delay = args.shutdown_delay.0;
     config.client_ca = args.client_ca;
     config.max_connections = args.max_connections;
     config.max_streams_per_connection = args.max_streams_per_connection;
@@ -1288,6 +1295,7 @@ mod tests {
         let args = serve_args(&[]).expect("defaults parse");
         assert_eq!(args.review_budget.0, defaults::REVIEW_BUDGET);
         assert_eq!(args.body_timeout.0, defaults::BODY_TIMEOUT);
+        assert_eq!(args.shutdown_delay.0, defaults::SHUTDOWN_DELAY);
         let args = serve_args(&["--review-budget", "2.5"]).expect("in range");
         assert_eq!(args.review_budget.0, std::time::Duration::from_millis(2500));
         for (flag, value) in [("--review-budget", "31"), ("--body-timeout", "0")] {
@@ -1297,6 +1305,13 @@ mod tests {
                 "{error}"
             );
         }
+        let error = serve_args(&["--shutdown-delay", "61"])
+            .expect_err("beyond a minute")
+            .to_string();
+        assert!(
+            error.contains("must be between 0 and 60 seconds"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -11,6 +11,14 @@ pub const REVIEW_BUDGET: Duration = Duration::from_secs(8);
 pub const PER_IMAGE_TIMEOUT: Duration = REVIEW_BUDGET;
 /// Time to receive a request body once its headers are in.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(3);
+/// `serve --shutdown-delay`: after SIGTERM the webhook keeps serving this long, unready, and
+/// asks HTTP/1.1 clients to close each connection after its answer. Endpoint removal reaches
+/// the API server asynchronously, and the API server keeps sending reviews over connections
+/// it already holds to a terminating replica; closing such a connection under it loses the
+/// review it was sending (a POST is not retried), so the connections are handed back first.
+pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+/// …and at most a minute: the pod's termination grace period must cover it and the drain.
+pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 60;
 /// The webhook's `timeoutSeconds` is at most 30 s; a review budget or body timeout beyond
 /// it could never be used.
 pub const MAX_REVIEW_SECONDS: u64 = 30;

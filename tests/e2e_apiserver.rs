@@ -2039,23 +2039,22 @@ impl PodLoad {
 }
 
 impl Cluster {
-    /// Takes the replica at ports `offset` out of the Service's endpoints (as a terminating
-    /// pod leaves them), stops it with SIGTERM, starts its replacement at ports `new_offset`
-    /// (a new pod's address) and adds that to the endpoints once ready.
+    /// Replaces the replica at ports `offset` as the chart's rollout does (`maxSurge: 1`,
+    /// `maxUnavailable: 0`): its replacement at ports `new_offset` (a new pod's address) is
+    /// started and, once ready, takes its place in the Service's endpoints; at the same time
+    /// the old one gets SIGTERM. The API server keeps its pooled connections to the old
+    /// replica after the endpoint change; the chart's shutdown delay (answers with
+    /// `Connection: close`, then the drain) hands them back without losing a review.
     fn roll_replica(&self, gate: Gate, offset: u16, new_offset: u16, others: &[u16]) -> Gate {
-        self.apply_endpoints_at(others);
-        // The API server's Endpoints informer takes the change within milliseconds; the
-        // reviews already sent to this replica are drained by its graceful shutdown.
-        std::thread::sleep(Duration::from_secs(2));
+        let mut replacement = Gate::start_replica(self, new_offset);
+        self.wait_until_ready(&mut replacement, new_offset);
+        let mut serving: Vec<u16> = others.to_vec();
+        serving.push(new_offset);
+        serving.sort_unstable();
+        self.apply_endpoints_at(&serving);
         let status = gate.terminate();
         eprintln!("replica at +{offset} exited after SIGTERM: {status}");
-        let mut gate = Gate::start_replica(self, new_offset);
-        self.wait_until_ready(&mut gate, new_offset);
-        let mut all: Vec<u16> = others.to_vec();
-        all.push(new_offset);
-        all.sort_unstable();
-        self.apply_endpoints_at(&all);
-        gate
+        replacement
     }
 
     /// Sets the caBundle of every webhook of the chart's webhook configurations.
@@ -2153,9 +2152,9 @@ impl Cluster {
 }
 
 /// Two replicas behind the chart's Service, Pods created throughout (attested and unattested
-/// in turn, in the enforcing namespace): the first replica replaced (taken out of the
-/// endpoints, SIGTERM, a new one started at a new address and added once ready, as a
-/// Deployment's rollout does), the serving certificate rotated to a new CA
+/// in turn, in the enforcing namespace): the first replica replaced (a new one started at a
+/// new address, put in its place in the endpoints once ready, the old one stopped with
+/// SIGTERM, as the chart's rollout does), the serving certificate rotated to a new CA
 /// in the middle (the caBundle first carries old and new, the files are replaced and both
 /// replicas reload them), the second replica replaced, then the old CA dropped. No answer
 /// may be wrong (attested admitted and pinned, unattested refused by the webhook), and no

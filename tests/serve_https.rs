@@ -285,6 +285,11 @@ impl Gate {
     /// Sends SIGTERM and waits up to `bound` for the exit.
     fn terminate(&mut self, bound: Duration) -> ExitStatus {
         send_sigterm(&self.child);
+        self.wait_for_exit(bound)
+    }
+
+    /// Waits up to `bound` for the process to exit.
+    fn wait_for_exit(&mut self, bound: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -292,7 +297,7 @@ impl Gate {
             }
             assert!(
                 started.elapsed() < bound,
-                "serve did not exit within {bound:?} of SIGTERM:\n{}",
+                "serve did not exit within {bound:?}:\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -963,6 +968,133 @@ async fn sigterm_drains_an_in_flight_review_and_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", gate.logs());
     eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
     drop(black_hole);
+}
+
+/// SIGTERM must not close a kept-alive connection under its client: the API server keeps
+/// sending reviews over the connections it holds to a terminating replica, and a review lost
+/// on a connection closed under it fails the creation ("use of closed network connection").
+/// During the shutdown delay the server is unready but answers, on open and on new
+/// connections, and each HTTP/1.1 answer says `Connection: close` before the server closes
+/// that connection; then it exits.
+#[test]
+fn after_sigterm_open_connections_are_answered_and_handed_back_before_the_exit() {
+    let fixture = Fixture::new();
+    let delay = Duration::from_secs(3);
+    let mut gate = fixture.start(vec![
+        "--shutdown-delay".to_owned(),
+        delay.as_secs().to_string(),
+    ]);
+    let config = fixture.tls_config();
+    let review = pod_review(
+        "registry.k8s.io/pause:3.9",
+        "5107d000-0000-4000-8000-000000000002",
+    );
+    let mut kept_alive = tls_connect(gate.webhook, &config).expect("handshake");
+    let (head, answer) = post_kept_alive(&mut kept_alive, &review).expect("the first answer");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    assert_eq!(readyz_status(gate.metrics), "200");
+
+    send_sigterm(&gate.child);
+    let signalled = Instant::now();
+    wait_until("/readyz fails after SIGTERM", || {
+        readyz_status(gate.metrics) == "503"
+    });
+    // The connection the client holds, used again after the signal.
+    let (head, answer) = post_kept_alive(&mut kept_alive, &review).unwrap_or_else(|error| {
+        panic!(
+            "the open connection was closed under its client: {error}\n{}",
+            gate.logs()
+        )
+    });
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let mut rest = Vec::new();
+    assert!(
+        matches!(peek(&mut kept_alive, &mut rest, MARGIN), Peek::Closed),
+        "the server kept the connection open after asking to close it"
+    );
+    // A client that has not seen the endpoint change yet still gets an answer.
+    let mut late = tls_connect(gate.webhook, &config).expect("a new connection during the delay");
+    let (head, _) = post_kept_alive(&mut late, &review).expect("an answer during the delay");
+    assert!(
+        head.starts_with("http/1.1 200") && head.contains("connection: close"),
+        "{head}"
+    );
+    assert!(
+        signalled.elapsed() < delay,
+        "the checks took longer than the delay ({:?}); nothing was shown",
+        signalled.elapsed()
+    );
+
+    // No second signal: it would cut the delay short.
+    let status = gate.wait_for_exit(delay + MARGIN * 2);
+    assert_eq!(status.code(), Some(0), "{}", gate.logs());
+    let exited = signalled.elapsed();
+    assert!(
+        exited >= delay,
+        "exited {exited:?} after SIGTERM, before the delay"
+    );
+    eprintln!("exited {exited:?} after SIGTERM (delay {delay:?})");
+}
+
+/// Sends a review on a kept-alive HTTP/1.1 connection and reads exactly one answer: its head
+/// (lower-cased) and JSON body. An error: the connection was closed or reset.
+fn post_kept_alive(stream: &mut TlsStream, review: &Value) -> std::io::Result<(String, Value)> {
+    let body = review.to_string();
+    stream.write_all(format!("{}{body}", post_head(body.len())).as_bytes())?;
+    stream.flush()?;
+    stream
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                let body = serde_json::from_slice(&received[end + 4..end + 4 + length])
+                    .unwrap_or(Value::Null);
+                return Ok((head, body));
+            }
+        }
+        match stream.read(&mut buffer)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            read => received.extend_from_slice(&buffer[..read]),
+        }
+    }
+}
+
+/// The status code `/readyz` answers with, over plain HTTP.
+fn readyz_status(metrics: SocketAddr) -> String {
+    let Ok(mut socket) = std::net::TcpStream::connect_timeout(&metrics, Duration::from_secs(2))
+    else {
+        return "unreachable".to_owned();
+    };
+    let _ = socket.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ =
+        socket.write_all(b"GET /readyz HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = socket.read_to_string(&mut answer);
+    answer.split(' ').nth(1).unwrap_or("none").to_owned()
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < RELOAD_TIMEOUT,
+            "{what}: not within {RELOAD_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

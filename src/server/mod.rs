@@ -4,16 +4,18 @@
 //!
 //! [`run`] owns the whole lifetime: it loads everything the webhook needs (failing start-up
 //! with a clear error when something is missing or invalid), serves until SIGTERM or SIGINT,
-//! then stops accepting, lets in-flight reviews finish within [`ServeConfig::drain_timeout`]
-//! and returns.
+//! serves on, unready, for [`ServeConfig::shutdown_delay`] while clients move off (see
+//! [`shutdown`]), then stops accepting, lets in-flight reviews finish within
+//! [`ServeConfig::drain_timeout`] and returns.
 
 mod connections;
+mod shutdown;
 pub mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,7 +124,10 @@ pub struct ServeConfig {
     pub certificate_poll: Duration,
     /// How often the policy file is looked at (file mode).
     pub policy_poll: Duration,
-    /// How long in-flight reviews may take to finish after SIGTERM.
+    /// How long the webhook keeps serving after SIGTERM, unready and closing HTTP/1.1
+    /// connections after each answer, before it stops accepting.
+    pub shutdown_delay: Duration,
+    /// How long in-flight reviews may take to finish after the shutdown delay.
     pub drain_timeout: Duration,
     /// CA bundle that API server client certificates must chain to; `None`: no client
     /// certificate is asked for and every caller is unauthenticated.
@@ -167,6 +172,7 @@ impl ServeConfig {
             log_format: LogFormat::default(),
             certificate_poll: Duration::from_secs(2),
             policy_poll: Duration::from_secs(1),
+            shutdown_delay: crate::defaults::SHUTDOWN_DELAY,
             drain_timeout: Duration::from_secs(15),
             client_ca: None,
             body_timeout: WebhookSettings::default().body_timeout,
@@ -258,7 +264,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let readiness = Arc::new(Readiness {
         policy: Arc::clone(&view.policy),
         namespaces: Arc::clone(&view.namespaces),
-        draining: AtomicBool::new(false),
+        stopping: shutdown::Stopping::default(),
     });
     start_audit(&config, &view, &checker, &mut prometheus, &mut tasks)?;
     tasks.spawn(
@@ -276,7 +282,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.max_connections,
         metrics.connections_refused.clone(),
     );
-    let webhook = webhook_router(checker, view, metrics, &config, pull_secrets);
+    let webhook = webhook_router(checker, view, metrics, &config, pull_secrets).layer(
+        axum::middleware::from_fn_with_state(
+            readiness.stopping.clone(),
+            shutdown::close_connections_when_stopping,
+        ),
+    );
 
     let webhook_listener = bind(config.listen, "webhook")?;
     let metrics_listener = bind(config.metrics_listen, "metrics")?;
@@ -683,8 +694,8 @@ impl Servers {
         config: &ServeConfig,
     ) -> anyhow::Result<()> {
         let stopped_early = tokio::select! {
-            signal = shutdown_signal() => {
-                signal?;
+            signal = shutdown::signal() => {
+                tracing::info!(signal = signal?, "shutdown requested");
                 None
             }
             result = &mut self.webhook_task => Some(("webhook", result)),
@@ -701,8 +712,15 @@ impl Servers {
             anyhow::bail!("the {which} server failed: {reason}");
         }
 
-        // Not ready from now on, so that endpoints drop this pod while reviews drain.
-        readiness.draining.store(true, Ordering::Release);
+        // Not ready from now on, so that endpoints drop this pod; HTTP/1.1 clients are asked
+        // to close their connections after each answer until the delay ends.
+        readiness.stopping.begin();
+        tracing::info!(
+            connections = self.webhook_handle.connection_count(),
+            delay_seconds = config.shutdown_delay.as_secs_f64(),
+            "shutting down: serving on, unready, while clients move to other replicas"
+        );
+        shutdown::delay(config.shutdown_delay).await;
         tracing::info!(
             connections = self.webhook_handle.connection_count(),
             "shutting down: no new connections; draining in-flight reviews"
@@ -811,30 +829,17 @@ fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> 
     Ok(bytes)
 }
 
-/// Resolves at the first SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let name = tokio::select! {
-        _ = terminate.recv() => "SIGTERM",
-        _ = interrupt.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
-    Ok(())
-}
-
 /// What `/readyz` looks at.
 struct Readiness {
     policy: Arc<dyn PolicySource>,
     namespaces: Arc<dyn NamespaceDirectory>,
-    draining: AtomicBool,
+    stopping: shutdown::Stopping,
 }
 
 impl Readiness {
     /// `Err` with the reason while the webhook cannot answer reviews correctly.
     fn check(&self) -> Result<(), &'static str> {
-        if self.draining.load(Ordering::Acquire) {
+        if self.stopping.is_set() {
             return Err("shutting down");
         }
         if self.policy.current().is_none() {
@@ -937,14 +942,14 @@ mod tests {
         let readiness = Readiness {
             policy: policy.clone(),
             namespaces: namespaces.clone(),
-            draining: AtomicBool::new(false),
+            stopping: shutdown::Stopping::default(),
         };
         assert_eq!(readiness.check(), Err("no valid policy loaded yet"));
         policy.replace(Policy::from_yaml("version: 1\nrules: []\n").expect("policy"));
         assert_eq!(readiness.check(), Err("namespace cache not synced yet"));
         namespaces.set_ready();
         assert_eq!(readiness.check(), Ok(()));
-        readiness.draining.store(true, Ordering::Release);
+        readiness.stopping.begin();
         assert_eq!(readiness.check(), Err("shutting down"));
     }
 
