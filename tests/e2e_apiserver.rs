@@ -352,6 +352,8 @@ impl Cluster {
             "Service",
             "MutatingWebhookConfiguration",
             "ValidatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ] {
             assert!(
                 kinds.iter().any(|rendered| rendered == kind),
@@ -1793,6 +1795,122 @@ fn image_neutral_updates_do_not_wait_for_the_webhook() {
         ),
         "{run}"
     );
+}
+
+/// The provenance annotation is evidence, and two subresources write a Pod's annotations
+/// without a Pod UPDATE: `pods/status` (kubelets) and `pods/binding` (the scheduler). The
+/// webhook entries leave both out so that neither ever waits for the webhook; the chart's
+/// ValidatingAdmissionPolicy, evaluated in the API server itself, refuses a forged or removed
+/// annotation there, and lets every other status write and binding through, the webhook down.
+#[test]
+fn the_provenance_annotation_cannot_be_rewritten_through_status_or_binding() {
+    let mut cluster = Cluster::start();
+    let attested = cluster.images.attested.reference.clone();
+    for name in ["api", "probe"] {
+        let run = cluster.run_pod(ENFORCE_NS, name, &attested, &[]);
+        assert!(run.success, "{run}");
+    }
+    let recorded = provenance_annotation(&cluster.get(ENFORCE_NS, "pod", "api"));
+    cluster.stop_gate();
+    let patch_status = |name: &str, annotations: Value| {
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}}).to_string();
+        cluster.kubectl(&[
+            "patch",
+            "pod",
+            name,
+            "-n",
+            ENFORCE_NS,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+    };
+    // The API server loads policies from its informer: wait on a Pod of no consequence, with
+    // a new value at each try so that an early success cannot make a later try a no-op.
+    let mut attempt = 0;
+    eventually("the chart's admission policy is in force", || {
+        attempt += 1;
+        let forged = format!("{{\"forged\": {attempt}}}");
+        !patch_status("probe", serde_json::json!({PROVENANCE_ANNOTATION: forged})).success
+    });
+
+    for (what, annotations) in [
+        (
+            "forged",
+            serde_json::json!({PROVENANCE_ANNOTATION: "{\"digest\": \"sha256:forged\"}"}),
+        ),
+        ("removed", serde_json::json!({PROVENANCE_ANNOTATION: null})),
+    ] {
+        let run = patch_status("api", annotations);
+        assert!(
+            !run.success
+                && run.stderr.contains("ValidatingAdmissionPolicy")
+                && run.stderr.contains("cannot be changed through pods/status"),
+            "{what}: {run}"
+        );
+    }
+    // A kubelet's write (another annotation, a condition) goes through without the webhook.
+    let run = patch_status("api", serde_json::json!({"example.com/probe-result": "ok"}));
+    assert!(run.success, "{run}");
+    let condition = serde_json::json!({"status": {"conditions": [
+        {"type": "example.com/Checked", "status": "True"}
+    ]}})
+    .to_string();
+    let run = cluster.kubectl(&[
+        "patch",
+        "pod",
+        "api",
+        "-n",
+        ENFORCE_NS,
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        &condition,
+    ]);
+    assert!(run.success, "{run}");
+
+    let bind = |annotations: Value| {
+        let binding = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": "api", "annotations": annotations},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "node-a"},
+        })
+        .to_string();
+        cluster.kubectl_with_input(
+            &[
+                "create",
+                "--raw",
+                &format!("/api/v1/namespaces/{ENFORCE_NS}/pods/api/binding"),
+                "-f",
+                "-",
+            ],
+            Some(&binding),
+        )
+    };
+    let run = bind(serde_json::json!({PROVENANCE_ANNOTATION: "{\"forged\": true}"}));
+    assert!(
+        !run.success && run.stderr.contains("a Binding cannot carry"),
+        "{run}"
+    );
+    let run = bind(serde_json::json!({"example.com/scheduled-by": "a test"}));
+    assert!(run.success, "{run}");
+
+    let pod = cluster.get(ENFORCE_NS, "pod", "api");
+    assert_eq!(pod["spec"]["nodeName"], "node-a", "{pod}");
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/probe-result"],
+        "ok"
+    );
+    assert_eq!(provenance_annotation(&pod), recorded, "{pod}");
+}
+
+fn provenance_annotation(pod: &Value) -> String {
+    pod["metadata"]["annotations"][PROVENANCE_ANNOTATION]
+        .as_str()
+        .unwrap_or_else(|| panic!("the stored Pod has no {PROVENANCE_ANNOTATION}: {pod}"))
+        .to_owned()
 }
 
 /// A second release of the chart in another namespace (enforced by the first, tier 2 having
