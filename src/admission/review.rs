@@ -466,7 +466,10 @@ mod tests {
         let whole: Value = serde_json::from_slice(body).unwrap();
         let mut expected = whole["request"]["object"].clone();
         let object = expected.as_object_mut().unwrap();
-        assert!(object.remove("status").is_some(), "the fixture has a status");
+        assert!(
+            object.remove("status").is_some(),
+            "the fixture has a status"
+        );
         let metadata = object["metadata"].as_object_mut().unwrap();
         assert!(metadata.remove("managedFields").is_some());
         assert!(metadata.contains_key("annotations"));
@@ -492,9 +495,15 @@ mod tests {
     fn a_body_that_is_not_json_is_refused_whatever_part_of_it_is_left_out() {
         let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","object":{"status":{"phase":}}}}"#;
         let malformed = decode(body).expect_err("invalid JSON in a part left out");
-        assert!(matches!(malformed.error, ReviewError::NotJson(_)), "{malformed:?}");
+        assert!(
+            matches!(malformed.error, ReviewError::NotJson(_)),
+            "{malformed:?}"
+        );
         let trailing = br#"{"kind":"AdmissionReview"} {"#;
-        assert!(matches!(decode(trailing).expect_err("trailing").error, ReviewError::NotJson(_)));
+        assert!(matches!(
+            decode(trailing).expect_err("trailing").error,
+            ReviewError::NotJson(_)
+        ));
     }
 
     #[test]

@@ -4,8 +4,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::histogram::Histogram;
 use futures::FutureExt as _;
+use prometheus_client::metrics::histogram::Histogram;
 use tracing::Instrument as _;
 
 use super::reference::ImageReference;
@@ -91,9 +91,8 @@ pub async fn check_all<R: Registry + 'static>(
             // (within its own per-image timeout) and fills the cache, so the API server's
             // retry is answered at once.
             // A panic is caught here as the spawned task's would be.
-            let first_poll = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                (&mut check).now_or_never()
-            }));
+            let first_poll =
+                std::panic::catch_unwind(AssertUnwindSafe(|| (&mut check).now_or_never()));
             match first_poll {
                 Ok(Some(done)) => Checking::Done(done),
                 Ok(None) => Checking::Spawned(tokio::spawn(check)),
