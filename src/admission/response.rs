@@ -35,11 +35,6 @@ impl AdmissionReviewResponse {
             response,
         }
     }
-
-    pub fn to_json(&self) -> Value {
-        // Strings, numbers and maps of strings only: serialisation cannot fail.
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 /// `response` of an AdmissionReview.

@@ -1,8 +1,10 @@
 //! Decoding an AdmissionReview (`admission.k8s.io/v1`, and `v1beta1` which has the same
 //! shape). Parsed from `serde_json::Value` by hand rather than through typed structs, so
 //! that a malformed review is answered with the field that is wrong, not a serde message.
+//! The tree leaves out the parts of the objects that nothing here reads ([`Tree`]).
 
-use serde_json::Value;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use crate::decision::breakglass::Requester;
 
@@ -90,9 +92,10 @@ pub struct AdmissionRequest {
     pub namespace: Option<String>,
     pub operation: Operation,
     pub user: Requester,
-    /// The object as it will be stored (CREATE, UPDATE).
+    /// The object as it will be stored (CREATE, UPDATE), without its `status` and
+    /// `metadata.managedFields` (see [`Tree`]).
     pub object: Option<Value>,
-    /// The object as it was (UPDATE, DELETE).
+    /// The object as it was (UPDATE, DELETE), likewise.
     pub old_object: Option<Value>,
     pub dry_run: bool,
     /// Not part of the review: who sent it, from the connection (set by the router).
@@ -150,7 +153,7 @@ pub fn decode(body: &[u8]) -> Result<AdmissionRequest, Malformed> {
         api_version,
         error,
     };
-    let review: Value = serde_json::from_slice(body)
+    let review = Tree::decode(body)
         .map_err(|error| fail("", ApiVersion::V1, ReviewError::NotJson(error.to_string())))?;
     let Value::Object(mut review) = review else {
         return Err(fail("", ApiVersion::V1, ReviewError::NotAnObject));
@@ -308,6 +311,114 @@ fn object_field(value: Option<Value>, field: &'static str) -> Result<Option<Valu
     }
 }
 
+/// Where a JSON value stands in a review, for what of it is kept in the tree. Every review
+/// pays for decoding its body, and most of a Pod's bytes are its `metadata.managedFields`
+/// (the API server's field ownership: dozens of small objects) and its `status`, which no
+/// decision reads: they are parsed (so the body is still checked to be JSON) but not kept.
+/// Everything else is the tree `serde_json` would build, the same for any shape; only a
+/// Pod's spec and metadata are read.
+#[derive(Debug, Clone, Copy)]
+enum Tree {
+    Review,
+    Request,
+    Object,
+    Metadata,
+    /// Below the levels above: kept whole.
+    Whole,
+}
+
+impl Tree {
+    fn decode(body: &[u8]) -> serde_json::Result<Value> {
+        let mut json = serde_json::Deserializer::from_slice(body);
+        let review = Tree::Review.deserialize(&mut json)?;
+        json.end()?;
+        Ok(review)
+    }
+
+    /// How the member `key` of a JSON object at this level is kept: `None` when left out.
+    fn member(self, key: &str) -> Option<Tree> {
+        match (self, key) {
+            (Tree::Object, "status") | (Tree::Metadata, "managedFields") => None,
+            (Tree::Review, "request") => Some(Tree::Request),
+            (Tree::Request, "object" | "oldObject") => Some(Tree::Object),
+            (Tree::Object, "metadata") => Some(Tree::Metadata),
+            _ => Some(Tree::Whole),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Tree {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, json: D) -> Result<Value, D::Error> {
+        match self {
+            Tree::Whole => serde::Deserialize::deserialize(json),
+            _ => json.deserialize_any(self),
+        }
+    }
+}
+
+/// The values `serde_json::Value` decodes to, but for objects' members ([`Tree::member`]).
+impl<'de> Visitor<'de> for Tree {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Value, A::Error> {
+        let mut list = Vec::new();
+        while let Some(item) = items.next_element()? {
+            list.push(item);
+        }
+        Ok(Value::Array(list))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = members.next_key::<String>()? {
+            match self.member(&key) {
+                Some(level) => {
+                    let value = members.next_value_seed(level)?;
+                    object.insert(key, value);
+                }
+                None => {
+                    members.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +458,52 @@ mod tests {
         assert_eq!(request.user.groups, ["sre"]);
         assert!(request.dry_run);
         assert!(request.old_object.is_none());
+    }
+
+    #[test]
+    fn the_objects_leave_out_only_what_nothing_reads() {
+        let body = include_bytes!("../../tests/data/admission/pod-create.gke.json");
+        let whole: Value = serde_json::from_slice(body).unwrap();
+        let mut expected = whole["request"]["object"].clone();
+        let object = expected.as_object_mut().unwrap();
+        assert!(
+            object.remove("status").is_some(),
+            "the fixture has a status"
+        );
+        let metadata = object["metadata"].as_object_mut().unwrap();
+        assert!(metadata.remove("managedFields").is_some());
+        assert!(metadata.contains_key("annotations"));
+        let mut update = whole.clone();
+        update["request"]["operation"] = json!("UPDATE");
+        update["request"]["oldObject"] = whole["request"]["object"].clone();
+
+        let request = decode(&serde_json::to_vec(&update).unwrap()).unwrap();
+        assert_eq!(request.object.as_ref(), Some(&expected));
+        assert_eq!(request.old_object.as_ref(), Some(&expected));
+        assert_eq!(request.name.as_deref(), whole["request"]["name"].as_str());
+        // Only the objects' own members are left out, not members of that name elsewhere.
+        let mut nested = whole.clone();
+        nested["request"]["object"]["spec"]["status"] = json!({"kept": [1, 2.5, -3, null]});
+        let request = decode(&serde_json::to_vec(&nested).unwrap()).unwrap();
+        assert_eq!(
+            request.object.unwrap()["spec"],
+            nested["request"]["object"]["spec"]
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_refused_whatever_part_of_it_is_left_out() {
+        let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","object":{"status":{"phase":}}}}"#;
+        let malformed = decode(body).expect_err("invalid JSON in a part left out");
+        assert!(
+            matches!(malformed.error, ReviewError::NotJson(_)),
+            "{malformed:?}"
+        );
+        let trailing = br#"{"kind":"AdmissionReview"} {"#;
+        assert!(matches!(
+            decode(trailing).expect_err("trailing").error,
+            ReviewError::NotJson(_)
+        ));
     }
 
     #[test]

@@ -77,12 +77,10 @@ async fn answer<R: Registry + 'static>(
         return response;
     };
     match body {
-        Ok(body) => Json(
-            handle_review(state, &body, endpoint, (caller, ReceivedAt(received)))
-                .await
-                .to_json(),
-        )
-        .into_response(),
+        Ok(body) => {
+            Json(handle_review(state, &body, endpoint, (caller, ReceivedAt(received))).await)
+                .into_response()
+        }
         // The API server never sends more than 3 MiB, so this is somebody else; the status
         // says what happened and the body still says it as an AdmissionReview.
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -106,5 +104,5 @@ async fn answer<R: Registry + 'static>(
 fn unreadable(status: StatusCode, code: u16, message: &str) -> Response {
     let response = AdmissionResponse::deny("", code, message);
     let review = AdmissionReviewResponse::new(ApiVersion::V1, response);
-    (status, Json(review.to_json())).into_response()
+    (status, Json(review)).into_response()
 }

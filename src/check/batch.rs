@@ -1,8 +1,10 @@
 //! Every distinct image of one review, checked concurrently under the review's budget.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use prometheus_client::metrics::histogram::Histogram;
 use tracing::Instrument as _;
 
@@ -60,12 +62,9 @@ pub async fn check_all<R: Registry + 'static>(
             let verification_duration = verification_duration.clone();
             let image = image.clone();
             let logins = Arc::clone(logins);
-            // Spawned rather than awaited in place: a check that outlives the budget still
-            // finishes (within its own per-image timeout) and fills the cache, so the API
-            // server's retry is answered at once.
             // The span's parent is the review's, so registry and verification logs keep its uid.
             let span = tracing::info_span!("image_check", image = %image);
-            tokio::spawn(
+            let mut check = Box::pin(
                 async move {
                     let started = Instant::now();
                     let check = checker
@@ -85,19 +84,38 @@ pub async fn check_all<R: Registry + 'static>(
                     check
                 }
                 .instrument(span),
-            )
+            );
+            // A cached image is answered on the first poll: then it costs no task, and the
+            // review no trip through the scheduler's queue. Any other check is spawned
+            // rather than awaited in place: one that outlives the budget still finishes
+            // (within its own per-image timeout) and fills the cache, so the API server's
+            // retry is answered at once.
+            // A panic is caught here as the spawned task's would be.
+            let first_poll =
+                std::panic::catch_unwind(AssertUnwindSafe(|| (&mut check).now_or_never()));
+            match first_poll {
+                Ok(Some(done)) => Checking::Done(done),
+                Ok(None) => Checking::Spawned(tokio::spawn(check)),
+                Err(_) => Checking::Panicked,
+            }
         })
         .collect();
     let mut checks = Vec::with_capacity(images.len());
     for (image, task) in images.iter().zip(tasks) {
+        let task = match task {
+            Checking::Done(check) => {
+                checks.push(check);
+                continue;
+            }
+            Checking::Spawned(task) => task,
+            Checking::Panicked => {
+                checks.push(failed_unexpectedly(policy, image, "the check panicked"));
+                continue;
+            }
+        };
         let check = match tokio::time::timeout_at(deadline, task).await {
             Ok(Ok(check)) => check,
-            Ok(Err(error)) => unfinished(
-                policy,
-                image,
-                FailureKind::NotVerified,
-                format!("verification failed unexpectedly: {error}"),
-            ),
+            Ok(Err(error)) => failed_unexpectedly(policy, image, error),
             Err(_) => unfinished(
                 policy,
                 image,
@@ -111,6 +129,22 @@ pub async fn check_all<R: Registry + 'static>(
         checks.push(check);
     }
     checks
+}
+
+/// One image's check: answered on its first poll, or still running in its own task.
+enum Checking {
+    Done(ImageCheck),
+    Spawned(tokio::task::JoinHandle<ImageCheck>),
+    Panicked,
+}
+
+fn failed_unexpectedly(policy: &Policy, image: &str, error: impl std::fmt::Display) -> ImageCheck {
+    unfinished(
+        policy,
+        image,
+        FailureKind::NotVerified,
+        format!("verification failed unexpectedly: {error}"),
+    )
 }
 
 /// A failed check for an image whose check did not finish.
