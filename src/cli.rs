@@ -349,6 +349,14 @@ struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = Seconds(defaults::SHUTDOWN_DELAY),
           value_parser = parse_seconds::<{ defaults::MAX_SHUTDOWN_DELAY_SECONDS }>)]
     shutdown_delay: Seconds,
+    /// Entries per cache: verified digests, tags, GitHub listings (about 4 KiB resident per
+    /// verified digest). Raise it where more distinct digests run than it holds, so that
+    /// they are not verified again.
+    #[arg(long, value_name = "N", default_value_t = defaults::CACHE_CAPACITY,
+          value_parser = clap::value_parser!(u32)
+              .range(i64::from(defaults::MIN_CACHE_CAPACITY)..=i64::from(defaults::MAX_CACHE_CAPACITY))
+              .map(|n| n as usize))]
+    cache_capacity: usize,
     /// Open webhook connections at most; more are closed at once.
     #[arg(long, value_name = "N", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::value_parser!(u32).range(1..=65_536).map(|n| n as usize))]
@@ -1086,6 +1094,7 @@ fn serve_command(args: ServeArgs) -> Result<ExitCode, UsageError> {
     config.max_connections = args.max_connections;
     config.max_streams_per_connection = args.max_streams_per_connection;
     config.max_in_flight = args.max_in_flight;
+    config.cache_capacity = args.cache_capacity;
     config.registry_proxy = args.registry_proxy;
     config.log_format = args.log_format;
     config.workload_credentials = args.workload_credentials;
@@ -1296,6 +1305,15 @@ mod tests {
         assert_eq!(args.review_budget.0, defaults::REVIEW_BUDGET);
         assert_eq!(args.body_timeout.0, defaults::BODY_TIMEOUT);
         assert_eq!(args.shutdown_delay.0, defaults::SHUTDOWN_DELAY);
+        assert_eq!(args.cache_capacity, defaults::CACHE_CAPACITY);
+        let args = serve_args(&["--cache-capacity", "20000"]).expect("in range");
+        assert_eq!(args.cache_capacity, 20_000);
+        for refused in ["63", "262145", "many"] {
+            assert!(
+                serve_args(&["--cache-capacity", refused]).is_err(),
+                "{refused}"
+            );
+        }
         let args = serve_args(&["--review-budget", "2.5"]).expect("in range");
         assert_eq!(args.review_budget.0, std::time::Duration::from_millis(2500));
         for (flag, value) in [("--review-budget", "31"), ("--body-timeout", "0")] {

@@ -19,6 +19,15 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 /// …and at most a minute: the pod's termination grace period must cover it and the drain.
 pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 60;
+/// `serve --cache-capacity`: entries per cache (tags, verified facts per digest, GitHub
+/// listings, index children). A verified digest costs about 4 KiB resident (BENCHMARKS.md,
+/// the memory phase), so the default holds 4,096 digests in about 16 MiB; a cluster running
+/// more distinct digests than this re-verifies the least recently used ones.
+pub const CACHE_CAPACITY: usize = 4096;
+/// …at least this many (fewer would thrash on one large Deployment's rollout)…
+pub const MIN_CACHE_CAPACITY: u32 = 64;
+/// …and at most this many (about 1 GiB at the size above).
+pub const MAX_CACHE_CAPACITY: u32 = 262_144;
 /// The webhook's `timeoutSeconds` is at most 30 s; a review budget or body timeout beyond
 /// it could never be used.
 pub const MAX_REVIEW_SECONDS: u64 = 30;

@@ -909,6 +909,15 @@ async fn a_check_stops_at_the_first_satisfying_bundle_and_a_stricter_policy_veri
     }
     assert_eq!(checker.verification_count(), 2);
     assert_eq!(proxied.proxy.request_count(), requests);
+
+    // Verified bundles are released from the cache once verified; their results still
+    // answer both policies, with nothing verified or fetched again.
+    for policy in [&lenient, &strict] {
+        let check = checker.check(policy, &proxied.reference).await;
+        assert_verified(&check, &proxied.image.manifest_digest);
+    }
+    assert_eq!(checker.verification_count(), 2);
+    assert_eq!(proxied.proxy.request_count(), requests);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -83,7 +83,7 @@ impl Default for CheckSettings {
             tag_ttl: Duration::from_secs(30),
             verified_ttl: Duration::from_secs(3600),
             failure_ttl: Duration::from_secs(10),
-            cache_capacity: 4096,
+            cache_capacity: crate::defaults::CACHE_CAPACITY,
             max_platforms: 32,
             max_verifications: DEFAULT_MAX_VERIFICATIONS,
         }
@@ -97,7 +97,11 @@ impl Default for CheckSettings {
 pub struct CandidateBundle {
     pub index: usize,
     pub bundle_digest: String,
-    bundle: Arc<ParsedBundle>,
+    /// The bundle until it is verified, then released: a verified digest stays cached for
+    /// an hour, decisions read only the verification's result, and a rotation of the roots
+    /// drops the whole cache rather than verifying again. Most of a cached digest's memory
+    /// was its bundle.
+    unverified: std::sync::Mutex<Option<Arc<ParsedBundle>>>,
     verified: OnceCell<Result<VerifiedAttestation, String>>,
 }
 
@@ -718,7 +722,7 @@ impl<R: Registry> ImageChecker<R> {
                 .map(|bundle| CandidateBundle {
                     index: bundle.index,
                     bundle_digest: bundle.digest.clone(),
-                    bundle: Arc::new(bundle),
+                    unverified: std::sync::Mutex::new(Some(Arc::new(bundle))),
                     verified: OnceCell::new(),
                 })
                 .collect(),
@@ -908,9 +912,19 @@ impl<R: Registry> ImageChecker<R> {
         bundle
             .verified
             .get_or_init(|| async {
+                let unverified = || {
+                    bundle
+                        .unverified
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                };
+                // Released only below, with the result in hand: an initialisation cut short
+                // (a timeout) leaves the bundle for the next one.
+                let Some(parsed) = unverified().clone() else {
+                    return Err("the bundle was released before it was verified".to_owned());
+                };
                 self.verifications.fetch_add(1, Ordering::Relaxed);
                 let roots = self.roots.current();
-                let parsed = Arc::clone(&bundle.bundle);
                 let subject = digest_bytes(&facts.subject);
                 // Signature checks are CPU work; keep them off the async workers.
                 let verification = tokio::task::spawn_blocking(move || {
@@ -919,8 +933,10 @@ impl<R: Registry> ImageChecker<R> {
                 })
                 .await;
                 // A verification that panicked proves nothing, and the reason says why.
-                verification
-                    .unwrap_or_else(|error| Err(format!("verification did not complete: {error}")))
+                let result = verification
+                    .unwrap_or_else(|error| Err(format!("verification did not complete: {error}")));
+                *unverified() = None;
+                result
             })
             .await
     }

@@ -140,6 +140,8 @@ pub struct ServeConfig {
     pub max_streams_per_connection: u32,
     /// Reviews being read or decided at once; more wait.
     pub max_in_flight: usize,
+    /// Entries per cache of the image checker (verified digests, tags, listings).
+    pub cache_capacity: usize,
     /// Proxy for every registry request; `None`: direct, whatever the environment says.
     pub registry_proxy: Option<reqwest::Url>,
     /// How often to audit the running Pods and export the result as metrics (cluster mode
@@ -179,6 +181,7 @@ impl ServeConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            cache_capacity: crate::defaults::CACHE_CAPACITY,
             registry_proxy: None,
             audit_interval: None,
             workload_credentials: false,
@@ -515,6 +518,7 @@ fn build_checker(
         roots.current(),
         CheckSettings {
             per_image_timeout: config.review_budget,
+            cache_capacity: config.cache_capacity,
             ..CheckSettings::default()
         },
     )
