@@ -19,6 +19,9 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 /// …and at most a minute: the pod's termination grace period must cover it and the drain.
 pub const MAX_SHUTDOWN_DELAY_SECONDS: u64 = 60;
+/// After the shutdown delay: how long in-flight reviews may take to finish. The chart's
+/// guard on `terminationGracePeriodSeconds` (templates/deployment.yaml) counts on it.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// `serve --cache-capacity`: entries per cache (tags, verified facts per digest, GitHub
 /// listings, index children). A verified digest costs about 4 KiB resident (BENCHMARKS.md,
 /// the memory phase), so the default holds 4,096 digests in about 16 MiB; a cluster running

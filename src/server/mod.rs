@@ -175,7 +175,7 @@ impl ServeConfig {
             certificate_poll: Duration::from_secs(2),
             policy_poll: Duration::from_secs(1),
             shutdown_delay: crate::defaults::SHUTDOWN_DELAY,
-            drain_timeout: Duration::from_secs(15),
+            drain_timeout: crate::defaults::DRAIN_TIMEOUT,
             client_ca: None,
             body_timeout: WebhookSettings::default().body_timeout,
             max_connections: DEFAULT_MAX_CONNECTIONS,
